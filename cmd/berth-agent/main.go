@@ -1,0 +1,117 @@
+// Command berth-agent is Berth's per-node agent (a DaemonSet with host
+// networking). It finds its own Node and serves health and metrics; the
+// announcers, pod routes, service proxy and NetworkPolicy register with it as
+// they land.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/berthnet/berth/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		nodeName    string
+		metricsAddr string
+		probeAddr   string
+		showVersion bool
+	)
+	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, set from the downward API)")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9190", "where Prometheus metrics are served; 0 turns them off")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9191", "where /healthz and /readyz are served")
+	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	if showVersion {
+		fmt.Println("berth-agent", version.Get())
+		return nil
+	}
+	if nodeName == "" {
+		return fmt.Errorf("no node name: pass --node-name or set NODE_NAME (spec.nodeName through the downward API)")
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("agent")
+	log.Info("starting berth-agent", "version", version.Get().String(), "node", nodeName)
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: probeAddr,
+		// An agent sees only its own Node, not every Node of the cluster.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", func(*http.Request) error { return nil }); err != nil {
+		return err
+	}
+	// Ready once this node's Node object is in the cache.
+	if err := mgr.AddReadyzCheck("node", func(r *http.Request) error {
+		var n corev1.Node
+		if err := mgr.GetCache().Get(r.Context(), client.ObjectKey{Name: nodeName}, &n); err != nil {
+			return fmt.Errorf("node %s: %w", nodeName, err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := mgr.Add(nodeLogger{mgr: mgr, name: nodeName}); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+// nodeLogger reports this node's pod CIDRs once the cache has the Node, so an
+// operator sees from the agent's log that it found its node.
+type nodeLogger struct {
+	mgr  ctrl.Manager
+	name string
+}
+
+func (n nodeLogger) Start(ctx context.Context) error {
+	if !n.mgr.GetCache().WaitForCacheSync(ctx) {
+		return nil
+	}
+	var node corev1.Node
+	if err := n.mgr.GetCache().Get(ctx, client.ObjectKey{Name: n.name}, &node); err != nil {
+		return fmt.Errorf("node %s: %w (is --node-name right?)", n.name, err)
+	}
+	ctrl.Log.WithName("agent").Info("found node", "node", n.name, "podCIDRs", node.Spec.PodCIDRs)
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,84 @@
+// Command berth-controller runs Berth's cluster-wide controllers under one
+// leader-elected manager. The reconcilers (LB address management, Gateway and
+// Ingress translation, the xDS server) register with it as they land.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	berthv1alpha1 "github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/internal/version"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		metricsAddr   string
+		probeAddr     string
+		leaderElect   bool
+		leaderElectNS string
+		showVersion   bool
+	)
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "where Prometheus metrics are served; 0 turns them off")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "where /healthz and /readyz are served")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "run only while holding the leader lease, so replicas do not fight")
+	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader lease (default: the pod's own)")
+	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	if showVersion {
+		fmt.Println("berth-controller", version.Get())
+		return nil
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("setup")
+	log.Info("starting berth-controller", "version", version.Get().String())
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := berthv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          leaderElect,
+		LeaderElectionID:        "berth-controller.berth.dev",
+		LeaderElectionNamespace: leaderElectNS,
+		// Step down cleanly on SIGTERM so a new leader takes over at once.
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		return fmt.Errorf("manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

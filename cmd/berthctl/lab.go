@@ -1,0 +1,164 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berthnet/berth/lab"
+)
+
+func newLab() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "A local bare-metal cluster on this machine, in network namespaces",
+		Long: `The lab runs a Kubernetes control plane on this machine and puts nodes, a
+BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
+root. Several labs can run at once with different --name and --lan.`,
+	}
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabNodeHost())
+	return cmd
+}
+
+// nameFlags are the flags that find a lab.
+type nameFlags struct {
+	name     string
+	stateDir string
+}
+
+func (f *nameFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.name, "name", lab.DefaultName, "lab name (prefixes its namespaces and links)")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", "", "lab state folder (default "+lab.StateRoot+"/<name>)")
+}
+
+func (f *nameFlags) dir() string {
+	if f.stateDir != "" {
+		return filepath.Clean(f.stateDir)
+	}
+	return filepath.Join(lab.StateRoot, f.name)
+}
+
+func newLabUp() *cobra.Command {
+	var nf nameFlags
+	cfg := lab.Default()
+	var lan, upstream string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the lab: network, control plane, router and nodes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Name = nf.name
+			cfg.StateDir = nf.dir()
+			var err error
+			if cfg.LAN, err = netip.ParsePrefix(lan); err != nil {
+				return fmt.Errorf("--lan: %w", err)
+			}
+			if cfg.Upstream, err = netip.ParsePrefix(upstream); err != nil {
+				return fmt.Errorf("--upstream: %w", err)
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if cfg.K8sBinDir == "" {
+				cfg.K8sBinDir = filepath.Join(filepath.Dir(self), "k8s")
+			}
+			return lab.Up(cmd.Context(), cfg, self, cmd.OutOrStdout())
+		},
+	}
+	nf.add(cmd)
+	cmd.Flags().IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
+	cmd.Flags().StringVar(&lan, "lan", cfg.LAN.String(), "the lab LAN (IPv4 prefix)")
+	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
+	cmd.Flags().StringVar(&cfg.K8sBinDir, "k8s-bin-dir", "", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler (default: k8s/ beside berthctl)")
+	return cmd
+}
+
+func newLabDown() *cobra.Command {
+	var nf nameFlags
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Remove every process, namespace, link and file of the lab",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.Down(nf.name, nf.dir(), cmd.OutOrStdout())
+		},
+	}
+	nf.add(cmd)
+	return cmd
+}
+
+func newLabStatus() *cobra.Command {
+	var nf nameFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what runs in the lab and whether it is healthy",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.Status(cmd.Context(), nf.dir(), cmd.OutOrStdout())
+		},
+	}
+	nf.add(cmd)
+	return cmd
+}
+
+func newLabKubeconfig() *cobra.Command {
+	var nf nameFlags
+	var pathOnly bool
+	cmd := &cobra.Command{
+		Use:   "kubeconfig",
+		Short: "Print the lab's admin kubeconfig (or its path)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.LoadState(nf.dir())
+			if err != nil {
+				return fmt.Errorf("lab %q: %w", nf.name, err)
+			}
+			if pathOnly {
+				_, err = fmt.Fprintln(cmd.OutOrStdout(), st.Config.AdminKubeconfig())
+				return err
+			}
+			b, err := os.ReadFile(st.Config.AdminKubeconfig())
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	nf.add(cmd)
+	cmd.Flags().BoolVar(&pathOnly, "path", false, "print the file's path instead of its content")
+	return cmd
+}
+
+// newLabNodeHost is what `lab up` runs inside each node namespace.
+func newLabNodeHost() *cobra.Command {
+	var stateDir string
+	var node int
+	cmd := &cobra.Command{
+		Use:    "node-host",
+		Short:  "Keep one lab node registered and Ready (started by lab up)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.LoadState(strings.TrimSuffix(stateDir, "/"))
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			h, err := lab.NewNodeHost(st.Config, node, log)
+			if err != nil {
+				return err
+			}
+			return h.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "the lab's state folder")
+	cmd.Flags().IntVar(&node, "node", 0, "the node's number, from 1")
+	return cmd
+}

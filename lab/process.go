@@ -1,0 +1,136 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berthnet/berth/lab/netns"
+)
+
+// procSpec is a long-running process to start for the lab.
+type procSpec struct {
+	name  string
+	netns string // empty: the host namespace
+	path  string
+	args  []string
+}
+
+// startProcess starts spec detached from this process (own session, output
+// to its log file), so it outlives `berthctl lab up`.
+func (c Config) startProcess(spec procSpec) (Process, error) {
+	logPath := c.logFile(spec.name)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return Process{}, err
+	}
+	defer logf.Close()
+	var cmd *exec.Cmd
+	if spec.netns == "" {
+		cmd = exec.Command(spec.path, spec.args...)
+	} else {
+		// `ip netns exec` execs the command in place, so the pid we get is
+		// the component's own.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", spec.netns, spec.path}, spec.args...)...)
+	}
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	cmd.Dir = c.StateDir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return Process{}, fmt.Errorf("start %s: %w", spec.name, err)
+	}
+	p := Process{Name: spec.name, Pid: cmd.Process.Pid, Netns: spec.netns, Log: logPath}
+	// Reap it if it dies while we are still running, so it does not linger
+	// as a zombie that looks alive.
+	go func() { _ = cmd.Wait() }()
+	return p, nil
+}
+
+// ours reports whether pid is a live process started for the lab whose state
+// folder is dir: every one of them names that folder on its command line.
+func ours(pid int, dir string) bool {
+	if !netns.Alive(pid) {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(b, []byte(dir+"/"))
+}
+
+// strays lists live processes, other than this one, whose command line names
+// the lab's state folder: what a crashed `up` may have left unrecorded.
+func strays(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if ours(pid, dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// freePort asks the kernel for an unused loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitFor polls check until it succeeds, the process dies, or the deadline
+// passes; the error then carries the end of the process's log.
+func waitFor(ctx context.Context, p Process, timeout time.Duration, check func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last error
+	for {
+		cctx, ccancel := context.WithTimeout(ctx, 5*time.Second)
+		last = check(cctx)
+		ccancel()
+		if last == nil {
+			return nil
+		}
+		if !netns.Alive(p.Pid) {
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, last, tailLog(p.Log, 20))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not healthy after %s: %v\n%s", p.Name, timeout, last, tailLog(p.Log, 20))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// tailLog returns the last n lines of a log, indented, for error messages.
+func tailLog(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "  last lines of " + path + ":\n    " + strings.Join(lines, "\n    ")
+}
