@@ -5,8 +5,9 @@
 package v1alpha1
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
@@ -14,8 +15,21 @@ var (
 	GroupVersion = schema.GroupVersion{Group: "berth.dev", Version: "v1alpha1"}
 
 	// SchemeBuilder registers Berth's kinds with a runtime.Scheme.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
 	// AddToScheme adds Berth's kinds to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
+
+// knownTypes lists every kind of the group with its list type; each kind is
+// added here when it lands, rather than from init functions scattered across
+// files.
+func knownTypes() []runtime.Object {
+	return []runtime.Object{}
+}
+
+func addKnownTypes(s *runtime.Scheme) error {
+	s.AddKnownTypes(GroupVersion, knownTypes()...)
+	metav1.AddToGroupVersion(s, GroupVersion)
+	return nil
+}

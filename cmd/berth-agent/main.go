@@ -24,6 +24,13 @@ import (
 	"github.com/berthnet/berth/internal/version"
 )
 
+// The agent reads its own Node (the cache is limited to it, but list/watch
+// are cluster-scoped verbs) and records Events.
+//
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-agent:", err)

@@ -19,6 +19,14 @@ import (
 	"github.com/berthnet/berth/internal/version"
 )
 
+// The controller's own needs; each reconciler declares its own next to its code.
+// Leader election holds a Lease in the controller's namespace, and every
+// component records Events.
+//
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=berth-system,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "berth-controller:", err)

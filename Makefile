@@ -1,0 +1,98 @@
+# Berth's build, test and lab targets. `make help` lists them.
+
+SHELL := /usr/bin/env bash -o pipefail
+.DEFAULT_GOAL := build
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+TOOLS     := $(BIN)/tools
+K8S_BIN   := $(BIN)/k8s
+MODULE    := github.com/berthnet/berth
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS   := -s -w -X $(MODULE)/internal/version.version=$(VERSION) -X $(MODULE)/internal/version.commit=$(COMMIT)
+
+CONTROLLER_GEN_VERSION := v0.23.0
+STATICCHECK_VERSION    := v0.8.2
+CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
+STATICCHECK    := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+
+BINARIES := berth-controller berth-agent berth-cni berthctl
+# Packages whose kubebuilder:rbac markers make up the controller's role.
+CONTROLLER_RBAC_PATHS := ./cmd/berth-controller/... $(if $(wildcard controllers),./controllers/...)
+
+# Tests find the control plane here (controller-runtime's envtest reads it).
+export KUBEBUILDER_ASSETS := $(K8S_BIN)
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the four binaries into bin/, version stamped.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+.PHONY: debian-deps
+debian-deps: ## Install the Debian packages the lab and tests use, if missing.
+	hack/debian-deps.sh
+
+.PHONY: test-deps
+test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s (cached) and the tools.
+	test/k8sbin/build.sh $(K8S_BIN)
+
+.PHONY: test
+test: build test-deps ## Run every test: unit, privileged (as root), API server and lab.
+	$(GO) test -count=1 -timeout 30m ./...
+
+.PHONY: lint
+lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
+	@out="$$(gofmt -l $$(git ls-files '*.go') )"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code for api/.
+	$(CONTROLLER_GEN) object paths=./api/...
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ from kubebuilder markers.
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=berth-controller $(addprefix paths=,$(CONTROLLER_RBAC_PATHS)) output:rbac:artifacts:config=config/rbac/controller
+	$(CONTROLLER_GEN) rbac:roleName=berth-agent paths=./cmd/berth-agent/... output:rbac:artifacts:config=config/rbac/agent
+
+.PHONY: verify
+verify: lint ## Fail when lint fails or when make generate manifests would change a file.
+	@sum() { find api config -type f 2>/dev/null | sort | xargs -r sha256sum; }; \
+	before="$$(sum)"; $(MAKE) --no-print-directory generate manifests >/dev/null; after="$$(sum)"; \
+	if [[ "$$before" != "$$after" ]]; then diff <(echo "$$before") <(echo "$$after"); \
+	echo "generated files were stale: make generate manifests has updated them; commit the result"; exit 1; fi
+
+.PHONY: run
+run: build test-deps ## Start the local lab (needs root) and show its state.
+	$(BIN)/berthctl lab up
+	$(BIN)/berthctl lab status
+	@echo
+	@echo "kubectl:  $(K8S_BIN)/kubectl --kubeconfig $$($(BIN)/berthctl lab kubeconfig --path) get nodes -o wide"
+	@echo "stop it:  sudo $(BIN)/berthctl lab down"
+
+.PHONY: lab-down
+lab-down: ## Tear the local lab down.
+	$(BIN)/berthctl lab down
+
+.PHONY: clean
+clean: ## Remove built binaries and tools (keeps the cached control plane in bin/k8s).
+	rm -rf $(addprefix $(BIN)/,$(BINARIES)) $(TOOLS)
+
+.PHONY: clean-all
+clean-all: clean ## Also remove the cached control plane.
+	rm -rf $(K8S_BIN)
+
+$(CONTROLLER_GEN):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS)/.gobin $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(TOOLS)/.gobin/controller-gen $@
+
+$(STATICCHECK):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS)/.gobin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(TOOLS)/.gobin/staticcheck $@

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the lab and the tests run, when any is missing:
+# bird2 (the lab router and BGP test peer), iproute2 (`ip netns exec`),
+# nftables (service proxy and NetworkPolicy). Does nothing when all are there.
+set -euo pipefail
+missing=()
+command -v bird >/dev/null || missing+=(bird2)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+if [[ $(id -u) != 0 ]]; then
+	echo "missing Debian packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+echo "installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,139 @@
+package lab
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDefaultAddresses(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what string
+		got  netip.Addr
+		want string
+	}{
+		{"router", c.RouterLAN(), "198.18.0.1"},
+		{"node1", c.NodeAddr(1), "198.18.0.11"},
+		{"node3", c.NodeAddr(3), "198.18.0.13"},
+		{"lan client", c.ClientLAN(), "198.18.0.253"},
+		{"host", c.HostLAN(), "198.18.0.254"},
+		{"router upstream", c.RouterUpstream(), "203.0.113.1"},
+		{"external client", c.ExternalAddr(), "203.0.113.2"},
+		{"kubernetes service", c.FirstServiceIP(), "10.96.0.1"},
+	} {
+		if tc.got.String() != tc.want {
+			t.Errorf("%s = %v, want %s", tc.what, tc.got, tc.want)
+		}
+	}
+	if got := c.NodeNamespace(2); got != "berth-node2" {
+		t.Errorf("NodeNamespace(2) = %q", got)
+	}
+	if got := c.HostLink(); len(got) > 15 {
+		t.Errorf("host link name %q is longer than an interface name may be", got)
+	}
+}
+
+// Every bad config is refused with a message that says what to change.
+func TestValidateRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   string
+	}{
+		{"long name", func(c *Config) { c.Name = "waytoolongname" }, "1 to 10"},
+		{"name with dash", func(c *Config) { c.Name = "a-b" }, "lower-case letters"},
+		{"no nodes", func(c *Config) { c.Nodes = 0 }, "use 1 to 50"},
+		{"ipv6 lan", func(c *Config) { c.LAN = netip.MustParsePrefix("fd00::/64") }, "IPv4 prefix"},
+		{"host bits", func(c *Config) { c.LAN = netip.MustParsePrefix("198.18.0.7/24") }, "host bits"},
+		{"tiny lan", func(c *Config) { c.LAN = netip.MustParsePrefix("198.18.0.0/28") }, "/26 or shorter"},
+		{"lan overlaps upstream", func(c *Config) { c.Upstream = netip.MustParsePrefix("198.18.0.0/25") }, "overlap"},
+		{"service in cluster", func(c *Config) { c.ServiceCIDR = netip.MustParsePrefix("10.244.128.0/20") }, "overlap"},
+		{"cluster cidr too small", func(c *Config) {
+			c.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/23")
+		}, "fewer than 3"},
+		{"relative state dir", func(c *Config) { c.StateDir = "run/lab" }, "absolute"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.mutate(&c)
+			err := c.Validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The lab's certificates chain to its CA with the names clients dial.
+func TestPKI(t *testing.T) {
+	c := Default()
+	c.StateDir = t.TempDir()
+	if err := c.writePKI(Ports{APIServer: 6443}); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(readCert(t, c.pki("ca.crt")))
+
+	api := readCert(t, c.pki("apiserver.crt"))
+	for _, name := range []string{"198.18.0.254", "10.96.0.1", "kubernetes.default.svc"} {
+		if _, err := api.Verify(x509.VerifyOptions{Roots: roots, DNSName: name}); err != nil {
+			t.Errorf("API server certificate for %s: %v", name, err)
+		}
+	}
+	node := readCert(t, c.pki("node2.crt"))
+	if node.Subject.CommonName != "system:node:node2" || len(node.Subject.Organization) != 1 || node.Subject.Organization[0] != "system:nodes" {
+		t.Errorf("node2 certificate subject %v: want the Node authorizer's identity", node.Subject)
+	}
+	if _, err := node.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("node2 client certificate: %v", err)
+	}
+	if fi, err := os.Stat(c.pki("ca.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("ca.key mode: %v %v, want 0600", fi.Mode(), err)
+	}
+	kc, err := os.ReadFile(c.kubeconfig("admin"))
+	if err != nil || !strings.Contains(string(kc), "server: https://198.18.0.254:6443") {
+		t.Errorf("admin kubeconfig: %v\n%s", err, kc)
+	}
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		t.Fatalf("%s: no PEM", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// BIRD itself accepts the router configuration the lab writes.
+func TestBirdConfigParses(t *testing.T) {
+	bird, err := exec.LookPath("bird")
+	if err != nil {
+		t.Fatal("bird not installed: apt-get install bird2 (.ci/run does)")
+	}
+	c := Default()
+	conf := filepath.Join(t.TempDir(), "bird.conf")
+	if err := os.WriteFile(conf, []byte(c.birdConfig()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bird, "-p", "-c", conf).CombinedOutput(); err != nil {
+		t.Fatalf("bird -p rejects the lab config: %v\n%s\n%s", err, out, c.birdConfig())
+	}
+}

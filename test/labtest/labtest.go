@@ -1,0 +1,238 @@
+// Package labtest runs berthctl labs for end-to-end tests, each with its own
+// name and LAN so that labs of concurrent tests (and a developer's own lab)
+// never collide, and checks that a torn-down lab left nothing behind.
+package labtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/berthnet/berth/lab"
+	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/test/kubetest"
+)
+
+// Binaries are the berthctl under test and the control plane it runs.
+type Binaries struct {
+	Berthctl string
+	K8sDir   string
+}
+
+var (
+	buildOnce sync.Once
+	built     Binaries
+	buildErr  error
+)
+
+// Build compiles berthctl once per test process into a folder that any user
+// can read (the not-root test runs it as nobody) and finds bin/k8s.
+func Build(t testing.TB) Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-e2e-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			buildErr = err
+			return
+		}
+		root, err := kubetest.RepoRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		out := filepath.Join(dir, "berthctl")
+		cmd := exec.Command("go", "build", "-o", out, "./cmd/berthctl")
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build berthctl: %v\n%s", err, b)
+			return
+		}
+		k8s, err := kubetest.BinDir()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		built = Binaries{Berthctl: out, K8sDir: k8s}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return built
+}
+
+// Lab is one lab started for a test.
+type Lab struct {
+	Name     string
+	LAN      netip.Prefix
+	StateDir string
+	Bin      Binaries
+}
+
+// New picks a fresh name and a LAN that the host does not route, so tests and
+// a developer's `make run` lab can run side by side. It does not start the lab.
+func New(t testing.TB) *Lab {
+	t.Helper()
+	bin := Build(t)
+	name := "t" + randomString(t, 6)
+	lan := freeLAN(t)
+	return &Lab{Name: name, LAN: lan, StateDir: filepath.Join(lab.StateRoot, name), Bin: bin}
+}
+
+// Up starts the lab and registers its teardown, which also checks that
+// nothing was left behind.
+func (l *Lab) Up(t testing.TB, extra ...string) {
+	t.Helper()
+	t.Cleanup(func() {
+		if out, err := l.Berthctl(context.Background(), "lab", "down", "--name", l.Name); err != nil {
+			t.Errorf("lab down: %v\n%s", err, out)
+		}
+		if left := l.Leftovers(); len(left) > 0 {
+			t.Errorf("lab %s left behind: %v", l.Name, left)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	args := append([]string{"lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir}, extra...)
+	if out, err := l.Berthctl(ctx, args...); err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out)
+	}
+}
+
+// Berthctl runs berthctl and returns its combined output.
+func (l *Lab) Berthctl(ctx context.Context, args ...string) (string, error) {
+	var buf bytes.Buffer
+	cmd := exec.CommandContext(ctx, l.Bin.Berthctl, args...)
+	cmd.Stdout = &buf
+	cmd.Stderr = &buf
+	err := cmd.Run()
+	return buf.String(), err
+}
+
+// Kubectl runs the lab's kubectl against the lab's API server.
+func (l *Lab) Kubectl(ctx context.Context, args ...string) (string, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, filepath.Join(l.Bin.K8sDir, "kubectl"),
+		append([]string{"--kubeconfig", l.Kubeconfig()}, args...)...)
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+// Kubeconfig is the lab's admin kubeconfig.
+func (l *Lab) Kubeconfig() string { return filepath.Join(l.StateDir, "kubeconfig", "admin.yaml") }
+
+// Namespace opens one of the lab's network namespaces by its role suffix
+// ("router", "client", "external", "node1", ...).
+func (l *Lab) Namespace(t testing.TB, role string) *netns.Namespace {
+	t.Helper()
+	ns, err := netns.Open(l.Name + "-" + role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+// Leftovers lists whatever of the lab still exists: namespaces, the host
+// link, the state folder, processes naming the state folder.
+func (l *Lab) Leftovers() []string {
+	var left []string
+	names, _ := netns.List(l.Name + "-")
+	for _, n := range names {
+		left = append(left, "netns "+n)
+	}
+	if _, err := netlink.LinkByName(l.Name + "-host"); err == nil {
+		left = append(left, "link "+l.Name+"-host")
+	}
+	if _, err := os.Stat(l.StateDir); err == nil {
+		left = append(left, "folder "+l.StateDir)
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmdline, []byte(l.StateDir+"/")) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err == nil && netns.Alive(pid) {
+			left = append(left, fmt.Sprintf("process %d %s", pid, bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+		}
+	}
+	return left
+}
+
+func randomString(t testing.TB, n int) string {
+	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, n)
+	for i := range b {
+		v, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[i] = alphabet[v.Int64()]
+	}
+	return string(b)
+}
+
+var lanMu sync.Mutex
+var lansTaken = map[netip.Prefix]bool{}
+
+// freeLAN picks a /24 in 198.18.0.0/15 (the benchmarking range, never routed
+// on the internet) other than the default lab's, that no host route touches.
+func freeLAN(t testing.TB) netip.Prefix {
+	t.Helper()
+	lanMu.Lock()
+	defer lanMu.Unlock()
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		v, err := rand.Int(rand.Reader, big.NewInt(510))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := int(v.Int64()) + 1 // skip 198.18.0.0/24, the default lab's
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18 + byte(n/256), byte(n % 256), 0}), 24)
+		if lansTaken[p] || routed(routes, p) {
+			continue
+		}
+		lansTaken[p] = true
+		return p
+	}
+	t.Fatal("no free lab LAN in 198.18.0.0/15")
+	return netip.Prefix{}
+}
+
+func routed(routes []netlink.Route, p netip.Prefix) bool {
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		ones, _ := r.Dst.Mask.Size()
+		a, ok := netip.AddrFromSlice(r.Dst.IP)
+		if ok && ones > 0 && netip.PrefixFrom(a.Unmap(), ones).Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
