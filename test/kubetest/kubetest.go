@@ -55,9 +55,16 @@ type Options struct {
 	CRDPaths []string
 }
 
+// Env is a running test API server.
+type Env struct {
+	// Config is a cluster-admin client config.
+	Config *rest.Config
+	env    *envtest.Environment
+}
+
 // Start runs etcd and kube-apiserver for the test and stops them when it ends.
 // A missing binary fails the test with the command that builds it.
-func Start(t testing.TB, opts Options) *rest.Config {
+func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	dir, err := BinDir()
 	if err != nil {
@@ -82,5 +89,25 @@ func Start(t testing.TB, opts Options) *rest.Config {
 			t.Errorf("stop API server: %v", err)
 		}
 	})
-	return cfg
+	return &Env{Config: cfg, env: env}
+}
+
+// User provisions a user authenticated by a client certificate, with no
+// permissions beyond what RBAC later grants its name or groups, and writes a
+// kubeconfig for it. It returns the kubeconfig's path and a client config.
+func (e *Env) User(t testing.TB, name string, groups ...string) (string, *rest.Config) {
+	t.Helper()
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		t.Fatalf("add user %s: %v", name, err)
+	}
+	kc, err := u.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name+".kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, u.Config()
 }

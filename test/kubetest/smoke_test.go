@@ -19,8 +19,8 @@ import (
 // The API server starts from bin/k8s, a CRD installs, a client reads and
 // writes both built-in and custom objects, and the CRD's schema is enforced.
 func TestAPIServerSmoke(t *testing.T) {
-	cfg := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join("testdata", "smoke-crd.yaml")}})
-	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join("testdata", "smoke-crd.yaml")}})
+	c, err := client.New(env.Config, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,11 +25,16 @@ import (
 	"github.com/berthnet/berth/test/kubetest"
 )
 
-// Binaries are the berthctl under test and the control plane it runs.
+// Binaries are Berth's binaries under test and the control plane they run
+// against.
 type Binaries struct {
+	Dir      string // berth-controller, berth-agent, berth-cni, berthctl
 	Berthctl string
 	K8sDir   string
 }
+
+// TestVersion is the version stamped into the binaries Build makes.
+const TestVersion = "v0.0.0-e2e"
 
 var (
 	buildOnce sync.Once
@@ -37,7 +42,7 @@ var (
 	buildErr  error
 )
 
-// Build compiles berthctl once per test process into a folder that any user
+// Build compiles Berth's binaries once per test process into a folder that any user
 // can read (the not-root test runs it as nobody) and finds bin/k8s.
 func Build(t testing.TB) Binaries {
 	t.Helper()
@@ -56,11 +61,12 @@ func Build(t testing.TB) Binaries {
 			buildErr = err
 			return
 		}
-		out := filepath.Join(dir, "berthctl")
-		cmd := exec.Command("go", "build", "-o", out, "./cmd/berthctl")
+		ldflags := "-X github.com/berthnet/berth/internal/version.version=" + TestVersion
+		cmd := exec.Command("go", "build", "-ldflags", ldflags, "-o", dir+"/",
+			"./cmd/berth-controller", "./cmd/berth-agent", "./cmd/berth-cni", "./cmd/berthctl")
 		cmd.Dir = root
 		if b, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build berthctl: %v\n%s", err, b)
+			buildErr = fmt.Errorf("go build: %v\n%s", err, b)
 			return
 		}
 		k8s, err := kubetest.BinDir()
@@ -68,7 +74,7 @@ func Build(t testing.TB) Binaries {
 			buildErr = err
 			return
 		}
-		built = Binaries{Berthctl: out, K8sDir: k8s}
+		built = Binaries{Dir: dir, Berthctl: filepath.Join(dir, "berthctl"), K8sDir: k8s}
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
