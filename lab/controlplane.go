@@ -70,42 +70,40 @@ func (c Config) apiServerSpec(p Ports) procSpec {
 	}}
 }
 
-func (c Config) controllerManagerSpec(p Ports) procSpec {
-	return procSpec{name: "kube-controller-manager", path: c.bin("kube-controller-manager"), args: []string{
-		"--kubeconfig=" + c.kubeconfig("controller-manager"),
-		"--authentication-kubeconfig=" + c.kubeconfig("controller-manager"),
-		"--authorization-kubeconfig=" + c.kubeconfig("controller-manager"),
+// clientComponentArgs are the flags the controller manager and the scheduler
+// share: their kubeconfig, and health served on a loopback port.
+func (c Config) clientComponentArgs(name string, port int) []string {
+	return []string{
+		"--kubeconfig=" + c.kubeconfig(name),
+		"--authentication-kubeconfig=" + c.kubeconfig(name),
+		"--authorization-kubeconfig=" + c.kubeconfig(name),
 		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(p.ControllerManager),
-		"--cert-dir=" + filepath.Join(c.StateDir, "controller-manager"),
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(c.StateDir, name),
 		"--leader-elect=false",
-		"--allocate-node-cidrs=true",
-		"--cluster-cidr=" + c.ClusterCIDR.String(),
-		"--node-cidr-mask-size=" + strconv.Itoa(c.NodeCIDRMaskSize),
-		"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
-		"--use-service-account-credentials=true",
-		"--service-account-private-key-file=" + c.pki("sa.key"),
-		"--root-ca-file=" + c.pki("ca.crt"),
-		"--cluster-signing-cert-file=" + c.pki("ca.crt"),
-		"--cluster-signing-key-file=" + c.pki("ca.key"),
-		"--controllers=*",
 		"--profiling=false",
 		"--v=1",
-	}}
+	}
+}
+
+func (c Config) controllerManagerSpec(p Ports) procSpec {
+	return procSpec{name: "kube-controller-manager", path: c.bin("kube-controller-manager"), args: append(
+		c.clientComponentArgs("controller-manager", p.ControllerManager),
+		"--allocate-node-cidrs=true",
+		"--cluster-cidr="+c.ClusterCIDR.String(),
+		"--node-cidr-mask-size="+strconv.Itoa(c.NodeCIDRMaskSize),
+		"--service-cluster-ip-range="+c.ServiceCIDR.String(),
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file="+c.pki("sa.key"),
+		"--root-ca-file="+c.pki("ca.crt"),
+		"--cluster-signing-cert-file="+c.pki("ca.crt"),
+		"--cluster-signing-key-file="+c.pki("ca.key"),
+		"--controllers=*",
+	)}
 }
 
 func (c Config) schedulerSpec(p Ports) procSpec {
-	return procSpec{name: "kube-scheduler", path: c.bin("kube-scheduler"), args: []string{
-		"--kubeconfig=" + c.kubeconfig("scheduler"),
-		"--authentication-kubeconfig=" + c.kubeconfig("scheduler"),
-		"--authorization-kubeconfig=" + c.kubeconfig("scheduler"),
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(p.Scheduler),
-		"--cert-dir=" + filepath.Join(c.StateDir, "scheduler"),
-		"--leader-elect=false",
-		"--profiling=false",
-		"--v=1",
-	}}
+	return procSpec{name: "kube-scheduler", path: c.bin("kube-scheduler"), args: c.clientComponentArgs("scheduler", p.Scheduler)}
 }
 
 // writePKI issues the CA, the API server's serving certificate, the client

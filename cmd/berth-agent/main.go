@@ -13,15 +13,12 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/berthnet/berth/internal/version"
+	"github.com/berthnet/berth/internal/daemon"
 )
 
 // The agent reads its own Node (the cache is limited to it, but list/watch
@@ -40,31 +37,20 @@ func main() {
 
 func run() error {
 	var (
-		nodeName    string
-		metricsAddr string
-		probeAddr   string
-		showVersion bool
+		opts     daemon.Options
+		nodeName string
 	)
+	opts.Bind(flag.CommandLine, ":9190", ":9191")
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, set from the downward API)")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9190", "where Prometheus metrics are served; 0 turns them off")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9191", "where /healthz and /readyz are served")
-	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	if showVersion {
-		fmt.Println("berth-agent", version.Get())
+	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
 		return nil
 	}
 	if nodeName == "" {
 		return fmt.Errorf("no node name: pass --node-name or set NODE_NAME (spec.nodeName through the downward API)")
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("agent")
-	log.Info("starting berth-agent", "version", version.Get().String(), "node", nodeName)
-
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	scheme, err := daemon.Scheme()
+	if err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()
@@ -73,8 +59,8 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
 		// An agent sees only its own Node, not every Node of the cluster.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},

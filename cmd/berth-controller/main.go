@@ -8,15 +8,12 @@ import (
 	"fmt"
 	"os"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	berthv1alpha1 "github.com/berthnet/berth/api/v1alpha1"
-	"github.com/berthnet/berth/internal/version"
+	"github.com/berthnet/berth/internal/daemon"
 )
 
 // The controller's own needs; each reconciler declares its own next to its code.
@@ -36,33 +33,19 @@ func main() {
 
 func run() error {
 	var (
-		metricsAddr   string
-		probeAddr     string
+		opts          daemon.Options
 		leaderElect   bool
 		leaderElectNS string
-		showVersion   bool
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "where Prometheus metrics are served; 0 turns them off")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "where /healthz and /readyz are served")
+	opts.Bind(flag.CommandLine, ":9090", ":9091")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "run only while holding the leader lease, so replicas do not fight")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader lease (default: the pod's own)")
-	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
-	zapOpts := zap.Options{}
-	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
-	if showVersion {
-		fmt.Println("berth-controller", version.Get())
+	if _, done := opts.Start("berth-controller", os.Stdout); done {
 		return nil
 	}
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
-	log := ctrl.Log.WithName("setup")
-	log.Info("starting berth-controller", "version", version.Get().String())
-
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return err
-	}
-	if err := berthv1alpha1.AddToScheme(scheme); err != nil {
+	scheme, err := daemon.Scheme(berthv1alpha1.AddToScheme)
+	if err != nil {
 		return err
 	}
 	cfg, err := ctrl.GetConfig()
@@ -71,8 +54,8 @@ func run() error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:  opts.ProbeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "berth-controller.berth.dev",
 		LeaderElectionNamespace: leaderElectNS,

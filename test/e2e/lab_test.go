@@ -5,7 +5,6 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -85,33 +84,8 @@ func TestLabUpStatusDown(t *testing.T) {
 	lanClient := l.LAN.Addr().As4()
 	lanClient[3] = 253
 	addr := net.JoinHostPort(net.IP(lanClient[:]).String(), "8080")
-	var ln net.Listener
-	if err := client.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = io.WriteString(c, c.RemoteAddr().String())
-		c.Close()
-	}()
-	var peer []byte
-	if err := external.Do(func() error {
-		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-		peer, err = io.ReadAll(c)
-		return err
-	}); err != nil {
-		t.Fatalf("external client to LAN client: %v", err)
-	}
-	if !strings.HasPrefix(string(peer), "203.0.113.2:") {
+	peer := netnstest.Connect(t, client, external, addr)
+	if !strings.HasPrefix(peer, "203.0.113.2:") {
 		t.Errorf("LAN client saw the connection from %q, want the external client 203.0.113.2 (routed, not NATed)", peer)
 	}
 }

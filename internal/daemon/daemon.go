@@ -1,0 +1,57 @@
+// Package daemon holds what Berth's long-running binaries share: their common
+// flags, logger, version flag and API scheme.
+package daemon
+
+import (
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/berthnet/berth/internal/version"
+)
+
+// Options are the flags every Berth daemon takes.
+type Options struct {
+	MetricsAddr string
+	ProbeAddr   string
+	showVersion bool
+	zap         zap.Options
+}
+
+// Bind registers the flags on fs with the daemon's default ports.
+func (o *Options) Bind(fs *flag.FlagSet, metricsAddr, probeAddr string) {
+	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", metricsAddr, "where Prometheus metrics are served; 0 turns them off")
+	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", probeAddr, "where /healthz and /readyz are served")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	o.zap.BindFlags(fs)
+}
+
+// Start prints the version and reports done when --version was given;
+// otherwise it installs the logger and logs the start.
+func (o *Options) Start(name string, out io.Writer, kv ...any) (log logr.Logger, done bool) {
+	if o.showVersion {
+		fmt.Fprintln(out, name, version.Get())
+		return logr.Discard(), true
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
+	log = ctrl.Log.WithName(name)
+	log.Info("starting", append([]any{"version", version.Get().String()}, kv...)...)
+	return log, false
+}
+
+// Scheme is the Kubernetes built-in types plus whatever groups are added.
+func Scheme(groups ...func(*runtime.Scheme) error) (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range append([]func(*runtime.Scheme) error{clientgoscheme.AddToScheme}, groups...) {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
