@@ -1,0 +1,507 @@
+package ipam
+
+import (
+	"fmt"
+	"math/big"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Allocator holds the pools and every Service's addresses. It is not safe for
+// concurrent use; the controller serializes calls.
+type Allocator struct {
+	pools     []*compiled // in automatic-assignment order
+	byName    map[string]*compiled
+	conflicts map[string][]string
+	reserved  []Reservation
+
+	services map[string]*holding
+	// byAddr lists the Services holding each address.
+	byAddr map[netip.Addr][]string
+	// shared indexes addresses by sharing key, for joining Services.
+	shared map[string]map[netip.Addr]struct{}
+}
+
+// holding is one Service's addresses and what sharing needs to know of it.
+type holding struct {
+	sharingKey string
+	ports      []Port
+	local      bool
+	selector   string
+	ips        []Assigned
+}
+
+// New returns an allocator with no pools.
+func New() *Allocator {
+	return &Allocator{
+		byName:   map[string]*compiled{},
+		services: map[string]*holding{},
+		byAddr:   map[netip.Addr][]string{},
+		shared:   map[string]map[netip.Addr]struct{}{},
+	}
+}
+
+// SetConfig replaces the pools and reservations. No assignment moves: an
+// address that left every pool stays with its Service, and Assign reports it.
+func (a *Allocator) SetConfig(cfg Config) error {
+	if err := validatePools(cfg.Pools); err != nil {
+		return err
+	}
+	a.pools, a.conflicts = compile(cfg)
+	a.byName = make(map[string]*compiled, len(a.pools))
+	for _, p := range a.pools {
+		a.byName[p.Name] = p
+	}
+	a.reserved = append([]Reservation(nil), cfg.Reserved...)
+	for _, h := range a.services {
+		for i := range h.ips {
+			h.ips[i].Pool = a.attribute(h.ips[i].Addr, h.ips[i].Pool)
+		}
+	}
+	return nil
+}
+
+// attribute names the pool an address counts against: the one it came from
+// if that still holds it, else the first pool that does.
+func (a *Allocator) attribute(addr netip.Addr, was string) string {
+	if p := a.byName[was]; p != nil && p.contains(addr) {
+		return was
+	}
+	for _, p := range a.pools {
+		if p.contains(addr) {
+			return p.Name
+		}
+	}
+	return ""
+}
+
+// Assigned returns the Service's addresses.
+func (a *Allocator) Assigned(key string) []Assigned {
+	if h := a.services[key]; h != nil {
+		return slices.Clone(h.ips)
+	}
+	return nil
+}
+
+// Holders lists the Services holding addr.
+func (a *Allocator) Holders(addr netip.Addr) []string { return slices.Clone(a.byAddr[addr]) }
+
+// Restore records addresses a Service already holds (from its status), at
+// start-up, before any new assignment. It checks nothing about pools: a
+// Service keeps what it has. It refuses, recording nothing, when another
+// Service holds one of the addresses and sharing does not allow both.
+func (a *Allocator) Restore(req Request, addrs []netip.Addr) error {
+	a.Release(req.Key)
+	seen := map[Family]bool{}
+	for _, addr := range addrs {
+		f := FamilyOf(addr)
+		if seen[f] {
+			return errorf(ReasonInvalidRequest, "status holds more than one %v address", f)
+		}
+		seen[f] = true
+		if err := a.canShare(addr, &req); err != nil {
+			return errorf(ReasonDuplicate, "address %v is also held by %s; Berth does not move either: delete one Service or change its address", addr, err.holder)
+		}
+	}
+	ips := make([]Assigned, len(addrs))
+	for i, addr := range addrs {
+		ips[i] = Assigned{Addr: addr, Pool: a.attribute(addr, "")}
+	}
+	a.record(&req, ips)
+	return nil
+}
+
+// Result is the outcome of Assign.
+type Result struct {
+	IPs []Assigned
+	// Changed is true when the addresses differ from before the call.
+	Changed  bool
+	Warnings []Warning
+}
+
+// Assign gives the Service the addresses its request calls for. Addresses it
+// already holds are kept whenever they still meet the request. When the
+// request cannot be met the Service ends up with no address, never another.
+func (a *Allocator) Assign(req Request) (Result, error) {
+	before := a.Assigned(req.Key)
+	res, err := a.assign(&req, before)
+	if err != nil {
+		a.Release(req.Key)
+		return Result{Changed: len(before) > 0}, err
+	}
+	res.Changed = !slices.Equal(before, res.IPs)
+	return res, nil
+}
+
+func (a *Allocator) assign(req *Request, cur []Assigned) (Result, error) {
+	fams, err := wantedFamilies(req)
+	if err != nil {
+		return Result{}, err
+	}
+	if req.Pool != "" {
+		if _, ok := a.byName[req.Pool]; !ok {
+			return Result{}, errorf(ReasonUnknownPool, "pool %q does not exist", req.Pool)
+		}
+	}
+	var res Result
+	var errs []*Error
+	for _, f := range fams {
+		if kept, warn, ok := a.keep(req, cur, f); ok {
+			res.IPs = append(res.IPs, kept)
+			if warn != nil {
+				res.Warnings = append(res.Warnings, *warn)
+			}
+			continue
+		}
+		got, perr := a.pick(req, f)
+		if perr != nil {
+			errs = append(errs, perr)
+			continue
+		}
+		res.IPs = append(res.IPs, got)
+	}
+	if len(errs) > 0 && (req.Policy == RequireDualStack || len(res.IPs) == 0) {
+		if len(fams) == 2 && req.Policy == RequireDualStack {
+			msgs := make([]string, len(errs))
+			for i, e := range errs {
+				msgs[i] = e.Message
+			}
+			return Result{}, errorf(ReasonDualStack, "RequireDualStack needs both families: %s", strings.Join(msgs, "; "))
+		}
+		return Result{}, errs[0]
+	}
+	for _, e := range errs {
+		res.Warnings = append(res.Warnings, Warning{Reason: ReasonPartialDual, Message: "PreferDualStack: only one family assigned: " + e.Message})
+	}
+	a.record(req, res.IPs)
+	return res, nil
+}
+
+// keep decides whether the Service keeps the address of family f it holds.
+func (a *Allocator) keep(req *Request, cur []Assigned, f Family) (Assigned, *Warning, bool) {
+	var have Assigned
+	for _, c := range cur {
+		if FamilyOf(c.Addr) == f {
+			have = c
+		}
+	}
+	if !have.Addr.IsValid() {
+		return Assigned{}, nil, false
+	}
+	if want, ok := req.requested(f); ok && want != have.Addr {
+		return Assigned{}, nil, false
+	}
+	if a.canShare(have.Addr, req) != nil {
+		return Assigned{}, nil, false
+	}
+	inAny := false
+	for _, p := range a.pools {
+		if !p.contains(have.Addr) {
+			continue
+		}
+		inAny = true
+		if p.allows(req) && (req.Pool == "" || req.Pool == p.Name) {
+			// Keep counting it against the pool it came from while that
+			// pool still holds it and serves this Service.
+			pool := p.Name
+			if was := a.byName[have.Pool]; was != nil && was.contains(have.Addr) && was.allows(req) && (req.Pool == "" || req.Pool == was.Name) {
+				pool = was.Name
+			}
+			var warn *Warning
+			if why := a.reservedBy(have.Addr); why != "" {
+				warn = &Warning{Reason: ReasonReservedAddress, Message: fmt.Sprintf("address %v is inside %s; it is kept, but no pool would hand it out now", have.Addr, why)}
+			}
+			return Assigned{Addr: have.Addr, Pool: pool}, warn, true
+		}
+	}
+	if inAny {
+		// The address is in pools this Service may no longer use: the
+		// operator narrowed who may use them, so the Service gets another.
+		return Assigned{}, nil, false
+	}
+	return Assigned{Addr: have.Addr}, &Warning{
+		Reason:  ReasonOutsidePools,
+		Message: fmt.Sprintf("address %v is no longer in any IPPool; the Service keeps it until you release it (remove the Service's address request and delete its status, or recreate the Service)", have.Addr),
+	}, true
+}
+
+// pick finds a new address of family f for the Service.
+func (a *Allocator) pick(req *Request, f Family) (Assigned, *Error) {
+	if want, ok := req.requested(f); ok {
+		return a.pickRequested(req, want)
+	}
+	var cands []*compiled
+	if req.Pool != "" {
+		p := a.byName[req.Pool]
+		if !p.allows(req) {
+			return Assigned{}, errorf(ReasonPoolNotAllowed, "pool %s does not serve Services in namespace %s with these labels", p.Name, req.Namespace)
+		}
+		if !p.hasFamily(f) {
+			return Assigned{}, errorf(ReasonNoPool, "pool %s has no %v addresses", p.Name, f)
+		}
+		cands = []*compiled{p}
+	} else {
+		for _, p := range a.pools {
+			if p.AutoAssign && p.hasFamily(f) && p.allows(req) {
+				cands = append(cands, p)
+			}
+		}
+		if len(cands) == 0 {
+			return Assigned{}, errorf(ReasonNoPool, "no IPPool with %v addresses assigns automatically to Services in namespace %s with these labels", f, req.Namespace)
+		}
+	}
+	if req.SharingKey != "" {
+		if got, ok := a.joinShared(req, f, cands); ok {
+			return got, nil
+		}
+	}
+	for _, p := range cands {
+		if addr, ok := a.firstFree(p, f); ok {
+			return Assigned{Addr: addr, Pool: p.Name}, nil
+		}
+	}
+	names := make([]string, len(cands))
+	for i, p := range cands {
+		names[i] = p.Name
+	}
+	return Assigned{}, errorf(ReasonPoolExhausted, "no free %v address in pool(s) %s", f, strings.Join(names, ", "))
+}
+
+func (a *Allocator) pickRequested(req *Request, want netip.Addr) (Assigned, *Error) {
+	if why := a.reservedBy(want); why != "" {
+		return Assigned{}, errorf(ReasonIPReserved, "requested address %v is inside %s", want, why)
+	}
+	var in []*compiled
+	for _, p := range a.pools {
+		if p.contains(want) {
+			in = append(in, p)
+		}
+	}
+	if len(in) == 0 {
+		return Assigned{}, errorf(ReasonIPNotInPool, "requested address %v is in no IPPool", want)
+	}
+	var pool *compiled
+	for _, p := range in {
+		if p.allows(req) && (req.Pool == "" || req.Pool == p.Name) {
+			pool = p
+			break
+		}
+	}
+	if pool == nil {
+		return Assigned{}, errorf(ReasonPoolNotAllowed, "requested address %v is in pool %s, which does not serve this Service", want, in[0].Name)
+	}
+	if pool.AvoidBuggyIPs && buggy(want) {
+		return Assigned{}, errorf(ReasonIPNotInPool, "requested address %v ends in .0 or .255, which pool %s avoids", want, pool.Name)
+	}
+	if err := a.canShare(want, req); err != nil {
+		return Assigned{}, errorf(ReasonIPInUse, "requested address %v is held by %s: %s", want, err.holder, err.why)
+	}
+	return Assigned{Addr: want, Pool: pool.Name}, nil
+}
+
+// joinShared finds an address already used under the Service's sharing key,
+// in one of the candidate pools, that it may share.
+func (a *Allocator) joinShared(req *Request, f Family, cands []*compiled) (Assigned, bool) {
+	addrs := make([]netip.Addr, 0, len(a.shared[req.SharingKey]))
+	for addr := range a.shared[req.SharingKey] {
+		if FamilyOf(addr) == f {
+			addrs = append(addrs, addr)
+		}
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i].Less(addrs[j]) })
+	for _, p := range cands {
+		for _, addr := range addrs {
+			if p.contains(addr) && a.canShare(addr, req) == nil {
+				return Assigned{Addr: addr, Pool: p.Name}, true
+			}
+		}
+	}
+	return Assigned{}, false
+}
+
+// firstFree returns the lowest free address of family f in pool p. Each
+// range keeps a hint below which nothing is free, so filling a pool in order
+// costs one step per address, not a scan from the start each time.
+func (a *Allocator) firstFree(p *compiled, f Family) (netip.Addr, bool) {
+	for i, r := range p.ranges {
+		if r.Family() != f || !p.hint[i].IsValid() {
+			continue
+		}
+		for addr := p.hint[i]; addr.IsValid() && addr.Compare(r.Last) <= 0; addr = addr.Next() {
+			if len(a.byAddr[addr]) > 0 || (p.AvoidBuggyIPs && buggy(addr)) || a.reservedBy(addr) != "" {
+				continue
+			}
+			p.hint[i] = addr
+			return addr, true
+		}
+		p.hint[i] = netip.Addr{} // full until something is released
+	}
+	return netip.Addr{}, false
+}
+
+func (a *Allocator) reservedBy(addr netip.Addr) string {
+	for _, r := range a.reserved {
+		if r.Range.Contains(addr) {
+			return r.Why
+		}
+	}
+	return ""
+}
+
+// Release frees every address of the Service and returns them.
+func (a *Allocator) Release(key string) []netip.Addr {
+	h := a.services[key]
+	if h == nil {
+		return nil
+	}
+	delete(a.services, key)
+	out := make([]netip.Addr, 0, len(h.ips))
+	for _, ip := range h.ips {
+		out = append(out, ip.Addr)
+		holders := slices.DeleteFunc(a.byAddr[ip.Addr], func(k string) bool { return k == key })
+		if len(holders) > 0 {
+			a.byAddr[ip.Addr] = holders
+			continue
+		}
+		delete(a.byAddr, ip.Addr)
+		if h.sharingKey != "" {
+			delete(a.shared[h.sharingKey], ip.Addr)
+			if len(a.shared[h.sharingKey]) == 0 {
+				delete(a.shared, h.sharingKey)
+			}
+		}
+		for _, p := range a.pools {
+			for i, r := range p.ranges {
+				if r.Contains(ip.Addr) && (!p.hint[i].IsValid() || ip.Addr.Less(p.hint[i])) {
+					p.hint[i] = ip.Addr
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (a *Allocator) record(req *Request, ips []Assigned) {
+	a.Release(req.Key)
+	h := &holding{sharingKey: req.SharingKey, ports: slices.Clone(req.Ports), local: req.Local, selector: req.Selector, ips: slices.Clone(ips)}
+	a.services[req.Key] = h
+	for _, ip := range ips {
+		a.byAddr[ip.Addr] = append(a.byAddr[ip.Addr], req.Key)
+		if req.SharingKey != "" {
+			if a.shared[req.SharingKey] == nil {
+				a.shared[req.SharingKey] = map[netip.Addr]struct{}{}
+			}
+			a.shared[req.SharingKey][ip.Addr] = struct{}{}
+		}
+	}
+}
+
+// shareError names the Service in the way and why.
+type shareError struct {
+	holder string
+	why    string
+}
+
+// canShare reports whether the Service may hold addr beside its current
+// holders: all share one non-empty key, no protocol/port is used twice, and
+// either all use externalTrafficPolicy Cluster or all use Local with the same
+// pod selector (a Local address must lead to the same pods whichever Service
+// a packet is for).
+func (a *Allocator) canShare(addr netip.Addr, req *Request) *shareError {
+	for _, k := range a.byAddr[addr] {
+		if k == req.Key {
+			continue
+		}
+		h := a.services[k]
+		if err := compatible(h, req); err != "" {
+			return &shareError{holder: k, why: err}
+		}
+	}
+	return nil
+}
+
+func compatible(h *holding, req *Request) string {
+	if req.SharingKey == "" || h.sharingKey != req.SharingKey {
+		return "the Services do not carry the same berth.dev/allow-shared-ip key"
+	}
+	for _, p := range req.Ports {
+		for _, q := range h.ports {
+			if p == q {
+				return fmt.Sprintf("both use %s port %d", p.Protocol, p.Port)
+			}
+		}
+	}
+	if h.local || req.Local {
+		if !(h.local && req.Local) {
+			return "externalTrafficPolicy Local and Cluster Services cannot share an address"
+		}
+		if h.selector != req.Selector {
+			return "externalTrafficPolicy Local Services share an address only with the same pod selector"
+		}
+	}
+	return ""
+}
+
+// Reports returns each pool's conflicts and usage, sorted by pool name.
+func (a *Allocator) Reports() []PoolReport {
+	out := make([]PoolReport, 0, len(a.pools))
+	for _, p := range a.pools {
+		r := PoolReport{Name: p.Name, Conflicts: slices.Clone(a.conflicts[p.Name]), Usage: map[Family]Usage{}}
+		inUse := map[Family]int64{}
+		for addr := range a.byAddr {
+			if p.contains(addr) {
+				inUse[FamilyOf(addr)]++
+			}
+		}
+		for f, c := range p.capacity {
+			avail := new(big.Int).Sub(c, big.NewInt(inUse[f]))
+			if avail.Sign() < 0 {
+				avail.SetInt64(0)
+			}
+			r.Usage[f] = Usage{Capacity: new(big.Int).Set(c), InUse: inUse[f], Available: avail}
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Check verifies the allocator's invariants; tests call it after every step.
+func (a *Allocator) Check() error {
+	for key, h := range a.services {
+		for _, ip := range h.ips {
+			if !slices.Contains(a.byAddr[ip.Addr], key) {
+				return fmt.Errorf("%s holds %v but the address index does not list it", key, ip.Addr)
+			}
+		}
+	}
+	for addr, keys := range a.byAddr {
+		if len(keys) == 0 {
+			return fmt.Errorf("address %v indexed with no holder", addr)
+		}
+		for i, k := range keys {
+			h := a.services[k]
+			if h == nil || !slices.ContainsFunc(h.ips, func(x Assigned) bool { return x.Addr == addr }) {
+				return fmt.Errorf("address %v lists %s, which does not hold it", addr, k)
+			}
+			for _, other := range keys[i+1:] {
+				o := a.services[other]
+				req := Request{Key: other, SharingKey: o.sharingKey, Ports: o.ports, Local: o.local, Selector: o.selector}
+				if why := compatible(h, &req); why != "" {
+					return fmt.Errorf("address %v is held by %s and %s, which may not share: %s", addr, k, other, why)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// Describe is a pool's ranges, for messages.
+func (a *Allocator) Describe(pool string) string {
+	if p := a.byName[pool]; p != nil {
+		return describe(p.ranges)
+	}
+	return ""
+}
