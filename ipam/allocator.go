@@ -26,6 +26,8 @@ type Allocator struct {
 
 // holding is one Service's addresses and what sharing needs to know of it.
 type holding struct {
+	// pool is the pool the Service asked for when it got its addresses.
+	pool       string
 	sharingKey string
 	ports      []Port
 	local      bool
@@ -140,11 +142,6 @@ func (a *Allocator) assign(req *Request, cur []Assigned) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if req.Pool != "" {
-		if _, ok := a.byName[req.Pool]; !ok {
-			return Result{}, errorf(ReasonUnknownPool, "pool %q does not exist", req.Pool)
-		}
-	}
 	var res Result
 	var errs []*Error
 	for _, f := range fams {
@@ -180,6 +177,10 @@ func (a *Allocator) assign(req *Request, cur []Assigned) (Result, error) {
 }
 
 // keep decides whether the Service keeps the address of family f it holds.
+// It moves only when its own request changed (another address or pool asked
+// for, or a port that now collides with a sharer). An address that pool edits
+// or label changes left outside every pool the Service may use stays, with a
+// warning: clients may be using it, so the operator decides.
 func (a *Allocator) keep(req *Request, cur []Assigned, f Family) (Assigned, *Warning, bool) {
 	var have Assigned
 	for _, c := range cur {
@@ -196,35 +197,44 @@ func (a *Allocator) keep(req *Request, cur []Assigned, f Family) (Assigned, *War
 	if a.canShare(have.Addr, req) != nil {
 		return Assigned{}, nil, false
 	}
-	inAny := false
+	// Asking for another pool than before is the Service's own change.
+	if h := a.services[req.Key]; req.Pool != "" && (h == nil || h.pool != req.Pool) {
+		if p := a.byName[req.Pool]; p == nil || !p.contains(have.Addr) {
+			return Assigned{}, nil, false
+		}
+	}
+	var warn *Warning
+	if why := a.reservedBy(have.Addr); why != "" {
+		warn = &Warning{Reason: ReasonReservedAddress, Message: fmt.Sprintf("address %v is inside %s; it is kept, but no pool would hand it out now", have.Addr, why)}
+	}
+	// Keep counting it against the pool it came from while that pool still
+	// holds it and serves this Service.
+	if was := a.byName[have.Pool]; was != nil && a.serves(was, req, have.Addr) {
+		return have, warn, true
+	}
+	var in []string
 	for _, p := range a.pools {
 		if !p.contains(have.Addr) {
 			continue
 		}
-		inAny = true
-		if p.allows(req) && (req.Pool == "" || req.Pool == p.Name) {
-			// Keep counting it against the pool it came from while that
-			// pool still holds it and serves this Service.
-			pool := p.Name
-			if was := a.byName[have.Pool]; was != nil && was.contains(have.Addr) && was.allows(req) && (req.Pool == "" || req.Pool == was.Name) {
-				pool = was.Name
-			}
-			var warn *Warning
-			if why := a.reservedBy(have.Addr); why != "" {
-				warn = &Warning{Reason: ReasonReservedAddress, Message: fmt.Sprintf("address %v is inside %s; it is kept, but no pool would hand it out now", have.Addr, why)}
-			}
-			return Assigned{Addr: have.Addr, Pool: pool}, warn, true
+		if a.serves(p, req, have.Addr) {
+			return Assigned{Addr: have.Addr, Pool: p.Name}, warn, true
 		}
+		in = append(in, p.Name)
 	}
-	if inAny {
-		// The address is in pools this Service may no longer use: the
-		// operator narrowed who may use them, so the Service gets another.
-		return Assigned{}, nil, false
+	msg := fmt.Sprintf("address %v is no longer in any IPPool", have.Addr)
+	if len(in) > 0 {
+		msg = fmt.Sprintf("address %v is in pool(s) %s, which no longer serve this Service", have.Addr, strings.Join(in, ", "))
 	}
 	return Assigned{Addr: have.Addr}, &Warning{
 		Reason:  ReasonOutsidePools,
-		Message: fmt.Sprintf("address %v is no longer in any IPPool; the Service keeps it until you release it (remove the Service's address request and delete its status, or recreate the Service)", have.Addr),
+		Message: msg + "; the Service keeps it until you release it (see docs/ipam.md)",
 	}, true
+}
+
+// serves reports whether pool p may give addr to the Service.
+func (a *Allocator) serves(p *compiled, req *Request, addr netip.Addr) bool {
+	return p.contains(addr) && p.allows(req) && (req.Pool == "" || req.Pool == p.Name)
 }
 
 // pick finds a new address of family f for the Service.
@@ -235,6 +245,9 @@ func (a *Allocator) pick(req *Request, f Family) (Assigned, *Error) {
 	var cands []*compiled
 	if req.Pool != "" {
 		p := a.byName[req.Pool]
+		if p == nil {
+			return Assigned{}, errorf(ReasonUnknownPool, "pool %q does not exist", req.Pool)
+		}
 		if !p.allows(req) {
 			return Assigned{}, errorf(ReasonPoolNotAllowed, "pool %s does not serve Services in namespace %s with these labels", p.Name, req.Namespace)
 		}
@@ -282,9 +295,12 @@ func (a *Allocator) pickRequested(req *Request, want netip.Addr) (Assigned, *Err
 	if len(in) == 0 {
 		return Assigned{}, errorf(ReasonIPNotInPool, "requested address %v is in no IPPool", want)
 	}
+	if req.Pool != "" && a.byName[req.Pool] == nil {
+		return Assigned{}, errorf(ReasonUnknownPool, "pool %q does not exist", req.Pool)
+	}
 	var pool *compiled
 	for _, p := range in {
-		if p.allows(req) && (req.Pool == "" || req.Pool == p.Name) {
+		if a.serves(p, req, want) {
 			pool = p
 			break
 		}
@@ -385,7 +401,7 @@ func (a *Allocator) Release(key string) []netip.Addr {
 
 func (a *Allocator) record(req *Request, ips []Assigned) {
 	a.Release(req.Key)
-	h := &holding{sharingKey: req.SharingKey, ports: slices.Clone(req.Ports), local: req.Local, selector: req.Selector, ips: slices.Clone(ips)}
+	h := &holding{pool: req.Pool, sharingKey: req.SharingKey, ports: slices.Clone(req.Ports), local: req.Local, selector: req.Selector, ips: slices.Clone(ips)}
 	a.services[req.Key] = h
 	for _, ip := range ips {
 		a.byAddr[ip.Addr] = append(a.byAddr[ip.Addr], req.Key)

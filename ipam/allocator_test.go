@@ -247,10 +247,18 @@ func TestSelectorsAndPriority(t *testing.T) {
 	asked.Pool = "team"
 	h.refuse(asked, ReasonPoolNotAllowed)
 
-	// The Service loses the label that let it use its pool: it moves, as
-	// the operator narrowed the pool.
+	// The Service loses the label that let it use its pool: it keeps its
+	// address, with a warning; a new Service like it gets none.
 	g.Labels = nil
-	h.refuse(g, ReasonNoPool)
+	res := h.assign(g, "198.51.100.0")
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0].Message, "no longer serve") {
+		t.Errorf("warnings %v, want one saying pool gold no longer serves it", res.Warnings)
+	}
+	h.refuse(svc("other/g2"), ReasonNoPool)
+	// Its asking for another pool is its own change: it moves.
+	g.Pool = "prod"
+	g.NamespaceLabels = map[string]string{"env": "prod"}
+	h.assign(g, "203.0.113.1")
 }
 
 func TestSharing(t *testing.T) {
