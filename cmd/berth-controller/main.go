@@ -7,12 +7,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	berthv1alpha1 "github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/controllers"
 	"github.com/berthnet/berth/internal/daemon"
 )
 
@@ -36,11 +39,19 @@ func run() error {
 		opts          daemon.Options
 		leaderElect   bool
 		leaderElectNS string
+		lb            controllers.LBIPAMOptions
+		serviceCIDRs  string
+		clusterCIDRs  string
 	)
 	opts.Bind(flag.CommandLine, ":9090", ":9091")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "run only while holding the leader lease, so replicas do not fight")
 	flag.StringVar(&leaderElectNS, "leader-election-namespace", "", "namespace of the leader lease (default: the pod's own)")
+	flag.BoolVar(&lb.ServeUnclassed, "serve-unclassed-services", true, "also give addresses to LoadBalancer Services with no loadBalancerClass (as the cluster's default load balancer)")
+	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs never handed out, besides the cluster's ServiceCIDR objects")
+	flag.StringVar(&clusterCIDRs, "cluster-cidrs", "", "comma-separated pod CIDRs never handed out, besides each Node's podCIDRs")
 	flag.Parse()
+	lb.ServiceCIDRs = splitList(serviceCIDRs)
+	lb.ClusterCIDRs = splitList(clusterCIDRs)
 	if _, done := opts.Start("berth-controller", os.Stdout); done {
 		return nil
 	}
@@ -65,6 +76,9 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
+	if err := controllers.SetupLBIPAM(mgr, lb, ctrlmetrics.Registry); err != nil {
+		return fmt.Errorf("load-balancer address management: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
@@ -72,4 +86,14 @@ func run() error {
 		return err
 	}
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

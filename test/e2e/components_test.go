@@ -81,20 +81,21 @@ func TestCNIVersionAndStatus(t *testing.T) {
 }
 
 // berth-controller runs with nothing more than its generated role: it wins
-// the leader lease in its namespace, turns ready, and hands the lease back on
-// SIGTERM so a successor takes over at once.
+// the leader lease in its namespace, turns ready, gives a LoadBalancer
+// Service an address from an IPPool, and hands the lease back on SIGTERM so a
+// successor takes over at once.
 func TestControllerLeadsWithItsRole(t *testing.T) {
 	t.Parallel()
 	bin := labtest.Build(t)
-	env := kubetest.Start(t, kubetest.Options{})
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config/crd/bases")}})
 	admin := adminClient(t, env)
 	ctx := context.Background()
 	const ns, user = "berth-system", "berth-controller-test"
 	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	root, err := kubetest.RepoRoot()
-	if err != nil {
 		t.Fatal(err)
 	}
 	kubetest.Apply(t, env.Config, filepath.Join(root, "config/rbac/controller/role.yaml"))
@@ -131,6 +132,18 @@ func TestControllerLeadsWithItsRole(t *testing.T) {
 		}
 		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
 			return fmt.Errorf("no holder")
+		}
+		return nil
+	})
+
+	kubetest.Apply(t, env.Config, filepath.Join(root, "test/e2e/testdata/lb.yaml"))
+	waitUntil(t, time.Minute, "Service gets an address", func() error {
+		var svc corev1.Service
+		if err := admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: "web"}, &svc); err != nil {
+			return err
+		}
+		if ing := svc.Status.LoadBalancer.Ingress; len(ing) != 1 || ing[0].IP != "192.0.2.10" {
+			return fmt.Errorf("ingress %v", ing)
 		}
 		return nil
 	})

@@ -53,6 +53,9 @@ func BinDir() (string, error) {
 type Options struct {
 	// CRDs are installed before the test starts.
 	CRDPaths []string
+	// APIServerFlags override kube-apiserver flags, e.g.
+	// "service-cluster-ip-range" for a dual-stack cluster.
+	APIServerFlags map[string]string
 }
 
 // Env is a running test API server.
@@ -79,6 +82,9 @@ func Start(t testing.TB, opts Options) *Env {
 		BinaryAssetsDirectory: dir,
 		CRDDirectoryPaths:     opts.CRDPaths,
 		ErrorIfCRDPathMissing: true,
+	}
+	for k, v := range opts.APIServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
 	}
 	cfg, err := env.Start()
 	if err != nil {
