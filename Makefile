@@ -44,6 +44,10 @@ test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) ## Install Debian packag
 test: build test-deps ## Run every test: unit, privileged (as root), API server and lab.
 	$(GO) test -count=1 -timeout 30m ./...
 
+.PHONY: bench
+bench: test-deps ## Run the benchmarks and print figures against their goals and baselines.
+	hack/bench.sh
+
 .PHONY: lint
 lint: $(STATICCHECK) ## gofmt, go vet and staticcheck.
 	@out="$$(gofmt -l $$(git ls-files '*.go') )"; if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

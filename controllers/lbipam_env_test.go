@@ -31,7 +31,7 @@ import (
 // lbEnv is a real API server with Berth's CRDs and a controller that can be
 // stopped and started again.
 type lbEnv struct {
-	t      *testing.T
+	t      testing.TB
 	env    *kubetest.Env
 	c      client.Client
 	scheme *runtime.Scheme
@@ -39,7 +39,7 @@ type lbEnv struct {
 	stop   func()
 }
 
-func newLBEnv(t *testing.T, flags map[string]string) *lbEnv {
+func newLBEnv(t testing.TB, flags map[string]string) *lbEnv {
 	t.Helper()
 	env := kubetest.Start(t, kubetest.Options{
 		CRDPaths:       []string{filepath.Join("..", "config", "crd", "bases")},

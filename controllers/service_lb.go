@@ -55,12 +55,26 @@ type serviceLBReconciler struct {
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=servicecidrs,verbs=get;list;watch
 
+// Reconcile decides under the allocator's lock and writes the Service's
+// status after releasing it, so that status writes, the slow part, run in
+// parallel across Services while allocation stays serial.
 func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	write, err := r.decide(ctx, req)
+	if err != nil || write == nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, write()
+}
+
+// statusWrite is a status update decided under the lock, done after it.
+type statusWrite func() error
+
+func (r *serviceLBReconciler) decide(ctx context.Context, req ctrl.Request) (statusWrite, error) {
 	s := r.state
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.ensure(ctx); err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	key := kube.Key(req.Namespace, req.Name)
 	log := logf.FromContext(ctx).WithValues("service", key)
@@ -68,7 +82,7 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	var svc corev1.Service
 	if err := r.client.Get(ctx, req.NamespacedName, &svc); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, err
+			return nil, err
 		}
 		if released := s.alloc.Release(key); len(released) > 0 {
 			log.Info("released addresses of deleted Service", "addresses", released)
@@ -76,14 +90,14 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			r.released()
 		}
 		delete(s.duplicates, key)
-		return ctrl.Result{}, nil
+		return nil, nil
 	}
 
 	if !kube.Served(&svc, s.opts.ServeUnclassed) {
 		delete(s.duplicates, key)
 		released := s.alloc.Release(key)
 		if len(released) == 0 {
-			return ctrl.Result{}, nil
+			return nil, nil
 		}
 		r.changed()
 		r.released()
@@ -91,15 +105,15 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		// A Service of another class is never touched. One that stopped
 		// being a LoadBalancer loses the status Berth wrote.
 		if !kube.OursByClass(&svc, s.opts.ServeUnclassed) {
-			return ctrl.Result{}, nil
+			return nil, nil
 		}
 		r.recorder.Eventf(&svc, nil, corev1.EventTypeNormal, ReasonReleased, "Release", "released %s: the Service is no longer of type LoadBalancer", joinAddrs(released))
-		return ctrl.Result{}, r.writeStatus(ctx, &svc, nil, nil, nil)
+		return r.writeStatus(ctx, &svc, nil, nil, nil)
 	}
 
 	nsLabels, err := s.namespaceLabels(ctx, svc.Namespace, nil)
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	request, reqErr := kube.Request(&svc, nsLabels)
 
@@ -115,7 +129,7 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 				r.recorder.Eventf(&svc, nil, corev1.EventTypeWarning, ipam.ReasonDuplicate, "Allocate", "%s", err.Error())
 			}
 			s.duplicates[key] = err.Error()
-			return ctrl.Result{}, r.writeConditions(ctx, &svc, cond)
+			return r.writeConditions(ctx, &svc, cond)
 		}
 		delete(s.duplicates, key)
 		log.Info("the address this Service shows is no longer held by another; it keeps it")
@@ -126,14 +140,16 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if reqErr != nil {
 		allocErr = &ipam.Error{Reason: ipam.ReasonInvalidRequest, Message: reqErr.Error()}
 		if released := s.alloc.Release(key); len(released) > 0 {
-			res.Changed = true
+			res.Changed, res.Released = true, released
 		}
 	} else {
 		res, allocErr = s.alloc.Assign(request)
 	}
 	if res.Changed {
 		r.changed()
-		// Whatever it let go of may be what a pending Service waits for.
+	}
+	if len(res.Released) > 0 {
+		// What it let go of may be what a pending Service waits for.
 		r.released()
 	}
 
@@ -167,7 +183,7 @@ func (r *serviceLBReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			r.recorder.Eventf(&svc, nil, corev1.EventTypeWarning, warn.Reason, "Allocate", "%s", warn.Message)
 		}
 	}
-	return ctrl.Result{}, r.writeStatus(ctx, &svc, res.IPs, &cond, warn)
+	return r.writeStatus(ctx, &svc, res.IPs, &cond, warn)
 }
 
 func (r *serviceLBReconciler) released() {
@@ -185,7 +201,7 @@ func (r *serviceLBReconciler) changed() {
 // writeStatus sets the ingress addresses and Berth's conditions; with a nil
 // cond it removes them. It writes only when something differs, so a restart
 // of the controller writes nothing.
-func (r *serviceLBReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []ipam.Assigned, cond, warn *metav1.Condition) error {
+func (r *serviceLBReconciler) writeStatus(ctx context.Context, svc *corev1.Service, ips []ipam.Assigned, cond, warn *metav1.Condition) (statusWrite, error) {
 	next := svc.Status.DeepCopy()
 	next.LoadBalancer.Ingress = kube.Ingress(ips)
 	if len(next.LoadBalancer.Ingress) == 0 {
@@ -207,25 +223,28 @@ func (r *serviceLBReconciler) writeStatus(ctx context.Context, svc *corev1.Servi
 }
 
 // writeConditions sets one condition and leaves the addresses alone.
-func (r *serviceLBReconciler) writeConditions(ctx context.Context, svc *corev1.Service, cond metav1.Condition) error {
+func (r *serviceLBReconciler) writeConditions(ctx context.Context, svc *corev1.Service, cond metav1.Condition) (statusWrite, error) {
 	next := svc.Status.DeepCopy()
 	cond.ObservedGeneration = svc.Generation
 	meta.SetStatusCondition(&next.Conditions, cond)
 	return r.patchStatus(ctx, svc, next)
 }
 
-func (r *serviceLBReconciler) patchStatus(ctx context.Context, svc *corev1.Service, next *corev1.ServiceStatus) error {
+func (r *serviceLBReconciler) patchStatus(ctx context.Context, svc *corev1.Service, next *corev1.ServiceStatus) (statusWrite, error) {
 	if equality.Semantic.DeepEqual(&svc.Status, next) {
-		return nil
+		return nil, nil
 	}
 	orig := svc.DeepCopy()
-	svc.Status = *next
-	// The optimistic lock makes a write based on a stale read fail and
-	// retry, rather than overwrite a newer status.
-	if err := r.client.Status().Patch(ctx, svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
-		return fmt.Errorf("write status of %s/%s: %w", svc.Namespace, svc.Name, err)
-	}
-	return nil
+	updated := svc.DeepCopy()
+	updated.Status = *next
+	return func() error {
+		// The optimistic lock makes a write based on a stale read fail and
+		// retry, rather than overwrite a newer status.
+		if err := r.client.Status().Patch(ctx, updated, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+			return fmt.Errorf("write status of %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+		return nil
+	}, nil
 }
 
 // hasCondition reports whether the Service already shows this condition with

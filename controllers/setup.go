@@ -87,7 +87,9 @@ func SetupLBIPAM(mgr ctrl.Manager, opts LBIPAMOptions, reg prometheus.Registerer
 		WatchesRawSource(source.Channel(pending, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 			return pendingServed(ctx, mgr.GetClient(), opts.ServeUnclassed)
 		}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		// Allocation is serialized by the allocator's lock; the workers
+		// overlap their status writes.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(svcR); err != nil {
 		return err
 	}

@@ -119,7 +119,9 @@ func (a *Allocator) Restore(req Request, addrs []netip.Addr) error {
 type Result struct {
 	IPs []Assigned
 	// Changed is true when the addresses differ from before the call.
-	Changed  bool
+	Changed bool
+	// Released lists the addresses the Service held before and gave up.
+	Released []netip.Addr
 	Warnings []Warning
 }
 
@@ -131,10 +133,23 @@ func (a *Allocator) Assign(req Request) (Result, error) {
 	res, err := a.assign(&req, before)
 	if err != nil {
 		a.Release(req.Key)
-		return Result{Changed: len(before) > 0}, err
+		return Result{Changed: len(before) > 0, Released: addrsOf(before)}, err
 	}
 	res.Changed = !slices.Equal(before, res.IPs)
+	for _, b := range before {
+		if !slices.ContainsFunc(res.IPs, func(x Assigned) bool { return x.Addr == b.Addr }) {
+			res.Released = append(res.Released, b.Addr)
+		}
+	}
 	return res, nil
+}
+
+func addrsOf(as []Assigned) []netip.Addr {
+	out := make([]netip.Addr, len(as))
+	for i, x := range as {
+		out[i] = x.Addr
+	}
+	return out
 }
 
 func (a *Allocator) assign(req *Request, cur []Assigned) (Result, error) {

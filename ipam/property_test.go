@@ -116,14 +116,6 @@ func snapshot(a *Allocator) map[string][]Assigned {
 	return out
 }
 
-func addrsOf(as []Assigned) []netip.Addr {
-	out := make([]netip.Addr, len(as))
-	for i, x := range as {
-		out[i] = x.Addr
-	}
-	return out
-}
-
 func runFuzzSteps(t *testing.T, data []byte) {
 	r := &fuzzReader{data: data}
 	cfg := fuzzConfig(t, r)
