@@ -37,6 +37,8 @@ type lbEnv struct {
 	scheme *runtime.Scheme
 	opts   controllers.LBIPAMOptions
 	stop   func()
+	// reg holds the running controller's metrics.
+	reg *prometheus.Registry
 }
 
 func newLBEnv(t testing.TB, flags map[string]string) *lbEnv {
@@ -74,7 +76,8 @@ func (e *lbEnv) startController() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if err := controllers.SetupLBIPAM(mgr, e.opts, prometheus.NewRegistry()); err != nil {
+	e.reg = prometheus.NewRegistry()
+	if err := controllers.SetupLBIPAM(mgr, e.opts, e.reg); err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -243,3 +246,41 @@ func (e *lbEnv) update(obj client.Object, mutate func()) {
 }
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+
+// metric waits until the registry shows the metric with these labels at want.
+func (e *lbEnv) metric(name string, labels map[string]string, want float64) {
+	e.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for {
+		families, err := e.reg.Gather()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() != name {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				match := true
+				for _, lp := range m.GetLabel() {
+					if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+						match = false
+					}
+				}
+				if !match {
+					continue
+				}
+				got := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+				if got == want {
+					return
+				}
+				last = fmt.Sprint(got)
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("metric %s%v = %s, want %v", name, labels, last, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
