@@ -1,11 +1,6 @@
-// Command berth-cni is Berth's CNI plugin, called by the container runtime.
-//
-// This build speaks the CNI protocol (VERSION, STATUS and the error format)
-// but has no pod network to offer yet: STATUS and ADD answer "plugin not
-// available" (code 50), which tells a CNI 1.1 runtime to keep the node's pods
-// pending rather than start them without a network. DEL and GC have nothing
-// to free and succeed, as the spec requires of a plugin with no state. The
-// bridge, veth and address store arrive with the pod-network issue.
+// Command berth-cni is Berth's CNI plugin (spec 1.1.0), called by the
+// container runtime: a veth pair per pod on the node's bridge, addresses
+// from the node's podCIDRs kept in an on-disk store. The logic is in cni/.
 package main
 
 import (
@@ -13,21 +8,32 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	cniversion "github.com/containernetworking/cni/pkg/version"
 
+	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/internal/version"
 )
 
 func main() {
 	skel.PluginMainFuncs(skel.CNIFuncs{
-		Add:    notAvailable,
-		Check:  notAvailable,
-		Status: notAvailable,
-		Del:    func(*skel.CmdArgs) error { return nil },
-		GC:     func(*skel.CmdArgs) error { return nil },
+		Add: func(args *skel.CmdArgs) error {
+			res, err := cni.Add(request(args))
+			if err != nil {
+				return err
+			}
+			conf, err := cni.ParseConfig(args.StdinData)
+			if err != nil {
+				return err
+			}
+			return types.PrintResult(res, conf.CNIVersion)
+		},
+		Del:   func(args *skel.CmdArgs) error { return cni.Del(request(args)) },
+		Check: func(args *skel.CmdArgs) error { return cni.Check(request(args)) },
+		Status: func(args *skel.CmdArgs) error {
+			return cni.Status(args.StdinData)
+		},
+		GC: func(args *skel.CmdArgs) error { return cni.GC(args.StdinData) },
 	}, cniversion.PluginSupports("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"), "berth-cni "+version.Get().String())
 }
 
-func notAvailable(*skel.CmdArgs) error {
-	return types.NewError(types.ErrPluginNotAvailable,
-		"berth pod network is not available on this node",
-		"this berth-cni build has no pod network; install a release with the pod-network component")
+func request(args *skel.CmdArgs) cni.Request {
+	return cni.Request{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Config: args.StdinData}
 }
