@@ -1,0 +1,316 @@
+package podnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/knftables"
+)
+
+// NFTable is the nftables table the pod network owns alone.
+const NFTable = "berth-podnet"
+
+// Applier puts a State into the kernel of the namespace it runs in. Every
+// step is idempotent, so a periodic Apply also repairs drift: a deleted
+// route, neighbour or FDB entry comes back; what no longer belongs goes.
+type Applier struct {
+	nft knftables.Interface
+}
+
+// NewApplier checks that nftables is usable and returns an Applier.
+func NewApplier() (*Applier, error) {
+	nft, err := knftables.New(knftables.InetFamily, NFTable)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w (is the nft command installed?)", err)
+	}
+	return &Applier{nft: nft}, nil
+}
+
+// Apply makes the kernel match st.
+func (a *Applier) Apply(ctx context.Context, st State, up Uplink) error {
+	if err := enableForwarding(); err != nil {
+		return err
+	}
+	if err := applyBridge(st); err != nil {
+		return fmt.Errorf("bridge %s: %w", Bridge, err)
+	}
+	if err := applyVXLAN(st, up); err != nil {
+		return fmt.Errorf("vxlan %s: %w", VXLANDevice, err)
+	}
+	if err := applyRoutes(st); err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	if err := a.applyMasquerade(ctx, st); err != nil {
+		return fmt.Errorf("nftables %s: %w", NFTable, err)
+	}
+	return nil
+}
+
+func enableForwarding() error {
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	// IPv6 may be off on the node; then there is nothing to forward.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("enable IPv6 forwarding: %w", err)
+	}
+	return nil
+}
+
+func applyBridge(st State) error {
+	l, err := netlink.LinkByName(Bridge)
+	if err != nil {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: Bridge, MTU: st.MTU}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return err
+		}
+		if l, err = netlink.LinkByName(Bridge); err != nil {
+			return err
+		}
+	}
+	if l.Attrs().MTU != st.MTU {
+		if err := netlink.LinkSetMTU(l, st.MTU); err != nil {
+			return err
+		}
+	}
+	if err := syncAddrs(l, st.BridgeAddrs); err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// syncAddrs gives the link exactly these global addresses.
+func syncAddrs(l netlink.Link, want []netip.Prefix) error {
+	have, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, p := range want {
+		keep[p.String()] = true
+		addr, err := netlink.ParseAddr(p.String())
+		if err != nil {
+			return err
+		}
+		if p.Addr().Is6() {
+			addr.Flags |= unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(l, addr); err != nil {
+			return fmt.Errorf("address %v: %w", p, err)
+		}
+	}
+	for _, h := range have {
+		if h.IP.IsLinkLocalUnicast() || keep[h.IPNet.String()] {
+			continue
+		}
+		if err := netlink.AddrDel(l, &h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyVXLAN(st State, up Uplink) error {
+	l, err := netlink.LinkByName(VXLANDevice)
+	if st.VXLAN == nil {
+		if err == nil {
+			return netlink.LinkDel(l)
+		}
+		return nil
+	}
+	v := st.VXLAN
+	upLink, uerr := netlink.LinkByName(up.Name)
+	if uerr != nil {
+		return fmt.Errorf("uplink %s: %w", up.Name, uerr)
+	}
+	if err == nil {
+		cur, ok := l.(*netlink.Vxlan)
+		if !ok || cur.VxlanId != VXLANID || !cur.SrcAddr.Equal(net.IP(v.Local.AsSlice())) || cur.Port != VXLANPort || cur.VtepDevIndex != upLink.Attrs().Index {
+			if err := netlink.LinkDel(l); err != nil {
+				return err
+			}
+			err = errors.New("recreate")
+		}
+	}
+	if err != nil {
+		dev := &netlink.Vxlan{
+			LinkAttrs:    netlink.LinkAttrs{Name: VXLANDevice, MTU: st.MTU, HardwareAddr: v.MAC},
+			VxlanId:      VXLANID,
+			VtepDevIndex: upLink.Attrs().Index,
+			SrcAddr:      net.IP(v.Local.AsSlice()),
+			Port:         VXLANPort,
+			Learning:     false,
+		}
+		if err := netlink.LinkAdd(dev); err != nil {
+			return err
+		}
+		if l, err = netlink.LinkByName(VXLANDevice); err != nil {
+			return err
+		}
+	}
+	if l.Attrs().MTU != st.MTU {
+		if err := netlink.LinkSetMTU(l, st.MTU); err != nil {
+			return err
+		}
+	}
+	if l.Attrs().HardwareAddr.String() != v.MAC.String() {
+		if err := netlink.LinkSetHardwareAddr(l, v.MAC); err != nil {
+			return err
+		}
+	}
+	if err := syncAddrs(l, []netip.Prefix{v.Addr}); err != nil {
+		return err
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return err
+	}
+	idx := l.Attrs().Index
+	wantNeigh := map[string]bool{}
+	wantFDB := map[string]bool{}
+	for _, p := range v.Peers {
+		neigh := &netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, Type: unix.RTN_UNICAST, IP: net.IP(p.Gateway.AsSlice()), HardwareAddr: p.MAC}
+		if err := netlink.NeighSet(neigh); err != nil {
+			return fmt.Errorf("neighbour %v for %s: %w", p.Gateway, p.Node, err)
+		}
+		fdb := &netlink.Neigh{LinkIndex: idx, Family: unix.AF_BRIDGE, State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF, IP: net.IP(p.Remote.AsSlice()), HardwareAddr: p.MAC}
+		if err := netlink.NeighSet(fdb); err != nil {
+			return fmt.Errorf("fdb %v for %s: %w", p.MAC, p.Node, err)
+		}
+		wantNeigh[p.Gateway.String()] = true
+		wantFDB[p.MAC.String()+"/"+p.Remote.String()] = true
+	}
+	neighs, err := netlink.NeighList(idx, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighs {
+		if n.State&netlink.NUD_PERMANENT != 0 && !wantNeigh[n.IP.String()] {
+			if err := netlink.NeighDel(&n); err != nil {
+				return err
+			}
+		}
+	}
+	fdbs, err := netlink.NeighList(idx, unix.AF_BRIDGE)
+	if err != nil {
+		return err
+	}
+	for _, n := range fdbs {
+		if n.IP == nil || wantFDB[n.HardwareAddr.String()+"/"+n.IP.String()] {
+			continue
+		}
+		if err := netlink.NeighDel(&n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyRoutes(st State) error {
+	want := map[string]bool{}
+	for _, r := range st.Routes {
+		dev, err := netlink.LinkByName(r.Device)
+		if err != nil {
+			return fmt.Errorf("route to %v: device %s: %w", r.Dst, r.Device, err)
+		}
+		_, dst, err := net.ParseCIDR(r.Dst.String())
+		if err != nil {
+			return err
+		}
+		route := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: dst, Gw: net.IP(r.Via.AsSlice()), Protocol: RouteProtocol}
+		if r.OnLink {
+			route.Flags = int(netlink.FLAG_ONLINK)
+		}
+		if err := netlink.RouteReplace(route); err != nil {
+			return fmt.Errorf("route to %v via %v (%s): %w", r.Dst, r.Via, r.Peer, err)
+		}
+		want[r.Dst.String()] = true
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		have, err := netlink.RouteListFiltered(fam, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return err
+		}
+		for _, h := range have {
+			if h.Dst != nil && want[h.Dst.String()] {
+				continue
+			}
+			if err := netlink.RouteDel(&h); err != nil && !errors.Is(err, unix.ESRCH) {
+				return fmt.Errorf("remove stale route %v: %w", h.Dst, err)
+			}
+		}
+	}
+	return nil
+}
+
+// applyMasquerade replaces the table in one transaction: pod traffic to
+// anything outside the cluster's pod ranges leaves with the node's address;
+// pod-to-pod traffic keeps the pod's own.
+func (a *Applier) applyMasquerade(ctx context.Context, st State) error {
+	tx := a.nft.NewTransaction()
+	tx.Add(&knftables.Table{Comment: ptr.To("berth pod network: masquerade pod traffic leaving the cluster")})
+	tx.Flush(&knftables.Table{})
+	sets := []struct {
+		name, typ, match string
+		pods             []netip.Prefix
+		cluster          []netip.Prefix
+	}{
+		{"v4", "ipv4_addr", "ip", filter(st.PodCIDRs, true), filter(st.ClusterCIDRs, true)},
+		{"v6", "ipv6_addr", "ip6", filter(st.PodCIDRs, false), filter(st.ClusterCIDRs, false)},
+	}
+	tx.Add(&knftables.Chain{Name: "postrouting", Type: ptr.To(knftables.NATType), Hook: ptr.To(knftables.PostroutingHook), Priority: ptr.To(knftables.SNATPriority)})
+	for _, s := range sets {
+		for _, kind := range []struct {
+			name  string
+			elems []netip.Prefix
+		}{{"pods-" + s.name, s.pods}, {"cluster-" + s.name, s.cluster}} {
+			tx.Add(&knftables.Set{Name: kind.name, Type: s.typ, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+			for _, e := range kind.elems {
+				tx.Add(&knftables.Element{Set: kind.name, Key: []string{e.String()}})
+			}
+		}
+		tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat(
+			s.match, "saddr", "@pods-"+s.name, s.match, "daddr", "!=", "@cluster-"+s.name, "masquerade"),
+			Comment: ptr.To("pod traffic leaving the cluster")})
+	}
+	return a.nft.Run(ctx, tx)
+}
+
+func filter(ps []netip.Prefix, v4 bool) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if p.Addr().Is4() == v4 {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// FindUplink finds the interface that holds addr, with its subnet and MTU.
+func FindUplink(addr netip.Addr) (Uplink, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return Uplink{}, err
+	}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || ip.Unmap() != addr {
+				continue
+			}
+			ones, _ := a.Mask.Size()
+			return Uplink{Name: l.Attrs().Name, Addr: netip.PrefixFrom(addr, ones), MTU: l.Attrs().MTU}, nil
+		}
+	}
+	return Uplink{}, fmt.Errorf("no interface holds the node's address %v", addr)
+}

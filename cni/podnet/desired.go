@@ -1,0 +1,172 @@
+// Package podnet is the node side of Berth's pod network, run by
+// berth-agent: the pod bridge, routes to every other node's pods (directly
+// or over VXLAN), and masquerading of pod traffic that leaves the cluster.
+// Desired computes what the node should have, as plain data; Apply puts it
+// in the kernel.
+package podnet
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+)
+
+// Mode is how traffic reaches other nodes' pods.
+type Mode string
+
+// The pod network modes.
+const (
+	// Routed: a route per peer node via its InternalIP (needs one L2 segment).
+	Routed Mode = "routed"
+	// VXLAN: every peer through the berth.vxlan overlay.
+	VXLAN Mode = "vxlan"
+	// Auto: routed to peers on the uplink's subnet, VXLAN to the rest.
+	Auto Mode = "auto"
+)
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case Routed, VXLAN, Auto:
+		return m, nil
+	}
+	return "", fmt.Errorf("pod network mode %q: use routed, vxlan or auto", s)
+}
+
+// Names of what the agent owns in the kernel.
+const (
+	Bridge      = "berth0"
+	VXLANDevice = "berth.vxlan"
+	VXLANID     = 1
+	VXLANPort   = 8472
+	// RouteProtocol marks Berth's routes so that stale ones can be found
+	// and removed without touching anybody else's.
+	RouteProtocol = 98
+	// VXLANOverhead is what VXLAN over IPv4 adds to each packet.
+	VXLANOverhead = 50
+)
+
+// Node is what the agent knows about one node.
+type Node struct {
+	Name       string
+	InternalIP netip.Addr
+	PodCIDRs   []netip.Prefix
+}
+
+// Uplink is this node's interface toward the other nodes.
+type Uplink struct {
+	Name   string
+	Addr   netip.Prefix // the InternalIP with the subnet's length
+	MTU    int
+	Family int
+}
+
+// State is everything the node should have for the pod network.
+type State struct {
+	// BridgeAddrs are the gateway addresses on berth0, one per pod range.
+	BridgeAddrs []netip.Prefix
+	MTU         int
+	Routes      []Route
+	// VXLAN is set when any peer is reached over the overlay.
+	VXLAN *VXLANState
+	// PodCIDRs are this node's pod ranges (masqueraded when leaving).
+	PodCIDRs []netip.Prefix
+	// ClusterCIDRs are every pod range of the cluster: traffic to them is
+	// never masqueraded.
+	ClusterCIDRs []netip.Prefix
+}
+
+// Route is one route to a peer's pod range.
+type Route struct {
+	Dst    netip.Prefix
+	Via    netip.Addr
+	Device string // the uplink or berth.vxlan
+	OnLink bool
+	Peer   string
+}
+
+// VXLANState is the overlay device and its per-peer entries.
+type VXLANState struct {
+	Local netip.Addr
+	MAC   net.HardwareAddr
+	// Addr is this node's address on the overlay: the network address of
+	// its first pod range, as /32 (Flannel's convention).
+	Addr  netip.Prefix
+	Peers []VXLANPeer
+}
+
+// VXLANPeer is one remote VTEP.
+type VXLANPeer struct {
+	Node    string
+	Remote  netip.Addr       // the peer's InternalIP
+	MAC     net.HardwareAddr // the peer's VTEP MAC
+	Gateway netip.Addr       // the peer's overlay address
+}
+
+// VTEPMAC derives a node's VXLAN MAC from its InternalIP, so every agent
+// knows every peer's without publishing it: locally administered, unicast.
+func VTEPMAC(ip netip.Addr) net.HardwareAddr {
+	b := ip.As16()
+	return net.HardwareAddr{0x0e, 0xbe, b[12], b[13], b[14], b[15]}
+}
+
+// Desired computes the node's pod network from its own Node, the others,
+// the mode and its uplink. mtu, when not 0, overrides the derived MTU.
+func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, error) {
+	if len(self.PodCIDRs) == 0 {
+		return State{}, fmt.Errorf("node %s has no podCIDR yet (is kube-controller-manager running with --allocate-node-cidrs?)", self.Name)
+	}
+	st := State{PodCIDRs: sortedPrefixes(self.PodCIDRs)}
+	for _, p := range st.PodCIDRs {
+		st.BridgeAddrs = append(st.BridgeAddrs, netip.PrefixFrom(p.Masked().Addr().Next(), p.Bits()))
+	}
+	st.MTU = up.MTU
+	if mode != Routed {
+		st.MTU = up.MTU - VXLANOverhead
+	}
+	if mtu != 0 {
+		st.MTU = mtu
+	}
+	cluster := append([]netip.Prefix(nil), self.PodCIDRs...)
+	sorted := append([]Node(nil), peers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, p := range sorted {
+		if p.Name == self.Name || len(p.PodCIDRs) == 0 || !p.InternalIP.IsValid() {
+			continue
+		}
+		cluster = append(cluster, p.PodCIDRs...)
+		direct := mode == Routed || (mode == Auto && up.Addr.Contains(p.InternalIP))
+		for _, c := range sortedPrefixes(p.PodCIDRs) {
+			if c.Addr().Is4() != p.InternalIP.Is4() {
+				// An IPv6 pod range over an IPv4 underlay needs VXLAN
+				// over IPv4 with IPv6 inside, which this version does
+				// not carry; skip rather than route it wrong.
+				continue
+			}
+			if direct {
+				st.Routes = append(st.Routes, Route{Dst: c, Via: p.InternalIP, Device: up.Name, Peer: p.Name})
+				continue
+			}
+			if st.VXLAN == nil {
+				st.VXLAN = &VXLANState{Local: up.Addr.Addr(), MAC: VTEPMAC(up.Addr.Addr()), Addr: netip.PrefixFrom(self.PodCIDRs[0].Masked().Addr(), self.PodCIDRs[0].Addr().BitLen())}
+			}
+			gw := c.Masked().Addr()
+			st.VXLAN.Peers = append(st.VXLAN.Peers, VXLANPeer{Node: p.Name, Remote: p.InternalIP, MAC: VTEPMAC(p.InternalIP), Gateway: gw})
+			st.Routes = append(st.Routes, Route{Dst: c, Via: gw, Device: VXLANDevice, OnLink: true, Peer: p.Name})
+		}
+	}
+	st.ClusterCIDRs = sortedPrefixes(cluster)
+	return st, nil
+}
+
+func sortedPrefixes(ps []netip.Prefix) []netip.Prefix {
+	out := append([]netip.Prefix(nil), ps...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Addr().Is4() != out[j].Addr().Is4() {
+			return out[i].Addr().Is4()
+		}
+		return out[i].Addr().Less(out[j].Addr())
+	})
+	return out
+}

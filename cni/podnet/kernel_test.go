@@ -1,0 +1,194 @@
+package podnet_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/berthnet/berth/cni"
+	"github.com/berthnet/berth/cni/podnet"
+	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+func TestMain(m *testing.M) {
+	if err := netnstest.SweepStale(); err != nil {
+		panic(err)
+	}
+	os.Exit(m.Run())
+}
+
+// cluster is two nodes and an outside host on one LAN segment, each node with
+// one pod attached by the plugin's own code.
+type cluster struct {
+	nodes   []*netns.Namespace
+	pods    []*netns.Namespace
+	info    []podnet.Node
+	outside *netns.Namespace
+}
+
+func newCluster(t *testing.T) *cluster {
+	lan := netnstest.New(t)
+	if err := lan.AddBridge("br0"); err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{}
+	plug := func(ns *netns.Namespace, port, cidr string) {
+		if err := netns.Veth(lan, port, ns, "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := lan.SetMaster(port, "br0"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.AddAddress("eth0", cidr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		n := netnstest.New(t)
+		plug(n, fmt.Sprintf("n%d", i), fmt.Sprintf("192.0.2.%d/24", 11+i))
+		c.nodes = append(c.nodes, n)
+		c.info = append(c.info, podnet.Node{
+			Name:       fmt.Sprintf("node%d", i),
+			InternalIP: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", 11+i)),
+			PodCIDRs:   []netip.Prefix{netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i))},
+		})
+	}
+	c.outside = netnstest.New(t)
+	plug(c.outside, "out", "192.0.2.100/24")
+	return c
+}
+
+// apply runs the agent's logic on node i, as berth-agent in that node would.
+func (c *cluster) apply(t *testing.T, i int, mode podnet.Mode, peers []podnet.Node) {
+	t.Helper()
+	err := c.nodes[i].Do(func() error {
+		up, err := podnet.FindUplink(c.info[i].InternalIP)
+		if err != nil {
+			return err
+		}
+		st, err := podnet.Desired(c.info[i], peers, mode, up, 0)
+		if err != nil {
+			return err
+		}
+		a, err := podnet.NewApplier()
+		if err != nil {
+			return err
+		}
+		return a.Apply(context.Background(), st, up)
+	})
+	if err != nil {
+		t.Fatalf("apply on node %d: %v", i, err)
+	}
+}
+
+// addPods attaches one pod per node with the plugin's ADD.
+func (c *cluster) addPods(t *testing.T) {
+	t.Helper()
+	for i, n := range c.nodes {
+		pod := netnstest.New(t)
+		conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "berth", "type": cni.PluginType,
+			"podCIDRs": []string{c.info[i].PodCIDRs[0].String()}, "dataDir": t.TempDir()})
+		if err := n.Do(func() error {
+			_, err := cni.Add(cni.Request{ContainerID: fmt.Sprintf("pod%d", i), Netns: pod.Path(), IfName: "eth0", Config: conf})
+			return err
+		}); err != nil {
+			t.Fatalf("ADD on node %d: %v", i, err)
+		}
+		c.pods = append(c.pods, pod)
+	}
+}
+
+func podIP(i int) string { return fmt.Sprintf("10.244.%d.2", i) }
+
+func (c *cluster) checkPaths(t *testing.T) {
+	t.Helper()
+	// Pod to pod across nodes: the server sees the client pod's own IP.
+	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], podIP(1)+":8080"); !strings.HasPrefix(seen, podIP(0)+":") {
+		t.Errorf("pod1 saw pod0 as %s: want no NAT", seen)
+	}
+	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], podIP(0)+":8080"); !strings.HasPrefix(seen, podIP(1)+":") {
+		t.Errorf("pod0 saw pod1 as %s: want no NAT", seen)
+	}
+	// Node to pod, on every node, to its own pod and the other's.
+	for n := range c.nodes {
+		for p := range c.pods {
+			netnstest.Connect(t, c.pods[p], c.nodes[n], podIP(p)+":8081")
+		}
+	}
+	// Pod to outside the cluster: masqueraded to the node's address.
+	if seen := netnstest.Connect(t, c.outside, c.pods[0], "192.0.2.100:8082"); !strings.HasPrefix(seen, "192.0.2.11:") {
+		t.Errorf("outside host saw pod0 as %s: want the node's address 192.0.2.11", seen)
+	}
+}
+
+func TestRoutedMode(t *testing.T) {
+	c := newCluster(t)
+	for i := range c.nodes {
+		c.apply(t, i, podnet.Routed, c.info)
+	}
+	c.addPods(t)
+	c.checkPaths(t)
+
+	// Drift: a deleted route comes back with the next apply.
+	h := c.nodes[0].Netlink()
+	_, dst, _ := net.ParseCIDR("10.244.1.0/24")
+	if err := h.RouteDel(&netlink.Route{Dst: dst}); err != nil {
+		t.Fatal(err)
+	}
+	c.apply(t, 0, podnet.Routed, c.info)
+	c.checkPaths(t)
+
+	// A node that is gone loses its route.
+	c.apply(t, 0, podnet.Routed, c.info[:1])
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: podnet.RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 0 {
+		t.Errorf("routes to a deleted node remain: %v", routes)
+	}
+}
+
+func TestVXLANMode(t *testing.T) {
+	c := newCluster(t)
+	for i := range c.nodes {
+		c.apply(t, i, podnet.VXLAN, c.info)
+	}
+	c.addPods(t)
+	c.checkPaths(t)
+	// Pods get the overlay's MTU.
+	l, err := c.pods[0].Link("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs().MTU != 1450 {
+		t.Errorf("pod MTU %d, want 1450 (uplink 1500 minus VXLAN's 50)", l.Attrs().MTU)
+	}
+	// Drift: a deleted FDB entry comes back.
+	h := c.nodes[0].Netlink()
+	vx, err := h.LinkByName(podnet.VXLANDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fdbs, err := h.NeighList(vx.Attrs().Index, 7 /* AF_BRIDGE */)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fdbs {
+		if f.IP != nil {
+			if err := h.NeighDel(&f); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c.apply(t, 0, podnet.VXLAN, c.info)
+	c.checkPaths(t)
+}
