@@ -1,7 +1,8 @@
 // Command berth-agent is Berth's per-node agent (a DaemonSet with host
-// networking). It finds its own Node and serves health and metrics; the
-// announcers, pod routes, service proxy and NetworkPolicy register with it as
-// they land.
+// networking). It runs the node's pod network (bridge, routes to other
+// nodes, masquerade, the CNI plugin and its config) and serves health and
+// metrics; the announcers, service proxy and NetworkPolicy join it as they
+// land.
 package main
 
 import (
@@ -10,19 +11,23 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/berthnet/berth/cni"
+	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/internal/daemon"
 )
 
-// The agent reads its own Node (the cache is limited to it, but list/watch
-// are cluster-scoped verbs) and records Events.
+// The agent reads every Node (routes go to each node's podCIDRs) and records
+// Events about its own.
 //
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -37,17 +42,35 @@ func main() {
 
 func run() error {
 	var (
-		opts     daemon.Options
-		nodeName string
+		opts       daemon.Options
+		nodeName   string
+		podNetwork bool
+		mode       string
+		pn         podnet.AgentOptions
 	)
+	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, set from the downward API)")
+	flag.BoolVar(&podNetwork, "pod-network", true, "run the pod network on this node (off when the cluster keeps another CNI)")
+	flag.StringVar(&mode, "pod-network-mode", string(podnet.Auto), "how pods reach other nodes: routed, vxlan, or auto (routed on the same subnet, VXLAN otherwise)")
+	flag.IntVar(&pn.MTU, "mtu", 0, "pod MTU; 0 derives it from the uplink and the mode")
+	flag.StringVar(&pn.ConfDir, "cni-conf-dir", "/etc/cni/net.d", "where the runtime reads CNI configs")
+	flag.StringVar(&pn.BinDir, "cni-bin-dir", "/opt/cni/bin", "where the runtime finds CNI plugins")
+	flag.StringVar(&pn.PluginSource, "cni-plugin-source", filepath.Join(filepath.Dir(self), cni.PluginType), "the berth-cni binary to install")
+	flag.StringVar(&pn.DataDir, "cni-data-dir", cni.DefaultDataDir, "the plugin's address store")
+	flag.StringVar(&pn.Network, "cni-network", "berth", "the CNI network name")
+	flag.DurationVar(&pn.Resync, "resync", 10*time.Second, "how often the node's pod network is re-applied to repair drift")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
 		return nil
 	}
 	if nodeName == "" {
 		return fmt.Errorf("no node name: pass --node-name or set NODE_NAME (spec.nodeName through the downward API)")
+	}
+	pn.NodeName = nodeName
+	var err error
+	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
+		return err
 	}
 	scheme, err := daemon.Scheme()
 	if err != nil {
@@ -61,10 +84,6 @@ func run() error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress: opts.ProbeAddr,
-		// An agent sees only its own Node, not every Node of the cluster.
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", nodeName)},
-		}},
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
@@ -83,28 +102,47 @@ func run() error {
 		return err
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := mgr.Add(nodeLogger{mgr: mgr, name: nodeName}); err != nil {
-		return err
+	if podNetwork {
+		agent, err := podnet.NewAgent(pn, mgr.GetCache(), mgr.GetEventRecorder("berth-agent"), ctrl.Log.WithName("podnet"))
+		if err != nil {
+			return err
+		}
+		for _, c := range agent.Collectors() {
+			if err := ctrlmetrics.Registry.Register(c); err != nil {
+				return err
+			}
+		}
+		if err := mgr.AddReadyzCheck("podnet", func(*http.Request) error { return agent.Ready() }); err != nil {
+			return err
+		}
+		inf, err := mgr.GetCache().GetInformer(ctx, &corev1.Node{})
+		if err != nil {
+			return err
+		}
+		trigger := func(any) { agent.Trigger() }
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: trigger, DeleteFunc: trigger,
+			UpdateFunc: func(_, _ any) { agent.Trigger() },
+		}); err != nil {
+			return err
+		}
+		if err := mgr.Add(afterSync{mgr: mgr, run: agent.Start}); err != nil {
+			return err
+		}
 	}
 	return mgr.Start(ctx)
 }
 
-// nodeLogger reports this node's pod CIDRs once the cache has the Node, so an
-// operator sees from the agent's log that it found its node.
-type nodeLogger struct {
-	mgr  ctrl.Manager
-	name string
+// afterSync starts fn once the cache has every Node, so the first sync does
+// not see a partial cluster and remove routes to nodes not yet listed.
+type afterSync struct {
+	mgr ctrl.Manager
+	run func(context.Context) error
 }
 
-func (n nodeLogger) Start(ctx context.Context) error {
-	if !n.mgr.GetCache().WaitForCacheSync(ctx) {
+func (a afterSync) Start(ctx context.Context) error {
+	if !a.mgr.GetCache().WaitForCacheSync(ctx) {
 		return nil
 	}
-	var node corev1.Node
-	if err := n.mgr.GetCache().Get(ctx, client.ObjectKey{Name: n.name}, &node); err != nil {
-		return fmt.Errorf("node %s: %w (is --node-name right?)", n.name, err)
-	}
-	ctrl.Log.WithName("agent").Info("found node", "node", n.name, "podCIDRs", node.Spec.PodCIDRs)
-	<-ctx.Done()
-	return nil
+	return a.run(ctx)
 }

@@ -190,7 +190,7 @@ func TestAgentFindsItsNode(t *testing.T) {
 	start := func(node string) string {
 		probe := freeAddr(t)
 		cmd := exec.Command(filepath.Join(bin.Dir, "berth-agent"),
-			"--kubeconfig", kubeconfig, "--node-name", node,
+			"--kubeconfig", kubeconfig, "--node-name", node, "--pod-network=false",
 			"--metrics-bind-address", "0", "--health-probe-bind-address", probe)
 		logs := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = logs, logs

@@ -1,0 +1,223 @@
+package podnet
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthnet/berth/cni"
+)
+
+// AgentOptions configure the pod network on one node.
+type AgentOptions struct {
+	NodeName string
+	Mode     Mode
+	// MTU overrides the derived MTU when not 0.
+	MTU int
+	// ConfDir and BinDir are the runtime's CNI folders; PluginSource is the
+	// berth-cni binary to install; DataDir is the plugin's address store.
+	ConfDir, BinDir, PluginSource, DataDir string
+	// Network is the CNI network name.
+	Network string
+	// Resync is how often the node's state is re-applied to repair drift.
+	Resync time.Duration
+}
+
+// Agent keeps the node's pod network in line with the cluster's Nodes.
+type Agent struct {
+	opts     AgentOptions
+	reader   client.Reader
+	applier  *Applier
+	recorder events.EventRecorder
+	log      logr.Logger
+	trigger  chan struct{}
+
+	ready   atomic.Bool
+	mu      sync.Mutex
+	lastErr string
+	syncs   *prometheus.CounterVec
+	routes  prometheus.Gauge
+}
+
+// NewAgent builds the agent; reader must see every Node.
+func NewAgent(opts AgentOptions, reader client.Reader, recorder events.EventRecorder, log logr.Logger) (*Agent, error) {
+	applier, err := NewApplier()
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{
+		opts: opts, reader: reader, applier: applier, recorder: recorder, log: log,
+		trigger: make(chan struct{}, 1),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_agent_podnet_syncs_total", Help: "Pod network syncs of this node, by result.",
+		}, []string{"result"}),
+		routes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_agent_podnet_routes", Help: "Routes to other nodes' pod ranges on this node.",
+		}),
+	}, nil
+}
+
+// Collectors lists the agent's metrics for registration.
+func (a *Agent) Collectors() []prometheus.Collector { return []prometheus.Collector{a.syncs, a.routes} }
+
+// Trigger asks for a sync soon; Node watches call it.
+func (a *Agent) Trigger() {
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Ready reports an error until the node's pod network has been applied.
+func (a *Agent) Ready() error {
+	if a.ready.Load() {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lastErr != "" {
+		return fmt.Errorf("pod network not applied: %s", a.lastErr)
+	}
+	return fmt.Errorf("pod network not applied yet")
+}
+
+// Start syncs on every trigger and every resync period until ctx ends.
+func (a *Agent) Start(ctx context.Context) error {
+	t := time.NewTicker(a.opts.Resync)
+	defer t.Stop()
+	for {
+		if err := a.sync(ctx); err != nil {
+			a.syncs.WithLabelValues("error").Inc()
+			a.report(ctx, err)
+		} else {
+			a.syncs.WithLabelValues("ok").Inc()
+			a.report(ctx, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.trigger:
+		case <-t.C:
+		}
+	}
+}
+
+func (a *Agent) sync(ctx context.Context) error {
+	var nodes corev1.NodeList
+	if err := a.reader.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list nodes: %w", err)
+	}
+	var self *Node
+	peers := make([]Node, 0, len(nodes.Items))
+	for i := range nodes.Items {
+		n := toNode(&nodes.Items[i])
+		if n.Name == a.opts.NodeName {
+			self = &n
+		}
+		peers = append(peers, n)
+	}
+	if self == nil {
+		return fmt.Errorf("node %s not found (is --node-name right?)", a.opts.NodeName)
+	}
+	if !self.InternalIP.IsValid() {
+		return fmt.Errorf("node %s has no InternalIP", a.opts.NodeName)
+	}
+	up, err := FindUplink(self.InternalIP)
+	if err != nil {
+		return err
+	}
+	st, err := Desired(*self, peers, a.opts.Mode, up, a.opts.MTU)
+	if err != nil {
+		return err
+	}
+	if err := a.applier.Apply(ctx, st, up); err != nil {
+		return err
+	}
+	a.routes.Set(float64(len(st.Routes)))
+	// The plugin and its config go in last: STATUS turns ready only when
+	// the bridge they point at exists.
+	if _, err := cni.InstallPlugin(a.opts.PluginSource, a.opts.BinDir); err != nil {
+		return fmt.Errorf("install berth-cni into %s: %w", a.opts.BinDir, err)
+	}
+	conf := cni.NetConf{Bridge: Bridge, MTU: st.MTU, DataDir: a.opts.DataDir}
+	for _, p := range st.PodCIDRs {
+		conf.PodCIDRs = append(conf.PodCIDRs, p.String())
+	}
+	data, err := cni.Conflist(a.opts.Network, conf)
+	if err != nil {
+		return err
+	}
+	changed, err := cni.WriteAtomic(filepath.Join(a.opts.ConfDir, cni.ConflistName), data, 0o644)
+	if err != nil {
+		return fmt.Errorf("write CNI config: %w", err)
+	}
+	if changed {
+		a.log.Info("wrote CNI config", "path", filepath.Join(a.opts.ConfDir, cni.ConflistName), "podCIDRs", conf.PodCIDRs, "mtu", st.MTU, "mode", a.opts.Mode)
+	}
+	return nil
+}
+
+// report logs and records an event when the sync result changes.
+func (a *Agent) report(ctx context.Context, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.mu.Lock()
+	changed := msg != a.lastErr || (err == nil && !a.ready.Load())
+	a.lastErr = msg
+	a.mu.Unlock()
+	if err == nil {
+		a.ready.Store(true)
+	}
+	if !changed {
+		return
+	}
+	node := &corev1.Node{}
+	if gerr := a.reader.Get(ctx, client.ObjectKey{Name: a.opts.NodeName}, node); gerr != nil {
+		node = nil
+	}
+	if err != nil {
+		a.log.Error(err, "pod network sync failed")
+		if node != nil {
+			a.recorder.Eventf(node, nil, corev1.EventTypeWarning, "PodNetworkFailed", "Sync", "%s", msg)
+		}
+		return
+	}
+	a.log.Info("pod network in place", "mode", a.opts.Mode)
+	if node != nil {
+		a.recorder.Eventf(node, nil, corev1.EventTypeNormal, "PodNetworkReady", "Sync", "pod network in place (%s mode)", a.opts.Mode)
+	}
+}
+
+func toNode(n *corev1.Node) Node {
+	out := Node{Name: n.Name}
+	for _, a := range n.Status.Addresses {
+		if a.Type != corev1.NodeInternalIP {
+			continue
+		}
+		if ip, err := netip.ParseAddr(a.Address); err == nil && (!out.InternalIP.IsValid() || (ip.Is4() && !out.InternalIP.Is4())) {
+			out.InternalIP = ip.Unmap()
+		}
+	}
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out.PodCIDRs = append(out.PodCIDRs, p.Masked())
+		}
+	}
+	return out
+}
