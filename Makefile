@@ -72,8 +72,9 @@ verify: lint ## Fail when lint fails or when make generate manifests would chang
 	echo "generated files were stale: make generate manifests has updated them; commit the result"; exit 1; fi
 
 .PHONY: run
-run: build test-deps ## Start the local lab (needs root) and show its state.
+run: build test-deps ## Start the local lab (needs root), run the pod demo, and show the lab's state.
 	$(BIN)/berthctl lab up
+	$(BIN)/berthctl lab demo
 	$(BIN)/berthctl lab status
 	@echo
 	@echo "kubectl:  $(K8S_BIN)/kubectl --kubeconfig $$($(BIN)/berthctl lab kubeconfig --path) get nodes -o wide"

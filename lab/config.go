@@ -32,6 +32,12 @@ type Config struct {
 	// K8sBinDir holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-scheduler and kubectl (`make test-deps` builds them into bin/k8s).
 	K8sBinDir string `json:"k8sBinDir"`
+	// BerthBinDir holds berth-agent and berth-cni (`make build` puts them
+	// beside berthctl in bin/).
+	BerthBinDir string `json:"berthBinDir"`
+	// PodNetworkMode is berth-agent's --pod-network-mode: routed, vxlan
+	// or auto.
+	PodNetworkMode string `json:"podNetworkMode"`
 }
 
 // StateRoot is where labs keep their state by default: a tmpfs, cleared at
@@ -53,6 +59,7 @@ func Default() Config {
 		ServiceCIDR:      netip.MustParsePrefix("10.96.0.0/16"),
 		ClusterCIDR:      netip.MustParsePrefix("10.244.0.0/16"),
 		NodeCIDRMaskSize: 24,
+		PodNetworkMode:   "auto",
 		StateDir:         filepath.Join(StateRoot, DefaultName),
 	}
 }
@@ -99,6 +106,11 @@ func (c Config) Validate() error {
 	}
 	if c.Nodes+12 > 1<<(32-c.LAN.Bits())-2 {
 		return fmt.Errorf("lan %v is too small for %d nodes", c.LAN, c.Nodes)
+	}
+	switch c.PodNetworkMode {
+	case "routed", "vxlan", "auto":
+	default:
+		return fmt.Errorf("pod network mode %q: use routed, vxlan or auto", c.PodNetworkMode)
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("state dir %q must be an absolute path", c.StateDir)

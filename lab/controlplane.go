@@ -29,7 +29,37 @@ func (c Config) checkBinaries() error {
 			return fmt.Errorf("%s not found in %s: run `make test-deps` to build the control plane, or pass --k8s-bin-dir", b, c.K8sBinDir)
 		}
 	}
+	for _, b := range []string{"berth-agent", "berth-cni"} {
+		if _, err := os.Stat(filepath.Join(c.BerthBinDir, b)); err != nil {
+			return fmt.Errorf("%s not found in %s: run `make build`", b, c.BerthBinDir)
+		}
+	}
 	return nil
+}
+
+// agentSpec runs berth-agent in node i's namespace with the node's own
+// folders and credentials.
+func (c Config) agentSpec(i int) procSpec {
+	return procSpec{name: "berth-agent-" + c.NodeName(i), netns: c.NodeNamespace(i), path: filepath.Join(c.BerthBinDir, "berth-agent"), args: []string{
+		"--kubeconfig=" + c.kubeconfig("agent-"+c.NodeName(i)),
+		"--node-name=" + c.NodeName(i),
+		"--pod-network-mode=" + c.PodNetworkMode,
+		"--cni-conf-dir=" + c.NodeCNIConfDir(i),
+		"--cni-bin-dir=" + c.NodeCNIBinDir(i),
+		"--cni-plugin-source=" + filepath.Join(c.BerthBinDir, "berth-cni"),
+		"--cni-data-dir=" + c.NodeCNIDataDir(i),
+		"--resync=2s",
+		"--metrics-bind-address=:9190",
+		"--health-probe-bind-address=:9191",
+	}}
+}
+
+// agentReady asks node i's agent for readiness over the LAN.
+func (c Config) agentReady(i int) func(context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		return getOK(ctx, client, "http://"+net.JoinHostPort(c.NodeAddr(i).String(), "9191")+"/readyz", "ok")
+	}
 }
 
 func (c Config) etcdSpec(p Ports) procSpec {
@@ -129,7 +159,11 @@ func (c Config) writePKI(p Ports) error {
 		{file: "scheduler", cn: "system:kube-scheduler"},
 	}
 	for i := 1; i <= c.Nodes; i++ {
-		specs = append(specs, certSpec{file: c.NodeName(i), cn: "system:node:" + c.NodeName(i), orgs: []string{"system:nodes"}})
+		specs = append(specs,
+			certSpec{file: c.NodeName(i), cn: "system:node:" + c.NodeName(i), orgs: []string{"system:nodes"}},
+			// berth-agent has its own identity, bound to the ClusterRole
+			// the release ships, as its ServiceAccount would be.
+			certSpec{file: "agent-" + c.NodeName(i), cn: "berth-agent:" + c.NodeName(i), orgs: []string{AgentGroup}})
 	}
 	for _, s := range specs {
 		if err := authority.issue(c.pkiDir(), s); err != nil {
@@ -198,7 +232,7 @@ func (c Config) healthChecks(p Ports) (map[string]func(context.Context) error, e
 		return nil, err
 	}
 	plain := &http.Client{Timeout: 5 * time.Second}
-	return map[string]func(context.Context) error{
+	checks := map[string]func(context.Context) error{
 		"etcd": func(ctx context.Context) error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(p.Etcd)+"/health", nil)
 			if err != nil {
@@ -229,5 +263,9 @@ func (c Config) healthChecks(p Ports) (map[string]func(context.Context) error, e
 		"kube-scheduler": func(ctx context.Context) error {
 			return getOK(ctx, self, "https://127.0.0.1:"+strconv.Itoa(p.Scheduler)+"/healthz", "ok")
 		},
-	}, nil
+	}
+	for i := 1; i <= c.Nodes; i++ {
+		checks["berth-agent-"+c.NodeName(i)] = c.agentReady(i)
+	}
+	return checks, nil
 }

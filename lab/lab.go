@@ -133,6 +133,33 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if err := waitNodes(ctx, client, cfg, 2*time.Minute); err != nil {
 		return err
 	}
+
+	step(out, "pod network: berth-agent (%s mode) and a pod runner on every node", cfg.PodNetworkMode)
+	if err := applyAgentRBAC(ctx, client); err != nil {
+		return err
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		for _, d := range []string{cfg.NodeCNIConfDir(i), cfg.NodeCNIBinDir(i), cfg.NodeCNIDataDir(i)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		p, err := st.start(cfg.agentSpec(i))
+		if err != nil {
+			return err
+		}
+		if err := waitFor(ctx, p, time.Minute, cfg.agentReady(i)); err != nil {
+			return err
+		}
+		if _, err := st.start(procSpec{
+			name:  "pod-runner-" + cfg.NodeName(i),
+			netns: cfg.NodeNamespace(i),
+			path:  self,
+			args:  []string{"lab", "pod-runner", "--state-dir", cfg.StateDir + "/", "--node", fmt.Sprint(i)},
+		}); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(out, "lab %q is up. kubeconfig: %s\n", cfg.Name, cfg.AdminKubeconfig())
 	return nil
 }

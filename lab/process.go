@@ -37,9 +37,7 @@ func (c Config) startProcess(spec procSpec) (Process, error) {
 	if spec.netns == "" {
 		cmd = exec.Command(spec.path, spec.args...)
 	} else {
-		// `ip netns exec` execs the command in place, so the pid we get is
-		// the component's own.
-		cmd = exec.Command("ip", append([]string{"netns", "exec", spec.netns, spec.path}, spec.args...)...)
+		cmd = netns.EnterCommand(filepath.Join(netns.Dir, spec.netns), spec.path, spec.args...)
 	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf

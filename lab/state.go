@@ -78,3 +78,22 @@ func LoadState(dir string) (*State, error) {
 	}
 	return &s, nil
 }
+
+// Each lab node has its own folders, as separate machines would: the CNI
+// config and plugin folders the agent writes and the runner reads, and the
+// plugin's address store.
+
+// NodeDir is node i's folder.
+func (c Config) NodeDir(i int) string { return filepath.Join(c.StateDir, "nodes", c.NodeName(i)) }
+
+// NodeCNIConfDir is node i's /etc/cni/net.d.
+func (c Config) NodeCNIConfDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "net.d") }
+
+// NodeCNIBinDir is node i's /opt/cni/bin.
+func (c Config) NodeCNIBinDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "bin") }
+
+// NodeCNIDataDir is node i's /var/lib/berth/cni.
+func (c Config) NodeCNIDataDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "data") }
+
+// NodeCNICacheDir is node i's /var/lib/cni, the runtime's result cache.
+func (c Config) NodeCNICacheDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "cache") }

@@ -21,7 +21,7 @@ func newLab() *cobra.Command {
 BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
 root. Several labs can run at once with different --name and --lan.`,
 	}
-	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabNodeHost())
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabNodeHost(), newLabPodRunner(), newLabPodProgram())
 	return cmd
 }
 
@@ -68,6 +68,9 @@ func newLabUp() *cobra.Command {
 			if cfg.K8sBinDir == "" {
 				cfg.K8sBinDir = filepath.Join(filepath.Dir(self), "k8s")
 			}
+			if cfg.BerthBinDir == "" {
+				cfg.BerthBinDir = filepath.Dir(self)
+			}
 			return lab.Up(cmd.Context(), cfg, self, cmd.OutOrStdout())
 		},
 	}
@@ -75,6 +78,8 @@ func newLabUp() *cobra.Command {
 	cmd.Flags().IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
 	cmd.Flags().StringVar(&lan, "lan", cfg.LAN.String(), "the lab LAN (IPv4 prefix)")
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
+	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan or auto")
+	cmd.Flags().StringVar(&cfg.BerthBinDir, "berth-bin-dir", "", "folder with berth-agent and berth-cni (default: beside berthctl)")
 	cmd.Flags().StringVar(&cfg.K8sBinDir, "k8s-bin-dir", "", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler (default: k8s/ beside berthctl)")
 	return cmd
 }
@@ -160,5 +165,74 @@ func newLabNodeHost() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "the lab's state folder")
 	cmd.Flags().IntVar(&node, "node", 0, "the node's number, from 1")
+	return cmd
+}
+
+// newLabPodRunner is what `lab up` runs inside each node namespace in place
+// of a kubelet and container runtime.
+func newLabPodRunner() *cobra.Command {
+	var stateDir string
+	var node int
+	cmd := &cobra.Command{
+		Use:    "pod-runner",
+		Short:  "Run the pods bound to one lab node (started by lab up)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.LoadState(strings.TrimSuffix(stateDir, "/"))
+			if err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			r, err := lab.NewPodRunner(st.Config, node, self, log)
+			if err != nil {
+				return err
+			}
+			return r.Run(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", "", "the lab's state folder")
+	cmd.Flags().IntVar(&node, "node", 0, "the node's number, from 1")
+	return cmd
+}
+
+// newLabPodProgram is a pod's process: one of the lab's built-in images.
+func newLabPodProgram() *cobra.Command {
+	var image string
+	var port int
+	cmd := &cobra.Command{
+		Use:    "pod-program",
+		Short:  "Run a lab pod's built-in program (started by the pod runner)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return lab.RunPodProgram(cmd.Context(), image, port)
+		},
+	}
+	cmd.Flags().StringVar(&image, "image", "", "the pod's image")
+	cmd.Flags().IntVar(&port, "port", 8080, "the port to serve on")
+	cmd.Flags().String("state-dir", "", "the lab's state folder (marks the process as the lab's)")
+	return cmd
+}
+
+func newLabDemo() *cobra.Command {
+	var nf nameFlags
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run an echo pod on every node and show each pod reaching the others",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := lab.LoadState(nf.dir())
+			if err != nil {
+				return fmt.Errorf("lab %q: %w", nf.name, err)
+			}
+			return lab.Demo(cmd.Context(), st.Config, cmd.OutOrStdout())
+		},
+	}
+	nf.add(cmd)
 	return cmd
 }

@@ -12,13 +12,21 @@ import (
 	"time"
 )
 
-// Command prepares a command that runs inside the namespace, the way
-// `ip netns exec` runs it (its own /sys and /etc/netns/<name> overlays).
+// Command prepares a command that runs inside the namespace.
 func (n *Namespace) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	if n.Name == "" {
 		return exec.CommandContext(ctx, name, args...)
 	}
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	cmd := EnterCommand(n.Path(), name, args...)
+	return exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+}
+
+// EnterCommand prepares a command that runs in the network namespace at
+// nsPath and nothing else: unlike `ip netns exec` it keeps the caller's
+// mount namespace, so namespaces the command creates are visible to all.
+// nsenter execs the command in place: the pid is the command's own.
+func EnterCommand(nsPath, name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + nsPath, "--", name}, args...)...)
 }
 
 // Pids lists the processes whose network namespace is this one.

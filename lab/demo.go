@@ -1,0 +1,225 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/berthnet/berth/lab/netns"
+)
+
+// DemoNamespace holds the demo's objects.
+const DemoNamespace = "berth-demo"
+
+// EchoImage is the lab's built-in HTTP echo server.
+const EchoImage = "berth.dev/lab/http-echo"
+
+// Demo runs an HTTP echo pod on every node (a DaemonSet and a Service over
+// it) and shows every pod and every node reaching every pod, each server
+// reporting the client address it saw: the pod's own, as no NAT is involved.
+func Demo(ctx context.Context, cfg Config, out io.Writer) error {
+	client, err := AdminClient(cfg)
+	if err != nil {
+		return err
+	}
+	if err := applyDemo(ctx, client); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "• DaemonSet %s/echo: waiting for a Ready pod on each of %d nodes\n", DemoNamespace, cfg.Nodes)
+	pods, err := WaitEchoPods(ctx, client, DemoNamespace, "app=echo", cfg.Nodes, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	fmt.Fprintln(out, "• pod to pod (the server reports the client address it saw):")
+	for _, from := range pods {
+		ns, err := netns.Open(PodNetns(cfg, from))
+		if err != nil {
+			return err
+		}
+		for _, to := range pods {
+			reply, err := EchoFrom(ctx, ns, to.Status.PodIP)
+			line := fmt.Sprintf("    %s %-15s → %s %-15s ", from.Spec.NodeName, from.Status.PodIP, to.Spec.NodeName, to.Status.PodIP)
+			switch {
+			case err != nil:
+				failed++
+				fmt.Fprintf(out, "%sFAILED: %v\n", line, err)
+			case reply.Client != from.Status.PodIP:
+				failed++
+				fmt.Fprintf(out, "%sseen as %s: NATed!\n", line, reply.Client)
+			default:
+				fmt.Fprintf(out, "%sok, seen as %s\n", line, reply.Client)
+			}
+		}
+		ns.Close()
+	}
+	fmt.Fprintln(out, "• node to pod:")
+	for i := 1; i <= cfg.Nodes; i++ {
+		ns, err := netns.Open(cfg.NodeNamespace(i))
+		if err != nil {
+			return err
+		}
+		var oks []string
+		for _, to := range pods {
+			if _, err := EchoFrom(ctx, ns, to.Status.PodIP); err != nil {
+				failed++
+				fmt.Fprintf(out, "    %s → %s FAILED: %v\n", cfg.NodeName(i), to.Status.PodIP, err)
+				continue
+			}
+			oks = append(oks, to.Status.PodIP)
+		}
+		ns.Close()
+		fmt.Fprintf(out, "    %s → %s ok\n", cfg.NodeName(i), strings.Join(oks, ", "))
+	}
+	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "• Service %s/echo: EndpointSlices list %d ready endpoints (built by kube-controller-manager from the pods' status)\n", DemoNamespace, n)
+	if failed > 0 {
+		return fmt.Errorf("%d of the demo's connections failed", failed)
+	}
+	return nil
+}
+
+func applyDemo(ctx context.Context, c kubernetes.Interface) error {
+	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DemoNamespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	labels := map[string]string{"app": "echo"}
+	ds := &appsv1.DaemonSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: DemoNamespace},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{Name: "echo", Image: EchoImage, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
+				},
+			},
+		},
+	}
+	if _, err := c.AppsV1().DaemonSets(DemoNamespace).Create(ctx, ds, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: DemoNamespace},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+	}
+	if _, err := c.CoreV1().Services(DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
+}
+
+// PodNetns is the network namespace the pod runner made for a pod.
+func PodNetns(cfg Config, pod corev1.Pod) string {
+	return cfg.Prefix() + pod.Spec.NodeName + "-" + string(pod.UID)[:8]
+}
+
+// WaitEchoPods waits until n pods matching selector are Ready with an IP,
+// and returns them sorted by node.
+func WaitEchoPods(ctx context.Context, c kubernetes.Interface, ns, selector string, n int, timeout time.Duration) ([]corev1.Pod, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		list, err := c.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err == nil {
+			var ready []corev1.Pod
+			for _, p := range list.Items {
+				if p.Status.PodIP != "" && podReady(&p) && p.DeletionTimestamp == nil {
+					ready = append(ready, p)
+				}
+			}
+			if len(ready) >= n {
+				sort.Slice(ready, func(i, j int) bool { return ready[i].Spec.NodeName < ready[j].Spec.NodeName })
+				return ready, nil
+			}
+			if time.Now().After(deadline) {
+				return nil, fmt.Errorf("%d of %d pods %s Ready after %s; see the pod-runner logs in the lab's logs folder", len(ready), n, selector, timeout)
+			}
+		} else if time.Now().After(deadline) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// EchoFrom asks the HTTP echo server at ip:8080 from inside a namespace.
+func EchoFrom(ctx context.Context, ns *netns.Namespace, ip string) (EchoReply, error) {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
+			err = ns.Do(func() error {
+				d := net.Dialer{Timeout: 5 * time.Second}
+				conn, err = d.DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		},
+		DisableKeepAlives: true,
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(ip, "8080")+"/", nil)
+	if err != nil {
+		return EchoReply{}, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return EchoReply{}, err
+	}
+	defer resp.Body.Close()
+	var r EchoReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return EchoReply{}, fmt.Errorf("echo reply: %w", err)
+	}
+	return r, nil
+}
+
+func readyEndpoints(ctx context.Context, c kubernetes.Interface, ns, svc string) (int, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		slices, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + svc})
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for _, s := range slices.Items {
+			for _, e := range s.Endpoints {
+				if e.Conditions.Ready != nil && *e.Conditions.Ready {
+					n++
+				}
+			}
+		}
+		if n > 0 || time.Now().After(deadline) {
+			return n, nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
