@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
@@ -118,6 +119,26 @@ func (l *Lab) Up(t testing.TB, extra ...string) {
 	if out, err := l.Berthctl(ctx, args...); err != nil {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
+}
+
+// Config is the running lab's config, from its state.
+func (l *Lab) Config(t testing.TB) lab.Config {
+	t.Helper()
+	st, err := lab.LoadState(l.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Config
+}
+
+// Client is a cluster-admin client for the lab.
+func (l *Lab) Client(t testing.TB) kubernetes.Interface {
+	t.Helper()
+	c, err := lab.AdminClient(l.Config(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // Berthctl runs berthctl and returns its combined output.

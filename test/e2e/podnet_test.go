@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthnet/berth/lab"
+	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/test/labtest"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+// The pod network in the lab, in routed and in VXLAN mode: pods reach pods on
+// the same node and across nodes with their own addresses (no NAT), every
+// node reaches every pod, pod traffic to outside the cluster is masqueraded,
+// and a deleted route comes back.
+func TestPodNetwork(t *testing.T) {
+	netnstest.RequireRoot(t)
+	for _, mode := range []string{"routed", "vxlan"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			l := labtest.New(t)
+			l.Up(t, "--pod-network-mode", mode)
+			cfg := l.Config(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+
+			// Every pod to every pod and every node to every pod; the
+			// servers report the client address they saw.
+			if out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name); err != nil {
+				t.Fatalf("lab demo: %v\n%s", err, out)
+			}
+			c := l.Client(t)
+			pods, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "app=echo", cfg.Nodes, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			// A second pod on node1 reaches the DaemonSet's pod there.
+			extra := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "extra", Namespace: lab.DemoNamespace, Labels: map[string]string{"role": "extra"}},
+				Spec: corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{{Name: "echo", Image: lab.EchoImage, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+			}
+			if _, err := c.CoreV1().Pods(lab.DemoNamespace).Create(ctx, extra, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			extras, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "role=extra", 1, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			extraNS := openNS(t, lab.PodNetns(cfg, extras[0]))
+			for _, p := range pods {
+				if p.Spec.NodeName != "node1" {
+					continue
+				}
+				r, err := lab.EchoFrom(ctx, extraNS, p.Status.PodIP)
+				if err != nil || r.Client != extras[0].Status.PodIP {
+					t.Errorf("same-node pod to pod: reply %+v, err %v; want the client seen as %s", r, err, extras[0].Status.PodIP)
+				}
+			}
+
+			// Pod to outside the cluster: the external client behind the
+			// router sees the node's address.
+			external := l.Namespace(t, "external")
+			seen := netnstest.Connect(t, external, extraNS, "203.0.113.2:9000")
+			if want := cfg.NodeAddr(1).String() + ":"; !strings.HasPrefix(seen, want) {
+				t.Errorf("external client saw the pod as %s, want node1's address %s", seen, cfg.NodeAddr(1))
+			}
+
+			// A deleted route comes back within the agent's resync.
+			node1 := l.Namespace(t, "node1")
+			var other corev1.Pod
+			for _, p := range pods {
+				if p.Spec.NodeName == "node2" {
+					other = p
+				}
+			}
+			node2, err := c.CoreV1().Nodes().Get(ctx, "node2", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, dst, err := net.ParseCIDR(node2.Spec.PodCIDR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			routes, err := node1.Netlink().RouteList(nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deleted := false
+			for _, r := range routes {
+				if r.Dst != nil && r.Dst.String() == dst.String() {
+					if err := node1.Netlink().RouteDel(&r); err != nil {
+						t.Fatal(err)
+					}
+					deleted = true
+				}
+			}
+			if !deleted {
+				t.Fatalf("node1 has no route to node2's pods %v", dst)
+			}
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				_, err := lab.EchoFrom(ctx, extraNS, other.Status.PodIP)
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("route to node2's pods not restored: %v", err)
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			// Deleting a pod frees its address and namespace.
+			if err := c.CoreV1().Pods(lab.DemoNamespace).Delete(ctx, "extra", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			waitGone(t, lab.PodNetns(cfg, extras[0]))
+		})
+	}
+}
+
+func openNS(t *testing.T, name string) *netns.Namespace {
+	t.Helper()
+	ns, err := netns.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+func waitGone(t *testing.T, netnsName string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		names, _ := netns.List(netnsName)
+		if len(names) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pod namespace %s still there after the pod was deleted", netnsName)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
