@@ -7,10 +7,24 @@ cd "$(dirname "$0")/.."
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 
+# The upstream CNI pair the plugin is measured against, and iperf3.
+upstream="bin/tools/cni-plugins-v1.10.0"
+if [[ ! -x "$upstream/bridge" || ! -x "$upstream/host-local" ]]; then
+	GOBIN="$PWD/$upstream" go install github.com/containernetworking/plugins/plugins/main/bridge@v1.10.0 github.com/containernetworking/plugins/plugins/ipam/host-local@v1.10.0
+fi
+if ! command -v iperf3 >/dev/null; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null
+fi
+
 echo "== ipam: allocator (go test -bench, 5 runs each)"
 go test -run '^$' -bench 'Assign100k|BaselineMapInsert100k|Restore10k' -benchtime 5x -benchmem ./ipam/ | tee -a "$out" | grep '^Benchmark' || true
 echo "== controllers: 2,000 Services through the real API server (1 run)"
 go test -run '^$' -bench 'Controller2000Services' -benchtime 1x -timeout 20m ./controllers/ | tee -a "$out" | grep '^Benchmark' || true
+
+echo "== cni: ADD/DEL through libcni, berth-cni and upstream bridge + host-local (300 cycles each)"
+BERTH_UPSTREAM_CNI_DIR="$PWD/$upstream" go test -run '^$' -bench 'AddDel' -benchtime 300x ./cni/ | tee -a "$out" | grep '^Benchmark' || true
+echo "== podnet: pod-to-pod TCP throughput across nodes, iperf3 (3 runs of 3 s)"
+go test -run '^$' -bench 'PodThroughput' -benchtime 3x ./cni/podnet/ | tee -a "$out" | grep '^Benchmark' || true
 
 # metric NAME UNIT: the value before UNIT on NAME's line.
 metric() { awk -v n="$1" -v u="$2" '$1 ~ n { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$out" | head -1; }
@@ -33,3 +47,20 @@ if [[ -n "$alloc" ]]; then
 	awk -v a="$alloc" -v b="$basec" -v rss="$rss" 'BEGIN {
 		printf "%-28s %7.1f s until 2,000 Services had addresses; creating 2,000 ClusterIP Services took %.1f s (%.1fx); controller RSS %.0f MiB\n", "Controller2000Services", a, b, a/b, rss }'
 fi
+for m in add del; do
+	b50=$(metric 'AddDel/berth' $m-p50-ms); b99=$(metric 'AddDel/berth' $m-p99-ms)
+	u50=$(metric 'AddDel/upstream' $m-p50-ms); u99=$(metric 'AddDel/upstream' $m-p99-ms)
+	if [[ -n "$b50" && -n "$u50" ]]; then
+		awk -v m="$m" -v b50="$b50" -v b99="$b99" -v u50="$u50" -v u99="$u99" 'BEGIN {
+			printf "CNI %-24s berth p50 %.1f ms p99 %.1f ms; upstream p50 %.1f ms p99 %.1f ms; p50 ratio %.2f (goal <= 0.50)\n", toupper(m), b50, b99, u50, u99, b50/u50 }'
+	fi
+done
+bare=$(metric 'PodThroughput/bare-veth' Gbit/s)
+for mode in routed vxlan; do
+	g=$(metric "PodThroughput/$mode" Gbit/s)
+	goal=0.95; [[ $mode == vxlan ]] && goal=0.85
+	if [[ -n "$g" && -n "$bare" ]]; then
+		awk -v m="$mode" -v g="$g" -v b="$bare" -v goal="$goal" 'BEGIN {
+			printf "pod-to-pod %-19s %.2f Gbit/s, bare veth %.2f Gbit/s: ratio %.2f (goal >= %s)\n", m, g, b, g/b, goal }'
+	fi
+done

@@ -34,7 +34,7 @@ type cluster struct {
 	outside *netns.Namespace
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	lan := netnstest.New(t)
 	if err := lan.AddBridge("br0"); err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func newCluster(t *testing.T) *cluster {
 }
 
 // apply runs the agent's logic on node i, as berth-agent in that node would.
-func (c *cluster) apply(t *testing.T, i int, mode podnet.Mode, peers []podnet.Node) {
+func (c *cluster) apply(t testing.TB, i int, mode podnet.Mode, peers []podnet.Node) {
 	t.Helper()
 	err := c.nodes[i].Do(func() error {
 		up, err := podnet.FindUplink(c.info[i].InternalIP)
@@ -90,7 +90,7 @@ func (c *cluster) apply(t *testing.T, i int, mode podnet.Mode, peers []podnet.No
 }
 
 // addPods attaches one pod per node with the plugin's ADD.
-func (c *cluster) addPods(t *testing.T) {
+func (c *cluster) addPods(t testing.TB) {
 	t.Helper()
 	for i, n := range c.nodes {
 		pod := netnstest.New(t)
