@@ -67,7 +67,7 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	}()
 
 	st := &State{Config: cfg}
-	if st.Ports, err = pickPorts(); err != nil {
+	if st.Ports, err = pickPorts(cfg); err != nil {
 		return err
 	}
 	if err := st.save(); err != nil {
@@ -179,25 +179,21 @@ func (s *State) start(spec procSpec) (Process, error) {
 	return p, s.save()
 }
 
-func pickPorts() (Ports, error) {
-	var p Ports
-	seen := map[int]bool{}
-	for _, dst := range []*int{&p.Etcd, &p.EtcdPeer, &p.ControllerManager, &p.Scheduler} {
-		for {
-			port, err := freePort()
-			if err != nil {
-				return p, err
-			}
-			if !seen[port] {
-				seen[port] = true
-				*dst = port
-				break
-			}
+// pickPorts gives the lab's loopback components ports derived from its
+// LAN, which no other lab on the machine shares (up refuses an overlapping
+// LAN): labs started at the same moment cannot race for a port. A port some
+// other program holds makes that component fail to start, with its log.
+func pickPorts(cfg Config) (Ports, error) {
+	a := cfg.LAN.Masked().Addr().As4()
+	slot := (int(a[1])*256 + int(a[2])) % 2048
+	base := 20000 + 4*slot
+	for _, port := range []int{base, base + 1, base + 2, base + 3} {
+		if err := portFree(port); err != nil {
+			return Ports{}, fmt.Errorf("lab port %d (derived from LAN %v): %w; choose another --lan", port, cfg.LAN, err)
 		}
 	}
 	// The API server has the host's LAN address to itself: the usual port.
-	p.APIServer = 6443
-	return p, nil
+	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3, APIServer: 6443}, nil
 }
 
 func anyAlive(st *State) bool {
