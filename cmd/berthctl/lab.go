@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -141,13 +142,14 @@ func newLabKubeconfig() *cobra.Command {
 	return cmd
 }
 
-// newLabNodeHost is what `lab up` runs inside each node namespace.
-func newLabNodeHost() *cobra.Command {
+// nodeCommand is a hidden command `lab up` runs inside a node namespace:
+// it loads the lab's state and runs what start builds for that node.
+func nodeCommand(use, short string, start func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error)) *cobra.Command {
 	var stateDir string
 	var node int
 	cmd := &cobra.Command{
-		Use:    "node-host",
-		Short:  "Keep one lab node registered and Ready (started by lab up)",
+		Use:    use,
+		Short:  short,
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -155,12 +157,11 @@ func newLabNodeHost() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			h, err := lab.NewNodeHost(st.Config, node, log)
+			run, err := start(st.Config, node, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
 			if err != nil {
 				return err
 			}
-			return h.Run(cmd.Context())
+			return run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "the lab's state folder")
@@ -168,36 +169,32 @@ func newLabNodeHost() *cobra.Command {
 	return cmd
 }
 
-// newLabPodRunner is what `lab up` runs inside each node namespace in place
-// of a kubelet and container runtime.
-func newLabPodRunner() *cobra.Command {
-	var stateDir string
-	var node int
-	cmd := &cobra.Command{
-		Use:    "pod-runner",
-		Short:  "Run the pods bound to one lab node (started by lab up)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := lab.LoadState(strings.TrimSuffix(stateDir, "/"))
+// newLabNodeHost keeps a node registered and Ready.
+func newLabNodeHost() *cobra.Command {
+	return nodeCommand("node-host", "Keep one lab node registered and Ready (started by lab up)",
+		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
+			h, err := lab.NewNodeHost(cfg, node, log)
 			if err != nil {
-				return err
+				return nil, err
 			}
+			return h.Run, nil
+		})
+}
+
+// newLabPodRunner stands in for a node's kubelet and container runtime.
+func newLabPodRunner() *cobra.Command {
+	return nodeCommand("pod-runner", "Run the pods bound to one lab node (started by lab up)",
+		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
 			self, err := os.Executable()
 			if err != nil {
-				return err
+				return nil, err
 			}
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			r, err := lab.NewPodRunner(st.Config, node, self, log)
+			r, err := lab.NewPodRunner(cfg, node, self, log)
 			if err != nil {
-				return err
+				return nil, err
 			}
-			return r.Run(cmd.Context())
-		},
-	}
-	cmd.Flags().StringVar(&stateDir, "state-dir", "", "the lab's state folder")
-	cmd.Flags().IntVar(&node, "node", 0, "the node's number, from 1")
-	return cmd
+			return r.Run, nil
+		})
 }
 
 // newLabPodProgram is a pod's process: one of the lab's built-in images.
