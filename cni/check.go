@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Check verifies that what ADD set up is still there: the reservation, the
@@ -68,7 +69,7 @@ func Check(req Request) error {
 		return types.NewError(types.ErrInvalidNetNS, "open network namespace", err.Error())
 	}
 	defer podNS.Close()
-	h, err := netlink.NewHandleAt(podNS)
+	h, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fail("netlink in pod namespace: %v", err)
 	}

@@ -13,6 +13,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Request is one runtime call: what skel.CmdArgs carries.
@@ -96,7 +97,7 @@ func Add(req Request) (*current.Result, error) {
 }
 
 func attach(conf *NetConf, req Request, br netlink.Link, mtu int, podNS netns.NsHandle, addrs []netip.Addr) (*current.Result, error) {
-	pod, err := netlink.NewHandleAt(podNS)
+	pod, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +218,7 @@ func removeVeth(req Request) error {
 	if req.Netns != "" {
 		if podNS, err := netns.GetFromPath(req.Netns); err == nil {
 			defer podNS.Close()
-			if h, err := netlink.NewHandleAt(podNS); err == nil {
+			if h, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE); err == nil {
 				defer h.Close()
 				if l, err := h.LinkByName(req.IfName); err == nil {
 					if err := h.LinkDel(l); err != nil {
