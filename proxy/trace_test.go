@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+// The tracer follows a virtual packet through the rules as applied to a
+// knftables.Fake, so the tests assert behaviour ("to 10.96.0.10:53/udp from
+// pod A goes to B or C, not masqueraded") of the very rule text that would
+// reach the kernel, not of the builder's intent.
+
+type packet struct {
+	src, dst netip.Addr
+	proto    string
+	dport    uint16
+	// hook is "prerouting" (arriving) or "output" (from the node itself).
+	hook string
+	// local reports whether dst is one of the node's own addresses.
+	local bool
+}
+
+type outcome struct {
+	verdict string // "dnat", "reject", "accept"
+	to      string // DNAT target
+	masq    bool
+}
+
+func (o outcome) String() string {
+	switch o.verdict {
+	case "dnat":
+		return fmt.Sprintf("dnat %s masq=%v", o.to, o.masq)
+	default:
+		return o.verdict
+	}
+}
+
+// fromFake reads the table back from the fake.
+func fromFake(t *testing.T, f *knftables.Fake) Ruleset {
+	t.Helper()
+	rs := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: map[string]Set{}}
+	for name, c := range f.Table.Chains {
+		var rules []string
+		for _, r := range c.Rules {
+			rules = append(rules, r.Rule)
+		}
+		rs.Chains[name] = rules
+	}
+	for name, m := range f.Table.Maps {
+		el := map[string]string{}
+		for _, e := range m.Elements {
+			el[strings.Join(e.Key, " . ")] = strings.Join(e.Value, " ")
+		}
+		rs.Maps[name] = Map{Type: m.Type, Elements: el}
+	}
+	for name, s := range f.Table.Sets {
+		var el []string
+		for _, e := range s.Elements {
+			el = append(el, strings.Join(e.Key, " . "))
+		}
+		rs.Sets[name] = Set{Type: s.Type, Elements: el}
+	}
+	return rs
+}
+
+// trace returns every outcome the packet may have (random balancing forks).
+func trace(t *testing.T, rs Ruleset, p packet) []outcome {
+	t.Helper()
+	// Filter hooks first: Services without endpoints reject.
+	if out, ok := run(t, rs, "filter-"+p.hook, p, outcome{}); ok && len(out) > 0 && out[0].verdict == "reject" {
+		return out
+	}
+	out, ok := run(t, rs, "nat-"+p.hook, p, outcome{})
+	if !ok {
+		return []outcome{{verdict: "accept"}}
+	}
+	var final []outcome
+	for _, o := range out {
+		if o.verdict == "" {
+			o.verdict = "accept"
+		}
+		final = append(final, o)
+	}
+	sort.Slice(final, func(i, j int) bool { return final[i].String() < final[j].String() })
+	return final
+}
+
+// run evaluates a chain. ok is false when the packet falls off its end.
+func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcome, bool) {
+	t.Helper()
+	rules, exists := rs.Chains[chain]
+	if !exists {
+		t.Fatalf("packet reached missing chain %s", chain)
+	}
+	fam := "ip"
+	if p.dst.Is6() {
+		fam = "ip6"
+	}
+	for _, r := range rules {
+		f := strings.Fields(r)
+		switch {
+		case r == "jump services":
+			if out, ok := run(t, rs, "services", p, st); ok {
+				return out, true
+			}
+		case strings.HasSuffix(r, "vmap @"+f[len(f)-1][1:]) && strings.Contains(r, "th dport vmap @"):
+			m := f[len(f)-1][1:]
+			var key string
+			switch {
+			case strings.HasPrefix(r, "fib daddr type local"):
+				if !p.local {
+					continue
+				}
+				key = fmt.Sprintf("%s . %d", p.proto, p.dport)
+			case f[0] == fam:
+				key = fmt.Sprintf("%s . %s . %d", p.dst, p.proto, p.dport)
+			default:
+				continue
+			}
+			v, ok := rs.Maps[m].Elements[key]
+			if !ok {
+				continue
+			}
+			return follow(t, rs, v, p, st), true
+		case strings.HasPrefix(r, "numgen random mod"):
+			body := r[strings.Index(r, "{")+1 : strings.LastIndex(r, "}")]
+			var all []outcome
+			for _, branch := range strings.Split(body, ",") {
+				_, v, _ := strings.Cut(branch, ":")
+				all = append(all, follow(t, rs, strings.TrimSpace(v), p, st)...)
+			}
+			return all, true
+		case strings.HasPrefix(r, "goto "):
+			return follow(t, rs, r, p, st), true
+		case len(f) == 6 && f[1] == "saddr" && f[2] == "!=" && f[4] == "jump":
+			// "ip saddr != @set jump mark-for-masquerade"
+			if f[0] != fam {
+				continue
+			}
+			if !inSet(rs, strings.TrimPrefix(f[3], "@"), p.src) {
+				st.masq = true
+			}
+		case len(f) == 5 && f[1] == "saddr" && f[3] == "jump":
+			// "ip saddr 10.0.0.1 jump mark-for-masquerade"
+			if f[0] == fam && f[2] == p.src.String() {
+				st.masq = true
+			}
+		case r == "jump mark-for-masquerade":
+			st.masq = true
+		case strings.HasPrefix(r, "meta l4proto ") && strings.Contains(r, " dnat "):
+			if f[2] != p.proto {
+				continue
+			}
+			st.verdict, st.to = "dnat", f[len(f)-1]
+			return []outcome{st}, true
+		case r == "reject":
+			return []outcome{{verdict: "reject"}}, true
+		case strings.HasPrefix(r, "meta mark"), strings.HasPrefix(r, "masquerade"):
+		default:
+			t.Fatalf("tracer does not know rule %q in %s", r, chain)
+		}
+	}
+	return nil, false
+}
+
+func follow(t *testing.T, rs Ruleset, verdict string, p packet, st outcome) []outcome {
+	t.Helper()
+	target := strings.TrimPrefix(strings.TrimPrefix(verdict, "goto "), "jump ")
+	out, ok := run(t, rs, target, p, st)
+	if !ok {
+		return []outcome{st}
+	}
+	return out
+}
+
+func inSet(rs Ruleset, set string, a netip.Addr) bool {
+	for _, e := range rs.Sets[set].Elements {
+		if p, err := netip.ParsePrefix(e); err == nil && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// applied builds the state, applies it to a fake (fully, or as a diff from
+// prev), and checks that the fake then holds exactly what a full build would.
+// appliedRS is a ruleset as built and as the fake holds it after the sync.
+type appliedRS struct {
+	built, live Ruleset
+}
+
+func applied(t *testing.T, f *knftables.Fake, prev *appliedRS, st State) appliedRS {
+	t.Helper()
+	next := Build(st)
+	tx := f.NewTransaction()
+	var p *Ruleset
+	if prev != nil {
+		p = &prev.built
+	}
+	Sync(tx, p, next)
+	if err := f.Run(context.Background(), tx); err != nil {
+		t.Fatalf("apply: %v\n%s", err, tx)
+	}
+	got := fromFake(t, f)
+	for name, rules := range next.Chains {
+		if strings.Join(got.Chains[name], "\n") != strings.Join(rules, "\n") {
+			t.Fatalf("chain %s after sync:\n%v\nwant\n%v", name, got.Chains[name], rules)
+		}
+	}
+	for name := range got.Chains {
+		if _, ok := next.Chains[name]; !ok && !strings.HasPrefix(name, "nat-") && !strings.HasPrefix(name, "filter-") {
+			t.Fatalf("stale chain %s survived the sync", name)
+		}
+	}
+	for name, m := range next.Maps {
+		if fmt.Sprint(got.Maps[name].Elements) != fmt.Sprint(m.Elements) {
+			t.Fatalf("map %s after sync: %v, want %v", name, got.Maps[name].Elements, m.Elements)
+		}
+	}
+	return appliedRS{built: next, live: got}
+}
