@@ -38,6 +38,8 @@ type Config struct {
 	// PodNetworkMode is berth-agent's --pod-network-mode: routed, vxlan
 	// or auto.
 	PodNetworkMode string `json:"podNetworkMode"`
+	// ServiceProxy runs berth-agent's nftables service proxy on the nodes.
+	ServiceProxy bool `json:"serviceProxy"`
 }
 
 // StateRoot is where labs keep their state by default: a tmpfs, cleared at

@@ -51,6 +51,7 @@ func (c Config) agentSpec(i int) procSpec {
 		"--resync=2s",
 		"--metrics-bind-address=:9190",
 		"--health-probe-bind-address=:9191",
+		fmt.Sprintf("--service-proxy=%v", c.ServiceProxy),
 	}}
 }
 

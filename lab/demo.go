@@ -173,6 +173,11 @@ func podReady(p *corev1.Pod) bool {
 
 // EchoFrom asks the HTTP echo server at ip:8080 from inside a namespace.
 func EchoFrom(ctx context.Context, ns *netns.Namespace, ip string) (EchoReply, error) {
+	return EchoFromAddr(ctx, ns, net.JoinHostPort(ip, "8080"))
+}
+
+// EchoFromAddr asks the HTTP echo server at host:port from inside a namespace.
+func EchoFromAddr(ctx context.Context, ns *netns.Namespace, hostport string) (EchoReply, error) {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
 			err = ns.Do(func() error {
@@ -186,7 +191,7 @@ func EchoFrom(ctx context.Context, ns *netns.Namespace, ip string) (EchoReply, e
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(ip, "8080")+"/", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+"/", nil)
 	if err != nil {
 		return EchoReply{}, err
 	}

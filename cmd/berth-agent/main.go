@@ -15,21 +15,27 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/knftables"
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/internal/daemon"
+	"github.com/berthnet/berth/proxy"
+	proxykube "github.com/berthnet/berth/proxy/kube"
 )
 
 // The agent reads every Node (routes go to each node's podCIDRs) and records
 // Events about its own.
 //
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -47,6 +53,8 @@ func run() error {
 		podNetwork bool
 		mode       string
 		pn         podnet.AgentOptions
+		svcProxy   bool
+		proxySync  time.Duration
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -60,6 +68,8 @@ func run() error {
 	flag.StringVar(&pn.DataDir, "cni-data-dir", cni.DefaultDataDir, "the plugin's address store")
 	flag.StringVar(&pn.Network, "cni-network", "berth", "the CNI network name")
 	flag.DurationVar(&pn.Resync, "resync", 10*time.Second, "how often the node's pod network is re-applied to repair drift")
+	flag.BoolVar(&svcProxy, "service-proxy", false, "run the nftables service proxy (in progress: ClusterIP, NodePort, LoadBalancer and external IPs; no session affinity yet)")
+	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
 		return nil
@@ -127,6 +137,34 @@ func run() error {
 			return err
 		}
 		if err := mgr.Add(afterSync{mgr: mgr, run: agent.Start}); err != nil {
+			return err
+		}
+	}
+	if svcProxy {
+		nft, err := knftables.New(knftables.InetFamily, proxy.Table)
+		if err != nil {
+			return fmt.Errorf("service proxy: nftables: %w", err)
+		}
+		syncer := proxy.NewSyncer(nft)
+		for _, c := range syncer.Collectors() {
+			if err := ctrlmetrics.Registry.Register(c); err != nil {
+				return err
+			}
+		}
+		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, proxySync, ctrl.Log.WithName("proxy"))
+		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}} {
+			inf, err := mgr.GetCache().GetInformer(ctx, obj)
+			if err != nil {
+				return err
+			}
+			trigger := func(any) { runner.Trigger() }
+			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+				AddFunc: trigger, DeleteFunc: trigger, UpdateFunc: func(_, _ any) { runner.Trigger() },
+			}); err != nil {
+				return err
+			}
+		}
+		if err := mgr.Add(afterSync{mgr: mgr, run: runner.Start}); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,112 @@
+// Package kube adapts Services and EndpointSlices to the proxy's State.
+package kube
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/berthnet/berth/proxy"
+)
+
+// State builds the proxy's input from the cluster's Services and
+// EndpointSlices, as seen from node.
+func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlice, clusterCIDRs []netip.Prefix) proxy.State {
+	st := proxy.State{Endpoints: map[proxy.PortKey][]proxy.Endpoint{}, ClusterCIDRs: clusterCIDRs}
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	for i := range slices {
+		s := &slices[i]
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		bySvc[s.Namespace+"/"+name] = append(bySvc[s.Namespace+"/"+name], s)
+	}
+	for i := range svcs {
+		svc := &svcs[i]
+		if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == "" {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			key := proxy.PortKey{Namespace: svc.Namespace, Name: svc.Name, Port: portName(p), Protocol: strings.ToLower(string(p.Protocol))}
+			if key.Protocol == "" {
+				key.Protocol = "tcp"
+			}
+			sp := proxy.ServicePort{
+				Key:           key,
+				ClusterIPs:    addrs(svc.Spec.ClusterIPs),
+				Port:          uint16(p.Port),
+				ExternalIPs:   addrs(svc.Spec.ExternalIPs),
+				ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+				InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+			}
+			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				sp.NodePort = uint16(p.NodePort)
+			}
+			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				for _, ing := range svc.Status.LoadBalancer.Ingress {
+					if a, err := netip.ParseAddr(ing.IP); err == nil {
+						sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
+					}
+				}
+			}
+			st.Services = append(st.Services, sp)
+			st.Endpoints[key] = endpoints(node, p, bySvc[svc.Namespace+"/"+svc.Name])
+		}
+	}
+	return st
+}
+
+func portName(p corev1.ServicePort) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return strconv.Itoa(int(p.Port))
+}
+
+func addrs(ss []string) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range ss {
+		if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out
+}
+
+// endpoints lists the slices' endpoints for one Service port, matched by
+// port name as the EndpointSlice controller fills them.
+func endpoints(node string, sp corev1.ServicePort, slices []*discoveryv1.EndpointSlice) []proxy.Endpoint {
+	var out []proxy.Endpoint
+	seen := map[string]bool{}
+	for _, s := range slices {
+		var port uint16
+		found := false
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == sp.Name && p.Port != nil && (p.Protocol == nil || *p.Protocol == sp.Protocol) {
+				port, found = uint16(*p.Port), true
+			}
+		}
+		if !found {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			ready := e.Conditions.Ready == nil || *e.Conditions.Ready
+			serving := e.Conditions.Serving == nil || *e.Conditions.Serving
+			terminating := e.Conditions.Terminating != nil && *e.Conditions.Terminating
+			local := e.NodeName != nil && *e.NodeName == node
+			for _, a := range e.Addresses {
+				ip, err := netip.ParseAddr(a)
+				if err != nil || seen[a] {
+					continue
+				}
+				seen[a] = true
+				out = append(out, proxy.Endpoint{Addr: ip.Unmap(), Port: port, Ready: ready, Serving: serving, Terminating: terminating, Local: local})
+			}
+		}
+	}
+	return out
+}

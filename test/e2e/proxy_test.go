@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthnet/berth/lab"
+	"github.com/berthnet/berth/test/labtest"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+// The service proxy in the lab: a ClusterIP answers from every pod (which
+// keeps its own address) and every node, and a NodePort answers the LAN
+// client on every node's address.
+func TestServiceProxy(t *testing.T) {
+	netnstest.RequireRoot(t)
+	t.Parallel()
+	l := labtest.New(t)
+	l.Up(t, "--service-proxy")
+	cfg := l.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name); err != nil {
+		t.Fatalf("lab demo: %v\n%s", err, out)
+	}
+	c := l.Client(t)
+	pods, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "app=echo", cfg.Nodes, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backends := map[string]bool{}
+	for _, p := range pods {
+		backends[p.Status.PodIP] = true
+	}
+	svc, err := c.CoreV1().Services(lab.DemoNamespace).Get(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The demo's Service listens on 80; EchoFrom dials 8080, so expose the
+	// echo port itself on a NodePort Service.
+	np := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo-np", Namespace: lab.DemoNamespace},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "echo"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
+	}
+	np, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, np, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterIP := np.Spec.ClusterIP
+
+	// Pod -> ClusterIP: a backend answers and sees the pod's own address.
+	for _, p := range pods {
+		ns := openNS(t, lab.PodNetns(cfg, p))
+		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, ns, clusterIP) })
+		if !backends[r.PodIP] || r.Client != p.Status.PodIP {
+			t.Errorf("pod %s -> ClusterIP %s: reply %+v; want a backend, client seen as %s", p.Status.PodIP, clusterIP, r, p.Status.PodIP)
+		}
+	}
+	// Node -> ClusterIP.
+	for i := 1; i <= cfg.Nodes; i++ {
+		ns := l.Namespace(t, fmt.Sprintf("node%d", i))
+		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, ns, clusterIP) })
+		if !backends[r.PodIP] {
+			t.Errorf("node%d -> ClusterIP: reply %+v", i, r)
+		}
+	}
+	// LAN client -> every node's address on the NodePort.
+	client := l.Namespace(t, "client")
+	for i := 1; i <= cfg.Nodes; i++ {
+		addr := fmt.Sprintf("%s:%d", cfg.NodeAddr(i), np.Spec.Ports[0].NodePort)
+		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFromAddr(ctx, client, addr) })
+		if !backends[r.PodIP] {
+			t.Errorf("client -> %s: reply %+v", addr, r)
+		}
+	}
+	// A Service with no endpoints is refused at once, not left to time out.
+	empty := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "empty", Namespace: lab.DemoNamespace},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "nothing"}, Ports: []corev1.ServicePort{{Port: 8080}}},
+	}
+	empty, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, empty, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := openNS(t, lab.PodNetns(cfg, pods[0]))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		start := time.Now()
+		_, err := lab.EchoFrom(ctx, ns, empty.Spec.ClusterIP)
+		if err != nil && strings.Contains(err.Error(), "refused") && time.Since(start) < 2*time.Second {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("endpoint-less Service: %v; want a fast refusal", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// eventually retries a request until the proxy has caught up.
+func eventually(t *testing.T, f func() (lab.EchoReply, error)) lab.EchoReply {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := f()
+		if err == nil {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer after 30s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
