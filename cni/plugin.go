@@ -221,7 +221,7 @@ func removeVeth(req Request) error {
 			if h, err := netlink.NewHandleAt(podNS, unix.NETLINK_ROUTE); err == nil {
 				defer h.Close()
 				if l, err := h.LinkByName(req.IfName); err == nil {
-					if err := h.LinkDel(l); err != nil {
+					if err := h.LinkDel(l); err != nil && !gone(err) {
 						return err
 					}
 				}
@@ -230,13 +230,21 @@ func removeVeth(req Request) error {
 			return err
 		}
 	}
+	// With the namespace just deleted, the kernel may still be taking the
+	// host end down: it can vanish between the lookup and the delete.
 	if l, err := netlink.LinkByName(HostVethName(req.ContainerID, req.IfName)); err == nil {
-		var notFound netlink.LinkNotFoundError
-		if err := netlink.LinkDel(l); err != nil && !errors.As(err, &notFound) {
+		if err := netlink.LinkDel(l); err != nil && !gone(err) {
 			return err
 		}
 	}
 	return nil
+}
+
+// gone reports whether a link operation failed because the link no longer
+// exists, which is what DEL wants anyway.
+func gone(err error) bool {
+	var notFound netlink.LinkNotFoundError
+	return errors.As(err, &notFound) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
 }
 
 // GC frees every address whose attachment the runtime no longer lists.
