@@ -62,6 +62,7 @@ func Default() Config {
 		ClusterCIDR:      netip.MustParsePrefix("10.244.0.0/16"),
 		NodeCIDRMaskSize: 24,
 		PodNetworkMode:   "auto",
+		ServiceProxy:     true,
 		StateDir:         filepath.Join(StateRoot, DefaultName),
 	}
 }

@@ -85,6 +85,9 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 		ns.Close()
 		fmt.Fprintf(out, "    %s → %s ok\n", cfg.NodeName(i), strings.Join(oks, ", "))
 	}
+	if cfg.ServiceProxy {
+		failed += demoServices(ctx, cfg, client, pods, out)
+	}
 	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
 	if err != nil {
 		return err
@@ -118,7 +121,10 @@ func applyDemo(ctx context.Context, c kubernetes.Interface) error {
 	}
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: DemoNamespace},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+		// A NodePort on the echo port: the ClusterIP answers on 8080 inside
+		// the cluster, the node port on every node's address.
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}},
 	}
 	if _, err := c.CoreV1().Services(DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -227,4 +233,61 @@ func readyEndpoints(ctx context.Context, c kubernetes.Interface, ns, svc string)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// demoServices shows the Service answering on its ClusterIP from every pod
+// and node, and on its NodePort from the LAN client. It returns the number
+// of failures.
+func demoServices(ctx context.Context, cfg Config, c kubernetes.Interface, pods []corev1.Pod, out io.Writer) int {
+	svc, err := c.CoreV1().Services(DemoNamespace).Get(ctx, "echo", metav1.GetOptions{})
+	if err != nil {
+		fmt.Fprintf(out, "    Service echo: %v\n", err)
+		return 1
+	}
+	failed := 0
+	ask := func(from string, ns *netns.Namespace, hostport string) {
+		var r EchoReply
+		var err error
+		// The proxy may still be syncing the Service: retry for a while.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			r, err = EchoFromAddr(actx, ns, hostport)
+			cancel()
+			if err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(out, "    %-22s → %-21s FAILED: %v\n", from, hostport, err)
+			return
+		}
+		fmt.Fprintf(out, "    %-22s → %-21s answered by %s on %s, client seen as %s\n", from, hostport, r.PodIP, r.Node, r.Client)
+	}
+	cip := net.JoinHostPort(svc.Spec.ClusterIP, "8080")
+	fmt.Fprintf(out, "• Service %s/echo through the service proxy:\n", DemoNamespace)
+	for _, p := range pods {
+		ns, err := netns.Open(PodNetns(cfg, p))
+		if err != nil {
+			failed++
+			continue
+		}
+		ask("pod "+p.Status.PodIP, ns, cip)
+		ns.Close()
+	}
+	for i := 1; i <= cfg.Nodes; i++ {
+		if ns, err := netns.Open(cfg.NodeNamespace(i)); err == nil {
+			ask(cfg.NodeName(i), ns, cip)
+			ns.Close()
+		}
+	}
+	if ns, err := netns.Open(cfg.ClientNamespace()); err == nil {
+		for i := 1; i <= cfg.Nodes; i++ {
+			ask("LAN client", ns, net.JoinHostPort(cfg.NodeAddr(i).String(), fmt.Sprint(svc.Spec.Ports[0].NodePort)))
+		}
+		ns.Close()
+	}
+	return failed
 }

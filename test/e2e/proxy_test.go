@@ -22,7 +22,7 @@ func TestServiceProxy(t *testing.T) {
 	netnstest.RequireRoot(t)
 	t.Parallel()
 	l := labtest.New(t)
-	l.Up(t, "--service-proxy")
+	l.Up(t, "--service-proxy=true")
 	cfg := l.Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -42,17 +42,8 @@ func TestServiceProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The demo's Service listens on 80; EchoFrom dials 8080, so expose the
-	// echo port itself on a NodePort Service.
-	np := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo-np", Namespace: lab.DemoNamespace},
-		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "echo"},
-			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
-	}
-	np, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, np, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The demo's Service is a NodePort on the echo port.
+	np := svc
 	clusterIP := np.Spec.ClusterIP
 
 	// Pod -> ClusterIP: a backend answers and sees the pod's own address.
