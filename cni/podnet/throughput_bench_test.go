@@ -61,13 +61,17 @@ func runIperf(b *testing.B, srv, cli *netns.Namespace, ip string) {
 		var err error
 		// The client retries until the server listens.
 		for try := 0; try < 100; try++ {
-			out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J").Output()
+			out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J", "--connect-timeout", "1000").Output()
 			if err == nil {
 				break
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 		cancel()
+		if err != nil {
+			// The server never got its one client: stop it, or it waits forever.
+			_ = server.Process.Kill()
+		}
 		_ = server.Wait()
 		if err != nil {
 			b.Fatalf("iperf3 client: %v\n%s", err, out)
