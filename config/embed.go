@@ -8,3 +8,14 @@ import _ "embed"
 //
 //go:embed rbac/agent/role.yaml
 var AgentRole []byte
+
+// ControllerRole is berth-controller's ClusterRole and its Role for the
+// leader lease in berth-system.
+//
+//go:embed rbac/controller/role.yaml
+var ControllerRole []byte
+
+// IPPoolCRD is the IPPool CustomResourceDefinition.
+//
+//go:embed crd/bases/berth.dev_ippools.yaml
+var IPPoolCRD []byte

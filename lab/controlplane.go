@@ -29,7 +29,7 @@ func (c Config) checkBinaries() error {
 			return fmt.Errorf("%s not found in %s: run `make test-deps` to build the control plane, or pass --k8s-bin-dir", b, c.K8sBinDir)
 		}
 	}
-	for _, b := range []string{"berth-agent", "berth-cni"} {
+	for _, b := range []string{"berth-agent", "berth-cni", "berth-controller"} {
 		if _, err := os.Stat(filepath.Join(c.BerthBinDir, b)); err != nil {
 			return fmt.Errorf("%s not found in %s: run `make build`", b, c.BerthBinDir)
 		}
@@ -158,6 +158,7 @@ func (c Config) writePKI(p Ports) error {
 		{file: "admin", cn: "berth-lab-admin", orgs: []string{"system:masters"}},
 		{file: "controller-manager", cn: "system:kube-controller-manager"},
 		{file: "scheduler", cn: "system:kube-scheduler"},
+		{file: "controller", cn: "berth-controller", orgs: []string{ControllerGroup}},
 	}
 	for i := 1; i <= c.Nodes; i++ {
 		specs = append(specs,
@@ -268,5 +269,6 @@ func (c Config) healthChecks(p Ports) (map[string]func(context.Context) error, e
 	for i := 1; i <= c.Nodes; i++ {
 		checks["berth-agent-"+c.NodeName(i)] = c.agentReady(i)
 	}
+	checks["berth-controller"] = controllerReady(p)
 	return checks, nil
 }

@@ -103,6 +103,18 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 		}
 	}
 
+	step(out, "berth-controller, with Berth's CRDs and the release's RBAC")
+	if err := cfg.installBerth(ctx); err != nil {
+		return err
+	}
+	cp, err := st.start(cfg.controllerSpec(st.Ports))
+	if err != nil {
+		return err
+	}
+	if err := waitFor(ctx, cp, time.Minute, controllerReady(st.Ports)); err != nil {
+		return err
+	}
+
 	step(out, "router: BIRD in %s", cfg.RouterNamespace())
 	if err := cfg.writeBirdConfig(); err != nil {
 		return err
@@ -185,15 +197,16 @@ func (s *State) start(spec procSpec) (Process, error) {
 // other program holds makes that component fail to start, with its log.
 func pickPorts(cfg Config) (Ports, error) {
 	a := cfg.LAN.Masked().Addr().As4()
-	slot := (int(a[1])*256 + int(a[2])) % 2048
-	base := 20000 + 4*slot
-	for _, port := range []int{base, base + 1, base + 2, base + 3} {
+	slot := (int(a[1])*256 + int(a[2])) % 1024
+	base := 20000 + 8*slot
+	for port := base; port < base+6; port++ {
 		if err := portFree(port); err != nil {
 			return Ports{}, fmt.Errorf("lab port %d (derived from LAN %v): %w; choose another --lan", port, cfg.LAN, err)
 		}
 	}
 	// The API server has the host's LAN address to itself: the usual port.
-	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3, APIServer: 6443}, nil
+	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3,
+		ControllerMetrics: base + 4, ControllerProbe: base + 5, APIServer: 6443}, nil
 }
 
 func anyAlive(st *State) bool {

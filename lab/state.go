@@ -23,6 +23,9 @@ type Ports struct {
 	APIServer         int `json:"apiServer"`
 	ControllerManager int `json:"controllerManager"`
 	Scheduler         int `json:"scheduler"`
+	// berth-controller's metrics and health ports.
+	ControllerMetrics int `json:"controllerMetrics"`
+	ControllerProbe   int `json:"controllerProbe"`
 }
 
 // Process is one long-running process of the lab.

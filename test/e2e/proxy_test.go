@@ -71,6 +71,64 @@ func TestServiceProxy(t *testing.T) {
 			t.Errorf("client -> %s: reply %+v", addr, r)
 		}
 	}
+	// LoadBalancer: berth-controller gives an address from an IPPool; the
+	// LAN client routes it via a node (the announcers come later). With
+	// Cluster policy any node forwards it, masqueraded; with Local policy
+	// the node with the endpoint answers with the client's address kept.
+	pool := []byte(`{"apiVersion":"berth.dev/v1alpha1","kind":"IPPool","metadata":{"name":"lab"},"spec":{"addresses":["198.51.100.0/28"]}}`)
+	if err := c.CoreV1().RESTClient().Post().AbsPath("/apis/berth.dev/v1alpha1/ippools").Body(pool).Do(ctx).Error(); err != nil {
+		t.Fatalf("create IPPool: %v", err)
+	}
+	lbIP := func(name string, local bool) string {
+		t.Helper()
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.DemoNamespace},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "echo"},
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
+		}
+		if local {
+			svc.Spec.ExternalTrafficPolicy = corev1.ServiceExternalTrafficPolicyLocal
+		}
+		if _, err := c.CoreV1().Services(lab.DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			got, err := c.CoreV1().Services(lab.DemoNamespace).Get(ctx, name, metav1.GetOptions{})
+			if err == nil && len(got.Status.LoadBalancer.Ingress) == 1 {
+				return got.Status.LoadBalancer.Ingress[0].IP
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Service %s got no LoadBalancer address: %v %+v", name, err, got.Status)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	clusterLB, localLB := lbIP("echo-lb", false), lbIP("echo-local", true)
+	// Route both addresses via node1, where one echo pod runs.
+	var node1Pod corev1.Pod
+	for _, p := range pods {
+		if p.Spec.NodeName == "node1" {
+			node1Pod = p
+		}
+	}
+	for _, ip := range []string{clusterLB, localLB} {
+		if err := client.AddRoute(ip+"/32", cfg.NodeAddr(1).String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clientIP := cfg.ClientLAN().String()
+	r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFromAddr(ctx, client, clusterLB+":8080") })
+	if !backends[r.PodIP] || r.Client == clientIP {
+		t.Errorf("client -> Cluster LB %s: reply %+v; want a backend, the client masqueraded", clusterLB, r)
+	}
+	for range 5 {
+		r = eventually(t, func() (lab.EchoReply, error) { return lab.EchoFromAddr(ctx, client, localLB+":8080") })
+		if r.PodIP != node1Pod.Status.PodIP || r.Client != clientIP {
+			t.Errorf("client -> Local LB %s via node1: reply %+v; want node1's pod %s seeing the client %s", localLB, r, node1Pod.Status.PodIP, clientIP)
+		}
+	}
+
 	// A Service with no endpoints is refused at once, not left to time out.
 	empty := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty", Namespace: lab.DemoNamespace},

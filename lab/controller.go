@@ -1,0 +1,85 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/berthnet/berth/config"
+)
+
+// The lab runs berth-controller on the host, with its own certificate bound
+// to the ClusterRole and Role the release ships, and Berth's CRDs installed
+// from the same generated manifests.
+
+// ControllerGroup is the group of the lab controller's client certificate.
+const ControllerGroup = "berth:controllers"
+
+// berthNamespace is where the controller holds its leader lease.
+const berthNamespace = `
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: berth-system
+`
+
+// controllerBindings binds the generated roles to the controller's group.
+const controllerBindings = `
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: berth-controller
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: berth-controller}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "berth:controllers"}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: berth-controller
+  namespace: berth-system
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: berth-controller}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "berth:controllers"}]
+`
+
+// kubectl runs the lab's kubectl as cluster admin, with stdin.
+func (c Config) kubectl(ctx context.Context, stdin []byte, args ...string) error {
+	cmd := exec.CommandContext(ctx, c.bin("kubectl"), append([]string{"--kubeconfig", c.AdminKubeconfig()}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl %v: %v: %s", args, err, out)
+	}
+	return nil
+}
+
+// installBerth applies Berth's CRDs and the controller's RBAC.
+func (c Config) installBerth(ctx context.Context) error {
+	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
+	if err := c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-"); err != nil {
+		return err
+	}
+	return c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/ippools.berth.dev")
+}
+
+func (c Config) controllerSpec(p Ports) procSpec {
+	return procSpec{name: "berth-controller", path: filepath.Join(c.BerthBinDir, "berth-controller"), args: []string{
+		"--kubeconfig=" + c.kubeconfig("controller"),
+		"--leader-election-namespace=berth-system",
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(p.ControllerMetrics),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(p.ControllerProbe),
+		"--service-cidrs=" + c.ServiceCIDR.String(),
+		"--cluster-cidrs=" + c.ClusterCIDR.String(),
+	}}
+}
+
+func controllerReady(p Ports) func(context.Context) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	return func(ctx context.Context) error {
+		return getOK(ctx, client, "http://127.0.0.1:"+strconv.Itoa(p.ControllerProbe)+"/readyz", "ok")
+	}
+}
