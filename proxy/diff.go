@@ -3,6 +3,7 @@ package proxy
 import (
 	"sort"
 	"strings"
+	"time"
 
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
@@ -36,6 +37,17 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 	for _, name := range sortedKeys(next.Sets) {
 		s := next.Sets[name]
 		old, had := prev.Sets[name]
+		if s.TimeoutSeconds > 0 {
+			// A dynamic set: the kernel owns its elements.
+			if !had || old.TimeoutSeconds != s.TimeoutSeconds {
+				if had {
+					tx.Delete(&knftables.Set{Name: name})
+				}
+				timeout := time.Duration(s.TimeoutSeconds) * time.Second
+				tx.Add(&knftables.Set{Name: name, Type: s.Type, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &timeout})
+			}
+			continue
+		}
 		if !had {
 			tx.Add(&knftables.Set{Name: name, Type: s.Type, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
 		}
@@ -108,6 +120,11 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 	sort.SliceStable(gone, func(i, j int) bool { return rank(gone[i]) < rank(gone[j]) })
 	for _, name := range gone {
 		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range sortedKeys(prev.Sets) {
+		if _, ok := next.Sets[name]; !ok {
+			tx.Delete(&knftables.Set{Name: name})
+		}
 	}
 }
 

@@ -23,6 +23,10 @@ func TestKernelAcceptsRules(t *testing.T) {
 		NodePort: 30080, LoadBalancerIPs: []netip.Addr{addr("198.51.100.10")}, ExternalLocal: true}
 	st.Services = append(st.Services, web)
 	st.Endpoints[web.Key] = []Endpoint{ep(epC, 8080, true), ep(epB, 8080, false)}
+	sticky := dns()
+	sticky.Key.Name, sticky.ClusterIPs, sticky.AffinitySeconds = "sticky", []netip.Addr{addr("10.96.0.11")}, 600
+	st.Services = append(st.Services, sticky)
+	st.Endpoints[sticky.Key] = []Endpoint{ep(epB, 53, false), ep(epC, 53, false)}
 	empty := ServicePort{Key: PortKey{"shop", "empty", "p", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.7")}, Port: 81, NodePort: 30081}
 	st.Services = append(st.Services, empty)
 
@@ -38,6 +42,7 @@ func TestKernelAcceptsRules(t *testing.T) {
 			return fmt.Errorf("full sync: %w", err)
 		}
 		delete(st.Endpoints, web.Key)
+		st.Endpoints[sticky.Key] = st.Endpoints[sticky.Key][:1]
 		st.Endpoints[empty.Key] = []Endpoint{ep(epC, 81, false)}
 		tx = nft.NewTransaction()
 		Sync(tx, &first, Build(st))
@@ -48,7 +53,7 @@ func TestKernelAcceptsRules(t *testing.T) {
 		if err != nil {
 			return fmt.Errorf("nft list: %v: %s", err, out)
 		}
-		for _, want := range []string{"10.96.5.7 . tcp . 81 : goto svc-", "dnat ip to 10.244.2.9:81", "10.96.5.5 . tcp . 80 : goto reject-service"} {
+		for _, want := range []string{"10.96.5.7 . tcp . 81 : goto svc-", "dnat ip to 10.244.2.9:81", "10.96.5.5 . tcp . 80 : goto reject-service", "timeout 10m", "update @affinity-"} {
 			if !strings.Contains(string(out), want) {
 				return fmt.Errorf("kernel table lacks %q:\n%s", want, out)
 			}

@@ -165,3 +165,27 @@ func TestIncrementalSync(t *testing.T) {
 		t.Errorf("no change: %d operations\n%s", n, tx)
 	}
 }
+
+// With ClientIP affinity, a client the kernel has seen goes back to the same
+// endpoint; a new client is balanced.
+func TestAffinity(t *testing.T) {
+	f := knftables.NewFake(knftables.InetFamily, Table)
+	s := dns()
+	s.AffinitySeconds = 10800
+	st := baseState(s)
+	st.Endpoints[s.Key] = []Endpoint{ep(epB, 53, false), ep(epC, 53, false)}
+	rs := applied(t, f, nil, st)
+	svc := addr("10.96.0.10")
+	want(t, rs, packet{src: podA, dst: svc, proto: "udp", dport: 53, hook: "prerouting"},
+		"dnat 10.244.1.7:53 masq=false; dnat 10.244.2.9:53 masq=false")
+	// Pretend the kernel recorded podA on epC's set.
+	set := affinitySet(s.Key, ep(epC, 53, false))
+	live := rs.live
+	live.Sets[set] = Set{Type: "ipv4_addr", Elements: []string{podA.String() + "/32"}}
+	if got := outcomes(trace(t, live, packet{src: podA, dst: svc, proto: "udp", dport: 53, hook: "prerouting"})); got != "dnat 10.244.2.9:53 masq=false" {
+		t.Errorf("returning client: %s, want its endpoint 10.244.2.9 only", got)
+	}
+	if rs.live.Sets[set].TimeoutSeconds != 0 && f.Table.Sets[set] == nil {
+		t.Errorf("affinity set %s not in the table", set)
+	}
+}

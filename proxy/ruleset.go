@@ -23,10 +23,12 @@ type Map struct {
 	Elements map[string]string
 }
 
-// Set is an interval set of addresses.
+// Set is a set of addresses: an interval set with fixed elements, or (with
+// TimeoutSeconds) a dynamic set the kernel fills, for session affinity.
 type Set struct {
-	Type     string
-	Elements []string
+	Type           string
+	Elements       []string
+	TimeoutSeconds int
 }
 
 // The fixed chains and maps.
@@ -147,6 +149,7 @@ func addService(rs *Ruleset, sp ServicePort, eps []Endpoint) {
 		for _, fam := range []struct{ match, set string }{{"ip", setCluster}, {"ip6", setCluster6}} {
 			rules = append(rules, fmt.Sprintf("%s saddr != @%s jump %s", fam.match, fam.set, chainMasqMark))
 		}
+		rules = append(rules, affinity(rs, sp, internal)...)
 		rules = append(rules, balance(sp.Key, internal)...)
 		rs.Chains[svcChain] = rules
 	}
@@ -155,6 +158,7 @@ func addService(rs *Ruleset, sp ServicePort, eps []Endpoint) {
 	hasExternal := len(sp.ExternalIPs)+len(sp.LoadBalancerIPs) > 0 || sp.NodePort != 0
 	if !hasExternal {
 		addEndpoints(rs, sp.Key, unionEndpoints(internal, nil))
+		addAffinityUpdates(rs, sp, unionEndpoints(internal, nil))
 		return
 	}
 	for _, ip := range append(append([]netip.Addr{}, sp.ExternalIPs...), sp.LoadBalancerIPs...) {
@@ -176,7 +180,7 @@ func addService(rs *Ruleset, sp ServicePort, eps []Endpoint) {
 		if sp.ExternalLocal {
 			// Local: the client's address is kept, and traffic never
 			// leaves the node.
-			rs.Chains[extChain] = balance(sp.Key, external)
+			rs.Chains[extChain] = append(affinity(rs, sp, external), balance(sp.Key, external)...)
 		} else {
 			rs.Chains[extChain] = []string{"jump " + chainMasqMark, "goto " + svcChain}
 			if len(internal) == 0 {
@@ -185,6 +189,7 @@ func addService(rs *Ruleset, sp ServicePort, eps []Endpoint) {
 		}
 	}
 	addEndpoints(rs, sp.Key, unionEndpoints(internal, external))
+	addAffinityUpdates(rs, sp, unionEndpoints(internal, external))
 }
 
 // balance spreads new connections at random over the endpoints.
@@ -243,4 +248,49 @@ func chainName(kind string, k PortKey, ep string) string {
 		name += "__" + strings.ReplaceAll(ep, ":", ".")
 	}
 	return name
+}
+
+// affinity sends a client that reached an endpoint within the timeout back
+// to it (sessionAffinity: ClientIP): one dynamic set per endpoint remembers
+// its clients, filled by the endpoint's chain.
+func affinity(rs *Ruleset, sp ServicePort, eps []Endpoint) []string {
+	if sp.AffinitySeconds <= 0 {
+		return nil
+	}
+	var rules []string
+	for _, e := range eps {
+		fam, typ := "ip", "ipv4_addr"
+		if e.Addr.Is6() {
+			fam, typ = "ip6", "ipv6_addr"
+		}
+		set := affinitySet(sp.Key, e)
+		rs.Sets[set] = Set{Type: typ, TimeoutSeconds: sp.AffinitySeconds}
+		rules = append(rules, fmt.Sprintf("%s saddr @%s goto %s", fam, set, chainName("ep", sp.Key, epID(e))))
+	}
+	return rules
+}
+
+// addAffinityUpdates makes each endpoint chain record its client.
+func addAffinityUpdates(rs *Ruleset, sp ServicePort, eps []Endpoint) {
+	if sp.AffinitySeconds <= 0 {
+		return
+	}
+	for _, e := range eps {
+		set := affinitySet(sp.Key, e)
+		if _, ok := rs.Sets[set]; !ok {
+			continue
+		}
+		fam := "ip"
+		if e.Addr.Is6() {
+			fam = "ip6"
+		}
+		name := chainName("ep", sp.Key, epID(e))
+		rules := rs.Chains[name]
+		// Before the DNAT, which ends the chain.
+		rs.Chains[name] = append(rules[:len(rules)-1:len(rules)-1], fmt.Sprintf("update @%s { %s saddr }", set, fam), rules[len(rules)-1])
+	}
+}
+
+func affinitySet(k PortKey, e Endpoint) string {
+	return "affinity-" + strings.TrimPrefix(chainName("ep", k, epID(e)), "ep-")
 }

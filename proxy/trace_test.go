@@ -161,6 +161,13 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 			return []outcome{st}, true
 		case r == "reject":
 			return []outcome{{verdict: "reject"}}, true
+		case len(f) == 5 && f[1] == "saddr" && strings.HasPrefix(f[2], "@") && f[3] == "goto":
+			// "ip saddr @affinity-X goto ep-X": a returning client.
+			if f[0] == fam && inSet(rs, f[2][1:], p.src) {
+				return follow(t, rs, "goto "+f[4], p, st), true
+			}
+		case strings.HasPrefix(r, "update @"):
+			// The kernel records the client; the tracer follows one packet.
 		case strings.HasPrefix(r, "meta mark"), strings.HasPrefix(r, "masquerade"):
 		default:
 			t.Fatalf("tracer does not know rule %q in %s", r, chain)

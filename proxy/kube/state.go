@@ -43,6 +43,12 @@ func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlic
 				ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 				InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
 			}
+			if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+				sp.AffinitySeconds = int(corev1.DefaultClientIPServiceAffinitySeconds)
+				if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+					sp.AffinitySeconds = int(*c.ClientIP.TimeoutSeconds)
+				}
+			}
 			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 				sp.NodePort = uint16(p.NodePort)
 			}

@@ -129,6 +129,24 @@ func TestServiceProxy(t *testing.T) {
 		}
 	}
 
+	// ClientIP affinity keeps one client on one endpoint.
+	sticky := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "sticky", Namespace: lab.DemoNamespace},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "echo"}, SessionAffinity: corev1.ServiceAffinityClientIP,
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
+	}
+	if sticky, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, sticky, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stickyNS := openNS(t, lab.PodNetns(cfg, pods[0]))
+	first := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, stickyNS, sticky.Spec.ClusterIP) })
+	for range 8 {
+		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, stickyNS, sticky.Spec.ClusterIP) })
+		if r.PodIP != first.PodIP {
+			t.Fatalf("affinity: answered by %s after %s", r.PodIP, first.PodIP)
+		}
+	}
+
 	// A Service with no endpoints is refused at once, not left to time out.
 	empty := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "empty", Namespace: lab.DemoNamespace},
