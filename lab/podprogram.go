@@ -121,6 +121,8 @@ func udpEcho(ctx context.Context, port int) error {
 			}
 			return err
 		}
-		_, _ = pc.WriteTo(buf[:n], addr)
+		// Answer with who answered, so a client sees which pod it reached.
+		reply := append([]byte(os.Getenv("POD_IP")+" "), buf[:n]...)
+		_, _ = pc.WriteTo(reply, addr)
 	}
 }

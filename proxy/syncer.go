@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -15,8 +16,12 @@ import (
 // forgets it, so the next sync rebuilds the whole table in one transaction.
 type Syncer struct {
 	nft  knftables.Interface
+	ct   ConntrackCleaner
 	mu   sync.Mutex
 	prev *Ruleset
+	// udp holds the UDP endpoints of the last applied state, to find
+	// the ones that went away.
+	udp map[netip.Addr]bool
 
 	duration prometheus.Histogram
 	chains   prometheus.Gauge
@@ -25,10 +30,12 @@ type Syncer struct {
 	failures prometheus.Counter
 }
 
-// NewSyncer returns a syncer for the berth-proxy table behind nft.
-func NewSyncer(nft knftables.Interface) *Syncer {
+// NewSyncer returns a syncer for the berth-proxy table behind nft; ct (may
+// be nil) forgets UDP flows to endpoints that went away.
+func NewSyncer(nft knftables.Interface, ct ConntrackCleaner) *Syncer {
 	return &Syncer{
 		nft: nft,
+		ct:  ct,
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "berth_agent_proxy_sync_duration_seconds", Help: "Time to compute and apply one service proxy sync.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
@@ -61,6 +68,19 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 		}
 	}
 	s.prev = &next
+	// Only after the rules no longer send new packets to an endpoint are
+	// its flows forgotten, so the next packet of each flow is balanced anew.
+	udp := udpEndpoints(st)
+	if s.ct != nil {
+		for a := range s.udp {
+			if !udp[a] {
+				if _, err := s.ct.ForgetUDPTo(a); err != nil {
+					s.failures.Inc()
+				}
+			}
+		}
+	}
+	s.udp = udp
 	elements := 0
 	for _, m := range next.Maps {
 		elements += len(m.Elements)

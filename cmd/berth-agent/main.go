@@ -68,7 +68,7 @@ func run() error {
 	flag.StringVar(&pn.DataDir, "cni-data-dir", cni.DefaultDataDir, "the plugin's address store")
 	flag.StringVar(&pn.Network, "cni-network", "berth", "the CNI network name")
 	flag.DurationVar(&pn.Resync, "resync", 10*time.Second, "how often the node's pod network is re-applied to repair drift")
-	flag.BoolVar(&svcProxy, "service-proxy", false, "run the nftables service proxy (in progress: ClusterIP, NodePort, LoadBalancer and external IPs, affinity; no UDP conntrack cleanup or health-check node port yet)")
+	flag.BoolVar(&svcProxy, "service-proxy", false, "run the nftables service proxy (in progress: ClusterIP, NodePort, LoadBalancer and external IPs, affinity, UDP conntrack cleanup; no health-check node port yet)")
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
@@ -145,7 +145,7 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("service proxy: nftables: %w", err)
 		}
-		syncer := proxy.NewSyncer(nft)
+		syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
 		for _, c := range syncer.Collectors() {
 			if err := ctrlmetrics.Registry.Register(c); err != nil {
 				return err

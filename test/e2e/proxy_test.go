@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,78 @@ func TestServiceProxy(t *testing.T) {
 			t.Fatalf("affinity: answered by %s after %s", r.PodIP, first.PodIP)
 		}
 	}
+
+	// A UDP flow whose endpoint goes away moves on to another endpoint,
+	// although the client keeps its source port (conntrack is cleaned).
+	udpPod := func(name, node string) {
+		t.Helper()
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.DemoNamespace, Labels: map[string]string{"app": "udp", "pod": name}},
+			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "echo", Image: "berth.dev/lab/udp-echo",
+				Ports: []corev1.ContainerPort{{ContainerPort: 9000, Protocol: corev1.ProtocolUDP}}}}},
+		}
+		if _, err := c.CoreV1().Pods(lab.DemoNamespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	udpPod("udp-a", "node2")
+	udpSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "udp", Namespace: lab.DemoNamespace},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "udp"},
+			Ports: []corev1.ServicePort{{Name: "udp", Port: 9000, Protocol: corev1.ProtocolUDP}}},
+	}
+	if udpSvc, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, udpSvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	as, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "pod=udp-a", 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpNS := openNS(t, lab.PodNetns(cfg, pods[0]))
+	var conn *net.UDPConn
+	if err := udpNS.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: 40000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	target := &net.UDPAddr{IP: net.ParseIP(udpSvc.Spec.ClusterIP), Port: 9000}
+	answeredBy := func() string {
+		buf := make([]byte, 512)
+		if _, err := conn.WriteToUDP([]byte("ping"), target); err != nil {
+			return ""
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, _, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			return ""
+		}
+		who, _, _ := strings.Cut(string(buf[:n]), " ")
+		return who
+	}
+	waitAnswer := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(45 * time.Second)
+		last := ""
+		for time.Now().Before(deadline) {
+			if last = answeredBy(); last == want {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("UDP flow from a fixed port: answered by %q, want %s", last, want)
+	}
+	waitAnswer(as[0].Status.PodIP)
+	udpPod("udp-b", "node3")
+	bs, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "pod=udp-b", 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CoreV1().Pods(lab.DemoNamespace).Delete(ctx, "udp-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitAnswer(bs[0].Status.PodIP)
 
 	// A Service with no endpoints is refused at once, not left to time out.
 	empty := &corev1.Service{
