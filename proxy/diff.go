@@ -10,15 +10,20 @@ import (
 )
 
 // Sync adds to tx what turns the table from prev into next. With a nil prev
-// it builds the whole table (start-up, or after a failed apply: the table
-// is flushed first, so nothing stale survives). Otherwise it touches only
+// it builds the whole table (start-up, or after a failed apply: the old
+// table is deleted in the same transaction, so nothing stale survives). Otherwise it touches only
 // what differs: a changed chain is flushed and refilled, map elements are
 // added and deleted one by one, and chains that are gone are deleted after
 // the map elements that pointed at them.
 func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 	if prev == nil {
+		// Start from nothing, atomically: add the table (a no-op if it
+		// exists), delete it with all its chains, maps and sets, and
+		// build it again, all in this one transaction. Established flows
+		// keep their NAT in conntrack meanwhile.
+		tx.Add(&knftables.Table{})
+		tx.Delete(&knftables.Table{})
 		tx.Add(&knftables.Table{Comment: ptr.To("berth service proxy")})
-		tx.Flush(&knftables.Table{})
 		for _, b := range baseChains() {
 			tx.Add(&knftables.Chain{Name: b.Name, Type: ptr.To(knftables.BaseChainType(b.Type)), Hook: ptr.To(knftables.BaseChainHook(b.Hook)), Priority: ptr.To(knftables.BaseChainPriority(b.Priority))})
 		}

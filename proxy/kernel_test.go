@@ -49,6 +49,12 @@ func TestKernelAcceptsRules(t *testing.T) {
 		if err := nft.Run(context.Background(), tx); err != nil {
 			return fmt.Errorf("incremental sync: %w", err)
 		}
+		// A full rebuild over the existing table, as after a failed apply.
+		tx = nft.NewTransaction()
+		Sync(tx, nil, Build(st))
+		if err := nft.Run(context.Background(), tx); err != nil {
+			return fmt.Errorf("full rebuild over an existing table: %w", err)
+		}
 		out, err := exec.Command("nft", "list", "table", "inet", Table).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("nft list: %v: %s", err, out)

@@ -189,3 +189,20 @@ func TestAffinity(t *testing.T) {
 		t.Errorf("affinity set %s not in the table", set)
 	}
 }
+
+// After a failed apply the syncer forgets what it applied and rebuilds: the
+// table then holds exactly the new ruleset, nothing stale.
+func TestFullRebuildLeavesNothingStale(t *testing.T) {
+	f := knftables.NewFake(knftables.InetFamily, Table)
+	a, b := dns(), dns()
+	b.Key.Name, b.ClusterIPs = "other", []netip.Addr{addr("10.96.0.11")}
+	st := baseState(a, b)
+	st.Endpoints[a.Key] = []Endpoint{ep(epB, 53, false)}
+	st.Endpoints[b.Key] = []Endpoint{ep(epC, 53, false)}
+	applied(t, f, nil, st)
+	st = baseState(a)
+	st.Endpoints[a.Key] = []Endpoint{ep(epC, 53, false)}
+	rs := applied(t, f, nil, st)
+	want(t, rs, packet{src: podA, dst: addr("10.96.0.11"), proto: "udp", dport: 53, hook: "prerouting"}, "accept")
+	want(t, rs, packet{src: podA, dst: addr("10.96.0.10"), proto: "udp", dport: 53, hook: "prerouting"}, "dnat 10.244.2.9:53 masq=false")
+}

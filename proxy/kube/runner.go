@@ -42,7 +42,8 @@ func (r *Runner) Start(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		if err := r.sync(ctx); err != nil {
-			r.Log.Error(err, "service proxy sync failed; the next one rebuilds the table")
+			r.Log.Error(err, "service proxy sync failed; retrying in a second with a full rebuild")
+			time.AfterFunc(time.Second, r.Trigger)
 		}
 		select {
 		case <-ctx.Done():
