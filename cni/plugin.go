@@ -134,6 +134,11 @@ func attach(conf *NetConf, req Request, br netlink.Link, mtu int, podNS netns.Ns
 	if err := netlink.LinkSetMaster(host, br); err != nil {
 		return nil, fmt.Errorf("attach %s to %s: %w", hostName, conf.Bridge, err)
 	}
+	// Hairpin: a pod that reaches itself through a Service gets its own
+	// (masqueraded) packets back through the port they came in on.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return nil, fmt.Errorf("hairpin on %s: %w", hostName, err)
+	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return nil, err
 	}

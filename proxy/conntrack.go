@@ -16,6 +16,10 @@ type ConntrackCleaner interface {
 	// ForgetUDPTo deletes the conntrack entries of UDP flows that were
 	// DNATed to addr.
 	ForgetUDPTo(addr netip.Addr) (int, error)
+	// ForgetUDPToService deletes the entries of UDP flows sent to a
+	// Service address: those that began before the Service had endpoints
+	// were never DNATed and, refreshed by every packet, never would be.
+	ForgetUDPToService(addr netip.Addr) (int, error)
 }
 
 // KernelConntrack cleans the kernel's conntrack table through netlink, in
@@ -24,11 +28,20 @@ type KernelConntrack struct{}
 
 // ForgetUDPTo implements ConntrackCleaner.
 func (KernelConntrack) ForgetUDPTo(addr netip.Addr) (int, error) {
+	return forgetUDP(netlink.ConntrackReplySrcIP, addr)
+}
+
+// ForgetUDPToService implements ConntrackCleaner.
+func (KernelConntrack) ForgetUDPToService(addr netip.Addr) (int, error) {
+	return forgetUDP(netlink.ConntrackOrigDstIP, addr)
+}
+
+func forgetUDP(match netlink.ConntrackFilterType, addr netip.Addr) (int, error) {
 	f := &netlink.ConntrackFilter{}
 	if err := f.AddProtocol(unix.IPPROTO_UDP); err != nil {
 		return 0, err
 	}
-	if err := f.AddIP(netlink.ConntrackReplySrcIP, net.IP(addr.AsSlice())); err != nil {
+	if err := f.AddIP(match, net.IP(addr.AsSlice())); err != nil {
 		return 0, err
 	}
 	family := netlink.InetFamily(unix.AF_INET)
@@ -51,6 +64,21 @@ func udpEndpoints(st State) map[netip.Addr]bool {
 		}
 		for _, e := range st.Endpoints[sp.Key] {
 			out[e.Addr] = true
+		}
+	}
+	return out
+}
+
+// udpServiceAddrs lists the Service addresses of UDP ports that have
+// usable endpoints.
+func udpServiceAddrs(st State) map[netip.Addr]bool {
+	out := map[netip.Addr]bool{}
+	for _, sp := range st.Services {
+		if sp.Key.Protocol != "udp" || len(usable(st.Endpoints[sp.Key], false)) == 0 {
+			continue
+		}
+		for _, a := range append(append(append([]netip.Addr{}, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...) {
+			out[a] = true
 		}
 	}
 	return out

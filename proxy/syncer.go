@@ -20,8 +20,10 @@ type Syncer struct {
 	mu   sync.Mutex
 	prev *Ruleset
 	// udp holds the UDP endpoints of the last applied state, to find
-	// the ones that went away.
-	udp map[netip.Addr]bool
+	// the ones that went away; udpSvc the UDP Service addresses that had
+	// endpoints, to find those that just got some.
+	udp    map[netip.Addr]bool
+	udpSvc map[netip.Addr]bool
 
 	duration prometheus.Histogram
 	chains   prometheus.Gauge
@@ -70,7 +72,7 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 	s.prev = &next
 	// Only after the rules no longer send new packets to an endpoint are
 	// its flows forgotten, so the next packet of each flow is balanced anew.
-	udp := udpEndpoints(st)
+	udp, udpSvc := udpEndpoints(st), udpServiceAddrs(st)
 	if s.ct != nil {
 		for a := range s.udp {
 			if !udp[a] {
@@ -79,8 +81,15 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 				}
 			}
 		}
+		for a := range udpSvc {
+			if !s.udpSvc[a] {
+				if _, err := s.ct.ForgetUDPToService(a); err != nil {
+					s.failures.Inc()
+				}
+			}
+		}
 	}
-	s.udp = udp
+	s.udp, s.udpSvc = udp, udpSvc
 	elements := 0
 	for _, m := range next.Maps {
 		elements += len(m.Elements)

@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
@@ -51,8 +52,11 @@ func TestServiceProxy(t *testing.T) {
 	for _, p := range pods {
 		ns := openNS(t, lab.PodNetns(cfg, p))
 		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, ns, clusterIP) })
-		if !backends[r.PodIP] || r.Client != p.Status.PodIP {
-			t.Errorf("pod %s -> ClusterIP %s: reply %+v; want a backend, client seen as %s", p.Status.PodIP, clusterIP, r, p.Status.PodIP)
+		// Answered by another pod: the client keeps its address. By
+		// itself (hairpin): masqueraded, so the reply returns via the node.
+		hairpin := r.PodIP == p.Status.PodIP
+		if !backends[r.PodIP] || (r.Client == p.Status.PodIP) == hairpin {
+			t.Errorf("pod %s -> ClusterIP %s: reply %+v; want a backend, the client's own address kept unless it reached itself", p.Status.PodIP, clusterIP, r)
 		}
 	}
 	// Node -> ClusterIP.
@@ -128,6 +132,25 @@ func TestServiceProxy(t *testing.T) {
 		if r.PodIP != node1Pod.Status.PodIP || r.Client != clientIP {
 			t.Errorf("client -> Local LB %s via node1: reply %+v; want node1's pod %s seeing the client %s", localLB, r, node1Pod.Status.PodIP, clientIP)
 		}
+	}
+
+	// Hairpin: a pod reaching itself through a Service gets an answer, from
+	// itself, masqueraded (so the reply comes back through the node).
+	self := pods[0]
+	if _, err := c.CoreV1().Pods(lab.DemoNamespace).Patch(ctx, self.Name, types.MergePatchType, []byte(`{"metadata":{"labels":{"hairpin":"yes"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hp := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "hairpin", Namespace: lab.DemoNamespace},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"hairpin": "yes"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
+	}
+	if hp, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, hp, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	selfNS := openNS(t, lab.PodNetns(cfg, self))
+	if r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, selfNS, hp.Spec.ClusterIP) }); r.PodIP != self.Status.PodIP || r.Client == self.Status.PodIP {
+		t.Errorf("hairpin: reply %+v; want the pod itself, the client masqueraded", r)
 	}
 
 	// ClientIP affinity keeps one client on one endpoint.

@@ -106,6 +106,16 @@ func New(t testing.TB) *Lab {
 func (l *Lab) Up(t testing.TB, extra ...string) {
 	t.Helper()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// Keep the components' logs: down removes the state folder.
+			if dir, err := os.MkdirTemp("", "berth-lab-logs-"+l.Name+"-"); err == nil {
+				if out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir, "logs"), dir).CombinedOutput(); err == nil {
+					t.Logf("lab %s logs kept in %s", l.Name, dir)
+				} else {
+					t.Logf("keeping logs: %v: %s", err, out)
+				}
+			}
+		}
 		if out, err := l.Berthctl(context.Background(), "lab", "down", "--name", l.Name); err != nil {
 			t.Errorf("lab down: %v\n%s", err, out)
 		}
