@@ -33,14 +33,8 @@ func TestPodNetwork(t *testing.T) {
 
 			// Every pod to every pod and every node to every pod; the
 			// servers report the client address they saw.
-			if out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name); err != nil {
-				t.Fatalf("lab demo: %v\n%s", err, out)
-			}
+			pods := l.Demo(ctx, t)
 			c := l.Client(t)
-			pods, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "app=echo", cfg.Nodes, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
 
 			// A second pod on node1 reaches the DaemonSet's pod there.
 			extra := &corev1.Pod{

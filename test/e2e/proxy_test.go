@@ -28,14 +28,8 @@ func TestServiceProxy(t *testing.T) {
 	cfg := l.Config(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name); err != nil {
-		t.Fatalf("lab demo: %v\n%s", err, out)
-	}
+	pods := l.Demo(ctx, t)
 	c := l.Client(t)
-	pods, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "app=echo", cfg.Nodes, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
 	backends := map[string]bool{}
 	for _, p := range pods {
 		backends[p.Status.PodIP] = true

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/berthnet/berth/lab"
@@ -149,6 +150,21 @@ func (l *Lab) Client(t testing.TB) kubernetes.Interface {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Demo runs `berthctl lab demo` (every pod and node reaching every echo
+// pod, and the Service when the proxy runs) and returns the echo pods, one
+// per node.
+func (l *Lab) Demo(ctx context.Context, t testing.TB) []corev1.Pod {
+	t.Helper()
+	if out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name); err != nil {
+		t.Fatalf("lab demo: %v\n%s", err, out)
+	}
+	pods, err := lab.WaitEchoPods(ctx, l.Client(t), lab.DemoNamespace, "app=echo", l.Config(t).Nodes, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pods
 }
 
 // Berthctl runs berthctl and returns its combined output.
