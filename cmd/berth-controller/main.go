@@ -27,12 +27,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "berth-controller:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main("berth-controller", run) }
 
 func run() error {
 	var (

@@ -86,59 +86,49 @@ func newLabUp() *cobra.Command {
 	return cmd
 }
 
-func newLabDown() *cobra.Command {
+// labCommand is a command about an existing lab, found by --name.
+func labCommand(use, short string, run func(cmd *cobra.Command, nf *nameFlags) error) *cobra.Command {
 	var nf nameFlags
 	cmd := &cobra.Command{
-		Use:   "down",
-		Short: "Remove every process, namespace, link and file of the lab",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lab.Down(nf.name, nf.dir(), cmd.OutOrStdout())
-		},
+		RunE:  func(cmd *cobra.Command, _ []string) error { return run(cmd, &nf) },
 	}
 	nf.add(cmd)
 	return cmd
+}
+
+func newLabDown() *cobra.Command {
+	return labCommand("down", "Remove every process, namespace, link and file of the lab", func(cmd *cobra.Command, nf *nameFlags) error {
+		return lab.Down(nf.name, nf.dir(), cmd.OutOrStdout())
+	})
 }
 
 func newLabStatus() *cobra.Command {
-	var nf nameFlags
-	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show what runs in the lab and whether it is healthy",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lab.Status(cmd.Context(), nf.dir(), cmd.OutOrStdout())
-		},
-	}
-	nf.add(cmd)
-	return cmd
+	return labCommand("status", "Show what runs in the lab and whether it is healthy", func(cmd *cobra.Command, nf *nameFlags) error {
+		return lab.Status(cmd.Context(), nf.dir(), cmd.OutOrStdout())
+	})
 }
 
 func newLabKubeconfig() *cobra.Command {
-	var nf nameFlags
 	var pathOnly bool
-	cmd := &cobra.Command{
-		Use:   "kubeconfig",
-		Short: "Print the lab's admin kubeconfig (or its path)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := lab.LoadState(nf.dir())
-			if err != nil {
-				return fmt.Errorf("lab %q: %w", nf.name, err)
-			}
-			if pathOnly {
-				_, err = fmt.Fprintln(cmd.OutOrStdout(), st.Config.AdminKubeconfig())
-				return err
-			}
-			b, err := os.ReadFile(st.Config.AdminKubeconfig())
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(b)
+	cmd := labCommand("kubeconfig", "Print the lab's admin kubeconfig (or its path)", func(cmd *cobra.Command, nf *nameFlags) error {
+		st, err := lab.LoadState(nf.dir())
+		if err != nil {
+			return fmt.Errorf("lab %q: %w", nf.name, err)
+		}
+		if pathOnly {
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), st.Config.AdminKubeconfig())
 			return err
-		},
-	}
-	nf.add(cmd)
+		}
+		b, err := os.ReadFile(st.Config.AdminKubeconfig())
+		if err != nil {
+			return err
+		}
+		_, err = cmd.OutOrStdout().Write(b)
+		return err
+	})
 	cmd.Flags().BoolVar(&pathOnly, "path", false, "print the file's path instead of its content")
 	return cmd
 }
@@ -218,19 +208,11 @@ func newLabPodProgram() *cobra.Command {
 }
 
 func newLabDemo() *cobra.Command {
-	var nf nameFlags
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run an echo pod on every node and show each pod reaching the others",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, err := lab.LoadState(nf.dir())
-			if err != nil {
-				return fmt.Errorf("lab %q: %w", nf.name, err)
-			}
-			return lab.Demo(cmd.Context(), st.Config, cmd.OutOrStdout())
-		},
-	}
-	nf.add(cmd)
-	return cmd
+	return labCommand("demo", "Run an echo pod on every node and show each pod reaching the others", func(cmd *cobra.Command, nf *nameFlags) error {
+		st, err := lab.LoadState(nf.dir())
+		if err != nil {
+			return fmt.Errorf("lab %q: %w", nf.name, err)
+		}
+		return lab.Demo(cmd.Context(), st.Config, cmd.OutOrStdout())
+	})
 }

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/cni"
+	"github.com/berthnet/berth/internal/syncloop"
 )
 
 // AgentOptions configure the pod network on one node.
@@ -40,7 +41,7 @@ type Agent struct {
 	applier  *Applier
 	recorder events.EventRecorder
 	log      logr.Logger
-	trigger  chan struct{}
+	loop     *syncloop.Loop
 
 	ready   atomic.Bool
 	mu      sync.Mutex
@@ -57,7 +58,7 @@ func NewAgent(opts AgentOptions, reader client.Reader, recorder events.EventReco
 	}
 	return &Agent{
 		opts: opts, reader: reader, applier: applier, recorder: recorder, log: log,
-		trigger: make(chan struct{}, 1),
+		loop: syncloop.New(),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_agent_podnet_syncs_total", Help: "Pod network syncs of this node, by result.",
 		}, []string{"result"}),
@@ -71,12 +72,7 @@ func NewAgent(opts AgentOptions, reader client.Reader, recorder events.EventReco
 func (a *Agent) Collectors() []prometheus.Collector { return []prometheus.Collector{a.syncs, a.routes} }
 
 // Trigger asks for a sync soon; Node watches call it.
-func (a *Agent) Trigger() {
-	select {
-	case a.trigger <- struct{}{}:
-	default:
-	}
-}
+func (a *Agent) Trigger() { a.loop.Trigger() }
 
 // Ready reports an error until the node's pod network has been applied.
 func (a *Agent) Ready() error {
@@ -93,23 +89,16 @@ func (a *Agent) Ready() error {
 
 // Start syncs on every trigger and every resync period until ctx ends.
 func (a *Agent) Start(ctx context.Context) error {
-	t := time.NewTicker(a.opts.Resync)
-	defer t.Stop()
-	for {
-		if err := a.sync(ctx); err != nil {
-			a.syncs.WithLabelValues("error").Inc()
-			a.report(ctx, err)
-		} else {
-			a.syncs.WithLabelValues("ok").Inc()
-			a.report(ctx, nil)
+	return a.loop.Run(ctx, a.opts.Resync, 0, func(ctx context.Context) error {
+		err := a.sync(ctx)
+		result := "ok"
+		if err != nil {
+			result = "error"
 		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-a.trigger:
-		case <-t.C:
-		}
-	}
+		a.syncs.WithLabelValues(result).Inc()
+		a.report(ctx, err)
+		return err
+	}, func(error) {})
 }
 
 func (a *Agent) sync(ctx context.Context) error {

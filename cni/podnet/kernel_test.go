@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 
@@ -18,12 +17,7 @@ import (
 	"github.com/berthnet/berth/test/netnstest"
 )
 
-func TestMain(m *testing.M) {
-	if err := netnstest.SweepStale(); err != nil {
-		panic(err)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { netnstest.Main(m) }
 
 // cluster is two nodes and an outside host on one LAN segment, each node with
 // one pod attached by the plugin's own code.
@@ -106,9 +100,20 @@ func (c *cluster) addPods(t testing.TB) {
 	}
 }
 
+// start runs the agent's logic on every node in mode, attaches one pod per
+// node, and checks every path.
+func (c *cluster) start(t testing.TB, mode podnet.Mode) {
+	t.Helper()
+	for i := range c.nodes {
+		c.apply(t, i, mode, c.info)
+	}
+	c.addPods(t)
+	c.checkPaths(t)
+}
+
 func podIP(i int) string { return fmt.Sprintf("10.244.%d.2", i) }
 
-func (c *cluster) checkPaths(t *testing.T) {
+func (c *cluster) checkPaths(t testing.TB) {
 	t.Helper()
 	// Pod to pod across nodes: the server sees the client pod's own IP.
 	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], podIP(1)+":8080"); !strings.HasPrefix(seen, podIP(0)+":") {
@@ -131,11 +136,7 @@ func (c *cluster) checkPaths(t *testing.T) {
 
 func TestRoutedMode(t *testing.T) {
 	c := newCluster(t)
-	for i := range c.nodes {
-		c.apply(t, i, podnet.Routed, c.info)
-	}
-	c.addPods(t)
-	c.checkPaths(t)
+	c.start(t, podnet.Routed)
 
 	// Drift: a deleted route comes back with the next apply.
 	h := c.nodes[0].Netlink()
@@ -159,11 +160,7 @@ func TestRoutedMode(t *testing.T) {
 
 func TestVXLANMode(t *testing.T) {
 	c := newCluster(t)
-	for i := range c.nodes {
-		c.apply(t, i, podnet.VXLAN, c.info)
-	}
-	c.addPods(t)
-	c.checkPaths(t)
+	c.start(t, podnet.VXLAN)
 	// Pods get the overlay's MTU.
 	l, err := c.pods[0].Link("eth0")
 	if err != nil {

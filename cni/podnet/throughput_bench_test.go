@@ -37,10 +37,7 @@ func BenchmarkPodThroughput(b *testing.B) {
 	for _, mode := range []podnet.Mode{podnet.Routed, podnet.VXLAN} {
 		b.Run(string(mode), func(b *testing.B) {
 			c := newCluster(b)
-			for i := range c.nodes {
-				c.apply(b, i, mode, c.info)
-			}
-			c.addPods(b)
+			c.start(b, mode)
 			runIperf(b, c.pods[1], c.pods[0], podIP(1))
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -54,4 +55,13 @@ func Scheme(groups ...func(*runtime.Scheme) error) (*runtime.Scheme, error) {
 		}
 	}
 	return s, nil
+}
+
+// Main runs a daemon's run function and exits non-zero, naming the daemon,
+// when it fails.
+func Main(name string, run func() error) {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
 }

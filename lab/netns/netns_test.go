@@ -13,12 +13,7 @@ import (
 	"github.com/berthnet/berth/test/netnstest"
 )
 
-func TestMain(m *testing.M) {
-	if err := netnstest.SweepStale(); err != nil {
-		panic(err)
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { netnstest.Main(m) }
 
 // Two namespaces on a bridge in a third reach each other over TCP.
 func TestBridgedNamespacesTalk(t *testing.T) {

@@ -10,48 +10,34 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/berthnet/berth/internal/syncloop"
 	"github.com/berthnet/berth/proxy"
 )
 
 // Runner keeps the node's service proxy in sync with the cluster.
 type Runner struct {
-	Node    string
-	Reader  client.Reader
-	Syncer  *proxy.Syncer
-	Resync  time.Duration
-	Log     logr.Logger
-	trigger chan struct{}
+	Node   string
+	Reader client.Reader
+	Syncer *proxy.Syncer
+	Resync time.Duration
+	Log    logr.Logger
+	loop   *syncloop.Loop
 }
 
 // NewRunner returns a runner; call Trigger from watches.
 func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, resync time.Duration, log logr.Logger) *Runner {
-	return &Runner{Node: node, Reader: reader, Syncer: syncer, Resync: resync, Log: log, trigger: make(chan struct{}, 1)}
+	return &Runner{Node: node, Reader: reader, Syncer: syncer, Resync: resync, Log: log, loop: syncloop.New()}
 }
 
 // Trigger asks for a sync soon.
-func (r *Runner) Trigger() {
-	select {
-	case r.trigger <- struct{}{}:
-	default:
-	}
-}
+func (r *Runner) Trigger() { r.loop.Trigger() }
 
-// Start syncs on every trigger and every resync period until ctx ends.
+// Start syncs on every trigger and every resync period until ctx ends; a
+// failed sync is retried after a second, as a full rebuild.
 func (r *Runner) Start(ctx context.Context) error {
-	t := time.NewTicker(r.Resync)
-	defer t.Stop()
-	for {
-		if err := r.sync(ctx); err != nil {
-			r.Log.Error(err, "service proxy sync failed; retrying in a second with a full rebuild")
-			time.AfterFunc(time.Second, r.Trigger)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.trigger:
-		case <-t.C:
-		}
-	}
+	return r.loop.Run(ctx, r.Resync, time.Second, r.sync, func(err error) {
+		r.Log.Error(err, "service proxy sync failed; retrying in a second with a full rebuild")
+	})
 }
 
 func (r *Runner) sync(ctx context.Context) error {

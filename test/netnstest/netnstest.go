@@ -72,3 +72,13 @@ func SweepStale() error {
 	}
 	return nil
 }
+
+// Main is TestMain for packages with privileged tests: it sweeps the
+// namespaces of dead test processes, then runs the tests.
+func Main(m *testing.M) {
+	if err := SweepStale(); err != nil {
+		fmt.Fprintln(os.Stderr, "sweep stale test namespaces:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
