@@ -20,7 +20,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/knftables"
 
 	"github.com/berthnet/berth/cni"
@@ -77,23 +76,8 @@ func run() error {
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
 		return err
 	}
-	scheme, err := daemon.Scheme()
+	mgr, err := opts.NewManager(ctrl.Options{})
 	if err != nil {
-		return err
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: opts.ProbeAddr,
-	})
-	if err != nil {
-		return fmt.Errorf("manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", func(*http.Request) error { return nil }); err != nil {
 		return err
 	}
 	// Ready once this node's Node object is in the cache.

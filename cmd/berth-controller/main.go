@@ -12,7 +12,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	berthv1alpha1 "github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/controllers"
@@ -50,32 +49,18 @@ func run() error {
 	if _, done := opts.Start("berth-controller", os.Stdout); done {
 		return nil
 	}
-	scheme, err := daemon.Scheme(berthv1alpha1.AddToScheme)
-	if err != nil {
-		return err
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
-	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress:  opts.ProbeAddr,
+	mgr, err := opts.NewManager(ctrl.Options{
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "berth-controller.berth.dev",
 		LeaderElectionNamespace: leaderElectNS,
 		// Step down cleanly on SIGTERM so a new leader takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-	})
+	}, berthv1alpha1.AddToScheme)
 	if err != nil {
-		return fmt.Errorf("manager: %w", err)
+		return err
 	}
 	if err := controllers.SetupLBIPAM(mgr, lb, ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("load-balancer address management: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return err
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err

@@ -12,7 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/berthnet/berth/internal/version"
 )
@@ -64,4 +66,30 @@ func Main(name string, run func() error) {
 		fmt.Fprintln(os.Stderr, name+":", err)
 		os.Exit(1)
 	}
+}
+
+// NewManager builds a controller-runtime manager from the kubeconfig
+// (--kubeconfig, or in-cluster) with the scheme's groups, the daemon's
+// metrics and probe addresses, and a liveness check. extra sets the rest
+// (leader election, cache options).
+func (o *Options) NewManager(extra ctrl.Options, groups ...func(*runtime.Scheme) error) (ctrl.Manager, error) {
+	scheme, err := Scheme(groups...)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	extra.Scheme = scheme
+	extra.Metrics = metricsserver.Options{BindAddress: o.MetricsAddr}
+	extra.HealthProbeBindAddress = o.ProbeAddr
+	mgr, err := ctrl.NewManager(cfg, extra)
+	if err != nil {
+		return nil, fmt.Errorf("manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	return mgr, nil
 }
