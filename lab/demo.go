@@ -182,8 +182,9 @@ func EchoFrom(ctx context.Context, ns *netns.Namespace, ip string) (EchoReply, e
 	return EchoFromAddr(ctx, ns, net.JoinHostPort(ip, "8080"))
 }
 
-// EchoFromAddr asks the HTTP echo server at host:port from inside a namespace.
-func EchoFromAddr(ctx context.Context, ns *netns.Namespace, hostport string) (EchoReply, error) {
+// HTTPClient is an HTTP client whose connections start in ns, one per
+// request.
+func HTTPClient(ns *netns.Namespace) *http.Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (conn net.Conn, err error) {
 			err = ns.Do(func() error {
@@ -195,8 +196,13 @@ func EchoFromAddr(ctx context.Context, ns *netns.Namespace, hostport string) (Ec
 		},
 		DisableKeepAlives: true,
 	}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// EchoFromAddr asks the HTTP echo server at host:port from inside a namespace.
+func EchoFromAddr(ctx context.Context, ns *netns.Namespace, hostport string) (EchoReply, error) {
+	hc := HTTPClient(ns)
+	defer hc.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+"/", nil)
 	if err != nil {
 		return EchoReply{}, err

@@ -3,9 +3,9 @@
 // and diffs one ruleset against the next so that a sync applies only what
 // changed, in one transaction.
 //
-// This is the pure core. The agent's wiring (watching Services and
-// EndpointSlices, applying through knftables, metrics, conntrack cleanup)
-// comes with the rest of the service-proxy issue.
+// The agent's wiring (watching Services and EndpointSlices) is in
+// proxy/kube; the Syncer applies rulesets through knftables and the
+// HealthServer answers the health-check node ports.
 package proxy
 
 import (
@@ -41,6 +41,10 @@ type ServicePort struct {
 	InternalLocal bool
 	// AffinitySeconds is the ClientIP session affinity timeout; 0 is none.
 	AffinitySeconds int
+	// HealthCheckNodePort answers with this node's endpoint count
+	// (externalTrafficPolicy: Local); 0 is none. The same on every port of
+	// a Service.
+	HealthCheckNodePort uint16
 }
 
 // Endpoint is one backend of a ServicePort.

@@ -24,6 +24,11 @@ type Syncer struct {
 	// endpoints, to find those that just got some.
 	udp    map[netip.Addr]bool
 	udpSvc map[netip.Addr]bool
+	// healthy is true while the last sync succeeded.
+	healthy bool
+	// batch bounds a cold start: at most this many Service ports per
+	// transaction when the table does not exist yet.
+	batch int
 
 	duration prometheus.Histogram
 	chains   prometheus.Gauge
@@ -36,8 +41,9 @@ type Syncer struct {
 // be nil) forgets UDP flows to endpoints that went away.
 func NewSyncer(nft knftables.Interface, ct ConntrackCleaner) *Syncer {
 	return &Syncer{
-		nft: nft,
-		ct:  ct,
+		nft:   nft,
+		ct:    ct,
+		batch: ColdStartBatch,
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "berth_agent_proxy_sync_duration_seconds", Help: "Time to compute and apply one service proxy sync.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
@@ -54,12 +60,87 @@ func (s *Syncer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.duration, s.chains, s.elements, s.lastOK, s.failures}
 }
 
+// ColdStartBatch is how many Service ports one transaction of a cold start
+// adds at most.
+const ColdStartBatch = 1000
+
+// Healthy reports whether the last sync succeeded.
+func (s *Syncer) Healthy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy
+}
+
+// coldStart fills a table that does not exist yet in bounded transactions:
+// first the table with its hooks, maps and fixed chains, then the Services
+// a batch at a time, each batch usable as soon as it lands. It leaves
+// s.prev at what it applied. A table that exists (the agent restarted) is
+// left to the one atomic rebuild of the caller instead: its rules keep
+// working until the new ones replace them, with no gap.
+func (s *Syncer) coldStart(ctx context.Context, st State) error {
+	if _, err := s.nft.List(ctx, "chains"); err == nil || !knftables.IsNotFound(err) {
+		return nil
+	}
+	applied := Build(State{ClusterCIDRs: st.ClusterCIDRs})
+	tx := s.nft.NewTransaction()
+	Sync(tx, nil, applied)
+	if err := s.nft.Run(ctx, tx); err != nil {
+		return fmt.Errorf("create table %s: %w", Table, err)
+	}
+	s.prev = &applied
+	for i := 0; i < len(st.Services); i += s.batch {
+		part := Build(State{Services: st.Services[i:min(i+s.batch, len(st.Services))], Endpoints: st.Endpoints, ClusterCIDRs: st.ClusterCIDRs})
+		next := merge(applied, part)
+		tx := s.nft.NewTransaction()
+		Sync(tx, &applied, next)
+		if err := s.nft.Run(ctx, tx); err != nil {
+			return fmt.Errorf("cold start, Service ports %d to %d: apply %d nftables operations: %w", i, i+s.batch, tx.NumOperations(), err)
+		}
+		applied = next
+		s.prev = &applied
+	}
+	return nil
+}
+
+// merge returns a ruleset holding both; b wins where they differ. Neither
+// is changed.
+func merge(a, b Ruleset) Ruleset {
+	out := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: map[string]Set{}}
+	for _, rs := range []Ruleset{a, b} {
+		for k, v := range rs.Chains {
+			out.Chains[k] = v
+		}
+		for k, v := range rs.Sets {
+			out.Sets[k] = v
+		}
+		for k, m := range rs.Maps {
+			om, ok := out.Maps[k]
+			if !ok {
+				om = Map{Type: m.Type, Elements: map[string]string{}}
+			}
+			for ek, ev := range m.Elements {
+				om.Elements[ek] = ev
+			}
+			out.Maps[k] = om
+		}
+	}
+	return out
+}
+
 // Sync makes the table match st.
 func (s *Syncer) Sync(ctx context.Context, st State) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	start := time.Now()
+	s.healthy = false
 	next := Build(st)
+	if s.prev == nil && len(st.Services) > s.batch {
+		if err := s.coldStart(ctx, st); err != nil {
+			s.prev = nil
+			s.failures.Inc()
+			return err
+		}
+	}
 	tx := s.nft.NewTransaction()
 	Sync(tx, s.prev, next)
 	if tx.NumOperations() > 0 {
@@ -70,6 +151,7 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 		}
 	}
 	s.prev = &next
+	s.healthy = true
 	// Only after the rules no longer send new packets to an endpoint are
 	// its flows forgotten, so the next packet of each flow is balanced anew.
 	udp, udpSvc := udpEndpoints(st), udpServiceAddrs(st)

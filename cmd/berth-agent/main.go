@@ -62,7 +62,7 @@ func run() error {
 	flag.StringVar(&pn.DataDir, "cni-data-dir", cni.DefaultDataDir, "the plugin's address store")
 	flag.StringVar(&pn.Network, "cni-network", "berth", "the CNI network name")
 	flag.DurationVar(&pn.Resync, "resync", 10*time.Second, "how often the node's pod network is re-applied to repair drift")
-	flag.BoolVar(&svcProxy, "service-proxy", false, "run the nftables service proxy (in progress: ClusterIP, NodePort, LoadBalancer and external IPs, affinity, UDP conntrack cleanup; no health-check node port yet)")
+	flag.BoolVar(&svcProxy, "service-proxy", true, "run the nftables service proxy in place of kube-proxy (off when the cluster keeps kube-proxy)")
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
@@ -130,7 +130,21 @@ func run() error {
 				return err
 			}
 		}
-		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, proxySync, ctrl.Log.WithName("proxy"))
+		health := proxy.NewHealthServer("", syncer.Healthy)
+		for _, c := range health.Collectors() {
+			if err := ctrlmetrics.Registry.Register(c); err != nil {
+				return err
+			}
+		}
+		if err := mgr.AddReadyzCheck("proxy", func(*http.Request) error {
+			if !syncer.Healthy() {
+				return fmt.Errorf("service proxy rules not in place (first sync pending or last sync failed)")
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
 		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}} {
 			inf, err := mgr.GetCache().GetInformer(ctx, obj)
 			if err != nil {

@@ -22,7 +22,7 @@ func newLab() *cobra.Command {
 BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
 root. Several labs can run at once with different --name and --lan.`,
 	}
-	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabNodeHost(), newLabPodRunner(), newLabPodProgram())
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabNodeHost(), newLabPodRunner(), newLabPodProgram())
 	return cmd
 }
 
@@ -204,6 +204,15 @@ func newLabPodProgram() *cobra.Command {
 	cmd.Flags().StringVar(&image, "image", "", "the pod's image")
 	cmd.Flags().IntVar(&port, "port", 8080, "the port to serve on")
 	cmd.Flags().String("state-dir", "", "the lab's state folder (marks the process as the lab's)")
+	return cmd
+}
+
+func newLabRestartAgent() *cobra.Command {
+	var node int
+	cmd := labCommand("restart-agent", "Restart one node's berth-agent (what the kernel holds stays in place meanwhile)", func(cmd *cobra.Command, nf *nameFlags) error {
+		return lab.RestartAgent(cmd.Context(), nf.dir(), node, cmd.OutOrStdout())
+	})
+	cmd.Flags().IntVar(&node, "node", 1, "which node (1 to the lab's node count)")
 	return cmd
 }
 

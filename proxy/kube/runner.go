@@ -19,14 +19,16 @@ type Runner struct {
 	Node   string
 	Reader client.Reader
 	Syncer *proxy.Syncer
+	// Health answers the health-check node ports; nil leaves them closed.
+	Health *proxy.HealthServer
 	Resync time.Duration
 	Log    logr.Logger
 	loop   *syncloop.Loop
 }
 
 // NewRunner returns a runner; call Trigger from watches.
-func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, resync time.Duration, log logr.Logger) *Runner {
-	return &Runner{Node: node, Reader: reader, Syncer: syncer, Resync: resync, Log: log, loop: syncloop.New()}
+func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, health *proxy.HealthServer, resync time.Duration, log logr.Logger) *Runner {
+	return &Runner{Node: node, Reader: reader, Syncer: syncer, Health: health, Resync: resync, Log: log, loop: syncloop.New()}
 }
 
 // Trigger asks for a sync soon.
@@ -61,5 +63,15 @@ func (r *Runner) sync(ctx context.Context) error {
 			}
 		}
 	}
-	return r.Syncer.Sync(ctx, State(r.Node, svcs.Items, slices.Items, cluster))
+	st := State(r.Node, svcs.Items, slices.Items, cluster)
+	err := r.Syncer.Sync(ctx, st)
+	if r.Health != nil {
+		// Counts follow the cluster even when the rules could not be
+		// applied: the server then reports the proxy unhealthy. A port
+		// that cannot be opened is retried on the next sync.
+		if herr := r.Health.Sync(proxy.HealthChecks(st)); herr != nil {
+			r.Log.Error(herr, "health-check node ports")
+		}
+	}
+	return err
 }

@@ -52,6 +52,9 @@ func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlic
 			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 				sp.NodePort = uint16(p.NodePort)
 			}
+			if sp.ExternalLocal && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				sp.HealthCheckNodePort = uint16(svc.Spec.HealthCheckNodePort)
+			}
 			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 				for _, ing := range svc.Status.LoadBalancer.Ingress {
 					if a, err := netip.ParseAddr(ing.IP); err == nil {

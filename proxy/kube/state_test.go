@@ -18,8 +18,8 @@ func TestState(t *testing.T) {
 		{
 			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ClusterIP: "10.96.0.5", ClusterIPs: []string{"10.96.0.5"},
-				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-				Ports:                 []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080, Protocol: corev1.ProtocolTCP}}},
+				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal, HealthCheckNodePort: 32000,
+				Ports: []corev1.ServicePort{{Name: "http", Port: 80, NodePort: 30080, Protocol: corev1.ProtocolTCP}}},
 			Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.10"}, {Hostname: "lb.example"}}}},
 		},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "headless"}, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone}},
@@ -38,7 +38,7 @@ func TestState(t *testing.T) {
 		t.Fatalf("services %+v: want only web (headless and ExternalName have no proxying)", st.Services)
 	}
 	sp := st.Services[0]
-	if sp.Key != (proxy.PortKey{Namespace: "shop", Name: "web", Port: "http", Protocol: "tcp"}) || sp.NodePort != 30080 || !sp.ExternalLocal ||
+	if sp.Key != (proxy.PortKey{Namespace: "shop", Name: "web", Port: "http", Protocol: "tcp"}) || sp.NodePort != 30080 || !sp.ExternalLocal || sp.HealthCheckNodePort != 32000 ||
 		len(sp.LoadBalancerIPs) != 1 || sp.LoadBalancerIPs[0] != netip.MustParseAddr("192.0.2.10") {
 		t.Errorf("service port %+v", sp)
 	}

@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthnet/berth/lab"
+	"github.com/berthnet/berth/proxy"
 	"github.com/berthnet/berth/test/labtest"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -145,6 +148,44 @@ func TestServiceProxy(t *testing.T) {
 	selfNS := openNS(t, lab.PodNetns(cfg, self))
 	if r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, selfNS, hp.Spec.ClusterIP) }); r.PodIP != self.Status.PodIP || r.Client == self.Status.PodIP {
 		t.Errorf("hairpin: reply %+v; want the pod itself, the client masqueraded", r)
+	}
+
+	// The health-check node port of a Local LoadBalancer Service tells
+	// which nodes have its endpoints: 200 and a count of 1 from the node of
+	// the one selected pod, 503 and 0 from the others.
+	hcSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "hairpin-local", Namespace: lab.DemoNamespace},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
+			Selector: map[string]string{"hairpin": "yes"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: svc.Spec.Ports[0].TargetPort}}},
+	}
+	if hcSvc, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, hcSvc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	hc := lab.HTTPClient(client)
+	for i := 1; i <= cfg.Nodes; i++ {
+		url := fmt.Sprintf("http://%s:%d/", cfg.NodeAddr(i), hcSvc.Spec.HealthCheckNodePort)
+		wantCode, wantCount := http.StatusServiceUnavailable, 0
+		if cfg.NodeName(i) == self.Spec.NodeName {
+			wantCode, wantCount = http.StatusOK, 1
+		}
+		var code int
+		var body proxy.HealthReply
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			resp, err := hc.Get(url)
+			if err == nil {
+				code = resp.StatusCode
+				err = json.NewDecoder(resp.Body).Decode(&body)
+				resp.Body.Close()
+			}
+			if err == nil && code == wantCode && body.LocalEndpoints == wantCount && body.Service.Name == hcSvc.Name {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("health check %s (node%d): %d %+v (%v); want %d with %d local endpoints", url, i, code, body, err, wantCode, wantCount)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	}
 
 	// ClientIP affinity keeps one client on one endpoint.

@@ -1,0 +1,121 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+// countingNFT counts the transactions a syncer sends.
+type countingNFT struct {
+	*knftables.Fake
+	runs int
+}
+
+func (c *countingNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
+	c.runs++
+	return c.Fake.Run(ctx, tx)
+}
+
+// sortedDump is the fake's content in a fixed order (Dump keeps the order
+// elements were added in).
+func sortedDump(f *knftables.Fake) string {
+	lines := strings.Split(f.Dump(), "\n")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func manyServices(n int) State {
+	st := baseState()
+	for i := range n {
+		sp := ServicePort{Key: PortKey{"bulk", fmt.Sprintf("svc%d", i), "http", "tcp"},
+			ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i >> 8), byte(i)})}, Port: 80}
+		st.Services = append(st.Services, sp)
+		st.Endpoints[sp.Key] = []Endpoint{ep(netip.AddrFrom4([4]byte{10, 244, byte(i >> 8), byte(i)}), 8080, false)}
+	}
+	return st
+}
+
+// A cold start (no table yet) lands in bounded transactions and ends with
+// exactly the table a one-shot build gives; a restart over an existing
+// table is one atomic transaction, so the old rules serve until then.
+func TestColdStartInBatches(t *testing.T) {
+	st := manyServices(25)
+	f := &countingNFT{Fake: knftables.NewFake(knftables.InetFamily, Table)}
+	s := NewSyncer(f, nil)
+	s.batch = 10
+	if err := s.Sync(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	// The table with its hooks, then 10 + 10 + 5 Services; the final
+	// diff is empty.
+	if f.runs != 4 {
+		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 4", f.runs)
+	}
+	oneShot := knftables.NewFake(knftables.InetFamily, Table)
+	applied(t, oneShot, nil, st)
+	if got, want := sortedDump(f.Fake), sortedDump(oneShot); got != want {
+		t.Errorf("batched cold start differs from a one-shot build:\n%s\nwant\n%s", got, want)
+	}
+	if !s.Healthy() {
+		t.Error("not healthy after a successful sync")
+	}
+	// Every Service works, the first batch's and the last's.
+	live := fromFake(t, f.Fake)
+	for _, i := range []int{0, 24} {
+		p := packet{hook: "prerouting", src: podA, dst: st.Services[i].ClusterIPs[0], dport: 80, proto: "tcp"}
+		if got := outcomes(trace(t, live, p)); got != fmt.Sprintf("dnat %s:8080 masq=false", st.Endpoints[st.Services[i].Key][0].Addr) {
+			t.Errorf("Service %d after a cold start: %s", i, got)
+		}
+	}
+
+	// Restart: a new syncer finds the table and replaces it in one go.
+	f.runs = 0
+	s2 := NewSyncer(f, nil)
+	s2.batch = 10
+	if err := s2.Sync(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if f.runs != 1 {
+		t.Errorf("restart over an existing table: %d transactions, want 1", f.runs)
+	}
+	if got, want := sortedDump(f.Fake), sortedDump(oneShot); got != want {
+		t.Errorf("restart left a different table:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// A refused transaction leaves the syncer unhealthy, and the next sync
+// rebuilds the table whole.
+func TestSyncFailureIsUnhealthy(t *testing.T) {
+	f := knftables.NewFake(knftables.InetFamily, Table)
+	s := NewSyncer(f, nil)
+	st := manyServices(3)
+	if err := s.Sync(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	// A chain the syncer did not expect makes its next diff fail: the
+	// map element it deletes no longer exists.
+	tx := f.NewTransaction()
+	tx.Delete(&knftables.Element{Map: mapServiceIPs, Key: []string{"10.96.0.0", "tcp", "80"}})
+	if err := f.Run(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	st.Services = st.Services[1:]
+	if err := s.Sync(context.Background(), st); err == nil {
+		t.Fatal("a diff against a tampered table succeeded")
+	}
+	if s.Healthy() {
+		t.Error("healthy after a failed sync")
+	}
+	if err := s.Sync(context.Background(), st); err != nil {
+		t.Fatalf("the rebuild after a failure: %v", err)
+	}
+	if !s.Healthy() {
+		t.Error("not healthy after the rebuild")
+	}
+}
