@@ -3,13 +3,17 @@ package podnet_test
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"sigs.k8s.io/knftables"
+
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/proxy"
 	"github.com/berthnet/berth/test/netnstest"
 )
 
@@ -34,6 +38,35 @@ func BenchmarkPodThroughput(b *testing.B) {
 		}
 		runIperf(b, z, a, "10.99.0.2")
 	})
+	// Through a ClusterIP: the service proxy's DNAT on the client's node
+	// against the direct path in the same cluster, runs interleaved so
+	// both see the same machine.
+	b.Run("routed-clusterip", func(b *testing.B) {
+		c := newCluster(b)
+		c.start(b, podnet.Routed)
+		svc := proxy.ServicePort{Key: proxy.PortKey{Namespace: "bench", Name: "iperf", Port: "iperf", Protocol: "tcp"},
+			ClusterIPs: []netip.Addr{netip.MustParseAddr("10.96.0.100")}, Port: 5201}
+		st := proxy.State{Services: []proxy.ServicePort{svc},
+			Endpoints:    map[proxy.PortKey][]proxy.Endpoint{svc.Key: {{Addr: netip.MustParseAddr(podIP(1)), Port: 5201, Ready: true, Serving: true}}},
+			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
+		if err := c.nodes[0].Do(func() error {
+			nft, err := knftables.New(knftables.InetFamily, proxy.Table)
+			if err != nil {
+				return err
+			}
+			return proxy.NewSyncer(nft, nil).Sync(context.Background(), st)
+		}); err != nil {
+			b.Fatal(err)
+		}
+		var direct, service float64
+		for range b.N {
+			direct += iperf(b, c.pods[1], c.pods[0], podIP(1), podIP(1))
+			service += iperf(b, c.pods[1], c.pods[0], podIP(1), "10.96.0.100")
+		}
+		b.ReportMetric(direct/float64(b.N)/1e9, "direct-Gbit/s")
+		b.ReportMetric(service/float64(b.N)/1e9, "clusterip-Gbit/s")
+		b.ReportMetric(service/direct, "clusterip/direct")
+	})
 	for _, mode := range []podnet.Mode{podnet.Routed, podnet.VXLAN} {
 		b.Run(string(mode), func(b *testing.B) {
 			c := newCluster(b)
@@ -43,47 +76,54 @@ func BenchmarkPodThroughput(b *testing.B) {
 	}
 }
 
-// runIperf runs an iperf3 server in srv and a 3-second client in cli,
-// b.N times, and reports the mean received throughput.
+// runIperf runs iperf3 b.N times between srv and cli and reports the mean
+// received throughput.
 func runIperf(b *testing.B, srv, cli *netns.Namespace, ip string) {
 	b.Helper()
 	var total float64
 	for range b.N {
-		server := netns.EnterCommand(filepath.Join(netns.Dir, srv.Name), "iperf3", "-s", "-1", "-B", ip)
-		if err := server.Start(); err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var out []byte
-		var err error
-		// The client retries until the server listens.
-		for try := 0; try < 100; try++ {
-			out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J", "--connect-timeout", "1000").Output()
-			if err == nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		cancel()
-		if err != nil {
-			// The server never got its one client: stop it, or it waits forever.
-			_ = server.Process.Kill()
-		}
-		_ = server.Wait()
-		if err != nil {
-			b.Fatalf("iperf3 client: %v\n%s", err, out)
-		}
-		var res struct {
-			End struct {
-				SumReceived struct {
-					BitsPerSecond float64 `json:"bits_per_second"`
-				} `json:"sum_received"`
-			} `json:"end"`
-		}
-		if err := json.Unmarshal(out, &res); err != nil {
-			b.Fatalf("iperf3 output: %v", err)
-		}
-		total += res.End.SumReceived.BitsPerSecond
+		total += iperf(b, srv, cli, ip, ip)
 	}
 	b.ReportMetric(total/float64(b.N)/1e9, "Gbit/s")
+}
+
+// iperf runs an iperf3 server on bind in srv and a 3-second client to
+// target in cli, and returns the received throughput in bit/s.
+func iperf(b *testing.B, srv, cli *netns.Namespace, bind, target string) float64 {
+	b.Helper()
+	server := netns.EnterCommand(filepath.Join(netns.Dir, srv.Name), "iperf3", "-s", "-1", "-B", bind)
+	if err := server.Start(); err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var out []byte
+	var err error
+	// The client retries until the server listens.
+	for try := 0; try < 100; try++ {
+		out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", target, "-t", "3", "-J", "--connect-timeout", "1000").Output()
+		if err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err != nil {
+		// The server never got its one client: stop it, or it waits forever.
+		_ = server.Process.Kill()
+	}
+	_ = server.Wait()
+	if err != nil {
+		b.Fatalf("iperf3 client to %s: %v\n%s", target, err, out)
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		b.Fatalf("iperf3 output: %v", err)
+	}
+	return res.End.SumReceived.BitsPerSecond
 }
