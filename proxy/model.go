@@ -65,6 +65,9 @@ type State struct {
 	// ClusterCIDRs are the pod ranges: traffic from them to a ClusterIP is
 	// not masqueraded (pod to pod through a Service keeps its source).
 	ClusterCIDRs []netip.Prefix
+	// NodePortCIDRs narrow the node's own addresses that node ports
+	// answer on; empty is every address.
+	NodePortCIDRs []netip.Prefix
 }
 
 // usable picks the endpoints traffic may go to: the ready ones, or, when

@@ -120,6 +120,27 @@ func TestExternalTraffic(t *testing.T) {
 	want(t, rs, packet{src: podA, dst: addr("10.96.5.6"), proto: "tcp", dport: 80, hook: "prerouting"}, "dnat 10.244.1.7:8080 masq=false")
 }
 
+// Node-port ranges narrow the node's addresses that answer node ports.
+func TestNodePortAddresses(t *testing.T) {
+	f := knftables.NewFake(knftables.InetFamily, Table)
+	web := ServicePort{Key: PortKey{"shop", "web", "http", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.5")}, Port: 80, NodePort: 30080}
+	st := baseState(web)
+	st.Endpoints[web.Key] = []Endpoint{ep(epB, 8080, false)}
+	rs := applied(t, f, nil, st)
+	other := addr("172.16.0.11")
+	// Every local address by default, IPv6 too.
+	for _, dst := range []netip.Addr{node1, other, addr("2001:db8::11")} {
+		want(t, rs, packet{src: out, dst: dst, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "dnat 10.244.1.7:8080 masq=true")
+	}
+	st.NodePortCIDRs = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	rs = applied(t, f, &rs, st)
+	want(t, rs, packet{src: out, dst: node1, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "dnat 10.244.1.7:8080 masq=true")
+	want(t, rs, packet{src: out, dst: other, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "accept")
+	want(t, rs, packet{src: out, dst: addr("2001:db8::11"), proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "accept")
+	// The ClusterIP is not affected.
+	want(t, rs, packet{src: podA, dst: addr("10.96.5.5"), proto: "tcp", dport: 80, hook: "prerouting"}, "dnat 10.244.1.7:8080 masq=false")
+}
+
 func TestDualStack(t *testing.T) {
 	f := knftables.NewFake(knftables.InetFamily, Table)
 	s := dns()

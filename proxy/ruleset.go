@@ -44,6 +44,8 @@ const (
 	mapNoEPNodePort = "no-endpoint-nodeports"
 	setCluster      = "cluster-cidrs"
 	setCluster6     = "cluster-cidrs6"
+	setNodePort     = "nodeport-cidrs"
+	setNodePort6    = "nodeport-cidrs6"
 	masqMark        = "0x4000"
 )
 
@@ -58,11 +60,10 @@ type baseChain struct {
 // reject of Services without endpoints in the filter hooks.
 func baseChains() []baseChain {
 	lookup := "jump " + chainServices
-	noEP := []string{
+	noEP := append([]string{
 		"ip daddr . meta l4proto . th dport vmap @" + mapNoEndpoints,
 		"ip6 daddr . meta l4proto . th dport vmap @" + mapNoEndpoints6,
-		"fib daddr type local meta l4proto . th dport vmap @" + mapNoEPNodePort,
-	}
+	}, nodePortLookups(mapNoEPNodePort)...)
 	return []baseChain{
 		{Name: "nat-prerouting", Type: "nat", Hook: "prerouting", Priority: "dstnat", Rules: []string{lookup}},
 		{Name: "nat-output", Type: "nat", Hook: "output", Priority: "dstnat", Rules: []string{lookup}},
@@ -78,16 +79,25 @@ func baseChains() []baseChain {
 	}
 }
 
+// nodePortLookups look a packet to one of the node's own addresses up in a
+// node-port map, when the address is in the node-port ranges (every
+// address unless State.NodePortCIDRs narrows them).
+func nodePortLookups(m string) []string {
+	return []string{
+		"fib daddr type local ip daddr @" + setNodePort + " meta l4proto . th dport vmap @" + m,
+		"fib daddr type local ip6 daddr @" + setNodePort6 + " meta l4proto . th dport vmap @" + m,
+	}
+}
+
 // Build computes the ruleset for a state. It is deterministic: the same
 // state gives the same ruleset, so a diff against the last one is empty.
 func Build(st State) Ruleset {
 	rs := Ruleset{
 		Chains: map[string][]string{
-			chainServices: {
+			chainServices: append([]string{
 				"ip daddr . meta l4proto . th dport vmap @" + mapServiceIPs,
 				"ip6 daddr . meta l4proto . th dport vmap @" + mapServiceIPs6,
-				"fib daddr type local meta l4proto . th dport vmap @" + mapNodePorts,
-			},
+			}, nodePortLookups(mapNodePorts)...),
 			chainMasqMark: {"meta mark set meta mark | " + masqMark},
 			chainReject:   {"reject"},
 		},
@@ -100,9 +110,24 @@ func Build(st State) Ruleset {
 			mapNoEPNodePort: {Type: "inet_proto . inet_service : verdict", Elements: map[string]string{}},
 		},
 		Sets: map[string]Set{
-			setCluster:  {Type: "ipv4_addr"},
-			setCluster6: {Type: "ipv6_addr"},
+			setCluster:   {Type: "ipv4_addr"},
+			setCluster6:  {Type: "ipv6_addr"},
+			setNodePort:  {Type: "ipv4_addr"},
+			setNodePort6: {Type: "ipv6_addr"},
 		},
+	}
+	nodePorts := st.NodePortCIDRs
+	if len(nodePorts) == 0 {
+		nodePorts = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+	}
+	for _, c := range nodePorts {
+		name := setNodePort
+		if c.Addr().Is6() {
+			name = setNodePort6
+		}
+		s := rs.Sets[name]
+		s.Elements = append(s.Elements, c.Masked().String())
+		rs.Sets[name] = s
 	}
 	for _, c := range st.ClusterCIDRs {
 		name := setCluster

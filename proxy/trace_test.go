@@ -113,8 +113,9 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 			m := f[len(f)-1][1:]
 			var key string
 			switch {
-			case strings.HasPrefix(r, "fib daddr type local"):
-				if !p.local {
+			case strings.HasPrefix(r, "fib daddr type local "+fam+" daddr @"):
+				// "fib daddr type local ip daddr @nodeport-cidrs meta ..."
+				if !p.local || !inSet(rs, f[6][1:], p.dst) {
 					continue
 				}
 				key = fmt.Sprintf("%s . %d", p.proto, p.dport)

@@ -10,8 +10,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +51,7 @@ func run() error {
 		pn         podnet.AgentOptions
 		svcProxy   bool
 		proxySync  time.Duration
+		nodePorts  []netip.Prefix
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -63,6 +66,16 @@ func run() error {
 	flag.StringVar(&pn.Network, "cni-network", "berth", "the CNI network name")
 	flag.DurationVar(&pn.Resync, "resync", 10*time.Second, "how often the node's pod network is re-applied to repair drift")
 	flag.BoolVar(&svcProxy, "service-proxy", true, "run the nftables service proxy in place of kube-proxy (off when the cluster keeps kube-proxy)")
+	flag.Func("nodeport-addresses", "CIDRs of the node's addresses that answer node ports, comma-separated (default: every address of the node)", func(v string) error {
+		for _, c := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(c))
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR (like 192.0.2.0/24)", c)
+			}
+			nodePorts = append(nodePorts, p.Masked())
+		}
+		return nil
+	})
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
@@ -145,6 +158,7 @@ func run() error {
 			return err
 		}
 		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
+		runner.NodePortCIDRs = nodePorts
 		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}} {
 			inf, err := mgr.GetCache().GetInformer(ctx, obj)
 			if err != nil {

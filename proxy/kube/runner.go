@@ -22,7 +22,9 @@ type Runner struct {
 	// Health answers the health-check node ports; nil leaves them closed.
 	Health *proxy.HealthServer
 	Resync time.Duration
-	Log    logr.Logger
+	// NodePortCIDRs narrow the node addresses node ports answer on.
+	NodePortCIDRs []netip.Prefix
+	Log           logr.Logger
 	loop   *syncloop.Loop
 }
 
@@ -64,6 +66,7 @@ func (r *Runner) sync(ctx context.Context) error {
 		}
 	}
 	st := State(r.Node, svcs.Items, slices.Items, cluster)
+	st.NodePortCIDRs = r.NodePortCIDRs
 	err := r.Syncer.Sync(ctx, st)
 	if r.Health != nil {
 		// Counts follow the cluster even when the rules could not be
