@@ -25,7 +25,7 @@ type Runner struct {
 	// NodePortCIDRs narrow the node addresses node ports answer on.
 	NodePortCIDRs []netip.Prefix
 	Log           logr.Logger
-	loop   *syncloop.Loop
+	loop          *syncloop.Loop
 }
 
 // NewRunner returns a runner; call Trigger from watches.
