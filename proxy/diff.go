@@ -3,10 +3,6 @@ package proxy
 import (
 	"sort"
 	"strings"
-	"time"
-
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/knftables"
 )
 
 // Sync adds to tx what turns the table from prev into next. With a nil prev
@@ -15,17 +11,17 @@ import (
 // what differs: a changed chain is flushed and refilled, map elements are
 // added and deleted one by one, and chains that are gone are deleted after
 // the map elements that pointed at them.
-func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
+func Sync(tx *Tx, prev *Ruleset, next Ruleset) {
 	if prev == nil {
 		// Start from nothing, atomically: add the table (a no-op if it
 		// exists), delete it with all its chains, maps and sets, and
 		// build it again, all in this one transaction. Established flows
 		// keep their NAT in conntrack meanwhile.
-		tx.Add(&knftables.Table{})
-		tx.Delete(&knftables.Table{})
-		tx.Add(&knftables.Table{Comment: ptr.To("berth service proxy")})
+		tx.AddTable()
+		tx.DeleteTable()
+		tx.AddTable()
 		for _, b := range baseChains() {
-			tx.Add(&knftables.Chain{Name: b.Name, Type: ptr.To(knftables.BaseChainType(b.Type)), Hook: ptr.To(knftables.BaseChainHook(b.Hook)), Priority: ptr.To(knftables.BaseChainPriority(b.Priority))})
+			tx.AddChain(b.Name, &b)
 		}
 		empty := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: map[string]Set{}}
 		prev = &empty
@@ -34,7 +30,7 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 			// their rules go in after those exist.
 			for _, b := range baseChains() {
 				for _, r := range b.Rules {
-					tx.Add(&knftables.Rule{Chain: b.Name, Rule: r})
+					tx.AddRule(b.Name, r)
 				}
 			}
 		}()
@@ -42,34 +38,53 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 	for _, name := range sortedKeys(next.Sets) {
 		s := next.Sets[name]
 		old, had := prev.Sets[name]
-		if s.TimeoutSeconds > 0 {
-			// A dynamic set: the kernel owns its elements.
-			if !had || old.TimeoutSeconds != s.TimeoutSeconds {
-				if had {
-					tx.Delete(&knftables.Set{Name: name})
-				}
-				timeout := time.Duration(s.TimeoutSeconds) * time.Second
-				tx.Add(&knftables.Set{Name: name, Type: s.Type, Flags: []knftables.SetFlag{knftables.DynamicFlag, knftables.TimeoutFlag}, Timeout: &timeout})
-			}
-			continue
+		def := SetDef{Type: s.Type, Interval: s.Interval, TimeoutSeconds: s.TimeoutSeconds}
+		if had && (old.TimeoutSeconds != s.TimeoutSeconds || old.Type != s.Type || old.Interval != s.Interval) {
+			// Only a dynamic set's timeout can change; recreate it.
+			tx.DeleteSet(name)
+			had = false
 		}
 		if !had {
-			tx.Add(&knftables.Set{Name: name, Type: s.Type, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+			tx.AddSet(name, def)
+		}
+		if s.TimeoutSeconds > 0 {
+			// A dynamic set: the kernel owns its elements.
+			continue
 		}
 		if had && strings.Join(old.Elements, ",") == strings.Join(s.Elements, ",") {
 			continue
 		}
-		if had {
-			tx.Flush(&knftables.Set{Name: name})
+		if s.Interval {
+			// Intervals go in whole: flush and refill.
+			if had {
+				tx.FlushSet(name)
+			}
+			for _, e := range s.Elements {
+				tx.AddElement(name, e, "")
+			}
+			continue
+		}
+		in := map[string]bool{}
+		for _, e := range s.Elements {
+			in[e] = true
+		}
+		was := map[string]bool{}
+		for _, e := range old.Elements {
+			was[e] = true
+			if !in[e] {
+				tx.DeleteElement(name, e)
+			}
 		}
 		for _, e := range s.Elements {
-			tx.Add(&knftables.Element{Set: name, Key: []string{e}})
+			if !was[e] {
+				tx.AddElement(name, e, "")
+			}
 		}
 	}
 	// Maps exist before the rules that look them up.
 	for _, name := range sortedKeys(next.Maps) {
 		if _, had := prev.Maps[name]; !had {
-			tx.Add(&knftables.Map{Name: name, Type: next.Maps[name].Type})
+			tx.AddSet(name, SetDef{Type: next.Maps[name].Type})
 		}
 	}
 	// New and changed chains next, so map elements can point at them; all
@@ -82,14 +97,16 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 		}
 		changed = append(changed, name)
 		if had {
-			tx.Flush(&knftables.Chain{Name: name})
+			tx.FlushChain(name)
 		} else {
-			tx.Add(&knftables.Chain{Name: name})
+			tx.AddChain(name, nil)
 		}
 	}
+	// Rules of chains that jump to others go after those are filled.
+	sort.SliceStable(changed, func(i, j int) bool { return chainRank(changed[i]) > chainRank(changed[j]) })
 	for _, name := range changed {
 		for _, r := range next.Chains[name] {
-			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+			tx.AddRule(name, r)
 		}
 	}
 	for _, name := range sortedKeys(next.Maps) {
@@ -97,12 +114,12 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 		old := prev.Maps[name]
 		for _, k := range sortedKeys(old.Elements) {
 			if v, ok := m.Elements[k]; !ok || v != old.Elements[k] {
-				tx.Delete(&knftables.Element{Map: name, Key: splitKey(k)})
+				tx.DeleteElement(name, k)
 			}
 		}
 		for _, k := range sortedKeys(m.Elements) {
 			if v, ok := old.Elements[k]; !ok || v != m.Elements[k] {
-				tx.Add(&knftables.Element{Map: name, Key: splitKey(k), Value: []string{m.Elements[k]}})
+				tx.AddElement(name, k, m.Elements[k])
 			}
 		}
 	}
@@ -113,27 +130,33 @@ func Sync(tx *knftables.Transaction, prev *Ruleset, next Ruleset) {
 			gone = append(gone, name)
 		}
 	}
-	rank := func(n string) int {
-		switch {
-		case strings.HasPrefix(n, "ext-"):
-			return 0
-		case strings.HasPrefix(n, "svc-"):
-			return 1
-		}
-		return 2
-	}
-	sort.SliceStable(gone, func(i, j int) bool { return rank(gone[i]) < rank(gone[j]) })
+	sort.SliceStable(gone, func(i, j int) bool { return chainRank(gone[i]) < chainRank(gone[j]) })
 	for _, name := range gone {
-		tx.Delete(&knftables.Chain{Name: name})
+		tx.FlushChain(name)
+	}
+	for _, name := range gone {
+		tx.DeleteChain(name)
 	}
 	for _, name := range sortedKeys(prev.Sets) {
 		if _, ok := next.Sets[name]; !ok {
-			tx.Delete(&knftables.Set{Name: name})
+			tx.DeleteSet(name)
 		}
 	}
 }
 
-func splitKey(k string) []string { return strings.Split(k, " . ") }
+// chainRank orders a Service's chains by who jumps to whom: ext jumps to
+// svc, svc to ep.
+func chainRank(n string) int {
+	switch {
+	case strings.HasPrefix(n, "ext-"):
+		return 0
+	case strings.HasPrefix(n, "svc-"):
+		return 1
+	case strings.HasPrefix(n, "ep-"):
+		return 2
+	}
+	return 3
+}
 
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))

@@ -1,12 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
-
-	"sigs.k8s.io/knftables"
 )
 
 var (
@@ -51,7 +51,7 @@ func want(t *testing.T, rs appliedRS, p packet, expect string) {
 }
 
 func TestClusterIP(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	st := baseState(dns())
 	st.Endpoints[dns().Key] = []Endpoint{ep(epB, 5353, false), ep(epC, 5353, true)}
 	rs := applied(t, f, nil, st)
@@ -85,7 +85,7 @@ func TestClusterIP(t *testing.T) {
 }
 
 func TestExternalTraffic(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	web := ServicePort{Key: PortKey{"shop", "web", "http", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.5")}, Port: 80,
 		NodePort: 30080, LoadBalancerIPs: []netip.Addr{addr("198.51.100.10")}}
 	local := web
@@ -122,75 +122,149 @@ func TestExternalTraffic(t *testing.T) {
 
 // Node-port ranges narrow the node's addresses that answer node ports.
 func TestNodePortAddresses(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	web := ServicePort{Key: PortKey{"shop", "web", "http", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.5")}, Port: 80, NodePort: 30080}
 	st := baseState(web)
-	st.Endpoints[web.Key] = []Endpoint{ep(epB, 8080, false)}
+	st.Endpoints[web.Key] = []Endpoint{ep(epB, 8080, false), ep(addr("fd00:10:244:1::7"), 8080, false)}
 	rs := applied(t, f, nil, st)
 	other := addr("172.16.0.11")
 	// Every local address by default, IPv6 too.
-	for _, dst := range []netip.Addr{node1, other, addr("2001:db8::11")} {
+	for _, dst := range []netip.Addr{node1, other} {
 		want(t, rs, packet{src: out, dst: dst, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "dnat 10.244.1.7:8080 masq=true")
 	}
+	want(t, rs, packet{src: addr("2001:db8::99"), dst: addr("2001:db8::11"), proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "dnat [fd00:10:244:1::7]:8080 masq=true")
 	st.NodePortCIDRs = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	rs = applied(t, f, &rs, st)
 	want(t, rs, packet{src: out, dst: node1, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "dnat 10.244.1.7:8080 masq=true")
 	want(t, rs, packet{src: out, dst: other, proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "accept")
-	want(t, rs, packet{src: out, dst: addr("2001:db8::11"), proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "accept")
+	want(t, rs, packet{src: addr("2001:db8::99"), dst: addr("2001:db8::11"), proto: "tcp", dport: 30080, hook: "prerouting", local: true}, "accept")
 	// The ClusterIP is not affected.
 	want(t, rs, packet{src: podA, dst: addr("10.96.5.5"), proto: "tcp", dport: 80, hook: "prerouting"}, "dnat 10.244.1.7:8080 masq=false")
 }
 
 func TestDualStack(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	s := dns()
 	s.ClusterIPs = append(s.ClusterIPs, addr("fd00:10:96::a"))
 	st := baseState(s)
 	st.Endpoints[s.Key] = []Endpoint{ep(epB, 53, false), ep(addr("fd00:10:244:1::7"), 53, false)}
 	rs := applied(t, f, nil, st)
+	// Each family goes to the endpoints of its own family.
 	want(t, rs, packet{src: addr("fd00:10:244::5"), dst: addr("fd00:10:96::a"), proto: "udp", dport: 53, hook: "prerouting"},
-		"dnat 10.244.1.7:53 masq=false; dnat [fd00:10:244:1::7]:53 masq=false")
+		"dnat [fd00:10:244:1::7]:53 masq=false")
+	want(t, rs, packet{src: podA, dst: addr("10.96.0.10"), proto: "udp", dport: 53, hook: "prerouting"},
+		"dnat 10.244.1.7:53 masq=false")
 }
 
-// With 1,000 Services present, changing one Service's endpoints touches only
-// that Service's chains and map entries; removing it leaves nothing of it.
+// With 1,000 Services present, the syncer sends only what one change
+// touches, the table always ends as a full build would make it, and an
+// unchanged state sends nothing.
 func TestIncrementalSync(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	st := baseState()
 	for i := range 1000 {
 		s := ServicePort{Key: PortKey{"ns", fmt.Sprintf("s%d", i), "p", "tcp"}, ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i / 250), byte(i % 250)})}, Port: 80}
 		st.Services = append(st.Services, s)
 		st.Endpoints[s.Key] = []Endpoint{ep(netip.AddrFrom4([4]byte{10, 244, byte(i / 250), byte(i % 250)}), 8080, false)}
 	}
-	rs := applied(t, f, nil, st)
+	s := NewSyncer(f, nil)
+	sync := func(maxOps int, what string) appliedRS {
+		t.Helper()
+		f.lastOps = 0
+		if err := s.Sync(context.Background(), st); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if maxOps >= 0 && f.lastOps > maxOps {
+			t.Errorf("%s: %d operations, want at most %d", what, f.lastOps, maxOps)
+		}
+		return matchesBuild(t, f, st)
+	}
+	sync(-1, "first sync")
 	k := st.Services[500].Key
 	st.Endpoints[k] = append(st.Endpoints[k], ep(epC, 8080, false))
-	next := Build(st)
-	tx := f.NewTransaction()
-	Sync(tx, &rs.built, next)
-	if n := tx.NumOperations(); n > 10 {
-		t.Errorf("one endpoint added: %d operations, want a handful\n%s", n, tx)
-	}
-	rs = applied(t, f, &rs, st)
+	rs := sync(6, "one endpoint added")
 	want(t, rs, packet{src: podA, dst: addr("10.96.2.0"), proto: "tcp", dport: 80, hook: "prerouting"},
 		"dnat 10.244.2.0:8080 masq=false; dnat 10.244.2.9:8080 masq=false")
 
 	st.Services = append(st.Services[:500], st.Services[501:]...)
 	delete(st.Endpoints, k)
-	rs = applied(t, f, &rs, st)
+	rs = sync(8, "one Service removed")
 	want(t, rs, packet{src: podA, dst: addr("10.96.2.0"), proto: "tcp", dport: 80, hook: "prerouting"}, "accept")
-	// Nothing changes, nothing is sent.
-	tx = f.NewTransaction()
-	Sync(tx, &rs.built, Build(st))
-	if n := tx.NumOperations(); n != 0 {
-		t.Errorf("no change: %d operations\n%s", n, tx)
+	runs := f.runs
+	sync(0, "no change")
+	if f.runs != runs {
+		t.Errorf("no change: a transaction was sent")
 	}
+}
+
+// Two Services that claim the same external address and port: the first
+// keeps it, the second gets it when the first lets go, and a hairpin pair
+// shared by two Services stays until neither has the endpoint.
+func TestSharedElements(t *testing.T) {
+	f := newFake()
+	a := ServicePort{Key: PortKey{"ns", "a", "p", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.0.1")}, Port: 80, ExternalIPs: []netip.Addr{addr("192.0.2.50")}}
+	b := a
+	b.Key.Name, b.ClusterIPs = "b", []netip.Addr{addr("10.96.0.2")}
+	st := baseState(a, b)
+	st.Endpoints[a.Key] = []Endpoint{ep(epB, 8080, false)}
+	st.Endpoints[b.Key] = []Endpoint{ep(epB, 8080, false), ep(epC, 8080, false)}
+	s := NewSyncer(f, nil)
+	step := func(what string) appliedRS {
+		t.Helper()
+		if err := s.Sync(context.Background(), st); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return matchesBuild(t, f, st)
+	}
+	rs := step("both")
+	want(t, rs, packet{src: out, dst: addr("192.0.2.50"), proto: "tcp", dport: 80, hook: "prerouting"}, "dnat 10.244.1.7:8080 masq=true")
+	// a loses its endpoint: b's claim takes over; the hairpin pair of epB
+	// stays for b.
+	st.Endpoints[a.Key] = nil
+	st.Services = []ServicePort{b}
+	rs = step("a gone")
+	want(t, rs, packet{src: out, dst: addr("192.0.2.50"), proto: "tcp", dport: 80, hook: "prerouting"},
+		"dnat 10.244.1.7:8080 masq=true; dnat 10.244.2.9:8080 masq=true")
+	want(t, rs, packet{src: epB, dst: addr("10.96.0.2"), proto: "tcp", dport: 80, hook: "prerouting"},
+		"dnat 10.244.1.7:8080 masq=true; dnat 10.244.2.9:8080 masq=false")
+	st.Endpoints[b.Key] = []Endpoint{ep(epC, 8080, false)}
+	step("epB gone")
+	if slices.Contains(f.ruleset().Sets[setHairpin].Elements, epB.String()+" . "+epB.String()) {
+		t.Errorf("hairpin pair of a gone endpoint stayed")
+	}
+}
+
+// matchesBuild checks that the fake holds what a full build of st gives,
+// and returns it for tracing.
+func matchesBuild(t *testing.T, f *fakeBackend, st State) appliedRS {
+	t.Helper()
+	want, got := Build(st), f.ruleset()
+	for _, b := range baseChains() {
+		want.Chains[b.Name] = b.Rules
+	}
+	if fmt.Sprint(want.Chains) != fmt.Sprint(got.Chains) {
+		t.Fatalf("chains differ from a full build:\n%v\nwant\n%v", got.Chains, want.Chains)
+	}
+	for name, m := range want.Maps {
+		if fmt.Sprint(got.Maps[name].Elements) != fmt.Sprint(m.Elements) {
+			t.Fatalf("map %s: %v, want %v", name, got.Maps[name].Elements, m.Elements)
+		}
+	}
+	for name, set := range want.Sets {
+		if fmt.Sprint(got.Sets[name].Elements) != fmt.Sprint(set.Elements) || got.Sets[name].TimeoutSeconds != set.TimeoutSeconds {
+			t.Fatalf("set %s: %+v, want %+v", name, got.Sets[name], set)
+		}
+	}
+	if len(got.Sets) != len(want.Sets) || len(got.Maps) != len(want.Maps) {
+		t.Fatalf("sets/maps: %d/%d, want %d/%d", len(got.Sets), len(got.Maps), len(want.Sets), len(want.Maps))
+	}
+	return appliedRS{built: Build(st), live: got}
 }
 
 // With ClientIP affinity, a client the kernel has seen goes back to the same
 // endpoint; a new client is balanced.
 func TestAffinity(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	s := dns()
 	s.AffinitySeconds = 10800
 	st := baseState(s)
@@ -206,7 +280,7 @@ func TestAffinity(t *testing.T) {
 	if got := outcomes(trace(t, live, packet{src: podA, dst: svc, proto: "udp", dport: 53, hook: "prerouting"})); got != "dnat 10.244.2.9:53 masq=false" {
 		t.Errorf("returning client: %s, want its endpoint 10.244.2.9 only", got)
 	}
-	if rs.live.Sets[set].TimeoutSeconds != 0 && f.Table.Sets[set] == nil {
+	if _, ok := f.defs[set]; !ok {
 		t.Errorf("affinity set %s not in the table", set)
 	}
 }
@@ -214,7 +288,7 @@ func TestAffinity(t *testing.T) {
 // After a failed apply the syncer forgets what it applied and rebuilds: the
 // table then holds exactly the new ruleset, nothing stale.
 func TestFullRebuildLeavesNothingStale(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	a, b := dns(), dns()
 	b.Key.Name, b.ClusterIPs = "other", []netip.Addr{addr("10.96.0.11")}
 	st := baseState(a, b)

@@ -8,20 +8,41 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/knftables"
 )
 
-// Syncer applies rulesets to the kernel. It keeps the last ruleset it
-// applied in memory and sends only the difference; after a failed apply it
-// forgets it, so the next sync rebuilds the whole table in one transaction.
+// Backend applies transactions to the table, each all or nothing.
+type Backend interface {
+	Apply(ctx context.Context, tx *Tx) error
+	// TableExists reports whether the table is there already.
+	TableExists(ctx context.Context) (bool, error)
+}
+
+// ColdStartBatch is how many Service ports one transaction of a cold start
+// adds at most.
+const ColdStartBatch = 1000
+
+// Syncer applies states to the kernel. It keeps what it applied in memory,
+// per Service port, and sends only what changed: a sync where one Service
+// changed touches that Service's chains and elements and nothing else, and
+// costs work in proportion to the change (plus one comparison per Service
+// port). After a failed apply it forgets everything, so the next sync
+// rebuilds the whole table in one transaction.
 type Syncer struct {
-	nft  knftables.Interface
-	ct   ConntrackCleaner
-	mu   sync.Mutex
-	prev *Ruleset
-	// udp holds the UDP endpoints of the last applied state, to find
-	// the ones that went away; udpSvc the UDP Service addresses that had
-	// endpoints, to find those that just got some.
+	be Backend
+	ct ConntrackCleaner
+	mu sync.Mutex
+
+	// synced is true while the fields below match the kernel.
+	synced bool
+	fixed  Ruleset
+	frags  map[PortKey]*appliedPort
+	// claims lists, per shared map element ("map key"), the Service ports
+	// that want it; the first one owns it. refs counts, per shared set
+	// member ("set key"), the Service ports that want it.
+	claims map[string][]PortKey
+	refs   map[string]int
+	// udp and udpSvc are the UDP endpoints and the UDP Service addresses
+	// with endpoints of the last applied state (see conntrack.go).
 	udp    map[netip.Addr]bool
 	udpSvc map[netip.Addr]bool
 	// healthy is true while the last sync succeeded.
@@ -37,11 +58,18 @@ type Syncer struct {
 	failures prometheus.Counter
 }
 
-// NewSyncer returns a syncer for the berth-proxy table behind nft; ct (may
+// appliedPort is one Service port as last applied: its input and its part.
+type appliedPort struct {
+	sp  ServicePort
+	eps []Endpoint
+	f   fragment
+}
+
+// NewSyncer returns a syncer for the berth-proxy table behind be; ct (may
 // be nil) forgets UDP flows to endpoints that went away.
-func NewSyncer(nft knftables.Interface, ct ConntrackCleaner) *Syncer {
+func NewSyncer(be Backend, ct ConntrackCleaner) *Syncer {
 	return &Syncer{
-		nft:   nft,
+		be:    be,
 		ct:    ct,
 		batch: ColdStartBatch,
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -60,71 +88,11 @@ func (s *Syncer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{s.duration, s.chains, s.elements, s.lastOK, s.failures}
 }
 
-// ColdStartBatch is how many Service ports one transaction of a cold start
-// adds at most.
-const ColdStartBatch = 1000
-
 // Healthy reports whether the last sync succeeded.
 func (s *Syncer) Healthy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.healthy
-}
-
-// coldStart fills a table that does not exist yet in bounded transactions:
-// first the table with its hooks, maps and fixed chains, then the Services
-// a batch at a time, each batch usable as soon as it lands. It leaves
-// s.prev at what it applied. A table that exists (the agent restarted) is
-// left to the one atomic rebuild of the caller instead: its rules keep
-// working until the new ones replace them, with no gap.
-func (s *Syncer) coldStart(ctx context.Context, st State) error {
-	if _, err := s.nft.List(ctx, "chains"); err == nil || !knftables.IsNotFound(err) {
-		return nil
-	}
-	applied := Build(State{ClusterCIDRs: st.ClusterCIDRs})
-	tx := s.nft.NewTransaction()
-	Sync(tx, nil, applied)
-	if err := s.nft.Run(ctx, tx); err != nil {
-		return fmt.Errorf("create table %s: %w", Table, err)
-	}
-	s.prev = &applied
-	for i := 0; i < len(st.Services); i += s.batch {
-		part := Build(State{Services: st.Services[i:min(i+s.batch, len(st.Services))], Endpoints: st.Endpoints, ClusterCIDRs: st.ClusterCIDRs})
-		next := merge(applied, part)
-		tx := s.nft.NewTransaction()
-		Sync(tx, &applied, next)
-		if err := s.nft.Run(ctx, tx); err != nil {
-			return fmt.Errorf("cold start, Service ports %d to %d: apply %d nftables operations: %w", i, i+s.batch, tx.NumOperations(), err)
-		}
-		applied = next
-		s.prev = &applied
-	}
-	return nil
-}
-
-// merge returns a ruleset holding both; b wins where they differ. Neither
-// is changed.
-func merge(a, b Ruleset) Ruleset {
-	out := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: map[string]Set{}}
-	for _, rs := range []Ruleset{a, b} {
-		for k, v := range rs.Chains {
-			out.Chains[k] = v
-		}
-		for k, v := range rs.Sets {
-			out.Sets[k] = v
-		}
-		for k, m := range rs.Maps {
-			om, ok := out.Maps[k]
-			if !ok {
-				om = Map{Type: m.Type, Elements: map[string]string{}}
-			}
-			for ek, ev := range m.Elements {
-				om.Elements[ek] = ev
-			}
-			out.Maps[k] = om
-		}
-	}
-	return out
 }
 
 // Sync makes the table match st.
@@ -133,24 +101,17 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 	defer s.mu.Unlock()
 	start := time.Now()
 	s.healthy = false
-	next := Build(st)
-	if s.prev == nil && len(st.Services) > s.batch {
-		if err := s.coldStart(ctx, st); err != nil {
-			s.prev = nil
-			s.failures.Inc()
-			return err
-		}
+	var err error
+	if s.synced {
+		err = s.incremental(ctx, st, st.Services)
+	} else {
+		err = s.full(ctx, st)
 	}
-	tx := s.nft.NewTransaction()
-	Sync(tx, s.prev, next)
-	if tx.NumOperations() > 0 {
-		if err := s.nft.Run(ctx, tx); err != nil {
-			s.prev = nil
-			s.failures.Inc()
-			return fmt.Errorf("apply %d nftables operations: %w", tx.NumOperations(), err)
-		}
+	if err != nil {
+		s.synced = false
+		s.failures.Inc()
+		return err
 	}
-	s.prev = &next
 	s.healthy = true
 	// Only after the rules no longer send new packets to an endpoint are
 	// its flows forgotten, so the next packet of each flow is balanced anew.
@@ -172,13 +133,79 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 		}
 	}
 	s.udp, s.udpSvc = udp, udpSvc
-	elements := 0
-	for _, m := range next.Maps {
-		elements += len(m.Elements)
+	chains, elements := len(s.fixed.Chains)+len(baseChains()), 0
+	for _, a := range s.frags {
+		chains += len(a.f.chains)
+		elements += len(a.f.elems)
 	}
-	s.chains.Set(float64(len(next.Chains)))
+	s.chains.Set(float64(chains))
 	s.elements.Set(float64(elements))
 	s.duration.Observe(time.Since(start).Seconds())
 	s.lastOK.SetToCurrentTime()
 	return nil
+}
+
+// full rebuilds the table. A table that exists (the agent restarted, or a
+// sync failed) is replaced in one transaction: its rules keep working until
+// the new ones take over, with no gap. A table that does not exist yet is
+// filled in bounded transactions: first the table with its hooks, maps and
+// fixed chains, then the Services a batch at a time, each usable as soon as
+// it lands.
+func (s *Syncer) full(ctx context.Context, st State) error {
+	s.reset()
+	fixed := Build(State{ClusterCIDRs: st.ClusterCIDRs, NodePortCIDRs: st.NodePortCIDRs})
+	if len(st.Services) > s.batch {
+		exists, err := s.be.TableExists(ctx)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			tx := &Tx{}
+			Sync(tx, nil, fixed)
+			if err := s.be.Apply(ctx, tx); err != nil {
+				return fmt.Errorf("create table %s: %w", Table, err)
+			}
+			s.fixed, s.synced = fixed, true
+			for i := 0; i < len(st.Services); i += s.batch {
+				part := st.Services[:min(i+s.batch, len(st.Services))]
+				if err := s.incremental(ctx, st, part); err != nil {
+					return fmt.Errorf("cold start, Service ports %d to %d: %w", i, min(i+s.batch, len(st.Services)), err)
+				}
+			}
+			return nil
+		}
+	}
+	next := Build(st)
+	tx := &Tx{}
+	Sync(tx, nil, next)
+	if err := s.be.Apply(ctx, tx); err != nil {
+		return fmt.Errorf("apply %d nftables operations: %w", tx.Len(), err)
+	}
+	s.fixed, s.synced = fixed, true
+	for _, sp := range st.Services {
+		s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key]))
+	}
+	return nil
+}
+
+func (s *Syncer) reset() {
+	s.synced = false
+	s.fixed = Ruleset{}
+	s.frags = map[PortKey]*appliedPort{}
+	s.claims = map[string][]PortKey{}
+	s.refs = map[string]int{}
+}
+
+// record notes a Service port's part as applied: its claims on shared map
+// elements (in order, so the first keeps a contested element, as Build
+// does) and its references to shared set members.
+func (s *Syncer) record(sp ServicePort, eps []Endpoint, f fragment) {
+	s.frags[sp.Key] = &appliedPort{sp: sp, eps: eps, f: f}
+	for _, e := range f.elems {
+		k := e.set + " " + e.key
+		s.claims[k] = append(s.claims[k], sp.Key)
+	}
+	for _, m := range f.members {
+		s.refs[m.set+" "+m.key]++
+	}
 }

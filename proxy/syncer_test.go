@@ -4,31 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sort"
-	"strings"
 	"testing"
-
-	"sigs.k8s.io/knftables"
 )
-
-// countingNFT counts the transactions a syncer sends.
-type countingNFT struct {
-	*knftables.Fake
-	runs int
-}
-
-func (c *countingNFT) Run(ctx context.Context, tx *knftables.Transaction) error {
-	c.runs++
-	return c.Fake.Run(ctx, tx)
-}
-
-// sortedDump is the fake's content in a fixed order (Dump keeps the order
-// elements were added in).
-func sortedDump(f *knftables.Fake) string {
-	lines := strings.Split(f.Dump(), "\n")
-	sort.Strings(lines)
-	return strings.Join(lines, "\n")
-}
 
 func manyServices(n int) State {
 	st := baseState()
@@ -46,27 +23,21 @@ func manyServices(n int) State {
 // table is one atomic transaction, so the old rules serve until then.
 func TestColdStartInBatches(t *testing.T) {
 	st := manyServices(25)
-	f := &countingNFT{Fake: knftables.NewFake(knftables.InetFamily, Table)}
+	f := newFake()
 	s := NewSyncer(f, nil)
 	s.batch = 10
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	// The table with its hooks, then 10 + 10 + 5 Services; the final
-	// diff is empty.
+	// The table with its hooks, then 10 + 10 + 5 Services.
 	if f.runs != 4 {
 		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 4", f.runs)
 	}
-	oneShot := knftables.NewFake(knftables.InetFamily, Table)
-	applied(t, oneShot, nil, st)
-	if got, want := sortedDump(f.Fake), sortedDump(oneShot); got != want {
-		t.Errorf("batched cold start differs from a one-shot build:\n%s\nwant\n%s", got, want)
-	}
+	live := matchesBuild(t, f, st).live
 	if !s.Healthy() {
 		t.Error("not healthy after a successful sync")
 	}
 	// Every Service works, the first batch's and the last's.
-	live := fromFake(t, f.Fake)
 	for _, i := range []int{0, 24} {
 		p := packet{hook: "prerouting", src: podA, dst: st.Services[i].ClusterIPs[0], dport: 80, proto: "tcp"}
 		if got := outcomes(trace(t, live, p)); got != fmt.Sprintf("dnat %s:8080 masq=false", st.Endpoints[st.Services[i].Key][0].Addr) {
@@ -84,38 +55,32 @@ func TestColdStartInBatches(t *testing.T) {
 	if f.runs != 1 {
 		t.Errorf("restart over an existing table: %d transactions, want 1", f.runs)
 	}
-	if got, want := sortedDump(f.Fake), sortedDump(oneShot); got != want {
-		t.Errorf("restart left a different table:\n%s\nwant\n%s", got, want)
-	}
+	matchesBuild(t, f, st)
 }
 
 // A refused transaction leaves the syncer unhealthy, and the next sync
 // rebuilds the table whole.
 func TestSyncFailureIsUnhealthy(t *testing.T) {
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := newFake()
 	s := NewSyncer(f, nil)
 	st := manyServices(3)
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	// A chain the syncer did not expect makes its next diff fail: the
-	// map element it deletes no longer exists.
-	tx := f.NewTransaction()
-	tx.Delete(&knftables.Element{Map: mapServiceIPs, Key: []string{"10.96.0.0", "tcp", "80"}})
-	if err := f.Run(context.Background(), tx); err != nil {
-		t.Fatal(err)
-	}
+	f.fail = fmt.Errorf("the kernel said no")
 	st.Services = st.Services[1:]
 	if err := s.Sync(context.Background(), st); err == nil {
-		t.Fatal("a diff against a tampered table succeeded")
+		t.Fatal("a refused transaction succeeded")
 	}
 	if s.Healthy() {
 		t.Error("healthy after a failed sync")
 	}
+	runs := f.runs
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatalf("the rebuild after a failure: %v", err)
 	}
-	if !s.Healthy() {
-		t.Error("not healthy after the rebuild")
+	if !s.Healthy() || f.runs != runs+1 {
+		t.Error("not healthy, or not one transaction, after the rebuild")
 	}
+	matchesBuild(t, f, st)
 }

@@ -4,15 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
-
-	"sigs.k8s.io/knftables"
 )
 
-// The tracer follows a virtual packet through the rules as applied to a
-// knftables.Fake, so the tests assert behaviour ("to 10.96.0.10:53/udp from
+// The tracer follows a virtual packet through the rules as applied to the
+// fake backend, so the tests assert behaviour ("to 10.96.0.10:53/udp from
 // pod A goes to B or C, not masqueraded") of the very rule text that would
 // reach the kernel, not of the builder's intent.
 
@@ -41,34 +40,6 @@ func (o outcome) String() string {
 	}
 }
 
-// fromFake reads the table back from the fake.
-func fromFake(t *testing.T, f *knftables.Fake) Ruleset {
-	t.Helper()
-	rs := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: map[string]Set{}}
-	for name, c := range f.Table.Chains {
-		var rules []string
-		for _, r := range c.Rules {
-			rules = append(rules, r.Rule)
-		}
-		rs.Chains[name] = rules
-	}
-	for name, m := range f.Table.Maps {
-		el := map[string]string{}
-		for _, e := range m.Elements {
-			el[strings.Join(e.Key, " . ")] = strings.Join(e.Value, " ")
-		}
-		rs.Maps[name] = Map{Type: m.Type, Elements: el}
-	}
-	for name, s := range f.Table.Sets {
-		var el []string
-		for _, e := range s.Elements {
-			el = append(el, strings.Join(e.Key, " . "))
-		}
-		rs.Sets[name] = Set{Type: s.Type, Elements: el}
-	}
-	return rs
-}
-
 // trace returns every outcome the packet may have (random balancing forks).
 func trace(t *testing.T, rs Ruleset, p packet) []outcome {
 	t.Helper()
@@ -85,6 +56,18 @@ func trace(t *testing.T, rs Ruleset, p packet) []outcome {
 		if o.verdict == "" {
 			o.verdict = "accept"
 		}
+		// nat-postrouting: a packet DNATed back to its sender (hairpin)
+		// is masqueraded.
+		if o.verdict == "dnat" {
+			target := o.to[:strings.LastIndex(o.to, ":")]
+			set := "hairpin"
+			if p.src.Is6() {
+				set = "hairpin6"
+			}
+			if slices.Contains(rs.Sets[set].Elements, p.src.String()+" . "+strings.Trim(target, "[]")) {
+				o.masq = true
+			}
+		}
 		final = append(final, o)
 	}
 	sort.Slice(final, func(i, j int) bool { return final[i].String() < final[j].String() })
@@ -98,12 +81,39 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 	if !exists {
 		t.Fatalf("packet reached missing chain %s", chain)
 	}
+	return runRules(t, rs, chain, rules, p, st)
+}
+
+// runRules evaluates rules in order.
+func runRules(t *testing.T, rs Ruleset, chain string, rules []string, p packet, st outcome) ([]outcome, bool) {
+	t.Helper()
 	fam := "ip"
 	if p.dst.Is6() {
 		fam = "ip6"
 	}
-	for _, r := range rules {
+	for i, r := range rules {
 		f := strings.Fields(r)
+		if f[0] == "meta" && f[1] == "nfproto" {
+			// "meta nfproto ipv4 ...": the rest applies to that family.
+			if f[2] != map[string]string{"ip": "ipv4", "ip6": "ipv6"}[fam] {
+				continue
+			}
+			f = f[3:]
+			r = strings.Join(f, " ")
+		}
+		if f[0] == "numgen" {
+			// "numgen random mod K 0 REST": REST for some new connections,
+			// the next rules for the others; the tracer follows both.
+			taken, ok := runRules(t, rs, chain, []string{strings.Join(f[5:], " ")}, p, st)
+			if !ok {
+				continue
+			}
+			rest, ok := runRules(t, rs, chain, rules[i+1:], p, st)
+			if !ok {
+				rest = []outcome{st}
+			}
+			return append(taken, rest...), true
+		}
 		switch {
 		case r == "jump services":
 			if out, ok := run(t, rs, "services", p, st); ok {
@@ -129,14 +139,6 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 				continue
 			}
 			return follow(t, rs, v, p, st), true
-		case strings.HasPrefix(r, "numgen random mod"):
-			body := r[strings.Index(r, "{")+1 : strings.LastIndex(r, "}")]
-			var all []outcome
-			for _, branch := range strings.Split(body, ",") {
-				_, v, _ := strings.Cut(branch, ":")
-				all = append(all, follow(t, rs, strings.TrimSpace(v), p, st)...)
-			}
-			return all, true
 		case strings.HasPrefix(r, "goto "):
 			return follow(t, rs, r, p, st), true
 		case len(f) == 6 && f[1] == "saddr" && f[2] == "!=" && f[4] == "jump":
@@ -147,15 +149,12 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 			if !inSet(rs, strings.TrimPrefix(f[3], "@"), p.src) {
 				st.masq = true
 			}
-		case len(f) == 5 && f[1] == "saddr" && f[3] == "jump":
-			// "ip saddr 10.0.0.1 jump mark-for-masquerade"
-			if f[0] == fam && f[2] == p.src.String() {
-				st.masq = true
-			}
 		case r == "jump mark-for-masquerade":
 			st.masq = true
 		case strings.HasPrefix(r, "meta l4proto ") && strings.Contains(r, " dnat "):
-			if f[2] != p.proto {
+			// "meta l4proto tcp dnat ip to A:P"; the kernel skips the
+			// DNAT of the other family.
+			if f[2] != p.proto || f[4] != fam {
 				continue
 			}
 			st.verdict, st.to = "dnat", f[len(f)-1]
@@ -169,7 +168,7 @@ func run(t *testing.T, rs Ruleset, chain string, p packet, st outcome) ([]outcom
 			}
 		case strings.HasPrefix(r, "update @"):
 			// The kernel records the client; the tracer follows one packet.
-		case strings.HasPrefix(r, "meta mark"), strings.HasPrefix(r, "masquerade"):
+		case strings.HasPrefix(r, "meta mark"), strings.HasPrefix(r, "masquerade"), strings.Contains(r, " daddr @hairpin"):
 		default:
 			t.Fatalf("tracer does not know rule %q in %s", r, chain)
 		}
@@ -196,26 +195,26 @@ func inSet(rs Ruleset, set string, a netip.Addr) bool {
 	return false
 }
 
-// applied builds the state, applies it to a fake (fully, or as a diff from
-// prev), and checks that the fake then holds exactly what a full build would.
-// appliedRS is a ruleset as built and as the fake holds it after the sync.
+// applied builds the state, applies it to the fake (fully, or as a diff
+// from prev), and checks that the fake then holds exactly what a full build
+// would. appliedRS is a ruleset as built and as the fake holds it.
 type appliedRS struct {
 	built, live Ruleset
 }
 
-func applied(t *testing.T, f *knftables.Fake, prev *appliedRS, st State) appliedRS {
+func applied(t *testing.T, f *fakeBackend, prev *appliedRS, st State) appliedRS {
 	t.Helper()
 	next := Build(st)
-	tx := f.NewTransaction()
+	tx := &Tx{}
 	var p *Ruleset
 	if prev != nil {
 		p = &prev.built
 	}
 	Sync(tx, p, next)
-	if err := f.Run(context.Background(), tx); err != nil {
+	if err := f.Apply(context.Background(), tx); err != nil {
 		t.Fatalf("apply: %v\n%s", err, tx)
 	}
-	got := fromFake(t, f)
+	got := f.ruleset()
 	for name, rules := range next.Chains {
 		if strings.Join(got.Chains[name], "\n") != strings.Join(rules, "\n") {
 			t.Fatalf("chain %s after sync:\n%v\nwant\n%v", name, got.Chains[name], rules)
@@ -229,6 +228,11 @@ func applied(t *testing.T, f *knftables.Fake, prev *appliedRS, st State) applied
 	for name, m := range next.Maps {
 		if fmt.Sprint(got.Maps[name].Elements) != fmt.Sprint(m.Elements) {
 			t.Fatalf("map %s after sync: %v, want %v", name, got.Maps[name].Elements, m.Elements)
+		}
+	}
+	for name, set := range next.Sets {
+		if fmt.Sprint(got.Sets[name].Elements) != fmt.Sprint(set.Elements) {
+			t.Fatalf("set %s after sync: %v, want %v", name, got.Sets[name].Elements, set.Elements)
 		}
 	}
 	return appliedRS{built: next, live: got}

@@ -22,7 +22,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/knftables"
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
@@ -133,11 +132,11 @@ func run() error {
 		}
 	}
 	if svcProxy {
-		nft, err := knftables.New(knftables.InetFamily, proxy.Table)
+		be, err := proxy.NewNetlink()
 		if err != nil {
-			return fmt.Errorf("service proxy: nftables: %w", err)
+			return fmt.Errorf("service proxy: %w", err)
 		}
-		syncer := proxy.NewSyncer(nft, proxy.KernelConntrack{})
+		syncer := proxy.NewSyncer(be, proxy.KernelConntrack{})
 		for _, c := range syncer.Collectors() {
 			if err := ctrlmetrics.Registry.Register(c); err != nil {
 				return err

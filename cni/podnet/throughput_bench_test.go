@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/knftables"
-
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/proxy"
@@ -50,11 +48,12 @@ func BenchmarkPodThroughput(b *testing.B) {
 			Endpoints:    map[proxy.PortKey][]proxy.Endpoint{svc.Key: {{Addr: netip.MustParseAddr(podIP(1)), Port: 5201, Ready: true, Serving: true}}},
 			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}}
 		if err := c.nodes[0].Do(func() error {
-			nft, err := knftables.New(knftables.InetFamily, proxy.Table)
+			be, err := proxy.NewNetlink()
 			if err != nil {
 				return err
 			}
-			return proxy.NewSyncer(nft, nil).Sync(context.Background(), st)
+			defer be.Close()
+			return proxy.NewSyncer(be, nil).Sync(context.Background(), st)
 		}); err != nil {
 			b.Fatal(err)
 		}
