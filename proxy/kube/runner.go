@@ -3,11 +3,13 @@ package kube
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/internal/syncloop"
@@ -26,11 +28,23 @@ type Runner struct {
 	NodePortCIDRs []netip.Prefix
 	Log           logr.Logger
 	loop          *syncloop.Loop
+	// cache holds each Service's part of the state, computed again only
+	// when the Service or one of its EndpointSlices changed.
+	cache map[types.NamespacedName]cachedService
+}
+
+// cachedService is a Service's ports and endpoints, with the resource
+// versions they were computed from.
+type cachedService struct {
+	versions string
+	ports    []proxy.ServicePort
+	eps      map[proxy.PortKey][]proxy.Endpoint
 }
 
 // NewRunner returns a runner; call Trigger from watches.
 func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, health *proxy.HealthServer, resync time.Duration, log logr.Logger) *Runner {
-	return &Runner{Node: node, Reader: reader, Syncer: syncer, Health: health, Resync: resync, Log: log, loop: syncloop.New()}
+	return &Runner{Node: node, Reader: reader, Syncer: syncer, Health: health, Resync: resync, Log: log, loop: syncloop.New(),
+		cache: map[types.NamespacedName]cachedService{}}
 }
 
 // Trigger asks for a sync soon.
@@ -45,16 +59,18 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 func (r *Runner) sync(ctx context.Context) error {
+	// The lists come from the informers' cache without copies: the
+	// objects are only read.
 	var svcs corev1.ServiceList
-	if err := r.Reader.List(ctx, &svcs); err != nil {
+	if err := r.Reader.List(ctx, &svcs, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var slices discoveryv1.EndpointSliceList
-	if err := r.Reader.List(ctx, &slices); err != nil {
+	if err := r.Reader.List(ctx, &slices, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var nodes corev1.NodeList
-	if err := r.Reader.List(ctx, &nodes); err != nil {
+	if err := r.Reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var cluster []netip.Prefix
@@ -65,8 +81,36 @@ func (r *Runner) sync(ctx context.Context) error {
 			}
 		}
 	}
-	st := State(r.Node, svcs.Items, slices.Items, cluster)
-	st.NodePortCIDRs = r.NodePortCIDRs
+	st := proxy.State{Endpoints: make(map[proxy.PortKey][]proxy.Endpoint, len(svcs.Items)), ClusterCIDRs: cluster, NodePortCIDRs: r.NodePortCIDRs}
+	bySvc := SlicesByService(slices.Items)
+	seen := make(map[types.NamespacedName]bool, len(svcs.Items))
+	var versions strings.Builder
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		k := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+		seen[k] = true
+		versions.Reset()
+		versions.WriteString(svc.ResourceVersion)
+		for _, sl := range bySvc[k] {
+			versions.WriteByte(' ')
+			versions.WriteString(sl.ResourceVersion)
+		}
+		c, ok := r.cache[k]
+		if !ok || c.versions != versions.String() {
+			c.versions = versions.String()
+			c.ports, c.eps = ServicePorts(r.Node, svc, bySvc[k])
+			r.cache[k] = c
+		}
+		st.Services = append(st.Services, c.ports...)
+		for pk, eps := range c.eps {
+			st.Endpoints[pk] = eps
+		}
+	}
+	for k := range r.cache {
+		if !seen[k] {
+			delete(r.cache, k)
+		}
+	}
 	err := r.Syncer.Sync(ctx, st)
 	if r.Health != nil {
 		// Counts follow the cluster even when the rules could not be

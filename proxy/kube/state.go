@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthnet/berth/proxy"
 )
@@ -16,57 +17,76 @@ import (
 // EndpointSlices, as seen from node.
 func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlice, clusterCIDRs []netip.Prefix) proxy.State {
 	st := proxy.State{Endpoints: map[proxy.PortKey][]proxy.Endpoint{}, ClusterCIDRs: clusterCIDRs}
-	bySvc := map[string][]*discoveryv1.EndpointSlice{}
+	bySvc := SlicesByService(slices)
+	for i := range svcs {
+		ports, eps := ServicePorts(node, &svcs[i], bySvc[types.NamespacedName{Namespace: svcs[i].Namespace, Name: svcs[i].Name}])
+		st.Services = append(st.Services, ports...)
+		for k, v := range eps {
+			st.Endpoints[k] = v
+		}
+	}
+	return st
+}
+
+// SlicesByService groups EndpointSlices by the Service they belong to.
+func SlicesByService(slices []discoveryv1.EndpointSlice) map[types.NamespacedName][]*discoveryv1.EndpointSlice {
+	bySvc := make(map[types.NamespacedName][]*discoveryv1.EndpointSlice, len(slices))
 	for i := range slices {
 		s := &slices[i]
 		name := s.Labels[discoveryv1.LabelServiceName]
 		if name == "" {
 			continue
 		}
-		bySvc[s.Namespace+"/"+name] = append(bySvc[s.Namespace+"/"+name], s)
+		k := types.NamespacedName{Namespace: s.Namespace, Name: name}
+		bySvc[k] = append(bySvc[k], s)
 	}
-	for i := range svcs {
-		svc := &svcs[i]
-		if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == "" {
-			continue
+	return bySvc
+}
+
+// ServicePorts is one Service's part of the state: its ports and their
+// endpoints. Headless and ExternalName Services have none.
+func ServicePorts(node string, svc *corev1.Service, slices []*discoveryv1.EndpointSlice) ([]proxy.ServicePort, map[proxy.PortKey][]proxy.Endpoint) {
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == "" {
+		return nil, nil
+	}
+	var ports []proxy.ServicePort
+	eps := map[proxy.PortKey][]proxy.Endpoint{}
+	for _, p := range svc.Spec.Ports {
+		key := proxy.PortKey{Namespace: svc.Namespace, Name: svc.Name, Port: portName(p), Protocol: strings.ToLower(string(p.Protocol))}
+		if key.Protocol == "" {
+			key.Protocol = "tcp"
 		}
-		for _, p := range svc.Spec.Ports {
-			key := proxy.PortKey{Namespace: svc.Namespace, Name: svc.Name, Port: portName(p), Protocol: strings.ToLower(string(p.Protocol))}
-			if key.Protocol == "" {
-				key.Protocol = "tcp"
+		sp := proxy.ServicePort{
+			Key:           key,
+			ClusterIPs:    addrs(svc.Spec.ClusterIPs),
+			Port:          uint16(p.Port),
+			ExternalIPs:   addrs(svc.Spec.ExternalIPs),
+			ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+			InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
+		}
+		if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+			sp.AffinitySeconds = int(corev1.DefaultClientIPServiceAffinitySeconds)
+			if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
+				sp.AffinitySeconds = int(*c.ClientIP.TimeoutSeconds)
 			}
-			sp := proxy.ServicePort{
-				Key:           key,
-				ClusterIPs:    addrs(svc.Spec.ClusterIPs),
-				Port:          uint16(p.Port),
-				ExternalIPs:   addrs(svc.Spec.ExternalIPs),
-				ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-				InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
-			}
-			if svc.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
-				sp.AffinitySeconds = int(corev1.DefaultClientIPServiceAffinitySeconds)
-				if c := svc.Spec.SessionAffinityConfig; c != nil && c.ClientIP != nil && c.ClientIP.TimeoutSeconds != nil {
-					sp.AffinitySeconds = int(*c.ClientIP.TimeoutSeconds)
+		}
+		if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			sp.NodePort = uint16(p.NodePort)
+		}
+		if sp.ExternalLocal && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			sp.HealthCheckNodePort = uint16(svc.Spec.HealthCheckNodePort)
+		}
+		if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			for _, ing := range svc.Status.LoadBalancer.Ingress {
+				if a, err := netip.ParseAddr(ing.IP); err == nil {
+					sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
 				}
 			}
-			if svc.Spec.Type == corev1.ServiceTypeNodePort || svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				sp.NodePort = uint16(p.NodePort)
-			}
-			if sp.ExternalLocal && svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				sp.HealthCheckNodePort = uint16(svc.Spec.HealthCheckNodePort)
-			}
-			if svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				for _, ing := range svc.Status.LoadBalancer.Ingress {
-					if a, err := netip.ParseAddr(ing.IP); err == nil {
-						sp.LoadBalancerIPs = append(sp.LoadBalancerIPs, a.Unmap())
-					}
-				}
-			}
-			st.Services = append(st.Services, sp)
-			st.Endpoints[key] = endpoints(node, p, bySvc[svc.Namespace+"/"+svc.Name])
 		}
+		ports = append(ports, sp)
+		eps[key] = endpoints(node, p, slices)
 	}
-	return st
+	return ports, eps
 }
 
 func portName(p corev1.ServicePort) string {
