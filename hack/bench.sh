@@ -64,3 +64,33 @@ for mode in routed vxlan; do
 			printf "pod-to-pod %-19s %.2f Gbit/s, bare veth %.2f Gbit/s: ratio %.2f (goal >= %s)\n", m, g, b, g/b, goal }'
 	fi
 done
+
+# Service proxy against upstream kube-proxy (nftables mode), same API server,
+# same objects, each in its own network namespace (test/proxybench). Sizes
+# from $BERTH_PROXYBENCH_SIZES; 10k Services take about 15 minutes in all.
+echo
+echo "== proxy: Berth's service proxy against kube-proxy v1.37 (nftables), N Services x 10 endpoints (1 run)"
+test/k8sbin/build-kube-proxy.sh bin/k8s
+sizes="${BERTH_PROXYBENCH_SIZES:-1000,5000,10000}"
+BERTH_PROXYBENCH_SIZES="$sizes" go test -run '^$' -bench '^BenchmarkProxy$' -benchtime 1x -timeout 90m ./test/proxybench/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: service proxy (goals at 10k Services: full sync and one change <= 0.10x kube-proxy, RSS <= 0.50x; Berth linear in Services)"
+# k: 1k for 1000, else the number, as the sub-benchmarks are named.
+k() { if (($1 % 1000 == 0)); then echo "$(($1 / 1000))k"; else echo "$1"; fi; }
+for n in ${sizes//,/ }; do
+	s=$(k "$n")
+	for f in s-full-sync MiB-rss s-one-service-change s-one-endpoint-change; do
+		b=$(metric "Proxy/berth-$s-" "$f"); u=$(metric "Proxy/kube-proxy-$s-" "$f")
+		if [[ -z "$b" || -z "$u" ]]; then continue; fi
+		goal="<= 0.10"
+		if [[ $f == MiB-rss ]]; then goal="<= 0.50"; fi
+		awk -v s="$s" -v f="$f" -v b="$b" -v u="$u" -v goal="$goal" 'BEGIN {
+			printf "proxy %-4s %-22s berth %9.3f, kube-proxy %9.3f: ratio %5.2f (goal %s at 10k)\n", s, f, b, u, b/u, goal }'
+	done
+done
+line=""
+for n in ${sizes//,/ }; do
+	per=$(metric "Proxy/berth-$(k "$n")-" s-per-1k-services)
+	if [[ -n "$per" ]]; then line+="$(printf ' %s: %.3f s' "$(k "$n")" "$per")"; fi
+done
+if [[ -n "$line" ]]; then echo "proxy berth full sync per 1k Services (linear when flat):$line"; fi
