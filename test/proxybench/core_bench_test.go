@@ -3,6 +3,7 @@ package proxybench
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"testing"
 
 	"github.com/google/nftables"
@@ -19,10 +20,13 @@ import (
 // server, so each part can be timed and profiled alone (-cpuprofile,
 // -memprofile):
 //
-//   - state: proxy/kube.State, objects to the proxy's input;
+//   - state: proxy/kube.State, objects to the proxy's input; with the heap
+//     the objects take (MiB-objects, about what an informer holds without
+//     managedFields) and the state (MiB-state);
 //   - memory-full, memory-one-change: the Syncer with a backend that
 //     drops the transactions: what a full sync (a cold start, in batches)
-//     and a sync after one endpoint changed compute in memory;
+//     and a sync after one endpoint changed compute in memory, and the
+//     heap a synced Syncer keeps (MiB-syncer);
 //   - kernel-full, kernel-one-change: the same through the real netlink
 //     backend into a fresh network namespace: memory plus the kernel.
 //
@@ -31,9 +35,12 @@ import (
 func BenchmarkProxyCore(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range sizes(b) {
+		h0 := liveHeapMiB()
 		svcs, slices := coreObjects(n)
+		h1 := liveHeapMiB()
 		cidrs := []netip.Prefix{netip.MustParsePrefix(podCIDR)}
 		st := proxykube.State(nodeName, svcs, slices, cidrs)
+		h2 := liveHeapMiB()
 		// The same state with one endpoint of one Service replaced.
 		changed := append([]discoveryv1.EndpointSlice(nil), slices...)
 		edited := slices[n/4].DeepCopy()
@@ -46,6 +53,8 @@ func BenchmarkProxyCore(b *testing.B) {
 			for range b.N {
 				_ = proxykube.State(nodeName, svcs, slices, cidrs)
 			}
+			b.ReportMetric(h1-h0, "MiB-objects")
+			b.ReportMetric(h2-h1, "MiB-state")
 		})
 		b.Run("memory-full-"+name, func(b *testing.B) {
 			var d discard
@@ -56,6 +65,13 @@ func BenchmarkProxyCore(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(d.ops), "operations")
+			before := liveHeapMiB()
+			kept := proxy.NewSyncer(&discard{}, nil)
+			if err := kept.Sync(ctx, st); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(liveHeapMiB()-before, "MiB-syncer")
+			runtime.KeepAlive(kept)
 		})
 		b.Run("memory-one-change-"+name, func(b *testing.B) {
 			var d discard
@@ -95,6 +111,14 @@ func BenchmarkProxyCore(b *testing.B) {
 			}
 		})
 	}
+}
+
+// liveHeapMiB is the heap in use after a collection.
+func liveHeapMiB() float64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return float64(ms.HeapAlloc) / (1 << 20)
 }
 
 // discard is a backend that counts the operations it is sent and applies

@@ -13,8 +13,8 @@ import (
 
 // result is what one proxy measured at one size.
 type result struct {
-	fullSync, serviceChange, endpointChange time.Duration
-	rss, hwm                                float64 // MiB
+	firstCommit, fullSync, serviceChange, endpointChange time.Duration
+	rss, hwm                                             float64 // MiB
 }
 
 // BenchmarkProxy runs Berth's service proxy (berth-agent) and upstream
@@ -24,7 +24,9 @@ type result struct {
 // proxy runs in a fresh network namespace of its own and is measured for:
 //
 //   - s-full-sync: from the process start until the kernel holds all N
-//     Services (see nft_test.go for how that is told);
+//     Services (see nft_test.go for how that is told); s-first-commit:
+//     until its first transaction, whatever it held (for Berth, whose cold
+//     start commits in batches, about when it began to write);
 //   - MiB-rss: its resident set right then; MiB-hwm: its peak, at the end;
 //   - s-one-service-change: one Service's port changed, from the API
 //     write being sent until the kernel has the new map element;
@@ -60,6 +62,7 @@ func BenchmarkProxy(b *testing.B) {
 					b.Skip("bin/k8s/kube-proxy is not built: run test/k8sbin/build-kube-proxy.sh (make bench does)")
 				}
 				r := measure(b, c, k, n)
+				b.ReportMetric(r.firstCommit.Seconds(), "s-first-commit")
 				b.ReportMetric(r.fullSync.Seconds(), "s-full-sync")
 				b.ReportMetric(r.fullSync.Seconds()/(float64(n)/1000), "s-per-1k-services")
 				b.ReportMetric(r.rss, "MiB-rss")
@@ -91,8 +94,12 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	ns := netnstest.New(b)
 	nf := openNF(b, ns)
 	forwardAPI(b, ns, c.apiAddr)
+	gen0, err := nf.generation()
+	if err != nil {
+		b.Fatal(err)
+	}
 	p, start := startProxy(b, ns, k)
-	r.fullSync = waitFullSync(b, nf, p, k, c, n, start)
+	r.firstCommit, r.fullSync = waitFullSync(b, nf, p, k, c, n, start, gen0)
 	r.rss = p.memMiB(b, "VmRSS")
 	b.Logf("%s: %d Services in the kernel after %s, RSS %.0f MiB", k.name, n, r.fullSync.Round(time.Millisecond), r.rss)
 
@@ -149,7 +156,8 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 // waitFullSync polls the generation every few milliseconds and, each time
 // it moves, counts the benchmark's Services in the proxy's service-ips
 // map. The sync is complete at the first generation with all n of them.
-func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n int, start time.Time) time.Duration {
+// It returns that, and when the generation first moved from gen0.
+func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n int, start time.Time, gen0 uint32) (first, full time.Duration) {
 	b.Helper()
 	// Generous: kube-proxy needs about 46 s for 10k Services on 2 cores.
 	deadline := start.Add(2*time.Minute + time.Duration(n)*20*time.Millisecond)
@@ -162,6 +170,9 @@ func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n 
 		if err != nil {
 			b.Fatalf("generation: %v", err)
 		}
+		if first == 0 && g1 != gen0 {
+			first = seen.Sub(start)
+		}
 		if !counted || g1 != last {
 			have, err = nf.countKeys(k.family, k.table, "service-ips", c.ips)
 			if err != nil {
@@ -173,10 +184,10 @@ func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n 
 			}
 			if have >= n {
 				if g2 == g1 {
-					return seen.Sub(start)
+					return first, seen.Sub(start)
 				}
 				// A commit landed while counting: credit the later time.
-				return time.Since(start)
+				return first, time.Since(start)
 			}
 			// When g2 moved, the next round counts again.
 			last, counted = g1, true
