@@ -13,7 +13,9 @@ import (
 // arguments, as a rolling update of the agent's DaemonSet would, and returns
 // once the new agent is ready. What the agent put in the kernel (bridge,
 // routes, the berth-proxy table) stays in place meanwhile.
-func RestartAgent(ctx context.Context, stateDir string, i int, out io.Writer) error {
+// downFor keeps it stopped that long first, to show that the node keeps
+// working without its agent.
+func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Duration, out io.Writer) error {
 	if err := RequireRoot("restart-agent"); err != nil {
 		return err
 	}
@@ -41,6 +43,11 @@ func RestartAgent(ctx context.Context, stateDir string, i int, out io.Writer) er
 			return fmt.Errorf("stop %s: %w", old.Name, err)
 		}
 		fmt.Fprintf(out, "stopped %s (pid %d)\n", old.Name, old.Pid)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(downFor):
 	}
 	p, err := cfg.startProcess(spec)
 	if err != nil {

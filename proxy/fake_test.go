@@ -16,8 +16,9 @@ type fakeBackend struct {
 	rs     Ruleset
 	defs   map[string]SetDef
 	runs   int
-	// lastOps is the size of the last transaction.
+	// lastOps is the size of the last transaction, lastTx its text.
 	lastOps int
+	lastTx  string
 	// fail makes the next Apply fail.
 	fail error
 }
@@ -44,7 +45,7 @@ func (f *fakeBackend) clone() *fakeBackend {
 
 func (f *fakeBackend) Apply(_ context.Context, tx *Tx) error {
 	f.runs++
-	f.lastOps = tx.Len()
+	f.lastOps, f.lastTx = tx.Len(), tx.String()
 	if f.fail != nil {
 		err := f.fail
 		f.fail = nil
@@ -56,7 +57,7 @@ func (f *fakeBackend) Apply(_ context.Context, tx *Tx) error {
 			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
-	c.runs, c.lastOps = f.runs, f.lastOps
+	c.runs, c.lastOps, c.lastTx = f.runs, f.lastOps, f.lastTx
 	*f = *c
 	return nil
 }

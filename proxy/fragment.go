@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -18,6 +20,9 @@ type fragment struct {
 	elems   []element
 	members []element
 	sets    map[string]Set
+	// blocks are the fragment's key ranges in the endpoint maps.
+	blocks []blockKey
+	alloc  *blocks
 }
 
 // element is a map element (with a value) or a set member.
@@ -25,8 +30,8 @@ type element struct {
 	set, key, value string
 }
 
-func buildFragment(sp ServicePort, eps []Endpoint) fragment {
-	f := fragment{chains: map[string][]string{}}
+func buildFragment(sp ServicePort, eps []Endpoint, b *blocks) fragment {
+	f := fragment{chains: map[string][]string{}, alloc: b}
 	proto := sp.Key.Protocol
 	internal := usable(eps, sp.InternalLocal)
 	external := usable(eps, sp.ExternalLocal)
@@ -56,7 +61,7 @@ func buildFragment(sp ServicePort, eps []Endpoint) fragment {
 		for _, fam := range []struct{ match, set string }{{"ip", setCluster}, {"ip6", setCluster6}} {
 			rules = append(rules, fmt.Sprintf("%s saddr != @%s jump %s", fam.match, fam.set, chainMasqMark))
 		}
-		f.chains[svcChain] = append(rules, balance(&f, sp, internal)...)
+		f.chains[svcChain] = append(rules, balance(&f, sp, "svc", internal)...)
 	}
 
 	// Traffic from outside: external IPs, load-balancer IPs, node ports.
@@ -82,9 +87,9 @@ func buildFragment(sp ServicePort, eps []Endpoint) fragment {
 		case sp.ExternalLocal:
 			// Local: the client's address is kept, and traffic never
 			// leaves the node.
-			f.chains[extChain] = balance(&f, sp, external)
+			f.chains[extChain] = balance(&f, sp, "ext", external)
 		case len(internal) == 0:
-			f.chains[extChain] = append([]string{"jump " + chainMasqMark}, balance(&f, sp, external)...)
+			f.chains[extChain] = append([]string{"jump " + chainMasqMark}, balance(&f, sp, "ext", external)...)
 		default:
 			f.chains[extChain] = []string{"jump " + chainMasqMark, "goto " + svcChain}
 		}
@@ -102,20 +107,21 @@ func buildFragment(sp ServicePort, eps []Endpoint) fragment {
 }
 
 // balance spreads new connections at random over the endpoints, per
-// family, as a cascade: the first of N endpoints takes a connection with
-// probability 1/N, the next 1/(N-1) of the rest, and so on, the last all
-// that is left, which is uniform. Each rule draws its own number, and the
-// cascade needs no set: anonymous maps would cost the kernel a walk of the
-// table's sets for every one created, quadratic in the Services. A rule of
-// the other family's cascade does nothing to a packet (its DNAT is skipped)
-// and the packet goes on to its own family's rules. With ClientIP affinity
-// each endpoint gets a chain (see affinity) and the cascade jumps to it.
-func balance(f *fragment, sp ServicePort, eps []Endpoint) []string {
+// family: one rule draws a number below N and looks the endpoint up in the
+// shared map endpoints4 (or endpoints6), where this Service port has a
+// block of keys. An endpoint that is replaced changes an element, not a
+// rule: the kernel checks the whole table for loops on every commit that
+// adds a rule, and not on one that only changes data. A rule of the other
+// family does nothing to a packet (its DNAT is skipped). With ClientIP
+// affinity each endpoint gets a chain (see affinity) and a cascade of
+// "numgen random mod K 0" rules jumps to one: uniform, the first of N
+// taking 1/N, the next 1/(N-1) of the rest, and so on.
+func balance(f *fragment, sp ServicePort, chain string, eps []Endpoint) []string {
 	var rules []string
 	for _, fam := range []struct {
-		ip, nfproto string
-		v6          bool
-	}{{"ip", "ipv4", false}, {"ip6", "ipv6", true}} {
+		ip, nfproto, m string
+		v6             bool
+	}{{"ip", "ipv4", endpointMap(mapEndpoints, sp.Key), false}, {"ip6", "ipv6", endpointMap(mapEndpoints6, sp.Key), true}} {
 		var of []Endpoint
 		for _, e := range eps {
 			if e.Addr.Is6() == fam.v6 {
@@ -125,24 +131,24 @@ func balance(f *fragment, sp ServicePort, eps []Endpoint) []string {
 		if len(of) == 0 {
 			continue
 		}
-		var pick []string
 		if sp.AffinitySeconds > 0 {
 			rules = append(rules, affinity(f, sp, of, fam.ip)...)
-			for _, e := range of {
-				pick = append(pick, fmt.Sprintf("meta nfproto %s %%sgoto %s", fam.nfproto, chainName("ep", sp.Key, epID(e))))
+			for i, e := range of {
+				cond := ""
+				if left := len(of) - i; left > 1 {
+					cond = fmt.Sprintf("numgen random mod %d 0 ", left)
+				}
+				rules = append(rules, fmt.Sprintf("meta nfproto %s %sgoto %s", fam.nfproto, cond, chainName("ep", sp.Key, epID(e))))
 			}
-		} else {
-			for _, e := range of {
-				pick = append(pick, "%s"+dnat(sp.Key.Protocol, fam.ip, e))
-			}
+			continue
 		}
-		for i, p := range pick {
-			cond := ""
-			if left := len(pick) - i; left > 1 {
-				cond = fmt.Sprintf("numgen random mod %d 0 ", left)
-			}
-			rules = append(rules, fmt.Sprintf(p, cond))
+		k := blockKey{port: sp.Key, chain: chain, v6: fam.v6}
+		start := f.alloc.block(k, len(of))
+		f.blocks = append(f.blocks, k)
+		for i, e := range of {
+			f.elems = append(f.elems, element{fam.m, strconv.FormatUint(uint64(start)+uint64(i), 10), fmt.Sprintf("%s . %d", e.Addr, e.Port)})
 		}
+		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", sp.Key.Protocol, fam.ip, len(of), start, fam.m))
 	}
 	return rules
 }
@@ -207,4 +213,11 @@ func affinity(f *fragment, sp ServicePort, eps []Endpoint, fam string) []string 
 
 func affinitySet(k PortKey, e Endpoint) string {
 	return "affinity-" + strings.TrimPrefix(chainName("ep", k, epID(e)), "ep-")
+}
+
+// endpointMap is the shard of the endpoint maps that holds k's endpoints.
+func endpointMap(prefix string, k PortKey) string {
+	h := fnv.New32a()
+	h.Write([]byte(k.String()))
+	return fmt.Sprintf("%s%02d", prefix, h.Sum32()%endpointShards)
 }

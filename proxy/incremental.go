@@ -22,21 +22,37 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 	var changes []change
 	seen := make(map[PortKey]bool, len(svcs))
 	for _, sp := range svcs {
-		if seen[sp.Key] {
+		seen[sp.Key] = true
+	}
+	// Ranges of Service ports that went are free for those that come.
+	for k, old := range s.frags {
+		if !seen[k] {
+			changes = append(changes, change{key: k, old: old})
+			for _, b := range old.f.blocks {
+				s.blocks.release(b)
+			}
+		}
+	}
+	done := make(map[PortKey]bool, len(svcs))
+	for _, sp := range svcs {
+		if done[sp.Key] {
 			continue
 		}
-		seen[sp.Key] = true
+		done[sp.Key] = true
 		eps := st.Endpoints[sp.Key]
 		old := s.frags[sp.Key]
 		if old != nil && sameInput(old, sp, eps) {
 			continue
 		}
-		changes = append(changes, change{key: sp.Key, old: old, next: &appliedPort{sp: sp, eps: eps, f: buildFragment(sp, eps)}})
-	}
-	for k, old := range s.frags {
-		if !seen[k] {
-			changes = append(changes, change{key: k, old: old})
+		next := buildFragment(sp, eps, s.blocks)
+		if old != nil {
+			for _, b := range old.f.blocks {
+				if !slices.Contains(next.blocks, b) {
+					s.blocks.release(b)
+				}
+			}
 		}
+		changes = append(changes, change{key: sp.Key, old: old, next: &appliedPort{sp: sp, eps: eps, f: next}})
 	}
 	fixed := Build(State{ClusterCIDRs: st.ClusterCIDRs, NodePortCIDRs: st.NodePortCIDRs})
 	tx := &Tx{}

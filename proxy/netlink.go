@@ -230,6 +230,7 @@ var fieldTypes = map[string]nftables.SetDatatype{
 	"inet_proto":   nftables.TypeInetProto,
 	"inet_service": nftables.TypeInetService,
 	"verdict":      nftables.TypeVerdict,
+	"integer":      nftables.TypeInteger,
 }
 
 func parseType(t string) ([]nftables.SetDatatype, error) {
@@ -259,12 +260,20 @@ func (n *Netlink) setOf(name string, d SetDef) (*nftables.Set, error) {
 	} else {
 		s.KeyType = nftables.MustConcatSetType(keys...)
 	}
+	if s.KeyType.Name == "integer" {
+		// Keys drawn by numgen, which writes host order.
+		s.KeyByteOrder = binaryutil.NativeEndian
+	}
 	if isMap {
 		data, err := parseType(dataT)
 		if err != nil {
 			return nil, err
 		}
-		s.DataType = data[0]
+		if len(data) == 1 {
+			s.DataType = data[0]
+		} else {
+			s.DataType = nftables.MustConcatSetType(data...)
+		}
 	}
 	if d.TimeoutSeconds > 0 {
 		s.Dynamic, s.HasTimeout, s.Timeout = true, true, time.Duration(d.TimeoutSeconds)*time.Second
@@ -276,10 +285,16 @@ func (n *Netlink) setOf(name string, d SetDef) (*nftables.Set, error) {
 // deletes) as netlink set elements. Intervals (CIDRs) become a start and
 // an end element, as nft sends them.
 func (n *Netlink) elements(d SetDef, ops []Op) ([]nftables.SetElement, error) {
-	keyT, _, isMap := strings.Cut(d.Type, " : ")
+	keyT, dataT, isMap := strings.Cut(d.Type, " : ")
 	fields, err := parseType(keyT)
 	if err != nil {
 		return nil, err
+	}
+	var dataFields []nftables.SetDatatype
+	if isMap && dataT != "verdict" {
+		if dataFields, err = parseType(dataT); err != nil {
+			return nil, err
+		}
 	}
 	if d.Interval {
 		return intervals(ops)
@@ -291,7 +306,11 @@ func (n *Netlink) elements(d SetDef, ops []Op) ([]nftables.SetElement, error) {
 			return nil, err
 		}
 		e := nftables.SetElement{Key: key}
-		if isMap && op.Kind == OpAdd {
+		if dataFields != nil && op.Kind == OpAdd {
+			if e.Val, err = encodeKey(dataFields, op.Value); err != nil {
+				return nil, err
+			}
+		} else if isMap && op.Kind == OpAdd {
 			kind, chain, _ := strings.Cut(op.Value, " ")
 			v := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}
 			if kind == "jump" {
@@ -321,6 +340,12 @@ func encodeKey(fields []nftables.SetDatatype, key string) ([]byte, error) {
 				return nil, fmt.Errorf("key %q: %q is not an %s", key, parts[i], f.Name)
 			}
 			b = a.AsSlice()
+		case "integer":
+			v, err := strconv.ParseUint(parts[i], 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %q is not an integer", key, parts[i])
+			}
+			b = binaryutil.NativeEndian.PutUint32(uint32(v))
 		case "inet_proto":
 			p, err := protoNumber(parts[i])
 			if err != nil {

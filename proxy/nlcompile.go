@@ -296,7 +296,8 @@ func (c *ruleCompiler) numgen() error {
 	return nil
 }
 
-// dnat is "dnat ip to A:P" or "dnat ip6 to [A]:P".
+// dnat is "dnat ip to A:P", "dnat ip6 to [A]:P", or either family "to
+// numgen random mod N offset O map @M" (M's data: address . port).
 func (c *ruleCompiler) dnat() error {
 	c.next()
 	fam := c.next()
@@ -308,6 +309,36 @@ func (c *ruleCompiler) dnat() error {
 	}
 	if err := c.expect("to"); err != nil {
 		return err
+	}
+	if c.peek(0) == "numgen" {
+		if err := c.expect("numgen", "random", "mod"); err != nil {
+			return err
+		}
+		n, err := strconv.ParseUint(c.next(), 10, 32)
+		if err != nil || n < 1 {
+			return fmt.Errorf("numgen modulus: %v", err)
+		}
+		if err := c.expect("offset"); err != nil {
+			return err
+		}
+		off, err := strconv.ParseUint(c.next(), 10, 32)
+		if err != nil {
+			return fmt.Errorf("numgen offset: %v", err)
+		}
+		if err := c.expect("map"); err != nil {
+			return err
+		}
+		set := strings.TrimPrefix(c.next(), "@")
+		// The address fills register 1 (4 or 16 bytes); the port follows
+		// in the next 32-bit register.
+		nat.RegProtoMin = reg32 + 1
+		if fam == "ip6" {
+			nat.RegProtoMin = reg32 + 4
+		}
+		nat.Specified = false
+		c.emit(&expr.Numgen{Register: 1, Modulus: uint32(n), Type: unix.NFT_NG_RANDOM, Offset: uint32(off)},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set}, nat)
+		return nil
 	}
 	ap, err := netip.ParseAddrPort(c.next())
 	if err != nil {

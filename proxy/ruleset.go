@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net/netip"
 	"sort"
 )
@@ -43,9 +44,15 @@ const (
 	setCluster6     = "cluster-cidrs6"
 	setNodePort     = "nodeport-cidrs"
 	setNodePort6    = "nodeport-cidrs6"
-	setHairpin      = "hairpin"
-	setHairpin6     = "hairpin6"
-	masqMark        = "0x00004000"
+	mapEndpoints    = "endpoints4-"
+	mapEndpoints6   = "endpoints6-"
+	// endpointShards spreads the endpoint maps: the kernel walks a map's
+	// elements, and the list of rules bound to it, each time a rule that
+	// looks it up is added.
+	endpointShards = 16
+	setHairpin     = "hairpin"
+	setHairpin6    = "hairpin6"
+	masqMark       = "0x00004000"
 )
 
 // BaseChain is a chain attached to a hook.
@@ -94,7 +101,10 @@ func nodePortLookups(m string) []string {
 
 // Build computes the ruleset for a state. It is deterministic: the same
 // state gives the same ruleset, so a diff against the last one is empty.
-func Build(st State) Ruleset {
+func Build(st State) Ruleset { return build(st, newBlocks()) }
+
+// build computes the ruleset with the endpoint-map ranges of b.
+func build(st State, b *blocks) Ruleset {
 	rs := Ruleset{
 		Chains: map[string][]string{
 			chainServices: append([]string{
@@ -121,6 +131,10 @@ func Build(st State) Ruleset {
 			setHairpin6:  {Type: "ipv6_addr . ipv6_addr"},
 		},
 	}
+	for i := range endpointShards {
+		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints, i)] = Map{Type: "integer : ipv4_addr . inet_service", Elements: map[string]string{}}
+		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints6, i)] = Map{Type: "integer : ipv6_addr . inet_service", Elements: map[string]string{}}
+	}
 	nodePorts := st.NodePortCIDRs
 	if len(nodePorts) == 0 {
 		nodePorts = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
@@ -144,7 +158,7 @@ func Build(st State) Ruleset {
 		rs.Sets[name] = s
 	}
 	for _, sp := range st.Services {
-		rs.merge(buildFragment(sp, st.Endpoints[sp.Key]))
+		rs.merge(buildFragment(sp, st.Endpoints[sp.Key], b))
 	}
 	for name, set := range rs.Sets {
 		if set.TimeoutSeconds == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type Syncer struct {
 	// member ("set key"), the Service ports that want it.
 	claims map[string][]PortKey
 	refs   map[string]int
+	// blocks are the Service ports' key ranges in the endpoint maps.
+	blocks *blocks
 	// udp and udpSvc are the UDP endpoints and the UDP Service addresses
 	// with endpoints of the last applied state (see conntrack.go).
 	udp    map[netip.Addr]bool
@@ -148,9 +151,7 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 // full rebuilds the table. A table that exists (the agent restarted, or a
 // sync failed) is replaced in one transaction: its rules keep working until
 // the new ones take over, with no gap. A table that does not exist yet is
-// filled in bounded transactions: first the table with its hooks, maps and
-// fixed chains, then the Services a batch at a time, each usable as soon as
-// it lands.
+// filled in bounded transactions (see coldStart).
 func (s *Syncer) full(ctx context.Context, st State) error {
 	s.reset()
 	fixed := Build(State{ClusterCIDRs: st.ClusterCIDRs, NodePortCIDRs: st.NodePortCIDRs})
@@ -160,22 +161,10 @@ func (s *Syncer) full(ctx context.Context, st State) error {
 			return err
 		}
 		if !exists {
-			tx := &Tx{}
-			Sync(tx, nil, fixed)
-			if err := s.be.Apply(ctx, tx); err != nil {
-				return fmt.Errorf("create table %s: %w", Table, err)
-			}
-			s.fixed, s.synced = fixed, true
-			for i := 0; i < len(st.Services); i += s.batch {
-				part := st.Services[:min(i+s.batch, len(st.Services))]
-				if err := s.incremental(ctx, st, part); err != nil {
-					return fmt.Errorf("cold start, Service ports %d to %d: %w", i, min(i+s.batch, len(st.Services)), err)
-				}
-			}
-			return nil
+			return s.coldStart(ctx, st, fixed)
 		}
 	}
-	next := Build(st)
+	next := build(st, s.blocks)
 	tx := &Tx{}
 	Sync(tx, nil, next)
 	if err := s.be.Apply(ctx, tx); err != nil {
@@ -183,8 +172,83 @@ func (s *Syncer) full(ctx context.Context, st State) error {
 	}
 	s.fixed, s.synced = fixed, true
 	for _, sp := range st.Services {
-		s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key]))
+		if s.frags[sp.Key] == nil {
+			s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
+		}
 	}
+	return nil
+}
+
+// coldStart fills a new table: one transaction makes the table with its
+// hooks, maps and fixed chains; then the Service ports' chains and rules go
+// in, a batch at a time, while no map points at them yet; then their map
+// elements, a batch at a time, each batch of Services working as soon as
+// it lands. Rules before elements: adding a rule that looks up a map makes
+// the kernel walk the map's elements, so rules added to full maps would
+// cost a walk each.
+func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
+	tx := &Tx{}
+	Sync(tx, nil, fixed)
+	if err := s.be.Apply(ctx, tx); err != nil {
+		return fmt.Errorf("create table %s: %w", Table, err)
+	}
+	var ports []*appliedPort
+	for _, sp := range st.Services {
+		if s.frags[sp.Key] != nil {
+			continue
+		}
+		s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
+		ports = append(ports, s.frags[sp.Key])
+	}
+	batches := func(emit func(tx *Tx, a *appliedPort)) error {
+		for i := 0; i < len(ports); i += s.batch {
+			tx := &Tx{}
+			for _, a := range ports[i:min(i+s.batch, len(ports))] {
+				emit(tx, a)
+			}
+			if err := s.be.Apply(ctx, tx); err != nil {
+				return fmt.Errorf("cold start, Service ports %d to %d: apply %d nftables operations: %w", i, min(i+s.batch, len(ports)), tx.Len(), err)
+			}
+		}
+		return nil
+	}
+	err := batches(func(tx *Tx, a *appliedPort) {
+		for _, name := range sortedKeys(a.f.sets) {
+			set := a.f.sets[name]
+			tx.AddSet(name, SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
+		}
+		names := sortedKeys(a.f.chains)
+		for _, name := range names {
+			tx.AddChain(name, nil)
+		}
+		sort.SliceStable(names, func(i, j int) bool { return chainRank(names[i]) > chainRank(names[j]) })
+		for _, name := range names {
+			for _, r := range a.f.chains[name] {
+				tx.AddRule(name, r)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	added := map[string]bool{}
+	err = batches(func(tx *Tx, a *appliedPort) {
+		for _, e := range a.f.elems {
+			if s.claims[e.set+" "+e.key][0] == a.sp.Key {
+				tx.AddElement(e.set, e.key, e.value)
+			}
+		}
+		for _, m := range a.f.members {
+			if k := m.set + " " + m.key; !added[k] {
+				added[k] = true
+				tx.AddElement(m.set, m.key, "")
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	s.fixed, s.synced = fixed, true
 	return nil
 }
 
@@ -194,6 +258,7 @@ func (s *Syncer) reset() {
 	s.frags = map[PortKey]*appliedPort{}
 	s.claims = map[string][]PortKey{}
 	s.refs = map[string]int{}
+	s.blocks = newBlocks()
 }
 
 // record notes a Service port's part as applied: its claims on shared map

@@ -29,9 +29,10 @@ func TestColdStartInBatches(t *testing.T) {
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	// The table with its hooks, then 10 + 10 + 5 Services.
-	if f.runs != 4 {
-		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 4", f.runs)
+	// The table with its hooks, then the chains of 10 + 10 + 5 Services,
+	// then their elements in as many.
+	if f.runs != 7 {
+		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 7", f.runs)
 	}
 	live := matchesBuild(t, f, st).live
 	if !s.Healthy() {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -157,8 +158,26 @@ func runRules(t *testing.T, rs Ruleset, chain string, rules []string, p packet, 
 			if f[2] != p.proto || f[4] != fam {
 				continue
 			}
-			st.verdict, st.to = "dnat", f[len(f)-1]
-			return []outcome{st}, true
+			if f[6] != "numgen" {
+				st.verdict, st.to = "dnat", f[len(f)-1]
+				return []outcome{st}, true
+			}
+			// "... dnat ip to numgen random mod N offset O map @M"
+			n, _ := strconv.Atoi(f[9])
+			off, _ := strconv.Atoi(f[11])
+			var all []outcome
+			for i := range n {
+				v, ok := rs.Maps[f[13][1:]].Elements[strconv.Itoa(off+i)]
+				if !ok {
+					t.Fatalf("%s: no element %d in %s", r, off+i, f[13])
+				}
+				a, port, _ := strings.Cut(v, " . ")
+				pn, _ := strconv.Atoi(port)
+				o := st
+				o.verdict, o.to = "dnat", netip.AddrPortFrom(netip.MustParseAddr(a), uint16(pn)).String()
+				all = append(all, o)
+			}
+			return all, true
 		case r == "reject":
 			return []outcome{{verdict: "reject"}}, true
 		case len(f) == 5 && f[1] == "saddr" && strings.HasPrefix(f[2], "@") && f[3] == "goto":

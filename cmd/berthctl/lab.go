@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -208,11 +209,15 @@ func newLabPodProgram() *cobra.Command {
 }
 
 func newLabRestartAgent() *cobra.Command {
-	var node int
+	var (
+		node    int
+		downFor time.Duration
+	)
 	cmd := labCommand("restart-agent", "Restart one node's berth-agent (what the kernel holds stays in place meanwhile)", func(cmd *cobra.Command, nf *nameFlags) error {
-		return lab.RestartAgent(cmd.Context(), nf.dir(), node, cmd.OutOrStdout())
+		return lab.RestartAgent(cmd.Context(), nf.dir(), node, downFor, cmd.OutOrStdout())
 	})
 	cmd.Flags().IntVar(&node, "node", 1, "which node (1 to the lab's node count)")
+	cmd.Flags().DurationVar(&downFor, "down-for", 0, "how long the agent stays stopped before it starts again")
 	return cmd
 }
 

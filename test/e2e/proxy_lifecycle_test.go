@@ -202,13 +202,15 @@ func TestServiceProxyScaleAndRestart(t *testing.T) {
 			}
 		}
 	}()
-	out, err := l.Berthctl(ctx, "lab", "restart-agent", "--name", l.Name, "--node", "1")
+	// The agent stays away for a second: long enough for a score of new
+	// connections to find the rules still in place.
+	out, err := l.Berthctl(ctx, "lab", "restart-agent", "--name", l.Name, "--node", "1", "--down-for", "1s")
 	close(stop)
 	<-done
 	if err != nil {
 		t.Fatalf("restart-agent: %v\n%s", err, out)
 	}
-	if failures.Load() > 0 || attempts.Load() < 5 {
+	if failures.Load() > 0 || attempts.Load() < 10 {
 		t.Errorf("new connections during the agent's restart: %d of %d failed (last: %v)", failures.Load(), attempts.Load(), lastErr.Load())
 	}
 	if err := roundTrip(conn, "after"); err != nil {
