@@ -16,9 +16,12 @@ import (
 // fragment it applied per Service port and sends only the difference when
 // one changes.
 type fragment struct {
-	chains  map[string][]string
-	elems   []element
-	members []element
+	chains map[string][]string
+	// elems go in maps Service ports share (one may claim what another
+	// has); own go in the endpoint maps, at keys of this port's blocks.
+	elems, own []element
+	// members are the endpoints whose hairpin pair this port needs.
+	members []netip.Addr
 	sets    map[string]Set
 	// blocks are the fragment's key ranges in the endpoint maps.
 	blocks []blockKey
@@ -97,13 +100,18 @@ func buildFragment(sp ServicePort, eps []Endpoint, b *blocks) fragment {
 	// Hairpin: a pod that reaches itself through the Service is
 	// masqueraded, so the reply comes back through the node.
 	for _, e := range unionEndpoints(internal, external) {
-		set := setHairpin
-		if e.Addr.Is6() {
-			set = setHairpin6
-		}
-		f.members = append(f.members, element{set: set, key: e.Addr.String() + " . " + e.Addr.String()})
+		f.members = append(f.members, e.Addr)
 	}
 	return f
+}
+
+// hairpinMember is the hairpin set element of an endpoint.
+func hairpinMember(a netip.Addr) element {
+	set := setHairpin
+	if a.Is6() {
+		set = setHairpin6
+	}
+	return element{set: set, key: a.String() + " . " + a.String()}
 }
 
 // balance spreads new connections at random over the endpoints, per
@@ -146,7 +154,7 @@ func balance(f *fragment, sp ServicePort, chain string, eps []Endpoint) []string
 		start := f.alloc.block(k, len(of))
 		f.blocks = append(f.blocks, k)
 		for i, e := range of {
-			f.elems = append(f.elems, element{fam.m, strconv.FormatUint(uint64(start)+uint64(i), 10), fmt.Sprintf("%s . %d", e.Addr, e.Port)})
+			f.own = append(f.own, element{fam.m, strconv.FormatUint(uint64(start)+uint64(i), 10), fmt.Sprintf("%s . %d", e.Addr, e.Port)})
 		}
 		rules = append(rules, fmt.Sprintf("meta l4proto %s dnat %s to numgen random mod %d offset %d map @%s", sp.Key.Protocol, fam.ip, len(of), start, fam.m))
 	}

@@ -3,16 +3,19 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 )
 
 // change is one Service port whose part differs from what was applied: old
-// is nil for a new one, next is nil for one that is gone.
+// is nil for a new one, next is nil for one that is gone; o and n are the
+// parts, as applied and as they will be.
 type change struct {
 	key       PortKey
 	old, next *appliedPort
+	o, n      fragment
 }
 
 // incremental applies the difference between what was applied and the
@@ -24,15 +27,16 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 	for _, sp := range svcs {
 		seen[sp.Key] = true
 	}
-	// Ranges of Service ports that went are free for those that come.
+	// The applied parts are built again from what they were built from,
+	// before any range moves (the syncer keeps inputs, not parts: less
+	// memory). Ranges of Service ports that went are then free for those
+	// that come.
 	for k, old := range s.frags {
 		if !seen[k] {
-			changes = append(changes, change{key: k, old: old})
-			for _, b := range old.f.blocks {
-				s.blocks.release(b)
-			}
+			changes = append(changes, change{key: k, old: old, o: buildFragment(old.sp, old.eps, s.blocks)})
 		}
 	}
+	gone := len(changes)
 	done := make(map[PortKey]bool, len(svcs))
 	for _, sp := range svcs {
 		if done[sp.Key] {
@@ -44,15 +48,26 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 		if old != nil && sameInput(old, sp, eps) {
 			continue
 		}
-		next := buildFragment(sp, eps, s.blocks)
+		c := change{key: sp.Key, old: old, next: &appliedPort{sp: sp, eps: eps}}
 		if old != nil {
-			for _, b := range old.f.blocks {
-				if !slices.Contains(next.blocks, b) {
-					s.blocks.release(b)
-				}
+			c.o = buildFragment(old.sp, old.eps, s.blocks)
+		}
+		changes = append(changes, c)
+	}
+	for _, c := range changes[:gone] {
+		for _, b := range c.o.blocks {
+			s.blocks.release(b)
+		}
+	}
+	for i := gone; i < len(changes); i++ {
+		c := &changes[i]
+		c.n = buildFragment(c.next.sp, c.next.eps, s.blocks)
+		c.next.count(c.n)
+		for _, b := range c.o.blocks {
+			if !slices.Contains(c.n.blocks, b) {
+				s.blocks.release(b)
 			}
 		}
-		changes = append(changes, change{key: sp.Key, old: old, next: &appliedPort{sp: sp, eps: eps, f: next}})
 	}
 	fixed := Build(State{ClusterCIDRs: st.ClusterCIDRs, NodePortCIDRs: st.NodePortCIDRs})
 	tx := &Tx{}
@@ -73,11 +88,11 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 			s.claims[k] = cl
 		}
 	}
-	for k, n := range refs {
+	for a, n := range refs {
 		if n <= 0 {
-			delete(s.refs, k)
+			delete(s.refs, a)
 		} else {
-			s.refs[k] = n
+			s.refs[a] = n
 		}
 	}
 	for _, c := range changes {
@@ -97,34 +112,21 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 // their owners, and the chains that went are deleted last. It returns the
 // claims and references that change, as they will be once tx is applied
 // (empty: gone); s is not changed.
-func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[string]int) {
-	oldF := func(c change) fragment {
-		if c.old == nil {
-			return fragment{}
-		}
-		return c.old.f
-	}
-	newF := func(c change) fragment {
-		if c.next == nil {
-			return fragment{}
-		}
-		return c.next.f
-	}
+func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[netip.Addr]int) {
 	var gone []string
 	for _, c := range changes {
-		o, n := oldF(c), newF(c)
-		for _, name := range sortedKeys(o.chains) {
-			rules, keep := n.chains[name]
+		for _, name := range sortedKeys(c.o.chains) {
+			rules, keep := c.n.chains[name]
 			if !keep {
 				gone = append(gone, name)
 				tx.FlushChain(name)
-			} else if !slices.Equal(rules, o.chains[name]) {
+			} else if !slices.Equal(rules, c.o.chains[name]) {
 				tx.FlushChain(name)
 			}
 		}
 	}
 	for _, c := range changes {
-		o, n := oldF(c), newF(c)
+		o, n := c.o, c.n
 		for _, name := range sortedKeys(o.sets) {
 			if set, keep := n.sets[name]; !keep || set.TimeoutSeconds != o.sets[name].TimeoutSeconds || set.Type != o.sets[name].Type {
 				tx.DeleteSet(name)
@@ -140,15 +142,14 @@ func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[strin
 	var fill []string
 	rulesOf := map[string][]string{}
 	for _, c := range changes {
-		o, n := oldF(c), newF(c)
-		for _, name := range sortedKeys(n.chains) {
-			old, had := o.chains[name]
+		for _, name := range sortedKeys(c.n.chains) {
+			old, had := c.o.chains[name]
 			if !had {
 				tx.AddChain(name, nil)
 			}
-			if !had || !slices.Equal(old, n.chains[name]) {
+			if !had || !slices.Equal(old, c.n.chains[name]) {
 				fill = append(fill, name)
-				rulesOf[name] = n.chains[name]
+				rulesOf[name] = c.n.chains[name]
 			}
 		}
 	}
@@ -165,10 +166,10 @@ func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[strin
 	claims := map[string][]PortKey{}
 	touched := map[string]bool{}
 	for _, c := range changes {
-		for _, e := range oldF(c).elems {
+		for _, e := range c.o.elems {
 			touched[e.set+" "+e.key] = true
 		}
-		for _, e := range newF(c).elems {
+		for _, e := range c.n.elems {
 			touched[e.set+" "+e.key] = true
 		}
 	}
@@ -176,16 +177,25 @@ func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[strin
 		claims[k] = slices.Clone(s.claims[k])
 	}
 	value := func(owner PortKey, k string, next bool) string {
-		a := s.frags[owner]
-		for _, c := range changes {
-			if c.key == owner && next {
-				a = c.next
+		var f *fragment
+		for i := range changes {
+			if changes[i].key == owner {
+				f = &changes[i].o
+				if next {
+					f = &changes[i].n
+				}
 			}
 		}
-		if a == nil {
-			return ""
+		if f == nil {
+			// An owner that did not change: its part is what it was.
+			a := s.frags[owner]
+			if a == nil {
+				return ""
+			}
+			b := buildFragment(a.sp, a.eps, s.blocks)
+			f = &b
 		}
-		for _, e := range a.f.elems {
+		for _, e := range f.elems {
 			if e.set+" "+e.key == k {
 				return e.value
 			}
@@ -199,65 +209,91 @@ func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[strin
 		}
 	}
 	for _, c := range changes {
-		for _, e := range oldF(c).elems {
+		for _, e := range c.o.elems {
 			k := e.set + " " + e.key
 			claims[k] = slices.DeleteFunc(claims[k], func(p PortKey) bool { return p == c.key })
 		}
-		for _, e := range newF(c).elems {
+		for _, e := range c.n.elems {
 			k := e.set + " " + e.key
 			claims[k] = append(claims[k], c.key)
 		}
 	}
-	var dels, adds []string
-	after := map[string]string{}
+	type kv struct{ k, v string }
+	var dels []string
+	var adds []kv
 	for k := range touched {
-		if cl := claims[k]; len(cl) > 0 {
-			after[k] = value(cl[0], k, true)
+		var a string
+		has := len(claims[k]) > 0
+		if has {
+			a = value(claims[k][0], k, true)
 		}
 		b, had := before[k]
-		a, has := after[k]
-		switch {
-		case had && (!has || a != b):
+		if had && (!has || a != b) {
 			dels = append(dels, k)
-			if has {
-				adds = append(adds, k)
+		}
+		if has && (!had || a != b) {
+			adds = append(adds, kv{k, a})
+		}
+	}
+	// Endpoint-map elements sit at keys of their port's own ranges.
+	for _, c := range changes {
+		newer := make(map[string]string, len(c.n.own))
+		for _, e := range c.n.own {
+			newer[e.set+" "+e.key] = e.value
+		}
+		older := make(map[string]string, len(c.o.own))
+		for _, e := range c.o.own {
+			k := e.set + " " + e.key
+			older[k] = e.value
+			if v, ok := newer[k]; !ok || v != e.value {
+				dels = append(dels, k)
 			}
-		case !had && has:
-			adds = append(adds, k)
+		}
+		for _, e := range c.n.own {
+			k := e.set + " " + e.key
+			if v, ok := older[k]; !ok || v != e.value {
+				adds = append(adds, kv{k, e.value})
+			}
 		}
 	}
 	sort.Strings(dels)
-	sort.Strings(adds)
+	sort.Slice(adds, func(i, j int) bool { return adds[i].k < adds[j].k })
 	for _, k := range dels {
 		set, key, _ := strings.Cut(k, " ")
 		tx.DeleteElement(set, key)
 	}
-	for _, k := range adds {
-		set, key, _ := strings.Cut(k, " ")
-		tx.AddElement(set, key, after[k])
+	for _, a := range adds {
+		set, key, _ := strings.Cut(a.k, " ")
+		tx.AddElement(set, key, a.v)
 	}
-	// Shared set members, counted.
-	refs := map[string]int{}
-	delta := map[string]int{}
+
+	// Hairpin pairs, counted by endpoint.
+	delta := map[netip.Addr]int{}
 	for _, c := range changes {
-		for _, m := range oldF(c).members {
-			delta[m.set+" "+m.key]--
+		for _, a := range c.o.members {
+			delta[a]--
 		}
-		for _, m := range newF(c).members {
-			delta[m.set+" "+m.key]++
+		for _, a := range c.n.members {
+			delta[a]++
 		}
 	}
-	for _, k := range sortedKeys(delta) {
-		was := s.refs[k]
-		now := was + delta[k]
-		set, key, _ := strings.Cut(k, " ")
+	addrs := make([]netip.Addr, 0, len(delta))
+	for a := range delta {
+		addrs = append(addrs, a)
+	}
+	slices.SortFunc(addrs, netip.Addr.Compare)
+	refs := map[netip.Addr]int{}
+	for _, a := range addrs {
+		was := s.refs[a]
+		now := was + delta[a]
+		e := hairpinMember(a)
 		switch {
 		case was > 0 && now <= 0:
-			tx.DeleteElement(set, key)
+			tx.DeleteElement(e.set, e.key)
 		case was <= 0 && now > 0:
-			tx.AddElement(set, key, "")
+			tx.AddElement(e.set, e.key, "")
 		}
-		refs[k] = now
+		refs[a] = now
 	}
 
 	sort.SliceStable(gone, func(i, j int) bool { return chainRank(gone[i]) < chainRank(gone[j]) })

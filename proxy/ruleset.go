@@ -180,7 +180,11 @@ func (rs *Ruleset) merge(f fragment) {
 			rs.Maps[e.set].Elements[e.key] = e.value
 		}
 	}
-	for _, e := range f.members {
+	for _, e := range f.own {
+		rs.Maps[e.set].Elements[e.key] = e.value
+	}
+	for _, a := range f.members {
+		e := hairpinMember(a)
 		set := rs.Sets[e.set]
 		set.Elements = append(set.Elements, e.key)
 		rs.Sets[e.set] = set

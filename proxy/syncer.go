@@ -41,7 +41,7 @@ type Syncer struct {
 	// that want it; the first one owns it. refs counts, per shared set
 	// member ("set key"), the Service ports that want it.
 	claims map[string][]PortKey
-	refs   map[string]int
+	refs   map[netip.Addr]int
 	// blocks are the Service ports' key ranges in the endpoint maps.
 	blocks *blocks
 	// udp and udpSvc are the UDP endpoints and the UDP Service addresses
@@ -61,11 +61,16 @@ type Syncer struct {
 	failures prometheus.Counter
 }
 
-// appliedPort is one Service port as last applied: its input and its part.
+// appliedPort is one Service port as last applied: its input (its part is
+// built again from it when needed) and how big its part is.
 type appliedPort struct {
-	sp  ServicePort
-	eps []Endpoint
-	f   fragment
+	sp               ServicePort
+	eps              []Endpoint
+	chains, elements int
+}
+
+func (a *appliedPort) count(f fragment) {
+	a.chains, a.elements = len(f.chains), len(f.elems)+len(f.own)
 }
 
 // NewSyncer returns a syncer for the berth-proxy table behind be; ct (may
@@ -138,8 +143,8 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 	s.udp, s.udpSvc = udp, udpSvc
 	chains, elements := len(s.fixed.Chains)+len(baseChains()), 0
 	for _, a := range s.frags {
-		chains += len(a.f.chains)
-		elements += len(a.f.elems)
+		chains += a.chains
+		elements += a.elements
 	}
 	s.chains.Set(float64(chains))
 	s.elements.Set(float64(elements))
@@ -192,15 +197,20 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 	if err := s.be.Apply(ctx, tx); err != nil {
 		return fmt.Errorf("create table %s: %w", Table, err)
 	}
-	var ports []*appliedPort
+	type port struct {
+		key PortKey
+		f   fragment
+	}
+	var ports []port
 	for _, sp := range st.Services {
 		if s.frags[sp.Key] != nil {
 			continue
 		}
-		s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
-		ports = append(ports, s.frags[sp.Key])
+		f := buildFragment(sp, st.Endpoints[sp.Key], s.blocks)
+		s.record(sp, st.Endpoints[sp.Key], f)
+		ports = append(ports, port{sp.Key, f})
 	}
-	batches := func(emit func(tx *Tx, a *appliedPort)) error {
+	batches := func(emit func(tx *Tx, a port)) error {
 		for i := 0; i < len(ports); i += s.batch {
 			tx := &Tx{}
 			for _, a := range ports[i:min(i+s.batch, len(ports))] {
@@ -212,7 +222,7 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		}
 		return nil
 	}
-	err := batches(func(tx *Tx, a *appliedPort) {
+	err := batches(func(tx *Tx, a port) {
 		for _, name := range sortedKeys(a.f.sets) {
 			set := a.f.sets[name]
 			tx.AddSet(name, SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
@@ -231,17 +241,21 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 	if err != nil {
 		return err
 	}
-	added := map[string]bool{}
-	err = batches(func(tx *Tx, a *appliedPort) {
+	added := map[netip.Addr]bool{}
+	err = batches(func(tx *Tx, a port) {
 		for _, e := range a.f.elems {
-			if s.claims[e.set+" "+e.key][0] == a.sp.Key {
+			if s.claims[e.set+" "+e.key][0] == a.key {
 				tx.AddElement(e.set, e.key, e.value)
 			}
 		}
+		for _, e := range a.f.own {
+			tx.AddElement(e.set, e.key, e.value)
+		}
 		for _, m := range a.f.members {
-			if k := m.set + " " + m.key; !added[k] {
-				added[k] = true
-				tx.AddElement(m.set, m.key, "")
+			if !added[m] {
+				added[m] = true
+				e := hairpinMember(m)
+				tx.AddElement(e.set, e.key, "")
 			}
 		}
 	})
@@ -257,7 +271,7 @@ func (s *Syncer) reset() {
 	s.fixed = Ruleset{}
 	s.frags = map[PortKey]*appliedPort{}
 	s.claims = map[string][]PortKey{}
-	s.refs = map[string]int{}
+	s.refs = map[netip.Addr]int{}
 	s.blocks = newBlocks()
 }
 
@@ -265,12 +279,14 @@ func (s *Syncer) reset() {
 // elements (in order, so the first keeps a contested element, as Build
 // does) and its references to shared set members.
 func (s *Syncer) record(sp ServicePort, eps []Endpoint, f fragment) {
-	s.frags[sp.Key] = &appliedPort{sp: sp, eps: eps, f: f}
+	a := &appliedPort{sp: sp, eps: eps}
+	a.count(f)
+	s.frags[sp.Key] = a
 	for _, e := range f.elems {
 		k := e.set + " " + e.key
 		s.claims[k] = append(s.claims[k], sp.Key)
 	}
 	for _, m := range f.members {
-		s.refs[m.set+" "+m.key]++
+		s.refs[m]++
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -82,6 +83,11 @@ func (o *Options) NewManager(extra ctrl.Options, groups ...func(*runtime.Scheme)
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	extra.Scheme = scheme
+	if extra.Cache.DefaultTransform == nil {
+		// Field-manager bookkeeping is a good part of every object and
+		// neither component reads it; the informers keep objects without it.
+		extra.Cache.DefaultTransform = crcache.TransformStripManagedFields()
+	}
 	extra.Metrics = metricsserver.Options{BindAddress: o.MetricsAddr}
 	extra.HealthProbeBindAddress = o.ProbeAddr
 	mgr, err := ctrl.NewManager(cfg, extra)

@@ -42,7 +42,7 @@ func TestRunnerFollowsChanges(t *testing.T) {
 	if err := r.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rec.last, "dnat ip to 10.244.1.5:8080") {
+	if !strings.Contains(rec.last, ": 10.244.1.5 . 8080 }") {
 		t.Fatalf("first sync lacks the endpoint:\n%s", rec.last)
 	}
 	slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{Addresses: []string{"10.244.2.6"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}})
@@ -53,7 +53,7 @@ func TestRunnerFollowsChanges(t *testing.T) {
 	if err := r.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(rec.last, "dnat ip to 10.244.2.6:8080") || strings.Contains(rec.last, "add table") {
+	if !strings.Contains(rec.last, ": 10.244.2.6 . 8080 }") || strings.Contains(rec.last, "add table") {
 		t.Fatalf("after a slice changed: want an incremental transaction with the new endpoint:\n%s", rec.last)
 	}
 	rec.last = ""
