@@ -98,9 +98,13 @@ func buildFragment(sp ServicePort, eps []Endpoint, b *blocks) fragment {
 		}
 	}
 	// Hairpin: a pod that reaches itself through the Service is
-	// masqueraded, so the reply comes back through the node.
+	// masqueraded, so the reply comes back through the node. Only this
+	// node's endpoints can be their own clients here: a pod's packets meet
+	// the rules of its own node.
 	for _, e := range unionEndpoints(internal, external) {
-		f.members = append(f.members, e.Addr)
+		if e.Local {
+			f.members = append(f.members, e.Addr)
+		}
 	}
 	return f
 }

@@ -65,9 +65,11 @@ func TestClusterIP(t *testing.T) {
 	// From the node itself: masqueraded, so replies come back through it.
 	want(t, rs, packet{src: node1, dst: svc, proto: "udp", dport: 53, hook: "output"},
 		"dnat 10.244.1.7:5353 masq=true; dnat 10.244.2.9:5353 masq=true")
-	// Hairpin: an endpoint reaching itself through the Service is masqueraded.
-	want(t, rs, packet{src: epB, dst: svc, proto: "udp", dport: 53, hook: "prerouting"},
-		"dnat 10.244.1.7:5353 masq=true; dnat 10.244.2.9:5353 masq=false")
+	// Hairpin: an endpoint on this node reaching itself through the
+	// Service is masqueraded. (One on another node meets its own node's
+	// rules, not these.)
+	want(t, rs, packet{src: epC, dst: svc, proto: "udp", dport: 53, hook: "prerouting"},
+		"dnat 10.244.1.7:5353 masq=false; dnat 10.244.2.9:5353 masq=true")
 	// Another port or protocol is not the Service's.
 	want(t, rs, packet{src: podA, dst: svc, proto: "tcp", dport: 53, hook: "prerouting"}, "accept")
 
@@ -217,8 +219,8 @@ func TestSharedElements(t *testing.T) {
 	b := a
 	b.Key.Name, b.ClusterIPs = "b", []netip.Addr{addr("10.96.0.2")}
 	st := baseState(a, b)
-	st.Endpoints[a.Key] = []Endpoint{ep(epB, 8080, false)}
-	st.Endpoints[b.Key] = []Endpoint{ep(epB, 8080, false), ep(epC, 8080, false)}
+	st.Endpoints[a.Key] = []Endpoint{ep(epB, 8080, true)}
+	st.Endpoints[b.Key] = []Endpoint{ep(epB, 8080, true), ep(epC, 8080, false)}
 	s := NewSyncer(f, nil)
 	step := func(what string) appliedRS {
 		t.Helper()

@@ -197,24 +197,20 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 	if err := s.be.Apply(ctx, tx); err != nil {
 		return fmt.Errorf("create table %s: %w", Table, err)
 	}
-	type port struct {
-		key PortKey
-		f   fragment
-	}
-	var ports []port
+	// Parts are built a batch at a time, twice (once for the chains, once
+	// for the elements), rather than all kept: less memory at the peak.
+	var ports []ServicePort
 	for _, sp := range st.Services {
-		if s.frags[sp.Key] != nil {
-			continue
+		if s.frags[sp.Key] == nil {
+			s.frags[sp.Key] = &appliedPort{} // placeholder: seen
+			ports = append(ports, sp)
 		}
-		f := buildFragment(sp, st.Endpoints[sp.Key], s.blocks)
-		s.record(sp, st.Endpoints[sp.Key], f)
-		ports = append(ports, port{sp.Key, f})
 	}
-	batches := func(emit func(tx *Tx, a port)) error {
+	batches := func(emit func(tx *Tx, sp ServicePort, f fragment)) error {
 		for i := 0; i < len(ports); i += s.batch {
 			tx := &Tx{}
-			for _, a := range ports[i:min(i+s.batch, len(ports))] {
-				emit(tx, a)
+			for _, sp := range ports[i:min(i+s.batch, len(ports))] {
+				emit(tx, sp, buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
 			}
 			if err := s.be.Apply(ctx, tx); err != nil {
 				return fmt.Errorf("cold start, Service ports %d to %d: apply %d nftables operations: %w", i, min(i+s.batch, len(ports)), tx.Len(), err)
@@ -222,18 +218,19 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		}
 		return nil
 	}
-	err := batches(func(tx *Tx, a port) {
-		for _, name := range sortedKeys(a.f.sets) {
-			set := a.f.sets[name]
+	err := batches(func(tx *Tx, sp ServicePort, f fragment) {
+		s.record(sp, st.Endpoints[sp.Key], f)
+		for _, name := range sortedKeys(f.sets) {
+			set := f.sets[name]
 			tx.AddSet(name, SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
 		}
-		names := sortedKeys(a.f.chains)
+		names := sortedKeys(f.chains)
 		for _, name := range names {
 			tx.AddChain(name, nil)
 		}
 		sort.SliceStable(names, func(i, j int) bool { return chainRank(names[i]) > chainRank(names[j]) })
 		for _, name := range names {
-			for _, r := range a.f.chains[name] {
+			for _, r := range f.chains[name] {
 				tx.AddRule(name, r)
 			}
 		}
@@ -242,16 +239,16 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		return err
 	}
 	added := map[netip.Addr]bool{}
-	err = batches(func(tx *Tx, a port) {
-		for _, e := range a.f.elems {
-			if s.claims[e.set+" "+e.key][0] == a.key {
+	err = batches(func(tx *Tx, sp ServicePort, f fragment) {
+		for _, e := range f.elems {
+			if s.claims[e.set+" "+e.key][0] == sp.Key {
 				tx.AddElement(e.set, e.key, e.value)
 			}
 		}
-		for _, e := range a.f.own {
+		for _, e := range f.own {
 			tx.AddElement(e.set, e.key, e.value)
 		}
-		for _, m := range a.f.members {
+		for _, m := range f.members {
 			if !added[m] {
 				added[m] = true
 				e := hairpinMember(m)

@@ -24,6 +24,7 @@ import (
 type Options struct {
 	MetricsAddr string
 	ProbeAddr   string
+	PprofAddr   string
 	showVersion bool
 	zap         zap.Options
 }
@@ -32,6 +33,7 @@ type Options struct {
 func (o *Options) Bind(fs *flag.FlagSet, metricsAddr, probeAddr string) {
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", metricsAddr, "where Prometheus metrics are served; 0 turns them off")
 	fs.StringVar(&o.ProbeAddr, "health-probe-bind-address", probeAddr, "where /healthz and /readyz are served")
+	fs.StringVar(&o.PprofAddr, "pprof-bind-address", "", "where Go's pprof profiles are served (empty: off); for diagnosing CPU and memory")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	o.zap.BindFlags(fs)
 }
@@ -90,6 +92,7 @@ func (o *Options) NewManager(extra ctrl.Options, groups ...func(*runtime.Scheme)
 	}
 	extra.Metrics = metricsserver.Options{BindAddress: o.MetricsAddr}
 	extra.HealthProbeBindAddress = o.ProbeAddr
+	extra.PprofBindAddress = o.PprofAddr
 	mgr, err := ctrl.NewManager(cfg, extra)
 	if err != nil {
 		return nil, fmt.Errorf("manager: %w", err)
