@@ -64,6 +64,11 @@ for mode in routed vxlan; do
 			printf "pod-to-pod %-19s %.2f Gbit/s, bare veth %.2f Gbit/s: ratio %.2f (goal >= %s)\n", m, g, b, g/b, goal }'
 	fi
 done
+ratio=$(metric 'PodThroughput/routed-clusterip' clusterip/direct)
+if [[ -n "$ratio" ]]; then
+	awk -v r="$ratio" -v c="$(metric 'PodThroughput/routed-clusterip' clusterip-Gbit/s)" -v d="$(metric 'PodThroughput/routed-clusterip' direct-Gbit/s)" 'BEGIN {
+		printf "pod -> ClusterIP -> pod        %.2f Gbit/s, pod -> pod %.2f Gbit/s: ratio %.2f (goal >= 0.95)\n", c, d, r }'
+fi
 
 # Service proxy against upstream kube-proxy (nftables mode), same API server,
 # same objects, each in its own network namespace (test/proxybench). Sizes

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -42,6 +43,13 @@ import (
 func main() { daemon.Main("berth-agent", run) }
 
 func run() error {
+	// A node agent runs on every node: it trades some CPU for memory
+	// unless the operator chose (GOGC or GOMEMLIMIT in its environment).
+	// At 10,000 Services this keeps its resident set near 1.5x its live
+	// heap rather than 2x.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(50)
+	}
 	var (
 		opts       daemon.Options
 		nodeName   string

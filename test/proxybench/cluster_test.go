@@ -113,6 +113,9 @@ type cluster struct {
 	// clusterIPs[i] is Service i's ClusterIP; ips holds them all.
 	clusterIPs []netip.Addr
 	ips        map[[4]byte]bool
+	// lastAddr numbers the endpoint addresses that changes bring in, in
+	// 10.200.0.0/16, where no Service has one.
+	lastAddr uint16
 }
 
 func startCluster(b *testing.B) *cluster {

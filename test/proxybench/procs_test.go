@@ -31,12 +31,16 @@ type proxyKind struct {
 
 // berthProxy is berth-agent with only the service proxy on.
 func berthProxy(bin, kubeconfig string) proxyKind {
-	return proxyKind{name: "berth", family: unix.NFPROTO_INET, table: proxy.Table, bin: bin, args: []string{
+	k := proxyKind{name: "berth", family: unix.NFPROTO_INET, table: proxy.Table, bin: bin, args: []string{
 		"--node-name", nodeName, "--kubeconfig", kubeconfig,
 		"--pod-network=false", "--service-proxy=true",
 		// Inside the proxy's own namespace, so the ports are free.
 		"--metrics-bind-address", "127.0.0.1:9190", "--health-probe-bind-address", "127.0.0.1:9191",
 	}}
+	if pprofDir() != "" {
+		k.args = append(k.args, "--pprof-bind-address", pprofAddr)
+	}
+	return k
 }
 
 // kubeProxy is upstream kube-proxy in nftables mode with its defaults

@@ -1,8 +1,8 @@
 package proxybench
 
 import (
+	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,9 +86,6 @@ func BenchmarkProxy(b *testing.B) {
 // uses it.
 const changedPort = 18080
 
-// nextAddr hands out endpoint addresses no Service has (10.200.0.0/16).
-var nextAddr atomic.Uint32
-
 func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	var r result
 	ns := netnstest.New(b)
@@ -105,6 +102,16 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 
 	w := watchNF(b, ns)
 	settle(b, nf, p)
+	profiling := k.name == "berth" && pprofDir() != ""
+	var cpuDone chan struct{}
+	if profiling {
+		fetchProfile(b, ns, "heap", fmt.Sprintf("heap-%d.pb.gz", n))
+		cpuDone = make(chan struct{})
+		go func() {
+			defer close(cpuDone)
+			fetchProfile(b, ns, "profile?seconds=4", fmt.Sprintf("cpu-changes-%d.pb.gz", n))
+		}()
+	}
 
 	// One Service changes its port; the revert runs before the proxy
 	// stops, so the next proxy sees the same objects.
@@ -129,8 +136,8 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 
 	// One endpoint of another Service is replaced.
 	epSvc := n / 4
-	v := nextAddr.Add(1)
-	addr := netip.AddrFrom4([4]byte{10, 200, byte(v >> 8), byte(v)})
+	c.lastAddr++
+	addr := netip.AddrFrom4([4]byte{10, 200, byte(c.lastAddr >> 8), byte(c.lastAddr)})
 	b.Cleanup(func() {
 		if _, err := c.changeEndpoint(epSvc, endpointAddr(epSvc, 0)); err != nil {
 			b.Errorf("restore EndpointSlice %d: %v", epSvc, err)
@@ -147,6 +154,9 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 		b.Fatalf("%s: endpoint change in Service %d: %v", k.name, epSvc, err)
 	}
 	r.endpointChange = at.Sub(t0)
+	if cpuDone != nil {
+		<-cpuDone
+	}
 	r.hwm = p.memMiB(b, "VmHWM")
 	b.Logf("%s: one Service change %s, one endpoint change %s, peak RSS %.0f MiB", k.name,
 		r.serviceChange.Round(time.Millisecond), r.endpointChange.Round(time.Millisecond), r.hwm)
