@@ -55,31 +55,65 @@ func forgetUDP(match netlink.ConntrackFilterType, addr netip.Addr) (int, error) 
 	return int(n), nil
 }
 
-// udpEndpoints lists every UDP endpoint address of the state.
-func udpEndpoints(st State) map[netip.Addr]bool {
-	out := map[netip.Addr]bool{}
-	for _, sp := range st.Services {
-		if sp.Key.Protocol != "udp" {
-			continue
-		}
-		for _, e := range st.Endpoints[sp.Key] {
-			out[e.Addr] = true
-		}
+// udpAddrs are a UDP Service port's endpoint addresses, and the Service
+// addresses it answers on when it has usable endpoints. Other protocols
+// have none.
+func udpAddrs(sp ServicePort, eps []Endpoint) (endpoints, service []netip.Addr) {
+	if sp.Key.Protocol != "udp" {
+		return nil, nil
 	}
-	return out
+	for _, e := range eps {
+		endpoints = append(endpoints, e.Addr)
+	}
+	if len(usable(eps, false)) > 0 {
+		service = append(append(append(service, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...)
+	}
+	return endpoints, service
 }
 
-// udpServiceAddrs lists the Service addresses of UDP ports that have
-// usable endpoints.
-func udpServiceAddrs(st State) map[netip.Addr]bool {
-	out := map[netip.Addr]bool{}
-	for _, sp := range st.Services {
-		if sp.Key.Protocol != "udp" || len(usable(st.Endpoints[sp.Key], false)) == 0 {
-			continue
-		}
-		for _, a := range append(append(append([]netip.Addr{}, sp.ClusterIPs...), sp.ExternalIPs...), sp.LoadBalancerIPs...) {
-			out[a] = true
+// countUDP moves the UDP counts by the ports that went (old) and came
+// (next), and notes the endpoints no port has any more (their flows are
+// to be forgotten) and the Service addresses that just got endpoints
+// (flows sent before, never DNATed, are to be forgotten too).
+func (s *Syncer) countUDP(old, next []*appliedPort) {
+	if s.udp == nil {
+		s.udp, s.udpSvc = map[netip.Addr]int{}, map[netip.Addr]int{}
+	}
+	dEP, dSvc := map[netip.Addr]int{}, map[netip.Addr]int{}
+	for sign, ports := range map[int][]*appliedPort{-1: old, 1: next} {
+		for _, a := range ports {
+			if a == nil {
+				continue
+			}
+			eps, svc := udpAddrs(a.sp, a.eps)
+			for _, e := range eps {
+				dEP[e] += sign
+			}
+			for _, v := range svc {
+				dSvc[v] += sign
+			}
 		}
 	}
-	return out
+	for a, d := range dEP {
+		was := s.udp[a]
+		if was > 0 && was+d <= 0 {
+			s.udpGone = append(s.udpGone, a)
+		}
+		if was+d <= 0 {
+			delete(s.udp, a)
+		} else {
+			s.udp[a] = was + d
+		}
+	}
+	for a, d := range dSvc {
+		was := s.udpSvc[a]
+		if was <= 0 && was+d > 0 {
+			s.udpNew = append(s.udpNew, a)
+		}
+		if was+d <= 0 {
+			delete(s.udpSvc, a)
+		} else {
+			s.udpSvc[a] = was + d
+		}
+	}
 }

@@ -18,28 +18,26 @@ type change struct {
 	o, n      fragment
 }
 
-// incremental applies the difference between what was applied and the
-// Service ports svcs (with st's endpoints and fixed sets) in one
-// transaction. Unchanged Service ports cost one comparison each.
-func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) error {
+// incremental applies, in one transaction, the Service ports svcs (new or
+// changed; with st's endpoints and fixed sets) and the removal of those in
+// gone. Unchanged ports in svcs cost one comparison each.
+func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort, gone []PortKey) error {
 	var changes []change
-	seen := make(map[PortKey]bool, len(svcs))
-	for _, sp := range svcs {
-		seen[sp.Key] = true
-	}
 	// The applied parts are built again from what they were built from,
 	// before any range moves (the syncer keeps inputs, not parts: less
 	// memory). Ranges of Service ports that went are then free for those
 	// that come.
-	for k, old := range s.frags {
-		if !seen[k] {
+	removed := make(map[PortKey]bool, len(gone))
+	for _, k := range gone {
+		if old := s.frags[k]; old != nil && !removed[k] {
+			removed[k] = true
 			changes = append(changes, change{key: k, old: old, o: buildFragment(old.sp, old.eps, s.blocks)})
 		}
 	}
-	gone := len(changes)
+	nGone := len(changes)
 	done := make(map[PortKey]bool, len(svcs))
 	for _, sp := range svcs {
-		if done[sp.Key] {
+		if done[sp.Key] || removed[sp.Key] {
 			continue
 		}
 		done[sp.Key] = true
@@ -54,12 +52,12 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 		}
 		changes = append(changes, c)
 	}
-	for _, c := range changes[:gone] {
+	for _, c := range changes[:nGone] {
 		for _, b := range c.o.blocks {
 			s.blocks.release(b)
 		}
 	}
-	for i := gone; i < len(changes); i++ {
+	for i := nGone; i < len(changes); i++ {
 		c := &changes[i]
 		c.n = buildFragment(c.next.sp, c.next.eps, s.blocks)
 		c.next.count(c.n)
@@ -95,13 +93,16 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort) 
 			s.refs[a] = n
 		}
 	}
+	olds, nexts := make([]*appliedPort, 0, len(changes)), make([]*appliedPort, 0, len(changes))
 	for _, c := range changes {
+		olds, nexts = append(olds, c.old), append(nexts, c.next)
 		if c.next == nil {
 			delete(s.frags, c.key)
 		} else {
 			s.frags[c.key] = c.next
 		}
 	}
+	s.countUDP(olds, nexts)
 	return nil
 }
 

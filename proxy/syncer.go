@@ -44,10 +44,12 @@ type Syncer struct {
 	refs   map[netip.Addr]int
 	// blocks are the Service ports' key ranges in the endpoint maps.
 	blocks *blocks
-	// udp and udpSvc are the UDP endpoints and the UDP Service addresses
-	// with endpoints of the last applied state (see conntrack.go).
-	udp    map[netip.Addr]bool
-	udpSvc map[netip.Addr]bool
+	// udp counts, per address, the UDP ports that have it as an endpoint;
+	// udpSvc, the UDP ports with usable endpoints that answer on it (see
+	// conntrack.go). udpGone and udpNew are the addresses whose flows the
+	// last applied change asks to forget.
+	udp, udpSvc     map[netip.Addr]int
+	udpGone, udpNew []netip.Addr
 	// healthy is true while the last sync succeeded.
 	healthy bool
 	// batch bounds a cold start: at most this many Service ports per
@@ -111,36 +113,78 @@ func (s *Syncer) Sync(ctx context.Context, st State) error {
 	s.healthy = false
 	var err error
 	if s.synced {
-		err = s.incremental(ctx, st, st.Services)
+		seen := make(map[PortKey]bool, len(st.Services))
+		for _, sp := range st.Services {
+			seen[sp.Key] = true
+		}
+		var gone []PortKey
+		for k := range s.frags {
+			if !seen[k] {
+				gone = append(gone, k)
+			}
+		}
+		err = s.incremental(ctx, st, st.Services, gone)
 	} else {
 		err = s.full(ctx, st)
 	}
+	return s.finish(start, err)
+}
+
+// Delta is a change to some Service ports: those in Upsert are new or
+// replace the ones of the same key (with their endpoints in Endpoints),
+// those in Remove are gone, and the pod and node-port ranges are as given.
+type Delta struct {
+	Upsert                      []ServicePort
+	Endpoints                   map[PortKey][]Endpoint
+	Remove                      []PortKey
+	ClusterCIDRs, NodePortCIDRs []netip.Prefix
+}
+
+// Synced reports whether the table matches a state the syncer knows, so
+// that Update can apply a delta to it; if not, call Sync with a full state.
+func (s *Syncer) Synced() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.synced
+}
+
+// Update applies a delta to a synced table, at a cost in proportion to the
+// delta rather than to the cluster.
+func (s *Syncer) Update(ctx context.Context, d Delta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.synced {
+		return fmt.Errorf("service proxy: a delta needs a synced table; sync the full state first")
+	}
+	start := time.Now()
+	s.healthy = false
+	st := State{Endpoints: d.Endpoints, ClusterCIDRs: d.ClusterCIDRs, NodePortCIDRs: d.NodePortCIDRs}
+	return s.finish(start, s.incremental(ctx, st, d.Upsert, d.Remove))
+}
+
+// finish records a sync's outcome: metrics, health, and, once the rules no
+// longer send new packets to an endpoint, the forgetting of its UDP flows,
+// so the next packet of each flow is balanced anew.
+func (s *Syncer) finish(start time.Time, err error) error {
 	if err != nil {
 		s.synced = false
 		s.failures.Inc()
 		return err
 	}
 	s.healthy = true
-	// Only after the rules no longer send new packets to an endpoint are
-	// its flows forgotten, so the next packet of each flow is balanced anew.
-	udp, udpSvc := udpEndpoints(st), udpServiceAddrs(st)
 	if s.ct != nil {
-		for a := range s.udp {
-			if !udp[a] {
-				if _, err := s.ct.ForgetUDPTo(a); err != nil {
-					s.failures.Inc()
-				}
+		for _, a := range s.udpGone {
+			if _, err := s.ct.ForgetUDPTo(a); err != nil {
+				s.failures.Inc()
 			}
 		}
-		for a := range udpSvc {
-			if !s.udpSvc[a] {
-				if _, err := s.ct.ForgetUDPToService(a); err != nil {
-					s.failures.Inc()
-				}
+		for _, a := range s.udpNew {
+			if _, err := s.ct.ForgetUDPToService(a); err != nil {
+				s.failures.Inc()
 			}
 		}
 	}
-	s.udp, s.udpSvc = udp, udpSvc
+	s.udpGone, s.udpNew = nil, nil
 	chains, elements := len(s.fixed.Chains)+len(baseChains()), 0
 	for _, a := range s.frags {
 		chains += a.chains
@@ -181,7 +225,31 @@ func (s *Syncer) full(ctx context.Context, st State) error {
 			s.record(sp, st.Endpoints[sp.Key], buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
 		}
 	}
+	s.recountUDP()
 	return nil
+}
+
+// recountUDP counts the UDP addresses of everything applied after a full
+// rebuild, against the counts from before it.
+func (s *Syncer) recountUDP() {
+	prevEP, prevSvc := s.udp, s.udpSvc
+	s.udp, s.udpSvc = nil, nil
+	all := make([]*appliedPort, 0, len(s.frags))
+	for _, a := range s.frags {
+		all = append(all, a)
+	}
+	s.countUDP(nil, all)
+	s.udpGone, s.udpNew = nil, nil
+	for a := range prevEP {
+		if s.udp[a] == 0 {
+			s.udpGone = append(s.udpGone, a)
+		}
+	}
+	for a := range s.udpSvc {
+		if prevSvc[a] == 0 {
+			s.udpNew = append(s.udpNew, a)
+		}
+	}
 }
 
 // coldStart fills a new table: one transaction makes the table with its
@@ -260,6 +328,7 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		return err
 	}
 	s.fixed, s.synced = fixed, true
+	s.recountUDP()
 	return nil
 }
 

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -166,17 +165,11 @@ func run() error {
 		}
 		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
 		runner.NodePortCIDRs = nodePorts
-		for _, obj := range []client.Object{&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Node{}} {
-			inf, err := mgr.GetCache().GetInformer(ctx, obj)
-			if err != nil {
-				return err
-			}
-			trigger := func(any) { runner.Trigger() }
-			if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-				AddFunc: trigger, DeleteFunc: trigger, UpdateFunc: func(_, _ any) { runner.Trigger() },
-			}); err != nil {
-				return err
-			}
+		if err := proxykube.IndexSlices(ctx, mgr.GetFieldIndexer()); err != nil {
+			return err
+		}
+		if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
+			return err
 		}
 		if err := mgr.Add(afterSync{mgr: mgr, run: runner.Start}); err != nil {
 			return err

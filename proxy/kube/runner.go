@@ -4,11 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -16,7 +18,25 @@ import (
 	"github.com/berthnet/berth/proxy"
 )
 
-// Runner keeps the node's service proxy in sync with the cluster.
+// SliceIndex is the cache index of EndpointSlices by the Service they
+// belong to ("namespace/name"); IndexSlices registers it.
+const SliceIndex = "berth.dev/service"
+
+// IndexSlices registers SliceIndex with a cache's field indexer (before
+// the cache starts).
+func IndexSlices(ctx context.Context, idx client.FieldIndexer) error {
+	return idx.IndexField(ctx, &discoveryv1.EndpointSlice{}, SliceIndex, func(o client.Object) []string {
+		if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+			return []string{o.GetNamespace() + "/" + name}
+		}
+		return nil
+	})
+}
+
+// Runner keeps the node's service proxy in sync with the cluster. Watches
+// tell it which Services changed (ServiceChanged, NodesChanged); a sync
+// then reads and sends only those, and every Resync it reads everything
+// (which also repairs any change a watch could have missed).
 type Runner struct {
 	Node   string
 	Reader client.Reader
@@ -28,9 +48,17 @@ type Runner struct {
 	NodePortCIDRs []netip.Prefix
 	Log           logr.Logger
 	loop          *syncloop.Loop
+
+	mu         sync.Mutex
+	dirty      map[types.NamespacedName]bool
+	nodesDirty bool
+
 	// cache holds each Service's part of the state, computed again only
 	// when the Service or one of its EndpointSlices changed.
-	cache map[types.NamespacedName]cachedService
+	cache    map[types.NamespacedName]cachedService
+	cluster  []netip.Prefix
+	health   map[types.NamespacedName][]proxy.HealthCheck
+	lastFull time.Time
 }
 
 // cachedService is a Service's ports and endpoints, with the resource
@@ -41,14 +69,33 @@ type cachedService struct {
 	eps      map[proxy.PortKey][]proxy.Endpoint
 }
 
-// NewRunner returns a runner; call Trigger from watches.
+// NewRunner returns a runner; call ServiceChanged, NodesChanged or Trigger
+// from watches.
 func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, health *proxy.HealthServer, resync time.Duration, log logr.Logger) *Runner {
 	return &Runner{Node: node, Reader: reader, Syncer: syncer, Health: health, Resync: resync, Log: log, loop: syncloop.New(),
-		cache: map[types.NamespacedName]cachedService{}}
+		dirty: map[types.NamespacedName]bool{}, cache: map[types.NamespacedName]cachedService{}, health: map[types.NamespacedName][]proxy.HealthCheck{}}
 }
 
 // Trigger asks for a sync soon.
 func (r *Runner) Trigger() { r.loop.Trigger() }
+
+// ServiceChanged notes that a Service, or one of its EndpointSlices,
+// changed, and asks for a sync.
+func (r *Runner) ServiceChanged(namespace, name string) {
+	r.mu.Lock()
+	r.dirty[types.NamespacedName{Namespace: namespace, Name: name}] = true
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
+
+// NodesChanged notes that the Nodes (and so the pod ranges) may have
+// changed, and asks for a sync.
+func (r *Runner) NodesChanged() {
+	r.mu.Lock()
+	r.nodesDirty = true
+	r.mu.Unlock()
+	r.loop.Trigger()
+}
 
 // Start syncs on every trigger and every resync period until ctx ends; a
 // failed sync is retried after a second, as a full rebuild.
@@ -59,6 +106,66 @@ func (r *Runner) Start(ctx context.Context) error {
 }
 
 func (r *Runner) sync(ctx context.Context) error {
+	r.mu.Lock()
+	dirty, nodes := r.dirty, r.nodesDirty
+	r.dirty, r.nodesDirty = map[types.NamespacedName]bool{}, false
+	r.mu.Unlock()
+	if !r.Syncer.Synced() || r.lastFull.IsZero() || time.Since(r.lastFull) >= r.Resync {
+		return r.full(ctx)
+	}
+	if len(dirty) == 0 && !nodes {
+		return nil
+	}
+	if nodes {
+		if err := r.listNodes(ctx); err != nil {
+			return err
+		}
+	}
+	d := proxy.Delta{Endpoints: map[proxy.PortKey][]proxy.Endpoint{}, ClusterCIDRs: r.cluster, NodePortCIDRs: r.NodePortCIDRs}
+	for k := range dirty {
+		var svc corev1.Service
+		err := r.Reader.Get(ctx, k, &svc)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return err
+		}
+		var next cachedService
+		if err == nil {
+			var slices discoveryv1.EndpointSliceList
+			if err := r.Reader.List(ctx, &slices, client.InNamespace(k.Namespace), client.MatchingFields{SliceIndex: k.String()}, client.UnsafeDisableDeepCopy); err != nil {
+				return err
+			}
+			ptrs := make([]*discoveryv1.EndpointSlice, len(slices.Items))
+			for i := range slices.Items {
+				ptrs[i] = &slices.Items[i]
+			}
+			next.versions = versions(&svc, ptrs)
+			next.ports, next.eps = ServicePorts(r.Node, &svc, ptrs)
+		}
+		kept := map[proxy.PortKey]bool{}
+		for _, sp := range next.ports {
+			kept[sp.Key] = true
+			d.Upsert = append(d.Upsert, sp)
+			d.Endpoints[sp.Key] = next.eps[sp.Key]
+		}
+		for _, sp := range r.cache[k].ports {
+			if !kept[sp.Key] {
+				d.Remove = append(d.Remove, sp.Key)
+			}
+		}
+		if next.ports == nil {
+			delete(r.cache, k)
+			delete(r.health, k)
+		} else {
+			r.cache[k] = next
+			r.health[k] = proxy.HealthChecks(proxy.State{Services: next.ports, Endpoints: next.eps})
+		}
+	}
+	return r.finish(r.Syncer.Update(ctx, d))
+}
+
+// full reads every Service and sends the whole state (the syncer still
+// applies only what differs from what it applied).
+func (r *Runner) full(ctx context.Context) error {
 	// The lists come from the informers' cache without copies: the
 	// objects are only read.
 	var svcs corev1.ServiceList
@@ -69,6 +176,62 @@ func (r *Runner) sync(ctx context.Context) error {
 	if err := r.Reader.List(ctx, &slices, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
+	if err := r.listNodes(ctx); err != nil {
+		return err
+	}
+	st := proxy.State{Endpoints: make(map[proxy.PortKey][]proxy.Endpoint, len(svcs.Items)), ClusterCIDRs: r.cluster, NodePortCIDRs: r.NodePortCIDRs}
+	bySvc := SlicesByService(slices.Items)
+	seen := make(map[types.NamespacedName]bool, len(svcs.Items))
+	r.health = map[types.NamespacedName][]proxy.HealthCheck{}
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		k := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
+		seen[k] = true
+		v := versions(svc, bySvc[k])
+		c, ok := r.cache[k]
+		if !ok || c.versions != v {
+			c.versions = v
+			c.ports, c.eps = ServicePorts(r.Node, svc, bySvc[k])
+			r.cache[k] = c
+		}
+		st.Services = append(st.Services, c.ports...)
+		for pk, eps := range c.eps {
+			st.Endpoints[pk] = eps
+		}
+		if hc := proxy.HealthChecks(proxy.State{Services: c.ports, Endpoints: c.eps}); len(hc) > 0 {
+			r.health[k] = hc
+		}
+	}
+	for k := range r.cache {
+		if !seen[k] {
+			delete(r.cache, k)
+		}
+	}
+	err := r.Syncer.Sync(ctx, st)
+	if err == nil {
+		r.lastFull = time.Now()
+	}
+	return r.finish(err)
+}
+
+// finish updates the health-check node ports. Counts follow the cluster
+// even when the rules could not be applied: the server then reports the
+// proxy unhealthy. A port that cannot be opened is retried on the next
+// sync.
+func (r *Runner) finish(err error) error {
+	if r.Health != nil {
+		var all []proxy.HealthCheck
+		for _, hc := range r.health {
+			all = append(all, hc...)
+		}
+		if herr := r.Health.Sync(all); herr != nil {
+			r.Log.Error(herr, "health-check node ports")
+		}
+	}
+	return err
+}
+
+func (r *Runner) listNodes(ctx context.Context) error {
 	var nodes corev1.NodeList
 	if err := r.Reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return err
@@ -81,44 +244,17 @@ func (r *Runner) sync(ctx context.Context) error {
 			}
 		}
 	}
-	st := proxy.State{Endpoints: make(map[proxy.PortKey][]proxy.Endpoint, len(svcs.Items)), ClusterCIDRs: cluster, NodePortCIDRs: r.NodePortCIDRs}
-	bySvc := SlicesByService(slices.Items)
-	seen := make(map[types.NamespacedName]bool, len(svcs.Items))
-	var versions strings.Builder
-	for i := range svcs.Items {
-		svc := &svcs.Items[i]
-		k := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}
-		seen[k] = true
-		versions.Reset()
-		versions.WriteString(svc.ResourceVersion)
-		for _, sl := range bySvc[k] {
-			versions.WriteByte(' ')
-			versions.WriteString(sl.ResourceVersion)
-		}
-		c, ok := r.cache[k]
-		if !ok || c.versions != versions.String() {
-			c.versions = versions.String()
-			c.ports, c.eps = ServicePorts(r.Node, svc, bySvc[k])
-			r.cache[k] = c
-		}
-		st.Services = append(st.Services, c.ports...)
-		for pk, eps := range c.eps {
-			st.Endpoints[pk] = eps
-		}
+	r.cluster = cluster
+	return nil
+}
+
+// versions identifies what a Service's part was computed from.
+func versions(svc *corev1.Service, slices []*discoveryv1.EndpointSlice) string {
+	var b strings.Builder
+	b.WriteString(svc.ResourceVersion)
+	for _, sl := range slices {
+		b.WriteByte(' ')
+		b.WriteString(sl.ResourceVersion)
 	}
-	for k := range r.cache {
-		if !seen[k] {
-			delete(r.cache, k)
-		}
-	}
-	err := r.Syncer.Sync(ctx, st)
-	if r.Health != nil {
-		// Counts follow the cluster even when the rules could not be
-		// applied: the server then reports the proxy unhealthy. A port
-		// that cannot be opened is retried on the next sync.
-		if herr := r.Health.Sync(proxy.HealthChecks(st)); herr != nil {
-			r.Log.Error(herr, "health-check node ports")
-		}
-	}
-	return err
+	return b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/berthnet/berth/proxy"
@@ -26,8 +28,8 @@ func (r *recorder) Apply(_ context.Context, tx *proxy.Tx) error {
 
 func (r *recorder) TableExists(context.Context) (bool, error) { return false, nil }
 
-// The runner computes a Service's part again when the Service or one of its
-// slices changed (by resource version) and reuses it otherwise.
+// The runner sends a delta for the Service a watch says changed, nothing
+// when nothing changed, and the removal of a Service that is gone.
 func TestRunnerFollowsChanges(t *testing.T) {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
 		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.5", ClusterIPs: []string{"10.96.0.5"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}}
@@ -35,9 +37,12 @@ func TestRunnerFollowsChanges(t *testing.T) {
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.244.1.5"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
-	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(svc, slice).Build()
+	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(svc, slice).
+		WithIndex(&discoveryv1.EndpointSlice{}, SliceIndex, func(o client.Object) []string {
+			return []string{o.GetNamespace() + "/" + o.GetLabels()[discoveryv1.LabelServiceName]}
+		}).Build()
 	rec := &recorder{}
-	r := NewRunner("node1", c, proxy.NewSyncer(rec, nil), nil, 0, logr.Discard())
+	r := NewRunner("node1", c, proxy.NewSyncer(rec, nil), nil, time.Hour, logr.Discard())
 	ctx := context.Background()
 	if err := r.sync(ctx); err != nil {
 		t.Fatal(err)
@@ -49,6 +54,8 @@ func TestRunnerFollowsChanges(t *testing.T) {
 	if err := c.Update(ctx, slice); err != nil {
 		t.Fatal(err)
 	}
+	// The watch says which Service changed: a delta for it alone.
+	r.ServiceChanged("shop", "web")
 	rec.last = ""
 	if err := r.sync(ctx); err != nil {
 		t.Fatal(err)
@@ -66,6 +73,7 @@ func TestRunnerFollowsChanges(t *testing.T) {
 	if err := c.Delete(ctx, svc); err != nil {
 		t.Fatal(err)
 	}
+	r.ServiceChanged("shop", "web")
 	if err := r.sync(ctx); err != nil {
 		t.Fatal(err)
 	}
