@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -60,9 +61,15 @@ func buildFragment(sp ServicePort, eps []Endpoint, b *blocks) fragment {
 	if len(internal) > 0 {
 		var rules []string
 		// Only traffic from outside the pod ranges (the node, hostNetwork
-		// pods) is masqueraded: pod-to-pod keeps its source.
-		for _, fam := range []struct{ match, set string }{{"ip", setCluster}, {"ip6", setCluster6}} {
-			rules = append(rules, fmt.Sprintf("%s saddr != @%s jump %s", fam.match, fam.set, chainMasqMark))
+		// pods) is masqueraded: pod-to-pod keeps its source. A family
+		// without endpoints has nothing to DNAT, so no rule to mark.
+		for _, fam := range []struct {
+			match, set string
+			v6         bool
+		}{{"ip", setCluster, false}, {"ip6", setCluster6, true}} {
+			if slices.ContainsFunc(internal, func(e Endpoint) bool { return e.Addr.Is6() == fam.v6 }) {
+				rules = append(rules, fmt.Sprintf("%s saddr != @%s jump %s", fam.match, fam.set, chainMasqMark))
+			}
 		}
 		f.chains[svcChain] = append(rules, balance(&f, sp, "svc", internal)...)
 	}

@@ -42,13 +42,10 @@ import (
 func main() { daemon.Main("berth-agent", run) }
 
 func run() error {
-	// A node agent runs on every node: it trades some CPU for memory
+	// A node agent runs on every node: once its first sync is done it
+	// trades some CPU for memory (its steady state allocates little),
 	// unless the operator chose (GOGC or GOMEMLIMIT in its environment).
-	// At 10,000 Services this keeps its resident set near 1.5x its live
-	// heap rather than 2x.
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetGCPercent(50)
-	}
+	leanGC := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
 	var (
 		opts       daemon.Options
 		nodeName   string
@@ -165,6 +162,15 @@ func run() error {
 		}
 		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
 		runner.NodePortCIDRs = nodePorts
+		if leanGC {
+			runner.AfterFirstSync = func() {
+				// The start-up's garbage (the full lists, the first
+				// transactions) goes back to the system now, and the
+				// heap stays within 1.25x of what is live.
+				debug.SetGCPercent(25)
+				debug.FreeOSMemory()
+			}
+		}
 		if err := proxykube.IndexSlices(ctx, mgr.GetFieldIndexer()); err != nil {
 			return err
 		}

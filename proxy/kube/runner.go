@@ -47,7 +47,9 @@ type Runner struct {
 	// NodePortCIDRs narrow the node addresses node ports answer on.
 	NodePortCIDRs []netip.Prefix
 	Log           logr.Logger
-	loop          *syncloop.Loop
+	// AfterFirstSync, if set, runs once the first full sync succeeded.
+	AfterFirstSync func()
+	loop           *syncloop.Loop
 
 	mu         sync.Mutex
 	dirty      map[types.NamespacedName]bool
@@ -209,6 +211,9 @@ func (r *Runner) full(ctx context.Context) error {
 	}
 	err := r.Syncer.Sync(ctx, st)
 	if err == nil {
+		if r.lastFull.IsZero() && r.AfterFirstSync != nil {
+			r.AfterFirstSync()
+		}
 		r.lastFull = time.Now()
 	}
 	return r.finish(err)

@@ -14,7 +14,7 @@ import (
 // result is what one proxy measured at one size.
 type result struct {
 	firstCommit, fullSync, serviceChange, endpointChange time.Duration
-	rss, hwm                                             float64 // MiB
+	rss, rssAtSync, hwm                                  float64 // MiB
 }
 
 // BenchmarkProxy runs Berth's service proxy (berth-agent) and upstream
@@ -27,7 +27,9 @@ type result struct {
 //     Services (see nft_test.go for how that is told); s-first-commit:
 //     until its first transaction, whatever it held (for Berth, whose cold
 //     start commits in batches, about when it began to write);
-//   - MiB-rss: its resident set right then; MiB-hwm: its peak, at the end;
+//   - MiB-rss-at-sync: its resident set right then; MiB-rss: once it has
+//     committed nothing for two seconds (its steady cost); MiB-hwm: its
+//     peak, at the end;
 //   - s-one-service-change: one Service's port changed, from the API
 //     write being sent until the kernel has the new map element;
 //   - s-one-endpoint-change: one endpoint's address replaced in one
@@ -66,6 +68,7 @@ func BenchmarkProxy(b *testing.B) {
 				b.ReportMetric(r.fullSync.Seconds(), "s-full-sync")
 				b.ReportMetric(r.fullSync.Seconds()/(float64(n)/1000), "s-per-1k-services")
 				b.ReportMetric(r.rss, "MiB-rss")
+				b.ReportMetric(r.rssAtSync, "MiB-rss-at-sync")
 				b.ReportMetric(r.hwm, "MiB-hwm")
 				b.ReportMetric(r.serviceChange.Seconds(), "s-one-service-change")
 				b.ReportMetric(r.endpointChange.Seconds(), "s-one-endpoint-change")
@@ -97,11 +100,13 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	}
 	p, start := startProxy(b, ns, k)
 	r.firstCommit, r.fullSync = waitFullSync(b, nf, p, k, c, n, start, gen0)
-	r.rss = p.memMiB(b, "VmRSS")
-	b.Logf("%s: %d Services in the kernel after %s, RSS %.0f MiB", k.name, n, r.fullSync.Round(time.Millisecond), r.rss)
-
+	r.rssAtSync = p.memMiB(b, "VmRSS")
 	w := watchNF(b, ns)
 	settle(b, nf, p)
+	// The resident set once the proxy is quiet: what it costs a node to
+	// keep it (both proxies are read the same way).
+	r.rss = p.memMiB(b, "VmRSS")
+	b.Logf("%s: %d Services in the kernel after %s, RSS %.0f MiB then, %.0f MiB settled", k.name, n, r.fullSync.Round(time.Millisecond), r.rssAtSync, r.rss)
 	profiling := k.name == "berth" && pprofDir() != ""
 	var cpuDone chan struct{}
 	if profiling {
