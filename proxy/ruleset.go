@@ -47,9 +47,11 @@ const (
 	mapEndpoints    = "endpoints4-"
 	mapEndpoints6   = "endpoints6-"
 	// endpointShards spreads the endpoint maps: the kernel walks a map's
-	// elements, and the list of rules bound to it, each time a rule that
-	// looks it up is added.
-	endpointShards = 16
+	// elements each time a rule that looks it up is added, and the rules
+	// bound to it each time an element is added. 64 measured best at
+	// 10,000 Services (16: 3.0 s full sync in the kernel, 64: 1.8 s, 256:
+	// 1.8 s with four times the maps).
+	endpointShards = 64
 	setHairpin     = "hairpin"
 	setHairpin6    = "hairpin6"
 	masqMark       = "0x00004000"
