@@ -280,6 +280,10 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 			for _, sp := range ports[i:min(i+s.batch, len(ports))] {
 				emit(tx, sp, buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
 			}
+			if len(tx.Ops) > 0 && tx.Ops[0].Obj == ObjElement {
+				// Elements of one set go together, many to a message.
+				sort.SliceStable(tx.Ops, func(i, j int) bool { return tx.Ops[i].Name < tx.Ops[j].Name })
+			}
 			if err := s.be.Apply(ctx, tx); err != nil {
 				return fmt.Errorf("cold start, Service ports %d to %d: apply %d nftables operations: %w", i, min(i+s.batch, len(ports)), tx.Len(), err)
 			}
