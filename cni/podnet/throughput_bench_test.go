@@ -106,11 +106,17 @@ func iperf(b *testing.B, srv, cli *netns.Namespace, bind, target string) float64
 		time.Sleep(20 * time.Millisecond)
 	}
 	cancel()
-	if err != nil {
-		// The server never got its one client: stop it, or it waits forever.
+	// The server ends after its one client; if that client never got
+	// through, or left a session half open, the server would wait forever:
+	// it gets a few seconds, then it is stopped.
+	done := make(chan error, 1)
+	go func() { done <- server.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
 		_ = server.Process.Kill()
+		<-done
 	}
-	_ = server.Wait()
 	if err != nil {
 		b.Fatalf("iperf3 client to %s: %v\n%s", target, err, out)
 	}
