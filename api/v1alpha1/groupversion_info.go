@@ -25,7 +25,7 @@ var (
 // added here when it lands, rather than from init functions scattered across
 // files.
 func knownTypes() []runtime.Object {
-	return []runtime.Object{&IPPool{}, &IPPoolList{}}
+	return []runtime.Object{&IPPool{}, &IPPoolList{}, &L2Announcement{}, &L2AnnouncementList{}}
 }
 
 func addKnownTypes(s *runtime.Scheme) error {
