@@ -1,0 +1,78 @@
+package l2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/packet"
+)
+
+// ARPServer answers ARP requests on one interface, in user space: the
+// addresses are on no interface (the service proxy catches their traffic),
+// so the kernel would not answer for them.
+type ARPServer struct {
+	ifi  *net.Interface
+	conn *packet.Conn
+}
+
+// ListenARP opens a packet socket for ARP on ifi, in the network namespace
+// of the calling thread.
+func ListenARP(ifi *net.Interface) (*ARPServer, error) {
+	c, err := packet.Listen(ifi, packet.Raw, int(ethernet.EtherTypeARP), nil)
+	if err != nil {
+		return nil, fmt.Errorf("ARP socket on %s: %w", ifi.Name, err)
+	}
+	return &ARPServer{ifi: ifi, conn: c}, nil
+}
+
+// Serve answers until ctx ends or the socket fails; every frame's outcome
+// goes to log (nil: none), for debugging and metrics.
+func (s *ARPServer) Serve(ctx context.Context, owned Owned, log func(reason string)) error {
+	go func() {
+		<-ctx.Done()
+		s.conn.Close()
+	}()
+	buf := make([]byte, s.ifi.MTU+14)
+	for {
+		n, _, err := s.conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("ARP on %s: %w", s.ifi.Name, err)
+		}
+		reply, why := ARPReply(buf[:n], s.ifi.HardwareAddr, owned)
+		if log != nil {
+			log(why)
+		}
+		if reply == nil {
+			continue
+		}
+		if err := s.send(reply); err != nil && log != nil {
+			log("send: " + err.Error())
+		}
+	}
+}
+
+// send writes a whole frame (its first six bytes are the destination).
+func (s *ARPServer) send(frame []byte) error {
+	_, err := s.conn.WriteTo(frame, &packet.Addr{HardwareAddr: net.HardwareAddr(frame[:6])})
+	return err
+}
+
+// Announce sends a gratuitous ARP for addr from this interface.
+func (s *ARPServer) Announce(addr netip.Addr) error {
+	if !addr.Is4() {
+		return fmt.Errorf("announce: %s is not an IPv4 address", addr)
+	}
+	f, err := GratuitousARP(addr, s.ifi.HardwareAddr)
+	if err != nil {
+		return err
+	}
+	return s.send(f)
+}
