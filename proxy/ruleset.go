@@ -141,24 +141,8 @@ func build(st State, b *blocks) Ruleset {
 	if len(nodePorts) == 0 {
 		nodePorts = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
-	for _, c := range nodePorts {
-		name := setNodePort
-		if c.Addr().Is6() {
-			name = setNodePort6
-		}
-		s := rs.Sets[name]
-		s.Elements = append(s.Elements, c.Masked().String())
-		rs.Sets[name] = s
-	}
-	for _, c := range st.ClusterCIDRs {
-		name := setCluster
-		if c.Addr().Is6() {
-			name = setCluster6
-		}
-		s := rs.Sets[name]
-		s.Elements = append(s.Elements, c.Masked().String())
-		rs.Sets[name] = s
-	}
+	rs.addCIDRs(setNodePort, setNodePort6, nodePorts)
+	rs.addCIDRs(setCluster, setCluster6, st.ClusterCIDRs)
 	for _, sp := range st.Services {
 		rs.merge(buildFragment(sp, st.Endpoints[sp.Key], b))
 	}
@@ -169,6 +153,19 @@ func build(st State, b *blocks) Ruleset {
 		}
 	}
 	return rs
+}
+
+// addCIDRs adds each CIDR to the interval set of its family.
+func (rs *Ruleset) addCIDRs(set4, set6 string, cidrs []netip.Prefix) {
+	for _, c := range cidrs {
+		name := set4
+		if c.Addr().Is6() {
+			name = set6
+		}
+		s := rs.Sets[name]
+		s.Elements = append(s.Elements, c.Masked().String())
+		rs.Sets[name] = s
+	}
 }
 
 // merge adds a Service port's part. Where two Services claim one map key

@@ -2,30 +2,18 @@ package v1alpha1_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
-	"github.com/berthnet/berth/test/kubetest"
 )
 
 // The API server takes a well-formed L2Announcement and refuses interface
 // patterns with characters no interface name or pattern has.
 func TestL2AnnouncementValidation(t *testing.T) {
-	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join("..", "..", "config", "crd", "bases")}})
-	s := runtime.NewScheme()
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(env.Config, client.Options{Scheme: s})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := apiClient(t)
 	ctx := context.Background()
 	good := &v1alpha1.L2Announcement{
 		ObjectMeta: metav1.ObjectMeta{Name: "lan"},
