@@ -1,8 +1,8 @@
-// Package l2 is Berth's layer-2 announcer, built piece by piece for the
+// Package l2announce is Berth's layer-2 announcer, built piece by piece for the
 // L2 announcement issue: who answers for an address (Owner), and what a
 // node answers to an ARP request or a neighbour solicitation (ARPReply,
 // NDPAdvert), as pure functions the agent's sockets will call.
-package l2
+package l2announce
 
 import (
 	"hash/fnv"
