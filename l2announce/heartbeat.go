@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -16,7 +17,26 @@ type Heartbeats struct {
 	// Peers lists where the other agents listen; it is read before every
 	// round, so it can follow the Node objects.
 	Peers func() []netip.AddrPort
-	conn  *net.UDPConn
+	// Groups lists the groups this agent is ready for (nil: none); read
+	// before every heartbeat.
+	Groups func() []uint64
+	conn   *net.UDPConn
+	once   sync.Once
+	kick   chan struct{}
+}
+
+// Kick sends a heartbeat now rather than at the next tick: the groups
+// changed, and peers should know before this agent acts on it.
+func (h *Heartbeats) Kick() {
+	select {
+	case h.kicks() <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Heartbeats) kicks() chan struct{} {
+	h.once.Do(func() { h.kick = make(chan struct{}, 1) })
+	return h.kick
 }
 
 // ListenHeartbeats binds the UDP socket heartbeats arrive on.
@@ -47,6 +67,7 @@ func (h *Heartbeats) Run(ctx context.Context, conn *net.UDPConn, refused func(er
 	}()
 	t := time.NewTicker(h.Interval)
 	defer t.Stop()
+	kick := h.kicks()
 	for {
 		h.send(false)
 		select {
@@ -56,12 +77,17 @@ func (h *Heartbeats) Run(ctx context.Context, conn *net.UDPConn, refused func(er
 			<-recvDone
 			return nil
 		case <-t.C:
+		case <-kick:
 		}
 	}
 }
 
 func (h *Heartbeats) send(leaving bool) {
-	b := h.Members.Heartbeat(leaving)
+	var groups []uint64
+	if h.Groups != nil && !leaving {
+		groups = h.Groups()
+	}
+	b := h.Members.Heartbeat(leaving, groups)
 	for _, p := range h.Peers() {
 		_, _ = h.conn.WriteToUDPAddrPort(b, p)
 	}

@@ -11,8 +11,9 @@ import (
 	"time"
 )
 
-// Members tracks which agents are alive, from heartbeats they send each
-// other every Interval over UDP (the agent's transport). The candidates
+// Members tracks which agents are alive, and for which announcement groups
+// each is ready, from heartbeats they send each other every Interval over
+// UDP (the agent's transport). The candidates
 // come from the Node objects, so no gossip is needed to find peers; what a
 // heartbeat adds is speed: a peer not heard for DeadAfter is dead, which
 // with Interval 100 ms and DeadAfter 400 ms is well under a second (the
@@ -32,15 +33,22 @@ type Members struct {
 	Now func() time.Time
 
 	mu    sync.Mutex
-	heard map[string]time.Time
-	seq   map[string]uint64
-	left  map[string]bool
+	peers map[string]*peer
+}
+
+type peer struct {
+	heard  time.Time
+	seq    uint64
+	left   bool
+	groups map[uint64]bool
 }
 
 const (
 	heartbeatVersion = 1
 	flagLeaving      = 1
 	macLen           = sha256.Size
+	// MaxGroups bounds the groups one heartbeat carries (8 bytes each).
+	MaxGroups = 1024
 )
 
 func (m *Members) now() time.Time {
@@ -50,15 +58,27 @@ func (m *Members) now() time.Time {
 	return time.Now()
 }
 
-// Heartbeat is this agent's next heartbeat message.
-func (m *Members) Heartbeat(leaving bool) []byte {
-	b := []byte{heartbeatVersion, 0}
+// Heartbeat is this agent's next heartbeat message, saying for which
+// groups (GroupKey) it is ready to announce; at most MaxGroups are sent.
+//
+// Layout: version, flags, sequence (8 bytes), name length, name, group
+// count (2 bytes), groups (8 bytes each), HMAC-SHA256 of all before it.
+func (m *Members) Heartbeat(leaving bool, groups []uint64) []byte {
+	if len(groups) > MaxGroups {
+		groups = groups[:MaxGroups]
+	}
+	b := make([]byte, 2, 13+len(m.Self)+8*len(groups)+macLen)
+	b[0] = heartbeatVersion
 	if leaving {
 		b[1] = flagLeaving
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(m.now().UnixNano()))
 	b = append(b, byte(len(m.Self)))
 	b = append(b, m.Self...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(groups)))
+	for _, g := range groups {
+		b = binary.BigEndian.AppendUint64(b, g)
+	}
 	mac := hmac.New(sha256.New, m.Key)
 	mac.Write(b)
 	return mac.Sum(b)
@@ -69,7 +89,7 @@ var ErrBadHeartbeat = errors.New("heartbeat refused")
 
 // Receive takes a heartbeat from the network.
 func (m *Members) Receive(b []byte) error {
-	if len(b) < 11+macLen {
+	if len(b) < 13+macLen {
 		return fmt.Errorf("%w: %d bytes is too short", ErrBadHeartbeat, len(b))
 	}
 	body, sum := b[:len(b)-macLen], b[len(b)-macLen:]
@@ -83,24 +103,36 @@ func (m *Members) Receive(b []byte) error {
 	}
 	seq := binary.BigEndian.Uint64(body[2:10])
 	n := int(body[10])
-	if len(body) != 11+n || n == 0 {
+	if n == 0 || len(body) < 13+n {
 		return fmt.Errorf("%w: name length %d in %d bytes", ErrBadHeartbeat, n, len(body))
 	}
-	name := string(body[11:])
+	name := string(body[11 : 11+n])
+	rest := body[11+n:]
+	count := int(binary.BigEndian.Uint16(rest))
+	if len(rest) != 2+8*count || count > MaxGroups {
+		return fmt.Errorf("%w: %d groups in %d bytes", ErrBadHeartbeat, count, len(rest)-2)
+	}
 	if name == m.Self {
 		return nil
 	}
+	groups := make(map[uint64]bool, count)
+	for i := 0; i < count; i++ {
+		groups[binary.BigEndian.Uint64(rest[2+8*i:])] = true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.heard == nil {
-		m.heard, m.seq, m.left = map[string]time.Time{}, map[string]uint64{}, map[string]bool{}
+	if m.peers == nil {
+		m.peers = map[string]*peer{}
 	}
-	if seq <= m.seq[name] {
+	p := m.peers[name]
+	if p == nil {
+		p = &peer{}
+		m.peers[name] = p
+	}
+	if seq <= p.seq {
 		return fmt.Errorf("%w: replayed or reordered heartbeat from %s", ErrBadHeartbeat, name)
 	}
-	m.seq[name] = seq
-	m.heard[name] = m.now()
-	m.left[name] = body[1]&flagLeaving != 0
+	p.seq, p.heard, p.left, p.groups = seq, m.now(), body[1]&flagLeaving != 0, groups
 	return nil
 }
 
@@ -111,11 +143,31 @@ func (m *Members) Alive() []string {
 	defer m.mu.Unlock()
 	now := m.now()
 	out := []string{m.Self}
-	for n, t := range m.heard {
-		if !m.left[n] && now.Sub(t) <= m.DeadAfter {
+	for n, p := range m.peers {
+		if m.alive(p, now) {
 			out = append(out, n)
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+func (m *Members) alive(p *peer, now time.Time) bool {
+	return !p.left && now.Sub(p.heard) <= m.DeadAfter
+}
+
+// ReadyPeers maps every live peer (this agent not included) to the groups
+// its last heartbeat said it is ready for. The maps are shared: do not
+// change them.
+func (m *Members) ReadyPeers() map[string]map[uint64]bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	out := make(map[string]map[uint64]bool, len(m.peers))
+	for n, p := range m.peers {
+		if m.alive(p, now) {
+			out[n] = p.groups
+		}
+	}
 	return out
 }

@@ -19,12 +19,22 @@ func TestMembers(t *testing.T) {
 	if got := fmt.Sprint(self.Alive()); got != "[node1]" {
 		t.Fatalf("alone: %s", got)
 	}
-	hb := peer.Heartbeat(false)
+	hb := peer.Heartbeat(false, nil)
 	if err := self.Receive(hb); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(self.Alive()); got != "[node1 node2]" {
 		t.Fatalf("after a heartbeat: %s", got)
+	}
+	if got := fmt.Sprint(self.ReadyPeers()); got != "map[node2:map[]]" {
+		t.Fatalf("ready for no group: %s", got)
+	}
+	c.t = c.t.Add(time.Millisecond)
+	if err := self.Receive(peer.Heartbeat(false, []uint64{7, 1 << 63})); err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(self.ReadyPeers()); got != "map[node2:map[7:true 9223372036854775808:true]]" {
+		t.Fatalf("ready for two groups: %s", got)
 	}
 	// The same message again is a replay.
 	if err := self.Receive(hb); !errors.Is(err, ErrBadHeartbeat) {
@@ -36,12 +46,12 @@ func TestMembers(t *testing.T) {
 		t.Errorf("after 401 ms of silence: %s", got)
 	}
 	c.t = c.t.Add(time.Millisecond)
-	if err := self.Receive(peer.Heartbeat(false)); err != nil {
+	if err := self.Receive(peer.Heartbeat(false, nil)); err != nil {
 		t.Fatal(err)
 	}
 	// Leaving: out at once.
 	c.t = c.t.Add(time.Millisecond)
-	if err := self.Receive(peer.Heartbeat(true)); err != nil {
+	if err := self.Receive(peer.Heartbeat(true, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(self.Alive()); got != "[node1]" {
@@ -50,9 +60,9 @@ func TestMembers(t *testing.T) {
 	// Wrong key, tampered name, garbage: refused.
 	c.t = c.t.Add(time.Millisecond)
 	other := &Members{Self: "node3", Key: []byte("another key"), Now: c.now}
-	tampered := peer.Heartbeat(false)
+	tampered := peer.Heartbeat(false, nil)
 	tampered[len(tampered)-40] ^= 1
-	for name, b := range map[string][]byte{"wrong key": other.Heartbeat(false), "tampered": tampered, "short": {1, 2, 3}} {
+	for name, b := range map[string][]byte{"wrong key": other.Heartbeat(false, nil), "tampered": tampered, "short": {1, 2, 3}} {
 		if err := self.Receive(b); !errors.Is(err, ErrBadHeartbeat) {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -66,7 +76,7 @@ func TestMembers(t *testing.T) {
 // panic, and without the key nothing joins.
 func FuzzMembersReceive(f *testing.F) {
 	m := &Members{Self: "node2", Key: []byte("k"), DeadAfter: time.Second}
-	f.Add(m.Heartbeat(false))
+	f.Add(m.Heartbeat(false, nil))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := &Members{Self: "node1", Key: []byte("another key"), DeadAfter: time.Hour}

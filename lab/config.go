@@ -107,8 +107,9 @@ func (c Config) Validate() error {
 	if c.Nodes > 1<<(c.NodeCIDRMaskSize-c.ClusterCIDR.Bits()) {
 		return fmt.Errorf("cluster CIDR %v holds fewer than %d /%d node ranges", c.ClusterCIDR, c.Nodes, c.NodeCIDRMaskSize)
 	}
-	if c.Nodes+12 > 1<<(32-c.LAN.Bits())-2 {
-		return fmt.Errorf("lan %v is too small for %d nodes", c.LAN, c.Nodes)
+	// Router .1, nodes from .11, the LoadBalancer pool, client, host.
+	if 10+c.Nodes >= hosts(c.LAN)-2-lbPoolSize {
+		return fmt.Errorf("lan %v is too small for %d nodes and a pool of %d LoadBalancer addresses", c.LAN, c.Nodes, lbPoolSize)
 	}
 	switch c.PodNetworkMode {
 	case "routed", "vxlan", "auto":

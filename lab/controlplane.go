@@ -52,6 +52,7 @@ func (c Config) agentSpec(i int) procSpec {
 		"--metrics-bind-address=:9190",
 		"--health-probe-bind-address=:9191",
 		fmt.Sprintf("--service-proxy=%v", c.ServiceProxy),
+		"--l2-key-file=" + c.L2KeyFile(),
 	}}
 }
 

@@ -150,6 +150,9 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if err := applyAgentRBAC(ctx, client); err != nil {
 		return err
 	}
+	if err := cfg.writeL2Key(); err != nil {
+		return err
+	}
 	for i := 1; i <= cfg.Nodes; i++ {
 		for _, d := range []string{cfg.NodeCNIConfDir(i), cfg.NodeCNIBinDir(i), cfg.NodeCNIDataDir(i)} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -171,6 +174,10 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 		}); err != nil {
 			return err
 		}
+	}
+	step(out, "LoadBalancer pool %s announced on the LAN (IPPool and L2Announcement %s)", poolRange(cfg), LBPoolName)
+	if err := cfg.applyLBPool(ctx); err != nil {
+		return err
 	}
 	fmt.Fprintf(out, "lab %q is up. kubeconfig: %s\n", cfg.Name, cfg.AdminKubeconfig())
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"syscall"
 	"time"
 
 	"github.com/berthnet/berth/lab/netns"
@@ -14,8 +15,9 @@ import (
 // once the new agent is ready. What the agent put in the kernel (bridge,
 // routes, the berth-proxy table) stays in place meanwhile.
 // downFor keeps it stopped that long first, to show that the node keeps
-// working without its agent.
-func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Duration, out io.Writer) error {
+// working without its agent. kill stops it with SIGKILL, as a crash would,
+// rather than SIGTERM.
+func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Duration, kill bool, out io.Writer) error {
 	if err := RequireRoot("restart-agent"); err != nil {
 		return err
 	}
@@ -39,6 +41,9 @@ func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Dura
 	}
 	old := st.Processes[at]
 	if ours(old.Pid, stateDir) {
+		if kill {
+			_ = syscall.Kill(old.Pid, syscall.SIGKILL)
+		}
 		if err := netns.Terminate([]int{old.Pid}, 10*time.Second); err != nil {
 			return fmt.Errorf("stop %s: %w", old.Name, err)
 		}

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
+	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/internal/daemon"
@@ -36,6 +37,8 @@ import (
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=berth.dev,resources=ippools;l2announcements,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
@@ -55,6 +58,7 @@ func run() error {
 		svcProxy   bool
 		proxySync  time.Duration
 		nodePorts  []netip.Prefix
+		l2         l2Options
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -80,6 +84,7 @@ func run() error {
 		return nil
 	})
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
+	l2.bind(flag.CommandLine)
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
 		return nil
@@ -92,7 +97,7 @@ func run() error {
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
 		return err
 	}
-	mgr, err := opts.NewManager(ctrl.Options{})
+	mgr, err := opts.NewManager(ctrl.Options{}, v1alpha1.AddToScheme)
 	if err != nil {
 		return err
 	}
@@ -179,6 +184,11 @@ func run() error {
 		}
 		if err := mgr.Add(afterSync{mgr: mgr, run: runner.Start}); err != nil {
 			return err
+		}
+	}
+	if l2.enabled {
+		if err := l2.setup(ctx, mgr, nodeName); err != nil {
+			return fmt.Errorf("layer-2 announcement: %w", err)
 		}
 	}
 	return mgr.Start(ctx)

@@ -212,12 +212,14 @@ func newLabRestartAgent() *cobra.Command {
 	var (
 		node    int
 		downFor time.Duration
+		kill    bool
 	)
 	cmd := labCommand("restart-agent", "Restart one node's berth-agent (what the kernel holds stays in place meanwhile)", func(cmd *cobra.Command, nf *nameFlags) error {
-		return lab.RestartAgent(cmd.Context(), nf.dir(), node, downFor, cmd.OutOrStdout())
+		return lab.RestartAgent(cmd.Context(), nf.dir(), node, downFor, kill, cmd.OutOrStdout())
 	})
 	cmd.Flags().IntVar(&node, "node", 1, "which node (1 to the lab's node count)")
 	cmd.Flags().DurationVar(&downFor, "down-for", 0, "how long the agent stays stopped before it starts again")
+	cmd.Flags().BoolVar(&kill, "kill", false, "stop it with SIGKILL, as a crash would (default: SIGTERM, as a rolling update does)")
 	return cmd
 }
 

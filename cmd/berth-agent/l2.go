@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/berthnet/berth/l2announce"
+	l2kube "github.com/berthnet/berth/l2announce/kube"
+)
+
+// l2Options are the layer-2 announcer's flags.
+type l2Options struct {
+	enabled        bool
+	keyFile        string
+	port           uint
+	interval       time.Duration
+	deadAfter      time.Duration
+	serveUnclassed bool
+}
+
+func (o *l2Options) bind(fs *flag.FlagSet) {
+	fs.BoolVar(&o.enabled, "l2-announce", true, "answer ARP and NDP for the LoadBalancer addresses L2Announcements cover")
+	fs.StringVar(&o.keyFile, "l2-key-file", "", "file holding the key agents sign heartbeats with (the same on every node; from a Secret)")
+	fs.UintVar(&o.port, "l2-heartbeat-port", 7947, "UDP port agents exchange heartbeats on, on each node's InternalIP")
+	fs.DurationVar(&o.interval, "l2-heartbeat-interval", 100*time.Millisecond, "how often an agent sends its heartbeat")
+	fs.DurationVar(&o.deadAfter, "l2-dead-after", 400*time.Millisecond, "silence after which a peer is taken for dead and its addresses move")
+	fs.BoolVar(&o.serveUnclassed, "serve-unclassed-services", true, "announce LoadBalancer Services with no loadBalancerClass too (as berth-controller's flag of the same name)")
+}
+
+func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) error {
+	if o.keyFile == "" {
+		return fmt.Errorf("no heartbeat key: pass --l2-key-file (a Secret's key, the same on every node), or --l2-announce=false")
+	}
+	key, err := os.ReadFile(o.keyFile)
+	if err != nil {
+		return fmt.Errorf("heartbeat key: %w", err)
+	}
+	key = bytes.TrimSpace(key)
+	if len(key) < 16 {
+		return fmt.Errorf("heartbeat key in %s has %d bytes; use at least 16 random bytes", o.keyFile, len(key))
+	}
+	if o.port == 0 || o.port > 65535 || o.interval <= 0 || o.deadAfter < 2*o.interval {
+		return fmt.Errorf("--l2-heartbeat-port must be 1-65535 and --l2-dead-after at least twice --l2-heartbeat-interval")
+	}
+	conn, err := l2announce.ListenHeartbeats(netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(o.port)))
+	if err != nil {
+		// A node without IPv6 has only IPv4 peers.
+		conn, err = l2announce.ListenHeartbeats(netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(o.port)))
+	}
+	if err != nil {
+		return fmt.Errorf("heartbeat socket: %w", err)
+	}
+	members := &l2announce.Members{Self: node, Key: key, DeadAfter: o.deadAfter}
+	metrics := l2announce.NewMetrics()
+	for _, c := range metrics.Collectors() {
+		if err := ctrlmetrics.Registry.Register(c); err != nil {
+			return err
+		}
+	}
+	status := &l2kube.StatusWriter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("berth-agent"), Log: ctrl.Log.WithName("l2status")}
+	runner := &l2kube.Runner{Node: node, Reader: mgr.GetCache(), HeartbeatPort: uint16(o.port), ServeUnclassed: o.serveUnclassed, Log: ctrl.Log.WithName("l2")}
+	ann := &l2announce.Announcer{
+		Node:       node,
+		Members:    members,
+		Heartbeats: &l2announce.Heartbeats{Members: members, Interval: o.interval, Peers: runner.Peers},
+		Settle:     o.deadAfter,
+		Hold:       o.interval,
+		Tick:       o.interval / 4,
+		// RFC 5227 waits seconds; three probes 100 ms apart find a host
+		// that holds the address, and a failover never probes.
+		ProbeCount: 3, ProbeInterval: 100 * time.Millisecond, ProbeRetry: 2 * time.Second,
+		Burst: 3, BurstInterval: 100 * time.Millisecond,
+		Report:  status.Report,
+		Metrics: metrics,
+		Log:     ctrl.Log.WithName("l2"),
+	}
+	runner.Announcer = ann
+	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
+	for _, run := range []func(context.Context) error{
+		runner.Start, status.Start,
+		func(ctx context.Context) error { return ann.Run(ctx, conn) },
+	} {
+		if err := mgr.Add(afterSync{mgr: mgr, run: run}); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/l2announce"
+)
+
+func lbService(ns, name string, policy corev1.ServiceExternalTrafficPolicy, class *string, ips ...string) corev1.Service {
+	s := corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, ExternalTrafficPolicy: policy, LoadBalancerClass: class}}
+	for _, ip := range ips {
+		s.Status.LoadBalancer.Ingress = append(s.Status.LoadBalancer.Ingress, corev1.LoadBalancerIngress{IP: ip})
+	}
+	return s
+}
+
+func slice(ns, svc string, ready map[string]bool) discoveryv1.EndpointSlice {
+	s := discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: svc + "-x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}}}
+	for node, r := range ready {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{NodeName: &node, Conditions: discoveryv1.EndpointConditions{Ready: &r}})
+	}
+	return s
+}
+
+func TestBuild(t *testing.T) {
+	other := "example.com/lb"
+	o := Objects{
+		ServeUnclassed: true,
+		Pools: []v1alpha1.IPPool{
+			{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.Address{"198.18.0.200-198.18.0.210"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "bgp", Labels: map[string]string{"announce": "bgp"}}, Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.Address{"203.0.113.0/28"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "v6", Labels: map[string]string{"announce": "l2"}}, Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.Address{"2001:db8::/120"}}},
+		},
+		Announcements: []v1alpha1.L2Announcement{
+			{ObjectMeta: metav1.ObjectMeta{Name: "by-name"}, Spec: v1alpha1.L2AnnouncementSpec{IPPools: []string{"lan"}, Interfaces: []string{"eth*"},
+				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "yes"}}}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "by-label"}, Spec: v1alpha1.L2AnnouncementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"announce": "l2"}}}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Spec: v1alpha1.L2AnnouncementSpec{NodeSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Sideways"}}}}}},
+		},
+		Services: []corev1.Service{
+			lbService("a", "web", corev1.ServiceExternalTrafficPolicyCluster, nil, "198.18.0.200", "2001:db8::5"),
+			lbService("a", "local", corev1.ServiceExternalTrafficPolicyLocal, nil, "198.18.0.201"),
+			// Sharing an address: Local and Local -> nodes with both.
+			lbService("b", "s1", corev1.ServiceExternalTrafficPolicyLocal, nil, "198.18.0.202"),
+			lbService("b", "s2", corev1.ServiceExternalTrafficPolicyLocal, nil, "198.18.0.202"),
+			lbService("a", "bgp-only", corev1.ServiceExternalTrafficPolicyCluster, nil, "203.0.113.3"),
+			lbService("a", "not-ours", corev1.ServiceExternalTrafficPolicyCluster, &other, "198.18.0.203"),
+			lbService("a", "outside", corev1.ServiceExternalTrafficPolicyCluster, nil, "192.0.2.1"),
+		},
+		Slices: []discoveryv1.EndpointSlice{
+			slice("a", "local", map[string]bool{"node1": true, "node2": false}),
+			slice("b", "s1", map[string]bool{"node1": true, "node3": true}),
+			slice("b", "s2", map[string]bool{"node3": true}),
+		},
+		Nodes: []corev1.Node{
+			{ObjectMeta: metav1.ObjectMeta{Name: "node1", Labels: map[string]string{"edge": "yes"}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "node2"}, Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{{Type: corev1.NodeNetworkUnavailable, Status: corev1.ConditionTrue}}}},
+		},
+	}
+	d := Build(o)
+	var got []string
+	for _, a := range d.Addresses {
+		var groups []string
+		for _, g := range a.Groups {
+			groups = append(groups, g.Announcement+"/"+g.Pool)
+		}
+		got = append(got, fmt.Sprintf("%s %v %v local=%v", a.Addr, a.Services, groups, a.Local))
+	}
+	want := []string{
+		"198.18.0.200 [a/web] [by-name/lan] local=map[]",
+		"198.18.0.201 [a/local] [by-name/lan] local=map[node1:true]",
+		"198.18.0.202 [b/s1 b/s2] [by-name/lan] local=map[node3:true]",
+		"2001:db8::5 [a/web] [by-label/v6] local=map[]",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("addresses:\n%s\nwant\n%s", got, want)
+	}
+	if d.Addresses[0].Local != nil {
+		t.Error("policy Cluster has a Local set")
+	}
+	if len(d.Problems) != 1 {
+		t.Errorf("problems: %v; want the broken announcement", d.Problems)
+	}
+	g := d.Addresses[0].Groups[0]
+	if g.Key != l2announce.GroupKey("by-name", "lan") || fmt.Sprint(g.Interfaces, g.Samples) != "[eth*] [198.18.0.200]" ||
+		!g.Selects(map[string]string{"edge": "yes"}) || g.Selects(nil) {
+		t.Errorf("group %+v", g)
+	}
+	if fmt.Sprint(d.Nodes) != "[{node1 map[edge:yes] false} {node2 map[] true}]" {
+		t.Errorf("nodes: %v", d.Nodes)
+	}
+}
+
+// The condition gathers one part per address; a new owner that finds its
+// address announced before skips the conflict probe.
+func TestConditionParts(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("2001:db8::5")
+	parts := map[netip.Addr]string{
+		v4: l2announce.Report{Addr: v4, State: l2announce.Announcing, Node: "node1", Interfaces: []string{"eth0"}}.Describe(),
+		v6: l2announce.Report{Addr: v6, State: l2announce.NoAnnouncer, Node: "node2"}.Describe(),
+	}
+	c := condition(parts)
+	if c.Status != metav1.ConditionFalse || c.Reason != ReasonNoAnnouncer {
+		t.Errorf("one address without announcer: %+v", c)
+	}
+	svc := lbService("a", "web", "", nil, "198.18.0.200", "2001:db8::5")
+	svc.Status.Conditions = []metav1.Condition{c}
+	if !announced(&svc, v4) || announced(&svc, v6) {
+		t.Errorf("announced before: v4 %v, v6 %v (message %q)", announced(&svc, v4), announced(&svc, v6), c.Message)
+	}
+	parts[v6] = l2announce.Report{Addr: v6, State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}.Describe()
+	if c := condition(parts); c.Status != metav1.ConditionTrue || c.Message != "198.18.0.200 announced by node1 on eth0; 2001:db8::5 announced by node2 on eth0" {
+		t.Errorf("both announced: %+v", c)
+	}
+	parts[v4] = l2announce.Report{Addr: v4, State: l2announce.Conflict, Node: "node1", Interfaces: []string{"eth0"}, ConflictMAC: []byte{2, 0, 0, 0, 0, 9}}.Describe()
+	if c := condition(parts); c.Reason != ReasonAddressConflict || parseParts(c.Message)[v4] != parts[v4] {
+		t.Errorf("conflict: %+v", c)
+	}
+}

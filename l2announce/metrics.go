@@ -1,0 +1,92 @@
+package l2announce
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the announcer's Prometheus series. A nil *Metrics counts
+// nothing.
+type Metrics struct {
+	announced prometheus.Gauge
+	live      prometheus.Gauge
+	frames    *prometheus.CounterVec
+	takeovers prometheus.Counter
+	releases  prometheus.Counter
+	conflicts prometheus.Counter
+	hbRefused prometheus.Counter
+}
+
+// NewMetrics makes the series; register Collectors.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		announced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_l2_announced_addresses",
+			Help: "Addresses this node answers ARP or neighbour solicitations for."}),
+		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_l2_live_agents",
+			Help: "Agents this node hears heartbeats from, itself included."}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_l2_frames_total",
+			Help: "ARP and NDP frames received, by outcome: answered, ignored, garbled, conflict (another host claims an address this node announces)."}, []string{"outcome"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_takeovers_total",
+			Help: "Addresses this node started announcing."}),
+		releases: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_releases_total",
+			Help: "Addresses this node stopped announcing."}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_conflicts_total",
+			Help: "Conflict probes another host answered."}),
+		hbRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_heartbeats_refused_total",
+			Help: "Heartbeats refused (bad signature, replayed, malformed)."}),
+	}
+}
+
+// Collectors lists the series to register.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.announced, m.live, m.frames, m.takeovers, m.releases, m.conflicts, m.hbRefused}
+}
+
+func (m *Metrics) set(announced, live int) {
+	if m != nil {
+		m.announced.Set(float64(announced))
+		m.live.Set(float64(live))
+	}
+}
+
+func (m *Metrics) taken() {
+	if m != nil {
+		m.takeovers.Inc()
+	}
+}
+
+func (m *Metrics) released() {
+	if m != nil {
+		m.releases.Inc()
+	}
+}
+
+func (m *Metrics) conflict() {
+	if m != nil {
+		m.conflicts.Inc()
+	}
+}
+
+func (m *Metrics) heartbeatRefused() {
+	if m != nil {
+		m.hbRefused.Inc()
+	}
+}
+
+// frame counts one received frame by the reason the responder gave.
+func (m *Metrics) frame(reason string) {
+	if m == nil {
+		return
+	}
+	outcome := "ignored"
+	switch {
+	case strings.HasPrefix(reason, "answered"):
+		outcome = "answered"
+	case strings.HasPrefix(reason, "garbled"), strings.HasPrefix(reason, "not an Ethernet"):
+		outcome = "garbled"
+	case strings.Contains(reason, "conflict"):
+		outcome = "conflict"
+	}
+	m.frames.WithLabelValues(outcome).Inc()
+}

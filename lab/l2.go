@@ -1,0 +1,171 @@
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/berthnet/berth/lab/netns"
+)
+
+// The lab announces LoadBalancer addresses on its LAN at layer 2: an
+// IPPool of the LAN's addresses just below the client's, an L2Announcement
+// for it, and the agents' shared heartbeat key.
+
+// lbPoolSize is how many LAN addresses the lab's pool holds.
+const lbPoolSize = 16
+
+// LBPool is the lab pool's first and last address.
+func (c Config) LBPool() (netip.Addr, netip.Addr) {
+	last := hosts(c.LAN) - 2
+	return nth(c.LAN, last-lbPoolSize+1), nth(c.LAN, last)
+}
+
+// LBPoolName names the lab's IPPool and its L2Announcement.
+const LBPoolName = "lab-lan"
+
+// L2KeyFile holds the key the agents sign heartbeats with.
+func (c Config) L2KeyFile() string { return c.pki("l2-heartbeat.key") }
+
+func (c Config) writeL2Key() error {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(c.L2KeyFile()), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(c.L2KeyFile(), []byte(hex.EncodeToString(b)+"\n"), 0o600)
+}
+
+// LBPoolManifest is the lab's IPPool and L2Announcement.
+func (c Config) LBPoolManifest() []byte {
+	first, last := c.LBPool()
+	return []byte(fmt.Sprintf(`apiVersion: berth.dev/v1alpha1
+kind: IPPool
+metadata:
+  name: %[1]s
+spec:
+  addresses: ["%[2]s-%[3]s"]
+---
+apiVersion: berth.dev/v1alpha1
+kind: L2Announcement
+metadata:
+  name: %[1]s
+spec:
+  ipPools: [%[1]s]
+`, LBPoolName, first, last))
+}
+
+// applyLBPool creates the lab's pool and announcement.
+func (c Config) applyLBPool(ctx context.Context) error {
+	return c.kubectl(ctx, c.LBPoolManifest(), "apply", "--server-side", "--field-manager=berth-lab", "-f", "-")
+}
+
+// ConditionL2Announced is the Service condition the announcing agent
+// writes (l2announce/kube.ConditionAnnounced; the lab does not import the
+// agent's packages).
+const ConditionL2Announced = "berth.dev/L2Announced"
+
+// WaitLoadBalancer waits for a Service's first LoadBalancer address and
+// for a node to announce it; it returns the address and the condition's
+// message.
+func WaitLoadBalancer(ctx context.Context, c kubernetes.Interface, ns, name string, timeout time.Duration) (netip.Addr, string, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		svc, err := c.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			last = "no address yet"
+			if len(svc.Status.LoadBalancer.Ingress) > 0 {
+				addr, perr := netip.ParseAddr(svc.Status.LoadBalancer.Ingress[0].IP)
+				cond := meta.FindStatusCondition(svc.Status.Conditions, ConditionL2Announced)
+				switch {
+				case perr != nil:
+					last = perr.Error()
+				case cond == nil:
+					last = addr.String() + ": no node announces it yet"
+				case cond.Status == metav1.ConditionTrue:
+					return addr, cond.Message, nil
+				default:
+					last = cond.Reason + ": " + cond.Message
+				}
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return netip.Addr{}, "", fmt.Errorf("service %s/%s: %s after %s", ns, name, last, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return netip.Addr{}, "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// demoLoadBalancer gives the demo's pods a LoadBalancer Service and shows
+// the LAN client reaching it by its address: the client's kernel resolves
+// it with ARP, one node answers, its service proxy forwards. It returns
+// the number of failures.
+func demoLoadBalancer(ctx context.Context, cfg Config, c kubernetes.Interface, out io.Writer) int {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "echo-lb", Namespace: DemoNamespace},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "echo"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
+	}
+	if _, err := c.CoreV1().Services(DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+		fmt.Fprintf(out, "    Service echo-lb: %v\n", err)
+		return 1
+	}
+	addr, msg, err := WaitLoadBalancer(ctx, c, DemoNamespace, "echo-lb", time.Minute)
+	if err != nil {
+		fmt.Fprintf(out, "• LoadBalancer: FAILED: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(out, "• Service %s/echo-lb (LoadBalancer, pool %s, L2Announcement %s): %s\n", DemoNamespace, LBPoolName, LBPoolName, msg)
+	ns, err := netns.Open(cfg.ClientNamespace())
+	if err != nil {
+		fmt.Fprintf(out, "    %v\n", err)
+		return 1
+	}
+	defer ns.Close()
+	hostport := net.JoinHostPort(addr.String(), "8080")
+	var r EchoReply
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		r, err = EchoFromAddr(actx, ns, hostport)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		fmt.Fprintf(out, "    LAN client → %s FAILED: %v\n", hostport, err)
+		return 1
+	}
+	neigh, _ := ns.Command(ctx, "ip", "neigh", "show", addr.String()).CombinedOutput()
+	fmt.Fprintf(out, "    LAN client → %-21s answered by %s on %s; the client's ARP entry: %s\n", hostport, r.PodIP, r.Node, strings.TrimSpace(string(neigh)))
+	return 0
+}
+
+func poolRange(c Config) string {
+	first, last := c.LBPool()
+	return first.String() + "-" + last.String()
+}
