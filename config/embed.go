@@ -19,3 +19,8 @@ var ControllerRole []byte
 //
 //go:embed crd/bases/berth.dev_ippools.yaml
 var IPPoolCRD []byte
+
+// L2AnnouncementCRD is the L2Announcement CustomResourceDefinition.
+//
+//go:embed crd/bases/berth.dev_l2announcements.yaml
+var L2AnnouncementCRD []byte

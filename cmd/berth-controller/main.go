@@ -62,6 +62,9 @@ func run() error {
 	if err := controllers.SetupLBIPAM(mgr, lb, ctrlmetrics.Registry); err != nil {
 		return fmt.Errorf("load-balancer address management: %w", err)
 	}
+	if err := controllers.SetupL2AnnouncementStatus(mgr); err != nil {
+		return fmt.Errorf("L2Announcement status: %w", err)
+	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err
 	}
