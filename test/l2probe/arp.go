@@ -76,6 +76,13 @@ func StartAnswerers(ns *netns.Namespace, link string, addr netip.Addr, every tim
 	return a, nil
 }
 
+// Rounds is how many requests went out so far.
+func (a *Answerers) Rounds() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.rounds)
+}
+
 // Answers sums up who answered.
 type Answers struct {
 	Requests int

@@ -78,6 +78,16 @@ func (r *Requests) AnsweredSince(t time.Time) bool {
 	return len(r.answers) > 0 && r.answers[len(r.answers)-1].After(t)
 }
 
+// FirstAnswer is when the first answer came (zero: none yet).
+func (r *Requests) FirstAnswer() time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.answers) == 0 {
+		return time.Time{}
+	}
+	return r.answers[0]
+}
+
 // Result sums up a run.
 type Result struct {
 	Sent, Answered int
