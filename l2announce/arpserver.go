@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
@@ -16,8 +17,9 @@ import (
 // addresses are on no interface (the service proxy catches their traffic),
 // so the kernel would not answer for them.
 type ARPServer struct {
-	ifi  *net.Interface
-	conn *packet.Conn
+	ifi    *net.Interface
+	conn   *packet.Conn
+	probes probes
 }
 
 // ListenARP opens a packet socket for ARP on ifi, in the network namespace
@@ -31,8 +33,16 @@ func ListenARP(ifi *net.Interface) (*ARPServer, error) {
 }
 
 // Serve answers until ctx ends or the socket fails; every frame's outcome
-// goes to log (nil: none), for debugging and metrics.
+// goes to log (nil: none), for debugging and metrics. A frame in which
+// another hardware address claims an owned address (as its sender) is
+// logged with a reason that starts with ConflictReason. Serve also hands
+// every frame to the probes running meanwhile. It runs once.
 func (s *ARPServer) Serve(ctx context.Context, owned Owned, log func(reason string)) error {
+	stop, err := s.probes.serve()
+	if err != nil {
+		return fmt.Errorf("ARP on %s: %w", s.ifi.Name, err)
+	}
+	defer stop()
 	go func() {
 		<-ctx.Done()
 		s.conn.Close()
@@ -46,7 +56,12 @@ func (s *ARPServer) Serve(ctx context.Context, owned Owned, log func(reason stri
 			}
 			return fmt.Errorf("ARP on %s: %w", s.ifi.Name, err)
 		}
-		reply, why := ARPReply(buf[:n], s.ifi.HardwareAddr, owned)
+		frame, mac := buf[:n], s.ifi.HardwareAddr
+		s.probes.offer(func(addr netip.Addr) net.HardwareAddr { return ARPConflict(frame, mac, addr) })
+		reply, why := ARPReply(frame, mac, owned)
+		if addr, hw := arpClaim(frame, mac); hw != nil && owned(addr) {
+			why = conflictReason(addr, hw, why)
+		}
 		if log != nil {
 			log(why)
 		}
@@ -75,4 +90,21 @@ func (s *ARPServer) Announce(addr netip.Addr) error {
 		return err
 	}
 	return s.send(f)
+}
+
+// Probe asks whether another host uses addr before this node announces
+// it: count RFC 5227 probes interval apart (see ProbeCount), then one
+// interval more for late answers. It returns the hardware address of a
+// host that answered, announced addr or probed for it too, or nil when
+// nobody did. Serve reads the answers: Probe waits for it to start, and
+// fails with ErrNotServing once it has returned.
+func (s *ARPServer) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (conflict net.HardwareAddr, err error) {
+	if !addr.Is4() {
+		return nil, fmt.Errorf("probe: %s is not an IPv4 address", addr)
+	}
+	f, err := arpProbe(addr, s.ifi.HardwareAddr)
+	if err != nil {
+		return nil, fmt.Errorf("probe %s: %w", addr, err)
+	}
+	return s.probes.run(ctx, addr, count, interval, func() error { return s.send(f) })
 }

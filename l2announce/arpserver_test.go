@@ -1,6 +1,7 @@
 package l2announce
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -110,4 +111,111 @@ func TestARPServerAnswersTheKernel(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A conflict probe in the kernel: clear while nobody holds the address;
+// once the client has it on its interface, its kernel answers the probe
+// and the probe names the client's MAC.
+func TestARPProbe(t *testing.T) {
+	node, client := netnstest.New(t), netnstest.New(t)
+	if err := netns.Veth(node, "eth0", client, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := node.AddAddress("eth0", "198.18.9.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.AddAddress("eth0", "198.18.9.1/24"); err != nil {
+		t.Fatal(err)
+	}
+	var srv *ARPServer
+	if err := node.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		srv, err = ListenARP(ifi)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	clientMAC := linkMAC(t, client, "eth0")
+	// The node announces the address the client takes (as in a split
+	// brain), so that Serve has a claim to log when the client answers.
+	taken := netip.MustParseAddr("198.18.9.61")
+	r := serve(t, srv.Serve, func(a netip.Addr) bool { return a == taken })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	if hw, err := srv.Probe(ctx, netip.MustParseAddr("198.18.9.60"), ProbeCount, ProbeInterval); hw != nil || err != nil {
+		t.Fatalf("probe for an address nobody holds: conflict %v, %v", hw, err)
+	}
+	if err := client.AddAddress("eth0", taken.String()+"/32"); err != nil {
+		t.Fatal(err)
+	}
+	hw, err := srv.Probe(ctx, taken, ProbeCount, ProbeInterval)
+	if err != nil || !bytes.Equal(hw, clientMAC) {
+		t.Fatalf("probe for the client's address: conflict %v, %v; want the client's MAC %s (server saw: %s)", hw, err, clientMAC, r)
+	}
+	want := ConflictReason + clientMAC.String() + " claims " + taken.String()
+	waitFor(t, "Serve to log "+want, func() bool { return r.has(want) })
+}
+
+// reasons collects what a server logs.
+type reasons struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *reasons) log(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen = append(r.seen, reason)
+}
+
+func (r *reasons) has(part string) bool {
+	return strings.Contains(r.String(), part)
+}
+
+func (r *reasons) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.seen, "\n")
+}
+
+// serve runs a server's Serve until the test ends, and returns what it
+// logs.
+func serve(t *testing.T, run func(context.Context, Owned, func(string)) error, owned Owned) *reasons {
+	t.Helper()
+	r := &reasons{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, owned, r.log) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return r
+}
+
+// waitFor polls cond until it holds, for up to ten seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func linkMAC(t *testing.T, ns *netns.Namespace, name string) net.HardwareAddr {
+	t.Helper()
+	l, err := ns.Link(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.Attrs().HardwareAddr
 }
