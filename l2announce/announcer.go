@@ -2,6 +2,8 @@ package l2announce
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -57,6 +59,7 @@ type Announcer struct {
 }
 
 type desiredState struct {
+	gen    uint64
 	addrs  []*Address
 	nodes  []NodeInfo
 	groups []*Group
@@ -94,7 +97,7 @@ func (r Report) key() string {
 // the groups, as the API server has them; it acts on them at once.
 func (a *Announcer) SetDesired(addrs []*Address, nodes []NodeInfo, groups []*Group) {
 	a.mu.Lock()
-	a.desired = desiredState{addrs: addrs, nodes: nodes, groups: groups}
+	a.desired = desiredState{gen: a.desired.gen + 1, addrs: addrs, nodes: nodes, groups: groups}
 	a.mu.Unlock()
 	a.poke()
 }
@@ -205,9 +208,14 @@ type loop struct {
 	probes     map[netip.Addr]*probeState
 	reported   map[netip.Addr]string
 	responders map[string]*Responders
-	results    chan probeResult
-	served     chan string
-	ctx        context.Context
+	// gen counts changes of links and probes; with the desired state's
+	// generation and the view it tells a step that changes nothing, which
+	// is skipped (most steps are: Tick is short, so deaths are seen soon).
+	gen      uint64
+	lastStep [sha256.Size]byte
+	results  chan probeResult
+	served   chan string
+	ctx      context.Context
 }
 
 func (l *loop) groupsForHeartbeat() []uint64 {
@@ -280,6 +288,7 @@ func (l *loop) readLinks() error {
 		}
 	}
 	l.links = links
+	l.gen++
 	return nil
 }
 
@@ -322,6 +331,11 @@ func (l *loop) step(now time.Time) {
 	}
 	view := a.Members.ReadyPeers()
 	view[a.Node] = self
+	fp := fingerprint(d.gen, l.gen, view)
+	if fp == l.lastStep && !l.retrying() {
+		return
+	}
+	l.lastStep = fp
 	decisions := Decide(d.addrs, d.nodes, view)
 
 	byAddr := make(map[netip.Addr]*Address, len(d.addrs))
@@ -371,8 +385,11 @@ func (l *loop) step(now time.Time) {
 			l.report(Report{Addr: ad.Addr, Services: ad.Services, State: NoAnnouncer, Node: a.Node})
 		default:
 			// Another node speaks for this address now; if it comes back
-			// here, report again.
+			// here, report (and probe, if still new) again.
 			delete(l.reported, ad.Addr)
+			if p := l.probes[ad.Addr]; p != nil && !p.running {
+				delete(l.probes, ad.Addr)
+			}
 		}
 	}
 	for addr := range l.reported {
@@ -389,6 +406,52 @@ func (l *loop) step(now time.Time) {
 		l.publish()
 	}
 	a.Metrics.set(len(l.holding), len(view))
+}
+
+// retrying reports whether a conflict probe waits to run again, which
+// only time brings.
+func (l *loop) retrying() bool {
+	for _, p := range l.probes {
+		if !p.clear && !p.running {
+			return true
+		}
+	}
+	return false
+}
+
+// fingerprint sums up what a step decides from.
+func fingerprint(desired, local uint64, view map[string]map[uint64]bool) [sha256.Size]byte {
+	names := make([]string, 0, len(view))
+	for n := range view {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	var b [8]byte
+	put := func(v uint64) {
+		binary.BigEndian.PutUint64(b[:], v)
+		h.Write(b[:])
+	}
+	put(desired)
+	put(local)
+	for _, n := range names {
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		groups := make([]uint64, 0, len(view[n]))
+		for g, ok := range view[n] {
+			if ok {
+				groups = append(groups, g)
+			}
+		}
+		slices.Sort(groups)
+		put(uint64(len(groups)))
+		for _, g := range groups {
+			put(g)
+		}
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
 }
 
 // linksFor lists the links with carrier this node announces ad on: those
@@ -457,6 +520,7 @@ func (l *loop) probed(r probeResult) {
 		return
 	}
 	p.running = false
+	l.gen++
 	switch {
 	case r.err != nil:
 		l.a.Log.Error(r.err, "conflict probe", "address", r.addr.String(), "interface", r.link)
