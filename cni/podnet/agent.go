@@ -191,13 +191,28 @@ func (a *Agent) report(ctx context.Context, err error) {
 
 func toNode(n *corev1.Node) Node {
 	out := Node{Name: n.Name}
+	var v4, v6 netip.Addr
 	for _, a := range n.Status.Addresses {
 		if a.Type != corev1.NodeInternalIP {
 			continue
 		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil && (!out.InternalIP.IsValid() || (ip.Is4() && !out.InternalIP.Is4())) {
-			out.InternalIP = ip.Unmap()
+		ip, err := netip.ParseAddr(a.Address)
+		if err != nil {
+			continue
 		}
+		ip = ip.Unmap()
+		switch {
+		case ip.Is4() && !v4.IsValid():
+			v4 = ip
+		case ip.Is6() && !v6.IsValid():
+			v6 = ip
+		}
+	}
+	out.InternalIP = v4
+	if !v4.IsValid() {
+		out.InternalIP = v6
+	} else {
+		out.InternalIP6 = v6
 	}
 	cidrs := n.Spec.PodCIDRs
 	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {

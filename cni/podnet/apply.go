@@ -292,7 +292,8 @@ func filter(ps []netip.Prefix, v4 bool) []netip.Prefix {
 	return out
 }
 
-// FindUplink finds the interface that holds addr, with its subnet and MTU.
+// FindUplink finds the interface that holds addr, with its subnet, MTU
+// and every global address it has.
 func FindUplink(addr netip.Addr) (Uplink, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
@@ -303,13 +304,23 @@ func FindUplink(addr netip.Addr) (Uplink, error) {
 		if err != nil {
 			continue
 		}
+		up := Uplink{Name: l.Attrs().Name, MTU: l.Attrs().MTU}
 		for _, a := range addrs {
 			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || ip.Unmap() != addr {
+			if !ok {
 				continue
 			}
 			ones, _ := a.Mask.Size()
-			return Uplink{Name: l.Attrs().Name, Addr: netip.PrefixFrom(addr, ones), MTU: l.Attrs().MTU}, nil
+			p := netip.PrefixFrom(ip.Unmap(), ones)
+			if p.Addr() == addr {
+				up.Addr = p
+			}
+			if p.Addr().IsGlobalUnicast() {
+				up.Prefixes = append(up.Prefixes, p)
+			}
+		}
+		if up.Addr.IsValid() {
+			return up, nil
 		}
 	}
 	return Uplink{}, fmt.Errorf("no interface holds the node's address %v", addr)

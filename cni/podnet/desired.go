@@ -49,9 +49,14 @@ const (
 
 // Node is what the agent knows about one node.
 type Node struct {
-	Name       string
+	Name string
+	// InternalIP is the address other nodes reach this one on: its IPv4
+	// InternalIP when it has one.
 	InternalIP netip.Addr
-	PodCIDRs   []netip.Prefix
+	// InternalIP6 is a dual-stack node's IPv6 InternalIP (InternalIP is
+	// then the IPv4 one): its IPv6 pod range is routed via it.
+	InternalIP6 netip.Addr
+	PodCIDRs    []netip.Prefix
 }
 
 // Uplink is this node's interface toward the other nodes.
@@ -60,6 +65,19 @@ type Uplink struct {
 	Addr   netip.Prefix // the InternalIP with the subnet's length
 	MTU    int
 	Family int
+	// Prefixes are every global address of the link with its subnet's
+	// length, of both families.
+	Prefixes []netip.Prefix
+}
+
+// onLink reports whether addr is on one of the uplink's subnets.
+func (u Uplink) onLink(addr netip.Addr) bool {
+	for _, p := range u.Prefixes {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return u.Addr.Contains(addr)
 }
 
 // State is everything the node should have for the pod network.
@@ -139,9 +157,16 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 		direct := mode == Routed || (mode == Auto && up.Addr.Contains(p.InternalIP))
 		for _, c := range sortedPrefixes(p.PodCIDRs) {
 			if c.Addr().Is4() != p.InternalIP.Is4() {
-				// An IPv6 pod range over an IPv4 underlay needs VXLAN
-				// over IPv4 with IPv6 inside, which this version does
-				// not carry; skip rather than route it wrong.
+				// A dual-stack peer's IPv6 range goes directly via its
+				// IPv6 InternalIP when that is on the uplink's subnet
+				// and the mode routes at all. Over the overlay it would
+				// need VXLAN over IPv4 with IPv6 inside, which this
+				// version does not carry; skip rather than route it
+				// wrong (a route via an address off the link would also
+				// fail the whole apply).
+				if mode != VXLAN && c.Addr().Is6() && p.InternalIP6.IsValid() && up.onLink(p.InternalIP6) {
+					st.Routes = append(st.Routes, Route{Dst: c, Via: p.InternalIP6, Device: up.Name, Peer: p.Name})
+				}
 				continue
 			}
 			if direct {

@@ -1,8 +1,12 @@
 package podnet
 
 import (
+	"fmt"
 	"net/netip"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -48,5 +52,69 @@ func TestDesiredModes(t *testing.T) {
 	}
 	if _, err := ParseMode("bgp"); err == nil {
 		t.Error("mode bgp accepted before it exists")
+	}
+}
+
+// A dual-stack peer's IPv6 range goes via its IPv6 InternalIP when that is
+// on the uplink's IPv6 subnet and the mode routes directly; never over the
+// overlay, which carries IPv4 only.
+func TestDesiredDualStack(t *testing.T) {
+	self := Node{Name: "a", InternalIP: addr("192.0.2.11"), InternalIP6: addr("fd00:2::11"),
+		PodCIDRs: []netip.Prefix{pfx("fd00:244:0:1::/64"), pfx("10.244.0.0/24")}}
+	near := Node{Name: "b", InternalIP: addr("192.0.2.12"), InternalIP6: addr("fd00:2::12"),
+		PodCIDRs: []netip.Prefix{pfx("10.244.1.0/24"), pfx("fd00:244:0:2::/64")}}
+	off6 := Node{Name: "c", InternalIP: addr("192.0.2.13"), InternalIP6: addr("fd00:99::13"),
+		PodCIDRs: []netip.Prefix{pfx("10.244.2.0/24"), pfx("fd00:244:0:3::/64")}}
+	v4only := Node{Name: "d", InternalIP: addr("192.0.2.14"),
+		PodCIDRs: []netip.Prefix{pfx("10.244.3.0/24"), pfx("fd00:244:0:4::/64")}}
+	up := Uplink{Name: "eth0", Addr: pfx("192.0.2.11/24"), MTU: 1500,
+		Prefixes: []netip.Prefix{pfx("192.0.2.11/24"), pfx("fd00:2::11/64")}}
+	peers := []Node{self, near, off6, v4only}
+
+	type route struct{ dst, via string }
+	for _, tc := range []struct {
+		mode Mode
+		want []route
+	}{
+		{Routed, []route{{"10.244.1.0/24", "192.0.2.12"}, {"fd00:244:0:2::/64", "fd00:2::12"}, {"10.244.2.0/24", "192.0.2.13"}, {"10.244.3.0/24", "192.0.2.14"}}},
+		{Auto, []route{{"10.244.1.0/24", "192.0.2.12"}, {"fd00:244:0:2::/64", "fd00:2::12"}, {"10.244.2.0/24", "192.0.2.13"}, {"10.244.3.0/24", "192.0.2.14"}}},
+		{VXLAN, []route{{"10.244.1.0/24", "10.244.1.0"}, {"10.244.2.0/24", "10.244.2.0"}, {"10.244.3.0/24", "10.244.3.0"}}},
+	} {
+		st, err := Desired(self, peers, tc.mode, up, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []route
+		for _, r := range st.Routes {
+			got = append(got, route{r.Dst.String(), r.Via.String()})
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("%s: routes %v, want %v", tc.mode, got, tc.want)
+		}
+		if len(st.BridgeAddrs) != 2 || st.BridgeAddrs[0] != pfx("10.244.0.1/24") || st.BridgeAddrs[1] != pfx("fd00:244:0:1::1/64") {
+			t.Errorf("%s: bridge addresses %v, want one gateway per family", tc.mode, st.BridgeAddrs)
+		}
+	}
+}
+
+func TestToNodeDualStack(t *testing.T) {
+	for _, tc := range []struct {
+		addrs   []string
+		ip, ip6 string
+	}{
+		{[]string{"192.0.2.11", "fd00:2::11"}, "192.0.2.11", "fd00:2::11"},
+		{[]string{"fd00:2::11", "192.0.2.11"}, "192.0.2.11", "fd00:2::11"},
+		{[]string{"fd00:2::11"}, "fd00:2::11", "invalid IP"},
+		{[]string{"192.0.2.11"}, "192.0.2.11", "invalid IP"},
+	} {
+		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n"}}
+		for _, a := range tc.addrs {
+			n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: a})
+		}
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: "n"})
+		got := toNode(n)
+		if got.InternalIP.String() != tc.ip || got.InternalIP6.String() != tc.ip6 {
+			t.Errorf("InternalIPs %v: got %v and %v, want %s and %s", tc.addrs, got.InternalIP, got.InternalIP6, tc.ip, tc.ip6)
+		}
 	}
 }

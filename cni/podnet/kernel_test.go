@@ -88,8 +88,12 @@ func (c *cluster) addPods(t testing.TB) {
 	t.Helper()
 	for i, n := range c.nodes {
 		pod := netnstest.New(t)
+		var cidrs []string
+		for _, p := range c.info[i].PodCIDRs {
+			cidrs = append(cidrs, p.String())
+		}
 		conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "berth", "type": cni.PluginType,
-			"podCIDRs": []string{c.info[i].PodCIDRs[0].String()}, "dataDir": t.TempDir()})
+			"podCIDRs": cidrs, "dataDir": t.TempDir()})
 		if err := n.Do(func() error {
 			_, err := cni.Add(cni.Request{ContainerID: fmt.Sprintf("pod%d", i), Netns: pod.Path(), IfName: "eth0", Config: conf})
 			return err
@@ -155,6 +159,49 @@ func TestRoutedMode(t *testing.T) {
 	}
 	if len(routes) != 0 {
 		t.Errorf("routes to a deleted node remain: %v", routes)
+	}
+}
+
+// dualStack gives the nodes and the outside host IPv6 addresses on the LAN
+// too, and each node an IPv6 pod range, as a dual-stack cluster has.
+func (c *cluster) dualStack(t testing.TB) {
+	t.Helper()
+	for i, n := range c.nodes {
+		ip := netip.MustParseAddr(fmt.Sprintf("fd00:2::%d", 11+i))
+		if err := n.AddAddress("eth0", ip.String()+"/64"); err != nil {
+			t.Fatal(err)
+		}
+		c.info[i].InternalIP6 = ip
+		c.info[i].PodCIDRs = append(c.info[i].PodCIDRs, netip.MustParsePrefix(fmt.Sprintf("fd00:244:0:%d::/64", i)))
+	}
+	if err := c.outside.AddAddress("eth0", "fd00:2::100/64"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func podIP6(i int) string { return netip.MustParseAddr(fmt.Sprintf("fd00:244:0:%d::2", i)).String() }
+
+// In routed mode a dual-stack cluster's IPv6 pod ranges are routed via the
+// nodes' IPv6 addresses: pod to pod without NAT, node to pod, and out of
+// the cluster masqueraded to the node's IPv6 address, beside IPv4.
+func TestRoutedModeDualStack(t *testing.T) {
+	c := newCluster(t)
+	c.dualStack(t)
+	c.start(t, podnet.Routed)
+	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1), 8080)); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
+		t.Errorf("pod1 saw pod0 as %s over IPv6: want no NAT", seen)
+	}
+	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], hp(podIP6(0), 8080)); !strings.HasPrefix(seen, "["+podIP6(1)+"]:") {
+		t.Errorf("pod0 saw pod1 as %s over IPv6: want no NAT", seen)
+	}
+	for n := range c.nodes {
+		for p := range c.pods {
+			netnstest.Connect(t, c.pods[p], c.nodes[n], hp(podIP6(p), 8081))
+		}
+	}
+	if seen := netnstest.Connect(t, c.outside, c.pods[0], hp("fd00:2::100", 8082)); !strings.HasPrefix(seen, "[fd00:2::11]:") {
+		t.Errorf("outside host saw pod0 as %s: want the node's address fd00:2::11", seen)
 	}
 }
 
