@@ -145,7 +145,7 @@ func (a *Announcer) Held() map[string][]netip.Addr {
 // next owner never answers while this node still does.
 func (a *Announcer) Run(ctx context.Context, hbConn *net.UDPConn) error {
 	l := &loop{a: a, started: time.Now(), upSince: map[string]time.Time{}, advertised: map[uint64]time.Time{},
-		holding: map[netip.Addr]*holding{}, probes: map[netip.Addr]*probeState{}, reported: map[netip.Addr]string{},
+		holding: map[netip.Addr]*holding{}, probes: map[netip.Addr]*probeState{}, reported: map[netip.Addr]string{}, sentAt: map[netip.Addr]time.Time{},
 		responders: map[string]*Responders{}, results: make(chan probeResult, 16), served: make(chan string, 16)}
 	a.Heartbeats.Groups = l.groupsForHeartbeat
 	hbCtx, stopHB := context.WithCancel(context.Background())
@@ -213,9 +213,13 @@ type loop struct {
 	// is skipped (most steps are: Tick is short, so deaths are seen soon).
 	gen      uint64
 	lastStep [sha256.Size]byte
-	results  chan probeResult
-	served   chan string
-	ctx      context.Context
+	// disturbed is when a link last came up or went down.
+	disturbed time.Time
+	// sentAt is when each address's report was last handed over.
+	sentAt  map[netip.Addr]time.Time
+	results chan probeResult
+	served  chan string
+	ctx     context.Context
 }
 
 func (l *loop) groupsForHeartbeat() []uint64 {
@@ -272,6 +276,9 @@ func (l *loop) readLinks() error {
 	l.upSince = make(map[string]time.Time, len(links))
 	for _, ln := range links {
 		if !ln.Up {
+			if _, wasUp := was[ln.Name]; wasUp {
+				l.disturbed = now
+			}
 			continue
 		}
 		if t, ok := was[ln.Name]; ok {
@@ -279,6 +286,7 @@ func (l *loop) readLinks() error {
 			continue
 		}
 		l.upSince[ln.Name] = now
+		l.disturbed = now
 		// Carrier is back: tell the LAN again where this node's
 		// addresses are (they may have moved while the link was down).
 		for addr, h := range l.holding {
@@ -331,7 +339,12 @@ func (l *loop) step(now time.Time) {
 	}
 	view := a.Members.ReadyPeers()
 	view[a.Node] = self
-	fp := fingerprint(d.gen, l.gen, view)
+	speaks := l.speaksForCluster(now, len(view), len(d.nodes))
+	local := l.gen << 1
+	if speaks {
+		local |= 1
+	}
+	fp := fingerprint(d.gen, local, view)
 	if fp == l.lastStep && !l.retrying() {
 		return
 	}
@@ -380,9 +393,9 @@ func (l *loop) step(now time.Time) {
 					l.burst(ad.Addr, ln)
 				}
 			}
-			l.report(Report{Addr: ad.Addr, Services: ad.Services, State: Announcing, Node: a.Node, Interfaces: links})
-		case dec.Owner == "" && dec.Reporter == a.Node:
-			l.report(Report{Addr: ad.Addr, Services: ad.Services, State: NoAnnouncer, Node: a.Node})
+			l.report(Report{Addr: ad.Addr, Services: ad.Services, State: Announcing, Node: a.Node, Interfaces: links}, ad.Reported, now)
+		case dec.Owner == "" && dec.Reporter == a.Node && speaks:
+			l.report(Report{Addr: ad.Addr, Services: ad.Services, State: NoAnnouncer, Node: a.Node}, ad.Reported, now)
 		default:
 			// Another node speaks for this address now; if it comes back
 			// here, report (and probe, if still new) again.
@@ -395,6 +408,7 @@ func (l *loop) step(now time.Time) {
 	for addr := range l.reported {
 		if byAddr[addr] == nil {
 			delete(l.reported, addr)
+			delete(l.sentAt, addr)
 		}
 	}
 	for addr := range l.probes {
@@ -536,21 +550,36 @@ func (l *loop) probed(r probeResult) {
 			}
 		}
 		l.a.mu.Unlock()
-		l.report(Report{Addr: r.addr, Services: services, State: Conflict, Node: l.a.Node, Interfaces: []string{r.link}, ConflictMAC: r.conflict})
+		l.report(Report{Addr: r.addr, Services: services, State: Conflict, Node: l.a.Node, Interfaces: []string{r.link}, ConflictMAC: r.conflict}, "", time.Now())
 	default:
 		p.clear = true
 	}
 }
 
-func (l *loop) report(r Report) {
+// report hands r over when it is news, or when what the Services say
+// (current) is not what this node has to say and a second has passed since
+// it last said it: a write of another node's stale view, or one lost, is
+// corrected.
+func (l *loop) report(r Report, current string, now time.Time) {
 	k := r.key()
-	if l.reported[r.Addr] == k {
+	if l.reported[r.Addr] == k && (current == r.Describe() || now.Sub(l.sentAt[r.Addr]) < time.Second) {
 		return
 	}
 	l.reported[r.Addr] = k
+	l.sentAt[r.Addr] = now
 	if l.a.Report != nil {
 		l.a.Report(r)
 	}
+}
+
+// speaksForCluster: only an agent that has been up, with its links steady,
+// for Settle and Hold, and that hears a peer (when it has any), says that
+// no node may announce an address. One that has just started, or whose
+// link has just come back, has not heard its peers yet; one that hears
+// none is cut off, and its view is its own.
+func (l *loop) speaksForCluster(now time.Time, live, nodes int) bool {
+	steady := l.a.Settle + l.a.Hold
+	return now.Sub(l.started) >= steady && now.Sub(l.disturbed) >= steady && (live > 1 || nodes <= 1)
 }
 
 // publish makes the responders answer for exactly what is held, opening
@@ -574,7 +603,9 @@ func (l *loop) publish() {
 		}
 		for addr := range as {
 			if prev == nil || !(*prev)[ln][addr] {
-				rs.Joined(addr, true)
+				if err := rs.Joined(addr, true); err != nil {
+					l.a.Log.Error(err, "join the solicited-node group", "address", addr.String(), "interface", ln)
+				}
 			}
 		}
 	}
@@ -586,7 +617,9 @@ func (l *loop) publish() {
 			}
 			for addr := range as {
 				if !m[ln][addr] {
-					rs.Joined(addr, false)
+					if err := rs.Joined(addr, false); err != nil {
+						l.a.Log.Error(err, "leave the solicited-node group", "address", addr.String(), "interface", ln)
+					}
 				}
 			}
 		}

@@ -77,6 +77,9 @@ type Address struct {
 	// says so), so a new owner takes it over at once, without the
 	// conflict probe a newly assigned address gets.
 	Announced bool
+	// Reported is what the Services' condition says of the address now
+	// (see Report.Describe); "" when they say nothing or disagree.
+	Reported string
 }
 
 // Candidates are the nodes that may announce a: ready for one of its

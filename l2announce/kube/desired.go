@@ -133,8 +133,14 @@ func Build(o Objects) Desired {
 					a.Local = intersect(a.Local, readyOn[key])
 				}
 			}
+			part := reported(svc, addr)
+			if len(a.Services) == 0 {
+				a.Reported = part
+			} else if a.Reported != part {
+				a.Reported = ""
+			}
 			a.Services = append(a.Services, key)
-			if announced(svc, addr) {
+			if strings.Contains(part, " announced by ") {
 				a.Announced = true
 			}
 		}
@@ -226,16 +232,15 @@ func intersect(a, b map[string]bool) map[string]bool {
 // answering for it, with the node and interface in the message.
 const ConditionAnnounced = "berth.dev/L2Announced"
 
-// announced reports whether the Service's condition says a node announced
-// addr: then it was announced before, and a new owner takes it over
-// without a conflict probe.
-func announced(svc *corev1.Service, addr netip.Addr) bool {
+// reported is what the Service's condition says of addr. When it says a
+// node announced addr, addr was announced before, and a new owner takes it
+// over without a conflict probe.
+func reported(svc *corev1.Service, addr netip.Addr) string {
 	c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
 	if c == nil {
-		return false
+		return ""
 	}
-	_, ok := parseParts(c.Message)[addr]
-	return ok && strings.Contains(parseParts(c.Message)[addr], " announced by ")
+	return parseParts(c.Message)[addr]
 }
 
 // parseParts splits a condition message written by describe into its

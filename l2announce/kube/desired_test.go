@@ -113,8 +113,8 @@ func TestConditionParts(t *testing.T) {
 	}
 	svc := lbService("a", "web", "", nil, "198.18.0.200", "2001:db8::5")
 	svc.Status.Conditions = []metav1.Condition{c}
-	if !announced(&svc, v4) || announced(&svc, v6) {
-		t.Errorf("announced before: v4 %v, v6 %v (message %q)", announced(&svc, v4), announced(&svc, v6), c.Message)
+	if reported(&svc, v4) != parts[v4] || reported(&svc, v6) != parts[v6] {
+		t.Errorf("parts read back: v4 %q, v6 %q (message %q)", reported(&svc, v4), reported(&svc, v6), c.Message)
 	}
 	parts[v6] = l2announce.Report{Addr: v6, State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}.Describe()
 	if c := condition(parts); c.Status != metav1.ConditionTrue || c.Message != "198.18.0.200 announced by node1 on eth0; 2001:db8::5 announced by node2 on eth0" {

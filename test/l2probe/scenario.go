@@ -15,16 +15,15 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
-
+	
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/labtest"
 )
 
-// Scenario is a lab with a LoadBalancer address on its LAN: a udp-echo
-// and an http-echo Deployment behind two Services sharing one address
-// from the lab's announced pool.
+// Scenario is a lab with a LoadBalancer address on its LAN: udp-echo and
+// http-echo pods on every node behind two Services (policy Local) sharing
+// one address from the lab's announced pool.
 type Scenario struct {
 	Lab    *labtest.Lab
 	Config lab.Config
@@ -52,23 +51,26 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// An echo pod of each kind on every node, behind Services with policy
+	// Local: the announcing node serves from its own pod, so when it fails
+	// the pods on it go with it and do not blur what the client measures.
 	for _, d := range []struct {
 		name, image string
 		port        int32
 		proto       corev1.Protocol
 	}{{"udp", "berth.dev/lab/udp-echo", UDPPort, corev1.ProtocolUDP}, {"http", lab.EchoImage, HTTPPort, corev1.ProtocolTCP}} {
 		labels := map[string]string{"app": d.name}
-		dep := &appsv1.Deployment{
+		ds := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns},
-			Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
 					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: d.name, Image: d.image,
 						Ports: []corev1.ContainerPort{{Name: "main", ContainerPort: d.port, Protocol: d.proto}}}}}}},
 		}
-		if _, err := c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		if _, err := c.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := lab.WaitEchoPods(ctx, c, ns, "app="+d.name, 2, 2*time.Minute); err != nil {
+		if _, err := lab.WaitEchoPods(ctx, c, ns, "app="+d.name, s.Config.Nodes, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -81,6 +83,7 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: map[string]string{"berth.dev/allow-shared-ip": "l2"}},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": d.name},
+				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 				Ports: []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("main")}}},
 		}
 		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
@@ -234,10 +237,16 @@ func (s *Scenario) Fail(ctx context.Context, t testing.TB, f Failure) Round {
 			t.Fatal(err)
 		}
 	}
-	// Settled: the address is announced and served, and stays served.
+	// Settled: the failed node is back and announces the address again
+	// (with every node a candidate, it is first in the address's order),
+	// and the address is served.
 	if err := wait(ctx, time.Minute, func() error {
-		if _, err := s.Owner(ctx); err != nil {
+		o, err := s.Owner(ctx)
+		if err != nil {
 			return err
+		}
+		if o != owner {
+			return fmt.Errorf("node%d announces %s, not yet node%d again", o, s.Addr, owner)
 		}
 		mark := time.Now()
 		if err := wait(ctx, 5*time.Second, func() error {
