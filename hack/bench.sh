@@ -99,3 +99,25 @@ for n in ${sizes//,/ }; do
 	if [[ -n "$per" ]]; then line+="$(printf ' %s: %.3f s' "$(k "$n")" "$per")"; fi
 done
 if [[ -n "$line" ]]; then echo "proxy berth full sync per 1k Services (linear when flat):$line"; fi
+
+# Layer-2 announcement in a three-node lab (test/l2bench): failover seen from
+# a LAN client sending a UDP request and an ARP who-has every 10 ms.
+echo
+echo "== l2: failover of the announcing node, ${BERTH_L2BENCH_ROUNDS:-10} rounds each; 1,000 announced addresses (1 run)"
+go test -run '^$' -bench '^BenchmarkL2$' -benchtime 1x -timeout 60m ./test/l2bench/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: layer-2 announcement (goals: SIGKILL and link down < 1000 ms, graceful restart <= 50 ms and never two answerers)"
+for f in kill link-down restart; do
+	med=$(metric BenchmarkL2 "ms-$f-gap-median"); worst=$(metric BenchmarkL2 "ms-$f-gap-worst"); two=$(metric BenchmarkL2 "$f-two-answerers")
+	goal=1000; [[ $f == restart ]] && goal=50
+	if [[ -n "$med" ]]; then
+		awk -v f="$f" -v m="$med" -v w="$worst" -v t="$two" -v g="$goal" 'BEGIN {
+			printf "l2 %-10s longest gap median %6.0f ms, worst %6.0f ms: worst/goal %.2f (goal %d ms); ARP requests answered by two nodes: %d\n", f, m, w, w/g, g, t }'
+	fi
+done
+first=$(metric BenchmarkL2 s-service-to-first-answer)
+rss=$(metric BenchmarkL2 MiB-rss-1000); base=$(metric BenchmarkL2 MiB-rss-baseline); all=$(metric BenchmarkL2 s-1000-announced)
+if [[ -n "$first" ]]; then
+	awk -v f="$first" -v r="$rss" -v b="$base" -v a="$all" 'BEGIN {
+		printf "l2 Service created -> first answer on the LAN: %.2f s; 1,000 more addresses announced in %.1f s; agent RSS %.0f MiB, %.2fx its %.0f MiB before\n", f, a, r, r/b, b }'
+fi
