@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	
+
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/labtest"
@@ -84,7 +84,7 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: map[string]string{"berth.dev/allow-shared-ip": "l2"}},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": d.name},
 				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-				Ports: []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("main")}}},
+				Ports:                 []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("main")}}},
 		}
 		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
