@@ -160,12 +160,29 @@ func (a *Announcer) Run(ctx context.Context, hbConn *net.UDPConn) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	watchDone := make(chan error, 1)
 	go func() {
-		watchDone <- WatchLinks(watchCtx, func() {
+		// A failed subscription is made again; the re-read after it
+		// catches what happened meanwhile.
+		for {
+			err := WatchLinks(watchCtx, func() {
+				select {
+				case linksChanged <- struct{}{}:
+				default:
+				}
+			})
+			if watchCtx.Err() != nil {
+				watchDone <- nil
+				return
+			}
+			a.Log.Error(err, "watch links; subscribing again")
 			select {
 			case linksChanged <- struct{}{}:
 			default:
 			}
-		})
+			select {
+			case <-watchCtx.Done():
+			case <-time.After(time.Second):
+			}
+		}
 	}()
 	err := l.run(ctx, linksChanged, watchDone)
 	stopWatch()
@@ -231,8 +248,17 @@ func (l *loop) groupsForHeartbeat() []uint64 {
 func (l *loop) run(ctx context.Context, linksChanged chan struct{}, watchDone chan error) error {
 	l.ctx = ctx
 	a := l.a
-	if err := l.readLinks(); err != nil {
-		return err
+	for {
+		err := l.readLinks()
+		if err == nil {
+			break
+		}
+		a.Log.Error(err, "read links; trying again")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 	tick := time.NewTicker(a.Tick)
 	defer tick.Stop()

@@ -2,6 +2,7 @@ package l2announce
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -9,15 +10,24 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// ReadLinks lists this network namespace's interfaces and addresses.
+// ReadLinks lists this network namespace's interfaces and addresses. A
+// dump that links changing meanwhile interrupted is read again.
 func ReadLinks() ([]Link, error) {
-	ls, err := netlink.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+	var (
+		ls    []netlink.Link
+		addrs []netlink.Addr
+		err   error
+	)
+	for range 10 {
+		if ls, err = netlink.LinkList(); err == nil {
+			addrs, err = netlink.AddrList(nil, netlink.FAMILY_ALL)
+		}
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
 	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil {
-		return nil, fmt.Errorf("list addresses: %w", err)
+		return nil, fmt.Errorf("list links and addresses: %w", err)
 	}
 	byIndex := map[int][]netip.Prefix{}
 	for _, a := range addrs {

@@ -29,7 +29,9 @@ type Runner struct {
 	// node's InternalIP addresses.
 	HeartbeatPort  uint16
 	ServeUnclassed bool
-	Log            logr.Logger
+	// Resync rebuilds without an event this often, to repair a missed one.
+	Resync time.Duration
+	Log    logr.Logger
 
 	dirty chan struct{}
 	once  sync.Once
@@ -103,14 +105,22 @@ func object(obj any) client.Object {
 }
 
 // Start rebuilds the announcer's input whenever a watched object changes,
-// at most every 20 ms, until ctx ends.
+// at most every 20 ms, and every Resync (30 s when 0) whatever happens,
+// until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
 	r.trigger()
+	every := r.Resync
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	resync := time.NewTicker(every)
+	defer resync.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.dirty:
+		case <-resync.C:
 		}
 		if err := r.build(ctx); err != nil {
 			r.Log.Error(err, "read objects for layer-2 announcement")
@@ -140,15 +150,24 @@ func (r *Runner) build(ctx context.Context) error {
 			return err
 		}
 	}
+	// The Services whose slices matter are known before their slices are
+	// read: a slice event from now on triggers a build, and one before
+	// is in what is read below.
 	local := map[string]bool{}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			local[s.Namespace+"/"+s.Name] = true
+		}
+	}
+	r.localServices.Store(&local)
 	for i := range svcs.Items {
 		s := &svcs.Items[i]
 		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
 			continue
 		}
 		o.Services = append(o.Services, *s)
-		if s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			local[s.Namespace+"/"+s.Name] = true
+		if local[s.Namespace+"/"+s.Name] {
 			var sl discoveryv1.EndpointSliceList
 			if err := r.Reader.List(ctx, &sl, noCopy, client.InNamespace(s.Namespace),
 				client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
@@ -157,7 +176,6 @@ func (r *Runner) build(ctx context.Context) error {
 			slices.Items = append(slices.Items, sl.Items...)
 		}
 	}
-	r.localServices.Store(&local)
 	o.Slices, o.Pools, o.Announcements, o.Nodes, o.ServeUnclassed = slices.Items, pools.Items, anns.Items, nodes.Items, r.ServeUnclassed
 	d := Build(o)
 	for _, p := range d.Problems {
