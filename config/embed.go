@@ -24,3 +24,13 @@ var IPPoolCRD []byte
 //
 //go:embed crd/bases/berth.dev_l2announcements.yaml
 var L2AnnouncementCRD []byte
+
+// BGPPeerCRD is the BGPPeer CustomResourceDefinition.
+//
+//go:embed crd/bases/berth.dev_bgppeers.yaml
+var BGPPeerCRD []byte
+
+// BGPAnnouncementCRD is the BGPAnnouncement CustomResourceDefinition.
+//
+//go:embed crd/bases/berth.dev_bgpannouncements.yaml
+var BGPAnnouncementCRD []byte

@@ -1,0 +1,224 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// BGPPeerSpec describes a router that berth-agent opens a BGP session to,
+// and which nodes do.
+// +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same family (IPv4 or IPv6) as address"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime) || (duration(self.holdTime) == duration('0s') && duration(self.keepaliveTime) == duration('0s'))",message="keepaliveTime must be less than holdTime (usually a third of it), or 0s when holdTime is 0s"
+type BGPPeerSpec struct {
+	// Address is the router's IP address, IPv4 or IPv6 ("192.0.2.1",
+	// "2001:db8::1"). IPv4 LoadBalancer addresses are announced over IPv4
+	// sessions and IPv6 ones over IPv6 sessions.
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address, e.g. 192.0.2.1 or 2001:db8::1"
+	Address string `json:"address"`
+
+	// Port is the router's BGP port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:default=179
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// PeerASN is the router's autonomous system number (1 to 4294967295).
+	// Equal to LocalASN: an iBGP session; different: eBGP.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	PeerASN int64 `json:"peerASN"`
+
+	// LocalASN is the autonomous system number the nodes speak as.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4294967295
+	LocalASN int64 `json:"localASN"`
+
+	// HoldTime is how long without a message from the router before the
+	// session is declared down and its routes withdrawn: 0s (no keepalives
+	// at all) or from 3s to 65535s. The router may negotiate it lower.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",message="holdTime must be 0s or from 3s to 65535s"
+	// +kubebuilder:default="90s"
+	// +optional
+	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
+
+	// KeepaliveTime is how often a keepalive is sent; it must be less than
+	// HoldTime. Empty: a third of the negotiated hold time.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
+
+	// PasswordSecret names the key of a Secret that holds the TCP MD5
+	// password (RFC 2385) the router expects. The Secret lives in the
+	// namespace berth-agent runs in (berth-system by default). Empty: no
+	// password.
+	// +optional
+	PasswordSecret *SecretKeyRef `json:"passwordSecret,omitempty"`
+
+	// EBGPMultiHop lets an eBGP session reach a router that is not on a
+	// subnet the node is directly connected to: packets leave with a TTL of
+	// 255 instead of 1.
+	// +optional
+	EBGPMultiHop bool `json:"ebgpMultiHop,omitempty"`
+
+	// GracefulRestart (RFC 4724) asks the router to keep the nodes' routes
+	// for a while when berth-agent restarts, so an upgrade does not drop
+	// traffic.
+	// +optional
+	GracefulRestart *BGPGracefulRestart `json:"gracefulRestart,omitempty"`
+
+	// NodeSelector picks the nodes that peer with this router; empty: every
+	// node.
+	// +optional
+	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+
+	// SourceAddress is the local address sessions are opened from; it must
+	// be of the same family as Address and held by the node, so it is
+	// usually set with a NodeSelector that picks one node. Empty: the
+	// address of the node's route to the router.
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address, e.g. 192.0.2.2 or 2001:db8::2"
+	// +optional
+	SourceAddress string `json:"sourceAddress,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in berth-agent's namespace.
+type SecretKeyRef struct {
+	// Name is the Secret's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key is the key in the Secret's data whose value is used.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// BGPGracefulRestart configures BGP graceful restart for a peer.
+type BGPGracefulRestart struct {
+	// Enabled advertises the graceful restart capability to the router.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// RestartTime is how long the router should keep the node's routes
+	// after the session drops, from 1s to 4095s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('4095s')",message="restartTime must be from 1s to 4095s"
+	// +kubebuilder:default="120s"
+	// +optional
+	RestartTime *metav1.Duration `json:"restartTime,omitempty"`
+}
+
+// BGPSessionState is the state of a BGP session in the RFC 4271 finite
+// state machine.
+// +kubebuilder:validation:Enum=Idle;Connect;Active;OpenSent;OpenConfirm;Established
+type BGPSessionState string
+
+// BGP session states.
+const (
+	BGPSessionIdle        BGPSessionState = "Idle"
+	BGPSessionConnect     BGPSessionState = "Connect"
+	BGPSessionActive      BGPSessionState = "Active"
+	BGPSessionOpenSent    BGPSessionState = "OpenSent"
+	BGPSessionOpenConfirm BGPSessionState = "OpenConfirm"
+	BGPSessionEstablished BGPSessionState = "Established"
+)
+
+// BGPPeerNodeStatus is one node's session with the peer. Each berth-agent
+// writes only its own entry, with server-side apply under a field manager
+// of its own.
+type BGPPeerNodeStatus struct {
+	// Node is the node's name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node"`
+
+	// State is the session's state; Established means routes are
+	// exchanged.
+	State BGPSessionState `json:"state"`
+
+	// LastError is why the session last failed (a NOTIFICATION received or
+	// sent, a connection error), empty if it has not.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+
+	// PrefixesAdvertised counts the prefixes the node advertises to the
+	// router.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	PrefixesAdvertised int32 `json:"prefixesAdvertised,omitempty"`
+
+	// PrefixesAccepted counts the prefixes received from the router that
+	// the node accepted.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	PrefixesAccepted int32 `json:"prefixesAccepted,omitempty"`
+
+	// LastTransition is when the session entered its current state.
+	// +optional
+	LastTransition metav1.Time `json:"lastTransition,omitempty"`
+
+	// Updated is when the agent last wrote this entry; an old one means the
+	// node's agent is not running.
+	// +optional
+	Updated metav1.Time `json:"updated,omitempty"`
+}
+
+// BGPPeerStatus is what the controller and the agents observed of the peer.
+type BGPPeerStatus struct {
+	// Conditions: Ready (the peer's configuration is valid and its password
+	// Secret, if any, exists).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Nodes has one entry per node that peers with the router, written by
+	// that node's agent.
+	// +kubebuilder:validation:MaxItems=5000
+	// +listType=map
+	// +listMapKey=node
+	// +optional
+	Nodes []BGPPeerNodeStatus `json:"nodes,omitempty"`
+}
+
+// BGPPeer is a router the nodes open BGP sessions to, to announce
+// LoadBalancer addresses.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=bgpp
+// +kubebuilder:printcolumn:name="Address",type=string,JSONPath=`.spec.address`
+// +kubebuilder:printcolumn:name="Peer ASN",type=integer,JSONPath=`.spec.peerASN`
+// +kubebuilder:printcolumn:name="Local ASN",type=integer,JSONPath=`.spec.localASN`
+// +kubebuilder:printcolumn:name="Port",type=integer,JSONPath=`.spec.port`,priority=1
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type BGPPeer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   BGPPeerSpec   `json:"spec"`
+	Status BGPPeerStatus `json:"status,omitempty"`
+}
+
+// BGPPeerList is a list of BGPPeers.
+// +kubebuilder:object:root=true
+type BGPPeerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []BGPPeer `json:"items"`
+}
