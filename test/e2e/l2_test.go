@@ -42,11 +42,11 @@ func TestL2Announcement(t *testing.T) {
 	}
 	ownerMAC := s.MAC(t, owner)
 
-	// HTTP through the shared address reaches an http-echo pod.
+	// HTTP through the other Service's address reaches an http-echo pod.
 	r := eventually(t, func() (lab.EchoReply, error) {
-		return lab.EchoFromAddr(ctx, s.Client, net.JoinHostPort(s.Addr.String(), strconv.Itoa(l2probe.HTTPPort)))
+		return lab.EchoFromAddr(ctx, s.Client, net.JoinHostPort(s.HTTPAddr.String(), strconv.Itoa(l2probe.HTTPPort)))
 	})
-	t.Logf("http://%s:%d answered by pod %s on %s", s.Addr, l2probe.HTTPPort, r.PodIP, r.Node)
+	t.Logf("http://%s:%d answered by pod %s on %s", s.HTTPAddr, l2probe.HTTPPort, r.PodIP, r.Node)
 	// The client's kernel resolved the address to the announcing node.
 	out, err := s.Client.Command(ctx, "ip", "neigh", "show", s.Addr.String(), "dev", "eth0").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "lladdr "+ownerMAC) {

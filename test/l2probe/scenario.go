@@ -21,16 +21,18 @@ import (
 	"github.com/berthnet/berth/test/labtest"
 )
 
-// Scenario is a lab with a LoadBalancer address on its LAN: udp-echo and
-// http-echo pods on every node behind two Services (policy Local) sharing
-// one address from the lab's announced pool.
+// Scenario is a lab with LoadBalancer addresses on its LAN: udp-echo and
+// http-echo pods on every node behind two Services (policy Local) with an
+// address each from the lab's announced pool. (Services with policy Local
+// share an address only when they select the same pods.)
 type Scenario struct {
 	Lab    *labtest.Lab
 	Config lab.Config
 	Kube   kubernetes.Interface
 	Client *netns.Namespace
 	NS     string
-	Addr   netip.Addr
+	// Addr is the udp Service's address, HTTPAddr the http Service's.
+	Addr, HTTPAddr netip.Addr
 	// Created is when the Services were created; Reached when the LAN
 	// client first got an answer through the address.
 	Created, Reached time.Time
@@ -81,7 +83,7 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 		proto corev1.Protocol
 	}{{"udp", UDPPort, corev1.ProtocolUDP}, {"http", HTTPPort, corev1.ProtocolTCP}} {
 		svc := &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns, Annotations: map[string]string{"berth.dev/allow-shared-ip": "l2"}},
+			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": d.name},
 				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 				Ports:                 []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("main")}}},
@@ -95,6 +97,9 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 		t.Fatal(err)
 	}
 	s.Addr = addr
+	if s.HTTPAddr, _, err = lab.WaitLoadBalancer(ctx, c, ns, "http", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	r, err := StartRequests(s.Client, netip.AddrPortFrom(addr, UDPPort), 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
