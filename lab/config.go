@@ -5,10 +5,12 @@
 package lab
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"strconv"
 )
 
 // Config describes one lab. Two labs with different names and LANs can run on
@@ -20,13 +22,24 @@ type Config struct {
 	Nodes int `json:"nodes"`
 	// LAN is the segment the nodes, the router, the LAN client and the host share.
 	LAN netip.Prefix `json:"lan"`
-	// Upstream is the link between the router and the external client.
+	// LAN6 is the LAN's IPv6 subnet, a /64: the router, the nodes, the LAN
+	// client and the host have an address of each family. LAN6For derives
+	// one from LAN.
+	LAN6 netip.Prefix `json:"lan6"`
+	// Upstream is the link between the router and the external client
+	// (IPv4 only).
 	Upstream netip.Prefix `json:"upstream"`
-	// ServiceCIDR and ClusterCIDR are the cluster's Service and pod ranges.
-	ServiceCIDR netip.Prefix `json:"serviceCIDR"`
-	ClusterCIDR netip.Prefix `json:"clusterCIDR"`
-	// NodeCIDRMaskSize is the size of each node's podCIDR.
-	NodeCIDRMaskSize int `json:"nodeCIDRMaskSize"`
+	// ServiceCIDR and ClusterCIDR are the cluster's IPv4 Service and pod
+	// ranges; ServiceCIDR6 and ClusterCIDR6 its IPv6 ones: the cluster is
+	// dual-stack, IPv4 first.
+	ServiceCIDR  netip.Prefix `json:"serviceCIDR"`
+	ClusterCIDR  netip.Prefix `json:"clusterCIDR"`
+	ServiceCIDR6 netip.Prefix `json:"serviceCIDR6"`
+	ClusterCIDR6 netip.Prefix `json:"clusterCIDR6"`
+	// NodeCIDRMaskSize and NodeCIDRMaskSize6 are the sizes of each node's
+	// IPv4 and IPv6 podCIDRs.
+	NodeCIDRMaskSize  int `json:"nodeCIDRMaskSize"`
+	NodeCIDRMaskSize6 int `json:"nodeCIDRMaskSize6"`
 	// StateDir holds certificates, kubeconfigs, logs and etcd's data.
 	StateDir string `json:"stateDir"`
 	// K8sBinDir holds etcd, kube-apiserver, kube-controller-manager,
@@ -53,18 +66,35 @@ var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,9}$`)
 
 // Default returns the lab `berthctl lab up` starts with no flags.
 func Default() Config {
+	lan := netip.MustParsePrefix("198.18.0.0/24")
 	return Config{
-		Name:             DefaultName,
-		Nodes:            3,
-		LAN:              netip.MustParsePrefix("198.18.0.0/24"),
-		Upstream:         netip.MustParsePrefix("203.0.113.0/24"),
-		ServiceCIDR:      netip.MustParsePrefix("10.96.0.0/16"),
-		ClusterCIDR:      netip.MustParsePrefix("10.244.0.0/16"),
-		NodeCIDRMaskSize: 24,
-		PodNetworkMode:   "auto",
-		ServiceProxy:     true,
-		StateDir:         filepath.Join(StateRoot, DefaultName),
+		Name:              DefaultName,
+		Nodes:             3,
+		LAN:               lan,
+		LAN6:              LAN6For(lan),
+		Upstream:          netip.MustParsePrefix("203.0.113.0/24"),
+		ServiceCIDR:       netip.MustParsePrefix("10.96.0.0/16"),
+		ClusterCIDR:       netip.MustParsePrefix("10.244.0.0/16"),
+		ServiceCIDR6:      netip.MustParsePrefix("fd00:10:96::/108"),
+		ClusterCIDR6:      netip.MustParsePrefix("fd00:10:244::/56"),
+		NodeCIDRMaskSize:  24,
+		NodeCIDRMaskSize6: 64,
+		PodNetworkMode:    "auto",
+		ServiceProxy:      true,
+		StateDir:          filepath.Join(StateRoot, DefaultName),
 	}
+}
+
+// LAN6For is the IPv6 LAN that goes with an IPv4 LAN: the unique local
+// prefix fdbe::/16 followed by the LAN's IPv4 network address, so
+// 198.18.0.0/24 gets fdbe:c612::/64. Labs never share a LAN, so they never
+// share its IPv6 prefix either.
+func LAN6For(lan netip.Prefix) netip.Prefix {
+	var a [16]byte
+	a[0], a[1] = 0xfd, 0xbe
+	v4 := lan.Masked().Addr().As4()
+	copy(a[2:6], v4[:])
+	return netip.PrefixFrom(netip.AddrFrom16(a), 64)
 }
 
 // Validate says what to change when the config cannot make a lab.
@@ -90,22 +120,50 @@ func (c Config) Validate() error {
 	if c.LAN.Overlaps(c.Upstream) {
 		return fmt.Errorf("lan %v and upstream %v overlap", c.LAN, c.Upstream)
 	}
-	for _, p := range []netip.Prefix{c.ServiceCIDR, c.ClusterCIDR} {
-		if !p.IsValid() {
-			return fmt.Errorf("service and cluster CIDRs must be set")
+	if !c.LAN6.IsValid() || !c.LAN6.Addr().Is6() || c.LAN6.Addr().Is4In6() || c.LAN6.Bits() != 64 {
+		return fmt.Errorf("lan6: %v: use an IPv6 /64 (leave it out to derive %v from the lan)", c.LAN6, LAN6For(c.LAN))
+	}
+	if c.LAN6.Masked() != c.LAN6 {
+		return fmt.Errorf("lan6: %v has host bits set; use %v", c.LAN6, c.LAN6.Masked())
+	}
+	for _, p := range []struct {
+		what string
+		p    netip.Prefix
+		v4   bool
+	}{{"service CIDR", c.ServiceCIDR, true}, {"cluster CIDR", c.ClusterCIDR, true}, {"IPv6 service CIDR", c.ServiceCIDR6, false}, {"IPv6 cluster CIDR", c.ClusterCIDR6, false}} {
+		if !p.p.IsValid() {
+			return fmt.Errorf("service and cluster CIDRs of both families must be set")
 		}
-		if p.Overlaps(c.LAN) || p.Overlaps(c.Upstream) {
-			return fmt.Errorf("%v overlaps the lab's LAN or upstream", p)
+		if p.p.Addr().Is4() != p.v4 || p.p.Addr().Is4In6() {
+			return fmt.Errorf("%s %v: use an %s prefix", p.what, p.p, map[bool]string{true: "IPv4", false: "IPv6"}[p.v4])
+		}
+		if p.p.Masked() != p.p {
+			return fmt.Errorf("%s %v has host bits set; use %v", p.what, p.p, p.p.Masked())
+		}
+		if p.p.Overlaps(c.LAN) || p.p.Overlaps(c.Upstream) || p.p.Overlaps(c.LAN6) {
+			return fmt.Errorf("%v overlaps the lab's LAN or upstream", p.p)
 		}
 	}
 	if c.ServiceCIDR.Overlaps(c.ClusterCIDR) {
 		return fmt.Errorf("service CIDR %v and cluster CIDR %v overlap", c.ServiceCIDR, c.ClusterCIDR)
+	}
+	if c.ServiceCIDR6.Overlaps(c.ClusterCIDR6) {
+		return fmt.Errorf("IPv6 service CIDR %v and cluster CIDR %v overlap", c.ServiceCIDR6, c.ClusterCIDR6)
 	}
 	if c.NodeCIDRMaskSize <= c.ClusterCIDR.Bits() || c.NodeCIDRMaskSize > 30 {
 		return fmt.Errorf("node CIDR mask /%d does not fit in cluster CIDR %v", c.NodeCIDRMaskSize, c.ClusterCIDR)
 	}
 	if c.Nodes > 1<<(c.NodeCIDRMaskSize-c.ClusterCIDR.Bits()) {
 		return fmt.Errorf("cluster CIDR %v holds fewer than %d /%d node ranges", c.ClusterCIDR, c.Nodes, c.NodeCIDRMaskSize)
+	}
+	// kube-controller-manager splits a cluster CIDR into at most 2^16
+	// node ranges.
+	if c.NodeCIDRMaskSize6 <= c.ClusterCIDR6.Bits() || c.NodeCIDRMaskSize6 > c.ClusterCIDR6.Bits()+16 || c.NodeCIDRMaskSize6 > 120 {
+		return fmt.Errorf("IPv6 node CIDR mask /%d: use /%d to /%d for cluster CIDR %v (kube-controller-manager makes at most 2^16 node ranges)",
+			c.NodeCIDRMaskSize6, c.ClusterCIDR6.Bits()+1, min(c.ClusterCIDR6.Bits()+16, 120), c.ClusterCIDR6)
+	}
+	if c.Nodes > 1<<(c.NodeCIDRMaskSize6-c.ClusterCIDR6.Bits()) {
+		return fmt.Errorf("IPv6 cluster CIDR %v holds fewer than %d /%d node ranges", c.ClusterCIDR6, c.Nodes, c.NodeCIDRMaskSize6)
 	}
 	// Router .1, nodes from .11, the LoadBalancer pool, client, host.
 	if 10+c.Nodes >= hosts(c.LAN)-2-lbPoolSize {
@@ -123,13 +181,27 @@ func (c Config) Validate() error {
 }
 
 // Addresses on the LAN: the router takes the first, nodes start at the
-// eleventh, the LAN client and the host take the last two.
+// eleventh, the LAN client and the host take the last two. Each also has
+// the IPv6 address whose interface ID reads as its IPv4 host number
+// (198.18.0.11 and fdbe:c612::11).
 
 // RouterLAN is the router's address on the LAN, every namespace's gateway.
 func (c Config) RouterLAN() netip.Addr { return nth(c.LAN, 1) }
 
 // NodeAddr is node i's (1-based) InternalIP.
 func (c Config) NodeAddr(i int) netip.Addr { return nth(c.LAN, 10+i) }
+
+// RouterLAN6 is the router's IPv6 address on the LAN.
+func (c Config) RouterLAN6() netip.Addr { return nth6(c.LAN6, 1) }
+
+// NodeAddr6 is node i's (1-based) IPv6 InternalIP.
+func (c Config) NodeAddr6(i int) netip.Addr { return nth6(c.LAN6, 10+i) }
+
+// ClientLAN6 is the LAN client's IPv6 address.
+func (c Config) ClientLAN6() netip.Addr { return nth6(c.LAN6, hosts(c.LAN)-1) }
+
+// HostLAN6 is the host's IPv6 address on the LAN.
+func (c Config) HostLAN6() netip.Addr { return nth6(c.LAN6, hosts(c.LAN)) }
 
 // ClientLAN is the LAN client's address.
 func (c Config) ClientLAN() netip.Addr { return nth(c.LAN, hosts(c.LAN)-1) }
@@ -173,6 +245,16 @@ func (c Config) NodeNamespace(i int) string { return c.Prefix() + c.NodeName(i) 
 func (c Config) HostLink() string { return c.Name + "-host" }
 
 func hosts(p netip.Prefix) int { return 1<<(32-p.Bits()) - 2 }
+
+// nth6 is the address of the /64 p whose interface ID is n's decimal digits
+// read as hex: 11 gives ::11. Distinct numbers give distinct addresses, and
+// no such address has a hex letter in it.
+func nth6(p netip.Prefix, n int) netip.Addr {
+	iid, _ := strconv.ParseUint(strconv.Itoa(n), 16, 64)
+	a := p.Masked().Addr().As16()
+	binary.BigEndian.PutUint64(a[8:], iid)
+	return netip.AddrFrom16(a)
+}
 
 func nth(p netip.Prefix, n int) netip.Addr {
 	a := p.Masked().Addr().As4()

@@ -29,6 +29,11 @@ func TestDefaultAddresses(t *testing.T) {
 		{"router upstream", c.RouterUpstream(), "203.0.113.1"},
 		{"external client", c.ExternalAddr(), "203.0.113.2"},
 		{"kubernetes service", c.FirstServiceIP(), "10.96.0.1"},
+		{"router v6", c.RouterLAN6(), "fdbe:c612::1"},
+		{"node1 v6", c.NodeAddr6(1), "fdbe:c612::11"},
+		{"node3 v6", c.NodeAddr6(3), "fdbe:c612::13"},
+		{"lan client v6", c.ClientLAN6(), "fdbe:c612::253"},
+		{"host v6", c.HostLAN6(), "fdbe:c612::254"},
 	} {
 		if tc.got.String() != tc.want {
 			t.Errorf("%s = %v, want %s", tc.what, tc.got, tc.want)
@@ -61,6 +66,20 @@ func TestValidateRefuses(t *testing.T) {
 			c.ClusterCIDR = netip.MustParsePrefix("10.244.0.0/23")
 		}, "fewer than 3"},
 		{"relative state dir", func(c *Config) { c.StateDir = "run/lab" }, "absolute"},
+		{"ipv4 lan6", func(c *Config) { c.LAN6 = netip.MustParsePrefix("198.19.0.0/24") }, "IPv6 /64"},
+		{"lan6 not a /64", func(c *Config) { c.LAN6 = netip.MustParsePrefix("fdbe:c612::/96") }, "IPv6 /64"},
+		{"no lan6", func(c *Config) { c.LAN6 = netip.Prefix{} }, "derive fdbe:c612::/64"},
+		{"lan6 host bits", func(c *Config) { c.LAN6 = netip.MustParsePrefix("fdbe:c612::1/64") }, "host bits"},
+		{"ipv6 service cidr in the ipv4 field", func(c *Config) { c.ServiceCIDR = netip.MustParsePrefix("fd00:10:96::/108") }, "IPv4 prefix"},
+		{"ipv4 cluster cidr in the ipv6 field", func(c *Config) { c.ClusterCIDR6 = netip.MustParsePrefix("10.245.0.0/16") }, "IPv6 prefix"},
+		{"no ipv6 service cidr", func(c *Config) { c.ServiceCIDR6 = netip.Prefix{} }, "both families"},
+		{"ipv6 service cidr in the lan", func(c *Config) { c.ServiceCIDR6 = netip.MustParsePrefix("fdbe:c612::/108") }, "overlaps the lab's LAN"},
+		{"ipv6 service in cluster", func(c *Config) { c.ServiceCIDR6 = netip.MustParsePrefix("fd00:10:244::/108") }, "overlap"},
+		{"ipv6 node mask too long for the controller manager", func(c *Config) { c.NodeCIDRMaskSize6 = 80 }, "at most 2^16"},
+		{"ipv6 node mask outside the cluster cidr", func(c *Config) { c.NodeCIDRMaskSize6 = 48 }, "/57 to /72"},
+		{"ipv6 cluster cidr too small", func(c *Config) {
+			c.ClusterCIDR6 = netip.MustParsePrefix("fd00:10:244::/63")
+		}, "fewer than 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
@@ -135,5 +154,25 @@ func TestBirdConfigParses(t *testing.T) {
 	}
 	if out, err := exec.Command(bird, "-p", "-c", conf).CombinedOutput(); err != nil {
 		t.Fatalf("bird -p rejects the lab config: %v\n%s\n%s", err, out, c.birdConfig())
+	}
+}
+
+// Each IPv4 LAN gets its own IPv6 /64, so labs on different LANs never
+// share one.
+func TestLAN6For(t *testing.T) {
+	seen := map[netip.Prefix]netip.Prefix{}
+	for _, lan := range []string{"198.18.0.0/24", "198.18.1.0/24", "198.19.0.0/24", "198.18.0.64/26", "10.0.0.0/16"} {
+		p := netip.MustParsePrefix(lan)
+		got := LAN6For(p)
+		if got.Bits() != 64 || !netip.MustParsePrefix("fdbe::/16").Contains(got.Addr()) {
+			t.Errorf("LAN6For(%v) = %v, want a /64 in fdbe::/16", p, got)
+		}
+		if other, ok := seen[got]; ok {
+			t.Errorf("LAN6For(%v) = LAN6For(%v) = %v", p, other, got)
+		}
+		seen[got] = p
+	}
+	if got := LAN6For(netip.MustParsePrefix("198.18.5.0/24")).String(); got != "fdbe:c612:500::/64" {
+		t.Errorf("LAN6For(198.18.5.0/24) = %s", got)
 	}
 }

@@ -72,8 +72,8 @@ func (c Config) controllerSpec(p Ports) procSpec {
 		"--leader-election-namespace=berth-system",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(p.ControllerMetrics),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(p.ControllerProbe),
-		"--service-cidrs=" + c.ServiceCIDR.String(),
-		"--cluster-cidrs=" + c.ClusterCIDR.String(),
+		"--service-cidrs=" + c.ServiceCIDR.String() + "," + c.ServiceCIDR6.String(),
+		"--cluster-cidrs=" + c.ClusterCIDR.String() + "," + c.ClusterCIDR6.String(),
 	}}
 }
 

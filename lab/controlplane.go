@@ -93,7 +93,7 @@ func (c Config) apiServerSpec(p Ports) procSpec {
 		"--service-account-key-file=" + c.pki("sa.pub"),
 		"--service-account-signing-key-file=" + c.pki("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-		"--service-cluster-ip-range=" + c.ServiceCIDR.String(),
+		"--service-cluster-ip-range=" + c.ServiceCIDR.String() + "," + c.ServiceCIDR6.String(),
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
@@ -122,9 +122,11 @@ func (c Config) controllerManagerSpec(p Ports) procSpec {
 	return procSpec{name: "kube-controller-manager", path: c.bin("kube-controller-manager"), args: append(
 		c.clientComponentArgs("controller-manager", p.ControllerManager),
 		"--allocate-node-cidrs=true",
-		"--cluster-cidr="+c.ClusterCIDR.String(),
-		"--node-cidr-mask-size="+strconv.Itoa(c.NodeCIDRMaskSize),
-		"--service-cluster-ip-range="+c.ServiceCIDR.String(),
+		// Dual-stack: a podCIDR of each family for every node.
+		"--cluster-cidr="+c.ClusterCIDR.String()+","+c.ClusterCIDR6.String(),
+		"--node-cidr-mask-size-ipv4="+strconv.Itoa(c.NodeCIDRMaskSize),
+		"--node-cidr-mask-size-ipv6="+strconv.Itoa(c.NodeCIDRMaskSize6),
+		"--service-cluster-ip-range="+c.ServiceCIDR.String()+","+c.ServiceCIDR6.String(),
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+c.pki("sa.key"),
 		"--root-ca-file="+c.pki("ca.crt"),

@@ -21,7 +21,7 @@ import (
 // A lab node has no kubelet. In its place, a node host process runs inside
 // the node's namespace with the node's own credentials (system:node:<name>,
 // held to its own objects by the Node authorizer and NodeRestriction): it
-// registers the Node with its InternalIP and keeps it Ready with lease and
+// registers the Node with its InternalIPs (IPv4, then IPv6) and keeps it Ready with lease and
 // status heartbeats, as a kubelet does. When it stops, the node goes NotReady
 // after the controller manager's grace period, as a failed machine would.
 
@@ -112,6 +112,7 @@ func (h *NodeHost) desiredNode() *corev1.Node {
 			Allocatable: capacity,
 			Addresses: []corev1.NodeAddress{
 				{Type: corev1.NodeInternalIP, Address: h.cfg.NodeAddr(h.index).String()},
+				{Type: corev1.NodeInternalIP, Address: h.cfg.NodeAddr6(h.index).String()},
 				{Type: corev1.NodeHostName, Address: name},
 			},
 			Conditions: []corev1.NodeCondition{
@@ -155,7 +156,7 @@ func (h *NodeHost) syncNode(ctx context.Context) error {
 		created.Status = want.Status
 		_, err = nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{})
 		if err == nil {
-			h.log.Info("node registered", "internalIP", h.cfg.NodeAddr(h.index))
+			h.log.Info("node registered", "internalIPs", []string{h.cfg.NodeAddr(h.index).String(), h.cfg.NodeAddr6(h.index).String()})
 		}
 		return err
 	}

@@ -339,7 +339,7 @@ func (r *PodRunner) stop(ctx context.Context, uid types.UID) {
 func (r *PodRunner) writeStatus(ctx context.Context, pod *corev1.Pod, rp *runningPod, waiting *corev1.ContainerStateWaiting) {
 	st := pod.Status.DeepCopy()
 	hostIP := r.cfg.NodeAddr(r.index).String()
-	st.HostIP, st.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+	st.HostIP, st.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}, {IP: r.cfg.NodeAddr6(r.index).String()}}
 	c := pod.Spec.Containers[0]
 	cs := corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image}
 	ready := false

@@ -31,7 +31,7 @@ func Status(ctx context.Context, stateDir string, out io.Writer) error {
 	}
 	_, birdc, berr := findBird()
 
-	fmt.Fprintf(out, "lab %s  LAN %v  upstream %v  API server %s\n\n", cfg.Name, cfg.LAN, cfg.Upstream, cfg.APIServerURL(st.Ports.APIServer))
+	fmt.Fprintf(out, "lab %s  LAN %v %v  upstream %v  API server %s\n\n", cfg.Name, cfg.LAN, cfg.LAN6, cfg.Upstream, cfg.APIServerURL(st.Ports.APIServer))
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMPONENT\tPID\tNETNS\tSTATE\tDETAIL")
 	for _, p := range st.Processes {
@@ -77,14 +77,15 @@ func Status(ctx context.Context, stateDir string, out io.Writer) error {
 		problems = append(problems, "cannot list nodes: "+err.Error())
 	} else {
 		tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tREADY\tINTERNAL-IP\tPOD-CIDRS")
+		fmt.Fprintln(tw, "NODE\tREADY\tINTERNAL-IPS\tPOD-CIDRS")
 		for _, n := range nodes.Items {
-			ip := ""
+			var ips []string
 			for _, a := range n.Status.Addresses {
 				if a.Type == "InternalIP" {
-					ip = a.Address
+					ips = append(ips, a.Address)
 				}
 			}
+			ip := strings.Join(ips, ",")
 			ready := NodeReady(&n)
 			if !ready {
 				problems = append(problems, "node "+n.Name+" not Ready")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthnet/berth/lab/netns"
 )
@@ -20,9 +21,10 @@ import (
 //	<lab>-client 198.18.0.253 ─────────────────────────────────────────┤
 //	host (<lab>-host) 198.18.0.254: kube-apiserver ─────────────────────┘
 //
-// Nodes and the LAN client route everything via the router; the external
-// client reaches the LAN only through the router. Nothing routes to the
-// host's own uplinks.
+// Every host on the LAN also has an IPv6 address in LAN6 (fdbe:c612::1,
+// ::11.., ::253, ::254); the upstream link is IPv4 only. Nodes and the LAN
+// client route everything via the router; the external client reaches the
+// LAN only through the router. Nothing routes to the host's own uplinks.
 
 const lanBridge = "br0"
 
@@ -36,7 +38,7 @@ func (c Config) checkHostFree(host *netns.Namespace) error {
 	if _, err := host.Netlink().LinkByName(c.HostLink()); err == nil {
 		return fmt.Errorf("link %s already exists on the host: a lab named %q is up or was not torn down; run `berthctl lab down --name %s`", c.HostLink(), c.Name, c.Name)
 	}
-	routes, err := host.Netlink().RouteList(nil, netlink.FAMILY_V4)
+	routes, err := host.Netlink().RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return fmt.Errorf("list host routes: %w", err)
 	}
@@ -52,8 +54,12 @@ func (c Config) checkHostFree(host *netns.Namespace) error {
 		if ones == 0 {
 			continue
 		}
-		if netip.PrefixFrom(dst.Unmap(), ones).Overlaps(c.LAN) {
+		p := netip.PrefixFrom(dst.Unmap(), ones)
+		if p.Overlaps(c.LAN) {
 			return fmt.Errorf("lab LAN %v overlaps host route %v; choose another with --lan", c.LAN, r.Dst)
+		}
+		if p.Overlaps(c.LAN6) {
+			return fmt.Errorf("lab LAN %v overlaps host route %v; choose another with --lan6", c.LAN6, r.Dst)
 		}
 	}
 	return nil
@@ -91,9 +97,10 @@ func (c Config) buildTopology() (err error) {
 		return err
 	}
 
-	// attach makes a namespace a host on the LAN with one address and a
-	// default route via the router.
-	attach := func(ns *netns.Namespace, port string, addr netip.Addr, gw bool) error {
+	// attach makes a namespace a host on the LAN with an address of each
+	// family (without duplicate address detection: the lab owns them) and
+	// default routes via the router.
+	attach := func(ns *netns.Namespace, port string, addr, addr6 netip.Addr, gw bool) error {
 		if err := netns.Veth(lanNS, port, ns, "eth0"); err != nil {
 			return err
 		}
@@ -103,8 +110,14 @@ func (c Config) buildTopology() (err error) {
 		if err := ns.AddAddress("eth0", prefixed(addr, c.LAN)); err != nil {
 			return err
 		}
+		if err := ns.AddAddress("eth0", prefixed(addr6, c.LAN6)); err != nil {
+			return err
+		}
 		if gw {
-			return ns.AddRoute("default", c.RouterLAN().String())
+			if err := ns.AddRoute("default", c.RouterLAN().String()); err != nil {
+				return err
+			}
+			return ns.AddRoute("default", c.RouterLAN6().String())
 		}
 		return nil
 	}
@@ -113,10 +126,13 @@ func (c Config) buildTopology() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := attach(router, "router", c.RouterLAN(), false); err != nil {
+	if err := attach(router, "router", c.RouterLAN(), c.RouterLAN6(), false); err != nil {
 		return err
 	}
 	if err := router.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+		return err
+	}
+	if err := router.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
 		return err
 	}
 
@@ -141,19 +157,24 @@ func (c Config) buildTopology() (err error) {
 	if err != nil {
 		return err
 	}
-	if err := attach(client, "client", c.ClientLAN(), true); err != nil {
+	if err := attach(client, "client", c.ClientLAN(), c.ClientLAN6(), true); err != nil {
 		return err
 	}
 
+	lanHosts := []*netns.Namespace{router, client}
 	for i := 1; i <= c.Nodes; i++ {
 		node, err := create(c.NodeNamespace(i))
 		if err != nil {
 			return err
 		}
-		if err := attach(node, c.NodeName(i), c.NodeAddr(i), true); err != nil {
+		lanHosts = append(lanHosts, node)
+		if err := attach(node, c.NodeName(i), c.NodeAddr(i), c.NodeAddr6(i), true); err != nil {
 			return err
 		}
 		if err := node.Sysctl("net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+		if err := node.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
 	}
@@ -165,7 +186,71 @@ func (c Config) buildTopology() (err error) {
 	if err := lanNS.SetMaster("host", lanBridge); err != nil {
 		return err
 	}
-	return host.AddAddress(c.HostLink(), prefixed(c.HostLAN(), c.LAN))
+	if err := host.AddAddress(c.HostLink(), prefixed(c.HostLAN(), c.LAN)); err != nil {
+		return err
+	}
+	if err := host.AddAddress(c.HostLink(), prefixed(c.HostLAN6(), c.LAN6)); err != nil {
+		return fmt.Errorf("%w (is IPv6 disabled on this machine? the lab is dual-stack)", err)
+	}
+	// The link-local addresses the kernel gave each LAN interface still go
+	// through duplicate address detection; NDP (the router's, the layer-2
+	// announcer's) sends from them, so wait until they are usable.
+	return waitLinkLocal(lanHosts, "eth0", 10*time.Second)
+}
+
+// waitLinkLocal waits until link in every namespace has a link-local
+// address that passed duplicate address detection.
+func waitLinkLocal(nss []*netns.Namespace, link string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for _, ns := range nss {
+		for {
+			state, err := linkLocalState(ns, link)
+			if err != nil {
+				return err
+			}
+			if state == "" {
+				break
+			}
+			if state == "dadfailed" {
+				return fmt.Errorf("%s: the link-local address of %s failed duplicate address detection", ns, link)
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s: %s has no usable link-local address after %s (%s)", ns, link, timeout, state)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// linkLocalState is "" when link has a usable link-local address, else
+// "tentative", "dadfailed" or "none".
+func linkLocalState(ns *netns.Namespace, link string) (string, error) {
+	l, err := ns.Link(link)
+	if err != nil {
+		return "", err
+	}
+	addrs, err := ns.Netlink().AddrList(l, netlink.FAMILY_V6)
+	if err != nil {
+		return "", fmt.Errorf("%s: addresses of %s: %w", ns, link, err)
+	}
+	state := "none"
+	for _, a := range addrs {
+		if !a.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		switch {
+		case a.Flags&unix.IFA_F_DADFAILED != 0:
+			state = "dadfailed"
+		case a.Flags&unix.IFA_F_TENTATIVE != 0:
+			if state != "dadfailed" {
+				state = "tentative"
+			}
+		default:
+			return "", nil
+		}
+	}
+	return state, nil
 }
 
 // removeTopology deletes every namespace with the lab's prefix (and so every

@@ -25,7 +25,8 @@ var (
 // added here when it lands, rather than from init functions scattered across
 // files.
 func knownTypes() []runtime.Object {
-	return []runtime.Object{&IPPool{}, &IPPoolList{}, &L2Announcement{}, &L2AnnouncementList{}}
+	return []runtime.Object{&IPPool{}, &IPPoolList{}, &L2Announcement{}, &L2AnnouncementList{},
+		&BGPPeer{}, &BGPPeerList{}, &BGPAnnouncement{}, &BGPAnnouncementList{}}
 }
 
 func addKnownTypes(s *runtime.Scheme) error {

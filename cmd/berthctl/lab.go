@@ -48,7 +48,7 @@ func (f *nameFlags) dir() string {
 func newLabUp() *cobra.Command {
 	var nf nameFlags
 	cfg := lab.Default()
-	var lan, upstream string
+	var lan, lan6, upstream string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the lab: network, control plane, router and nodes",
@@ -59,6 +59,12 @@ func newLabUp() *cobra.Command {
 			var err error
 			if cfg.LAN, err = netip.ParsePrefix(lan); err != nil {
 				return fmt.Errorf("--lan: %w", err)
+			}
+			cfg.LAN6 = lab.LAN6For(cfg.LAN)
+			if lan6 != "" {
+				if cfg.LAN6, err = netip.ParsePrefix(lan6); err != nil {
+					return fmt.Errorf("--lan6: %w", err)
+				}
 			}
 			if cfg.Upstream, err = netip.ParsePrefix(upstream); err != nil {
 				return fmt.Errorf("--upstream: %w", err)
@@ -79,6 +85,7 @@ func newLabUp() *cobra.Command {
 	nf.add(cmd)
 	cmd.Flags().IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
 	cmd.Flags().StringVar(&lan, "lan", cfg.LAN.String(), "the lab LAN (IPv4 prefix)")
+	cmd.Flags().StringVar(&lan6, "lan6", "", "the lab LAN's IPv6 /64 (default: derived from --lan, fdbe:c612::/64 for 198.18.0.0/24)")
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
 	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan or auto")
 	cmd.Flags().BoolVar(&cfg.ServiceProxy, "service-proxy", cfg.ServiceProxy, "run berth-agent's nftables service proxy on the nodes")
