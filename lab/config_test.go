@@ -176,3 +176,35 @@ func TestLAN6For(t *testing.T) {
 		t.Errorf("LAN6For(198.18.5.0/24) = %s", got)
 	}
 }
+
+// The IPv6 pool is in the LAN's /64, clear of every host's address, and
+// announced with the IPv4 pool.
+func TestLBPools(t *testing.T) {
+	c := Default()
+	first, last := c.LBPool()
+	if first.String() != "198.18.0.237" || last.String() != "198.18.0.252" {
+		t.Errorf("LBPool = %v-%v", first, last)
+	}
+	first6, last6 := c.LBPool6()
+	if first6.String() != "fdbe:c612::b:0" || last6.String() != "fdbe:c612::b:f" {
+		t.Errorf("LBPool6 = %v-%v", first6, last6)
+	}
+	hosts := []netip.Addr{c.RouterLAN6(), c.ClientLAN6(), c.HostLAN6()}
+	for i := 1; i <= 50; i++ {
+		hosts = append(hosts, c.NodeAddr6(i))
+	}
+	for _, h := range hosts {
+		if !c.LAN6.Contains(h) {
+			t.Errorf("%v is not in the LAN %v", h, c.LAN6)
+		}
+		if h.Compare(first6) >= 0 && h.Compare(last6) <= 0 {
+			t.Errorf("host address %v is in the pool %v-%v", h, first6, last6)
+		}
+	}
+	m := string(c.LBPoolManifest())
+	for _, want := range []string{`name: lab-lan-v6`, `addresses: ["fdbe:c612::b:0-fdbe:c612::b:f"]`, `ipPools: [lab-lan, lab-lan-v6]`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("pool manifest lacks %q:\n%s", want, m)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -22,8 +23,9 @@ import (
 )
 
 // The lab announces LoadBalancer addresses on its LAN at layer 2: an
-// IPPool of the LAN's addresses just below the client's, an L2Announcement
-// for it, and the agents' shared heartbeat key.
+// IPPool of the LAN's IPv4 addresses just below the client's, another of
+// IPv6 addresses in the LAN's /64, an L2Announcement for both, and the
+// agents' shared heartbeat key.
 
 // lbPoolSize is how many LAN addresses the lab's pool holds.
 const lbPoolSize = 16
@@ -34,8 +36,23 @@ func (c Config) LBPool() (netip.Addr, netip.Addr) {
 	return nth(c.LAN, last-lbPoolSize+1), nth(c.LAN, last)
 }
 
-// LBPoolName names the lab's IPPool and its L2Announcement.
-const LBPoolName = "lab-lan"
+// LBPool6 is the lab's IPv6 pool's first and last address: lbPoolSize
+// addresses at ::b:0 in the LAN's /64, where no host of the lab is (their
+// interface IDs have no hex letters).
+func (c Config) LBPool6() (netip.Addr, netip.Addr) {
+	a := c.LAN6.Masked().Addr().As16()
+	binary.BigEndian.PutUint64(a[8:], 0xb0000)
+	first := netip.AddrFrom16(a)
+	binary.BigEndian.PutUint64(a[8:], 0xb0000+lbPoolSize-1)
+	return first, netip.AddrFrom16(a)
+}
+
+// LBPoolName names the lab's IPv4 IPPool and the L2Announcement of both
+// pools; LBPool6Name names the IPv6 IPPool.
+const (
+	LBPoolName  = "lab-lan"
+	LBPool6Name = "lab-lan-v6"
+)
 
 // L2KeyFile holds the key the agents sign heartbeats with.
 func (c Config) L2KeyFile() string { return c.pki("l2-heartbeat.key") }
@@ -51,9 +68,10 @@ func (c Config) writeL2Key() error {
 	return os.WriteFile(c.L2KeyFile(), []byte(hex.EncodeToString(b)+"\n"), 0o600)
 }
 
-// LBPoolManifest is the lab's IPPool and L2Announcement.
+// LBPoolManifest is the lab's IPPools and their L2Announcement.
 func (c Config) LBPoolManifest() []byte {
 	first, last := c.LBPool()
+	first6, last6 := c.LBPool6()
 	return []byte(fmt.Sprintf(`apiVersion: berth.dev/v1alpha1
 kind: IPPool
 metadata:
@@ -62,12 +80,19 @@ spec:
   addresses: ["%[2]s-%[3]s"]
 ---
 apiVersion: berth.dev/v1alpha1
+kind: IPPool
+metadata:
+  name: %[4]s
+spec:
+  addresses: ["%[5]s-%[6]s"]
+---
+apiVersion: berth.dev/v1alpha1
 kind: L2Announcement
 metadata:
   name: %[1]s
 spec:
-  ipPools: [%[1]s]
-`, LBPoolName, first, last))
+  ipPools: [%[1]s, %[4]s]
+`, LBPoolName, first, last, LBPool6Name, first6, last6))
 }
 
 // applyLBPool creates the lab's pool and announcement.
@@ -124,20 +149,20 @@ func WaitLoadBalancer(ctx context.Context, c kubernetes.Interface, ns, name stri
 // the number of failures.
 func demoLoadBalancer(ctx context.Context, cfg Config, c kubernetes.Interface, out io.Writer) int {
 	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "echo-lb", Namespace: DemoNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: "echo-lan", Namespace: DemoNamespace},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "echo"},
 			Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
 	}
 	if _, err := c.CoreV1().Services(DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
-		fmt.Fprintf(out, "    Service echo-lb: %v\n", err)
+		fmt.Fprintf(out, "    Service echo-lan: %v\n", err)
 		return 1
 	}
-	addr, msg, err := WaitLoadBalancer(ctx, c, DemoNamespace, "echo-lb", time.Minute)
+	addr, msg, err := WaitLoadBalancer(ctx, c, DemoNamespace, "echo-lan", time.Minute)
 	if err != nil {
 		fmt.Fprintf(out, "• LoadBalancer: FAILED: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(out, "• Service %s/echo-lb (LoadBalancer, pool %s, L2Announcement %s): %s\n", DemoNamespace, LBPoolName, LBPoolName, msg)
+	fmt.Fprintf(out, "• Service %s/echo-lan (LoadBalancer, pool %s, L2Announcement %s): %s\n", DemoNamespace, LBPoolName, LBPoolName, msg)
 	ns, err := netns.Open(cfg.ClientNamespace())
 	if err != nil {
 		fmt.Fprintf(out, "    %v\n", err)
@@ -167,5 +192,6 @@ func demoLoadBalancer(ctx context.Context, cfg Config, c kubernetes.Interface, o
 
 func poolRange(c Config) string {
 	first, last := c.LBPool()
-	return first.String() + "-" + last.String()
+	first6, last6 := c.LBPool6()
+	return first.String() + "-" + last.String() + " and " + first6.String() + "-" + last6.String()
 }

@@ -175,7 +175,7 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 			return err
 		}
 	}
-	step(out, "LoadBalancer pool %s announced on the LAN (IPPool and L2Announcement %s)", poolRange(cfg), LBPoolName)
+	step(out, "LoadBalancer pools %s announced on the LAN (IPPools %s and %s, L2Announcement %s)", poolRange(cfg), LBPoolName, LBPool6Name, LBPoolName)
 	if err := cfg.applyLBPool(ctx); err != nil {
 		return err
 	}
