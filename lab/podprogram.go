@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -50,10 +51,12 @@ func RunPodProgram(ctx context.Context, image string, port int) error {
 
 // EchoReply is what the HTTP echo server answers.
 type EchoReply struct {
-	Pod    string `json:"pod"`
-	PodIP  string `json:"podIP"`
-	Node   string `json:"node"`
-	Client string `json:"client"`
+	Pod   string `json:"pod"`
+	PodIP string `json:"podIP"`
+	// PodIPs are the pod's addresses, one per family, PodIP first.
+	PodIPs []string `json:"podIPs,omitempty"`
+	Node   string   `json:"node"`
+	Client string   `json:"client"`
 }
 
 func httpEcho(ctx context.Context, port int) error {
@@ -63,8 +66,12 @@ func httpEcho(ctx context.Context, port int) error {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			w.Header().Set("Content-Type", "application/json")
+			var ips []string
+			if v := os.Getenv("POD_IPS"); v != "" {
+				ips = strings.Split(v, ",")
+			}
 			_ = json.NewEncoder(w).Encode(EchoReply{
-				Pod: os.Getenv("POD_NAME"), PodIP: os.Getenv("POD_IP"), Node: os.Getenv("NODE_NAME"), Client: host,
+				Pod: os.Getenv("POD_NAME"), PodIP: os.Getenv("POD_IP"), PodIPs: ips, Node: os.Getenv("NODE_NAME"), Client: host,
 			})
 		}),
 	}

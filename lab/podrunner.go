@@ -263,7 +263,7 @@ func (r *PodRunner) launch(pod *corev1.Pod, rp *runningPod) error {
 	defer logf.Close()
 	cmd := netns.EnterCommand(filepath.Join(netns.Dir, rp.netns), r.self, "lab", "pod-program",
 		"--image", c.Image, "--port", strconv.Itoa(rp.port), "--state-dir", r.cfg.StateDir+"/")
-	cmd.Env = []string{"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + pod.Namespace, "POD_IP=" + rp.ips[0], "NODE_NAME=" + r.node, "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + pod.Namespace, "POD_IP=" + rp.ips[0], "POD_IPS=" + strings.Join(rp.ips, ","), "NODE_NAME=" + r.node, "PATH=" + os.Getenv("PATH")}
 	for _, e := range c.Env {
 		if e.ValueFrom == nil {
 			cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
