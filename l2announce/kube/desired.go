@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthnet/berth/api/v1alpha1"
-	"github.com/berthnet/berth/ipam"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/l2announce"
 )
@@ -48,29 +47,24 @@ type Desired struct {
 // Berth serves, and inside an IPPool an L2Announcement covers.
 func Build(o Objects) Desired {
 	var d Desired
-	type pool struct {
-		name   string
-		ranges []ipam.Range
-		groups []*l2announce.Group
-	}
-	var pools []*pool
+	assigned, problems := ipamkube.AssignedAddresses(o.Services, o.Pools, o.Slices, o.ServeUnclassed)
+	d.Problems = problems
+	samples := map[string][]netip.Addr{}
 	for i := range o.Pools {
-		p := &o.Pools[i]
-		ip, _, err := ipamkube.Pool(p)
-		if err != nil {
-			d.Problems = append(d.Problems, fmt.Sprintf("pool %s: %v", p.Name, err))
-			continue
+		if p, _, err := ipamkube.Pool(&o.Pools[i]); err == nil {
+			for _, r := range p.Ranges {
+				samples[p.Name] = append(samples[p.Name], r.First)
+			}
 		}
-		pools = append(pools, &pool{name: p.Name, ranges: ip.Ranges})
 	}
-	sort.Slice(pools, func(i, j int) bool { return pools[i].name < pools[j].name })
+	groups := map[string][]*l2announce.Group{} // by pool
 	anns := slices.Clone(o.Announcements)
 	sort.Slice(anns, func(i, j int) bool { return anns[i].Name < anns[j].Name })
 	for i := range anns {
 		a := &anns[i]
-		poolSel, err := selectors(a.Spec.IPPoolSelectors)
+		pools, err := ipamkube.MatchPools(a.Spec.IPPools, a.Spec.IPPoolSelectors, o.Pools)
 		if err != nil {
-			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: ipPoolSelectors: %v", a.Name, err))
+			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: %v", a.Name, err))
 			continue
 		}
 		nodeSel, err := selectors(a.Spec.NodeSelectors)
@@ -78,77 +72,34 @@ func Build(o Objects) Desired {
 			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: nodeSelectors: %v", a.Name, err))
 			continue
 		}
-		all := len(a.Spec.IPPools) == 0 && len(poolSel) == 0
 		for _, p := range pools {
-			if !all && !slices.Contains(a.Spec.IPPools, p.name) && !matchesAny(poolSel, poolLabels(o.Pools, p.name)) {
-				continue
+			if samples[p] == nil {
+				continue // an invalid pool: nothing of it is assigned
 			}
-			g := &l2announce.Group{Key: l2announce.GroupKey(a.Name, p.name), Announcement: a.Name, Pool: p.name,
-				NodeSelectors: nodeSel, Interfaces: a.Spec.Interfaces}
-			for _, r := range p.ranges {
-				g.Samples = append(g.Samples, r.First)
-			}
-			p.groups = append(p.groups, g)
+			g := &l2announce.Group{Key: l2announce.GroupKey(a.Name, p), Announcement: a.Name, Pool: p,
+				NodeSelectors: nodeSel, Interfaces: a.Spec.Interfaces, Samples: samples[p]}
+			groups[p] = append(groups[p], g)
 			d.Groups = append(d.Groups, g)
 		}
 	}
-
-	readyOn := localEndpoints(o.Slices)
-	byAddr := map[netip.Addr]*l2announce.Address{}
-	for i := range o.Services {
-		svc := &o.Services[i]
-		if !ipamkube.Served(svc, o.ServeUnclassed) {
-			continue
+	for _, la := range assigned {
+		if len(groups[la.Pool]) == 0 {
+			continue // not announced at layer 2
 		}
-		addrs, _ := ipamkube.StatusAddrs(svc)
-		key := svc.Namespace + "/" + svc.Name
-		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
-		for _, addr := range addrs {
-			var in *pool
-			for _, p := range pools {
-				for _, r := range p.ranges {
-					if r.Contains(addr) {
-						in = p
-					}
-				}
-			}
-			if in == nil || len(in.groups) == 0 {
-				continue // not Berth's, or not announced at layer 2
-			}
-			a := byAddr[addr]
-			if a == nil {
-				a = &l2announce.Address{Addr: addr, Groups: in.groups}
-				if local {
-					a.Local = readyOn[key]
-					if a.Local == nil {
-						a.Local = map[string]bool{}
-					}
-				}
-				byAddr[addr] = a
-				d.Addresses = append(d.Addresses, a)
-			} else if a.Local != nil {
-				if !local {
-					a.Local = nil // one Service with policy Cluster: any node serves it
-				} else {
-					a.Local = intersect(a.Local, readyOn[key])
-				}
-			}
-			part := reported(svc, addr)
-			if len(a.Services) == 0 {
+		a := &l2announce.Address{Addr: la.Addr, Groups: groups[la.Pool], Local: la.Local, Services: la.Keys()}
+		for i, svc := range la.Services {
+			part := reported(svc, la.Addr)
+			if i == 0 {
 				a.Reported = part
 			} else if a.Reported != part {
 				a.Reported = ""
 			}
-			a.Services = append(a.Services, key)
 			if strings.Contains(part, " announced by ") {
 				a.Announced = true
 			}
 		}
+		d.Addresses = append(d.Addresses, a)
 	}
-	for _, a := range d.Addresses {
-		sort.Strings(a.Services)
-	}
-	sort.Slice(d.Addresses, func(i, j int) bool { return d.Addresses[i].Addr.Less(d.Addresses[j].Addr) })
 
 	for i := range o.Nodes {
 		n := &o.Nodes[i]
@@ -173,58 +124,6 @@ func selectors(ls []metav1.LabelSelector) ([]labels.Selector, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-func matchesAny(sel []labels.Selector, l map[string]string) bool {
-	for _, s := range sel {
-		if s.Matches(labels.Set(l)) {
-			return true
-		}
-	}
-	return false
-}
-
-func poolLabels(pools []v1alpha1.IPPool, name string) map[string]string {
-	for i := range pools {
-		if pools[i].Name == name {
-			return pools[i].Labels
-		}
-	}
-	return nil
-}
-
-// localEndpoints maps each Service (namespace/name) to the nodes holding a
-// ready endpoint of it.
-func localEndpoints(slices []discoveryv1.EndpointSlice) map[string]map[string]bool {
-	out := map[string]map[string]bool{}
-	for i := range slices {
-		s := &slices[i]
-		svc := s.Labels[discoveryv1.LabelServiceName]
-		if svc == "" {
-			continue
-		}
-		key := s.Namespace + "/" + svc
-		for _, ep := range s.Endpoints {
-			if ep.NodeName == nil || (ep.Conditions.Ready != nil && !*ep.Conditions.Ready) {
-				continue
-			}
-			if out[key] == nil {
-				out[key] = map[string]bool{}
-			}
-			out[key][*ep.NodeName] = true
-		}
-	}
-	return out
-}
-
-func intersect(a, b map[string]bool) map[string]bool {
-	out := map[string]bool{}
-	for n := range a {
-		if b[n] {
-			out[n] = true
-		}
-	}
-	return out
 }
 
 // ConditionAnnounced is the Service condition the announcing node writes:

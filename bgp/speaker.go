@@ -1,0 +1,424 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+)
+
+// Speaker runs a Plan on an embedded GoBGP server. Apply changes only what
+// differs from the plan it applied last: a peer whose session settings
+// did not change keeps its session whatever else changes, and what each
+// peer is sent is chosen by one export policy (prefix and neighbour sets),
+// re-evaluated with a soft reset that never drops a session.
+type Speaker struct {
+	log *slog.Logger
+	srv *server.BgpServer
+
+	mu       sync.Mutex
+	started  bool
+	global   string // ASN and router ID the server started with
+	peers    map[string]*Peer
+	paths    map[netip.Prefix]uuid.UUID
+	policy   string // the applied export policy's key
+	gen      int
+	nextHop4 netip.Addr
+	nextHop6 netip.Addr
+}
+
+// NewSpeaker makes a speaker; Serve runs it.
+func NewSpeaker(log *slog.Logger) *Speaker {
+	lvl := &slog.LevelVar{}
+	lvl.Set(slog.LevelWarn)
+	return &Speaker{
+		log:   log,
+		srv:   server.NewBgpServer(server.LoggerOption(log, lvl)),
+		peers: map[string]*Peer{},
+		paths: map[netip.Prefix]uuid.UUID{},
+	}
+}
+
+// Serve runs the BGP server until ctx ends; then it withdraws everything
+// and closes the sessions (see Shutdown).
+func (s *Speaker) Serve(ctx context.Context) error {
+	go s.srv.Serve()
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.Shutdown(sctx)
+	return nil
+}
+
+// Shutdown withdraws every path, waits until the peers were sent the
+// withdrawals (or ctx ends), and closes the sessions: routers move the
+// traffic before the node goes.
+func (s *Speaker) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.started {
+		return
+	}
+	if len(s.paths) > 0 {
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{DeleteAll: true}); err != nil {
+			s.log.Warn("withdraw all", "error", err)
+		}
+		s.paths = map[netip.Prefix]uuid.UUID{}
+		s.waitOutQueues(ctx)
+	}
+	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+		s.log.Warn("stop BGP", "error", err)
+	}
+	s.started = false
+}
+
+// waitOutQueues waits until no established peer has paths advertised.
+func (s *Speaker) waitOutQueues(ctx context.Context) {
+	for {
+		pending := false
+		_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.State == nil || p.State.SessionState != api.PeerState_SESSION_STATE_ESTABLISHED {
+				return
+			}
+			for _, af := range p.AfiSafis {
+				if af.State != nil && af.State.Advertised > 0 {
+					pending = true
+				}
+			}
+		})
+		if !pending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// Apply makes the server run plan.
+func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(plan.Peers) == 0 {
+		if s.started {
+			if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+				return fmt.Errorf("stop BGP: %w", err)
+			}
+			s.started, s.peers, s.paths, s.policy = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
+		}
+		return nil
+	}
+	routerID := routerID(plan)
+	global := fmt.Sprint(asn, routerID)
+	if s.started && global != s.global {
+		// A new router ID or ASN: the server starts again.
+		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+			return fmt.Errorf("stop BGP: %w", err)
+		}
+		s.started, s.peers, s.paths, s.policy = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
+	}
+	if !s.started {
+		if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+			Asn: asn, RouterId: routerID.String(), ListenPort: -1,
+		}}); err != nil {
+			return fmt.Errorf("start BGP (ASN %d, router ID %s): %w", asn, routerID, err)
+		}
+		s.started, s.global = true, global
+	}
+
+	// Peers: delete the gone and the changed, add the new and the changed.
+	want := map[string]*Peer{}
+	for _, p := range plan.Peers {
+		want[p.Name] = p
+	}
+	for name, p := range s.peers {
+		if w := want[name]; w == nil || w.Key() != p.Key() {
+			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
+				return fmt.Errorf("peer %s: remove: %w", name, err)
+			}
+			delete(s.peers, name)
+		}
+	}
+	for _, p := range plan.Peers {
+		if _, ok := s.peers[p.Name]; ok {
+			continue
+		}
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
+			return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+		}
+		s.peers[p.Name] = p
+	}
+
+	// What each peer is sent, then the paths.
+	policyChanged, err := s.applyPolicy(ctx, plan)
+	if err != nil {
+		return err
+	}
+	s.nextHop4, s.nextHop6 = plan.NextHop4, plan.NextHop6
+	wantPaths := map[netip.Prefix]bool{}
+	for _, pf := range plan.Prefixes() {
+		wantPaths[pf] = true
+		if _, ok := s.paths[pf]; ok {
+			continue
+		}
+		path, err := s.path(pf)
+		if err != nil {
+			return err
+		}
+		res, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		if err == nil && len(res) == 1 && res[0].Error != nil {
+			err = res[0].Error
+		}
+		if err != nil {
+			return fmt.Errorf("advertise %s: %w", pf, err)
+		}
+		s.paths[pf] = res[0].UUID
+	}
+	for pf, id := range s.paths {
+		if wantPaths[pf] {
+			continue
+		}
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: []uuid.UUID{id}}); err != nil {
+			return fmt.Errorf("withdraw %s: %w", pf, err)
+		}
+		delete(s.paths, pf)
+	}
+	if policyChanged {
+		// Paths already sent are judged again by the new policy, without
+		// resetting any session.
+		for _, p := range s.peers {
+			if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: p.Address.String(), Soft: true,
+				Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
+				s.log.Debug("soft reset", "peer", p.Name, "error", err)
+			}
+		}
+	}
+	return nil
+}
+
+func routerID(plan Plan) netip.Addr {
+	if plan.NextHop4.IsValid() {
+		return plan.NextHop4
+	}
+	// An IPv6-only node: a router ID derived from its address.
+	h := fnv.New32a()
+	h.Write(plan.NextHop6.AsSlice())
+	v := h.Sum32()
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+func (s *Speaker) path(pf netip.Prefix) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(pf)
+	if err != nil {
+		return nil, fmt.Errorf("prefix %s: %w", pf, err)
+	}
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if pf.Addr().Is4() {
+		if !s.nextHop4.IsValid() {
+			return nil, fmt.Errorf("prefix %s: the node has no IPv4 address for a next hop", pf)
+		}
+		nh, err := bgp.NewPathAttributeNextHop(s.nextHop4)
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, nh)
+	} else {
+		if !s.nextHop6.IsValid() {
+			return nil, fmt.Errorf("prefix %s: the node has no IPv6 address for a next hop", pf)
+		}
+		mp, err := bgp.NewPathAttributeMpReachNLRI(bgp.RF_IPv6_UC, []bgp.PathNLRI{{NLRI: nlri}}, s.nextHop6)
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, mp)
+	}
+	fam := bgp.RF_IPv4_UC
+	if pf.Addr().Is6() {
+		fam = bgp.RF_IPv6_UC
+	}
+	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
+}
+
+func apiPeer(p *Peer) *api.Peer {
+	out := &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.PeerASN, LocalAsn: p.LocalASN,
+			AuthPassword: p.Password, Description: "berth: " + p.Name},
+		Transport: &api.Transport{RemotePort: uint32(p.Port)},
+		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
+	}
+	if p.Source.IsValid() {
+		out.Transport.LocalAddress = p.Source.String()
+	}
+	if p.HoldTime > 0 {
+		out.Timers.Config.HoldTime = uint64(p.HoldTime / time.Second)
+		ka := p.Keepalive
+		if ka == 0 {
+			ka = p.HoldTime / 3
+		}
+		out.Timers.Config.KeepaliveInterval = uint64(max(ka/time.Second, 1))
+	}
+	if p.EBGPMultihop {
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	}
+	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	if p.Address.Is6() {
+		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+	}
+	af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
+	if p.GracefulRestart {
+		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+		af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+	}
+	out.AfiSafis = []*api.AfiSafi{af}
+	return out
+}
+
+// statement is one part of the export policy: prefixes to one peer with
+// one set of attributes.
+type statement struct {
+	peer     *Peer
+	prefixes []netip.Prefix
+	attrs    Attrs
+}
+
+func exportStatements(plan Plan) []statement {
+	var out []statement
+	peers := append([]*Peer(nil), plan.Peers...)
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	for _, p := range peers {
+		groups := map[string]*statement{}
+		var keys []string
+		for _, e := range plan.Exports[p.Name] {
+			k := e.Attrs.key()
+			g := groups[k]
+			if g == nil {
+				g = &statement{peer: p, attrs: e.Attrs}
+				groups[k] = g
+				keys = append(keys, k)
+			}
+			g.prefixes = append(g.prefixes, e.Prefix)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, *groups[k])
+		}
+	}
+	return out
+}
+
+func policyKey(sts []statement) string {
+	var b strings.Builder
+	for _, st := range sts {
+		fmt.Fprintln(&b, st.peer.Address, st.prefixes, st.attrs.key())
+	}
+	return b.String()
+}
+
+// applyPolicy installs the export policy the plan needs, when it differs
+// from the one in place: a new generation of sets, statements and policy,
+// assigned at once, then the old one removed.
+func (s *Speaker) applyPolicy(ctx context.Context, plan Plan) (bool, error) {
+	sts := exportStatements(plan)
+	key := policyKey(sts)
+	if key == s.policy && s.gen > 0 {
+		return false, nil
+	}
+	s.gen++
+	gen := s.gen
+	name := func(kind string, i int) string { return fmt.Sprintf("berth-%d-%s-%d", gen, kind, i) }
+	policy := &api.Policy{Name: fmt.Sprintf("berth-export-%d", gen)}
+	var sets []*api.DefinedSet
+	for i, st := range sts {
+		ps := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name("prefixes", i)}
+		for _, pf := range st.prefixes {
+			ps.Prefixes = append(ps.Prefixes, &api.Prefix{IpPrefix: pf.String(), MaskLengthMin: uint32(pf.Bits()), MaskLengthMax: uint32(pf.Bits())})
+		}
+		bits := 32
+		if st.peer.Address.Is6() {
+			bits = 128
+		}
+		ns := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_NEIGHBOR, Name: name("peer", i),
+			List: []string{netip.PrefixFrom(st.peer.Address, bits).String()}}
+		sets = append(sets, ps, ns)
+		actions := &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT}
+		if len(st.attrs.Communities) > 0 {
+			var cs []string
+			for _, c := range st.attrs.Communities {
+				cs = append(cs, fmt.Sprintf("%d:%d", c>>16, c&0xffff))
+			}
+			actions.Community = &api.CommunityAction{Type: api.CommunityAction_TYPE_ADD, Communities: cs}
+		}
+		if len(st.attrs.LargeCommunities) > 0 {
+			var cs []string
+			for _, c := range st.attrs.LargeCommunities {
+				cs = append(cs, fmt.Sprintf("%d:%d:%d", c[0], c[1], c[2]))
+			}
+			actions.LargeCommunity = &api.CommunityAction{Type: api.CommunityAction_TYPE_ADD, Communities: cs}
+		}
+		if st.attrs.LocalPref != nil {
+			actions.LocalPref = &api.LocalPrefAction{Value: *st.attrs.LocalPref}
+		}
+		policy.Statements = append(policy.Statements, &api.Statement{
+			Name: name("statement", i),
+			Conditions: &api.Conditions{
+				PrefixSet:   &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: ps.Name},
+				NeighborSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: ns.Name},
+			},
+			Actions: actions,
+		})
+	}
+	for _, ds := range sets {
+		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: ds}); err != nil {
+			return false, fmt.Errorf("export policy: set %s: %w", ds.Name, err)
+		}
+	}
+	if len(policy.Statements) > 0 {
+		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
+			return false, fmt.Errorf("export policy: %w", err)
+		}
+	}
+	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT,
+		DefaultAction: api.RouteAction_ROUTE_ACTION_REJECT}
+	if len(policy.Statements) > 0 {
+		assign.Policies = []*api.Policy{{Name: policy.Name}}
+	}
+	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign}); err != nil {
+		return false, fmt.Errorf("export policy: assign: %w", err)
+	}
+	s.removeGeneration(ctx, gen-1)
+	s.policy = key
+	return true, nil
+}
+
+// removeGeneration deletes an older generation's policy and sets.
+func (s *Speaker) removeGeneration(ctx context.Context, gen int) {
+	if gen < 1 {
+		return
+	}
+	prefix := fmt.Sprintf("berth-%d-", gen)
+	_ = s.srv.DeletePolicy(ctx, &api.DeletePolicyRequest{Policy: &api.Policy{Name: fmt.Sprintf("berth-export-%d", gen)}})
+	for _, t := range []api.DefinedType{api.DefinedType_DEFINED_TYPE_PREFIX, api.DefinedType_DEFINED_TYPE_NEIGHBOR} {
+		var names []string
+		_ = s.srv.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: t}, func(ds *api.DefinedSet) {
+			if strings.HasPrefix(ds.Name, prefix) {
+				names = append(names, ds.Name)
+			}
+		})
+		for _, n := range names {
+			_ = s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: t, Name: n}, All: true})
+		}
+	}
+}

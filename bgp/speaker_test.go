@@ -1,0 +1,210 @@
+package bgp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+// bird is a BIRD 2 router in a network namespace of its own, joined to
+// the test's (host) namespace by a veth pair: the speaker, in the test
+// process, peers with it over that link.
+type bird struct {
+	dir    string
+	ns     *netns.Namespace
+	local  netip.Addr // the host end: the speaker's address
+	router netip.Addr
+	cmd    *exec.Cmd
+}
+
+func startBIRD(t *testing.T, asn, peerASN uint32, extra string) *bird {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Fatalf("bird not found: install Debian's bird2 (the CI script does)")
+	}
+	ns := netnstest.New(t)
+	host, err := netns.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	// A /30 of 10.200.0.0/16 picked from the process ID, and a link name
+	// of its own, so parallel runs do not meet.
+	n := os.Getpid() % 16000
+	base := netip.AddrFrom4([4]byte{10, 200, byte(n >> 6), byte(n&63) << 2})
+	b := &bird{dir: t.TempDir(), ns: ns, local: base.Next(), router: base.Next().Next()}
+	link := fmt.Sprintf("bgpt%d", n)
+	if err := netns.Veth(host, link, ns, "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if h, err := netns.Host(); err == nil {
+			if l, err := h.Netlink().LinkByName(link); err == nil {
+				_ = h.Netlink().LinkDel(l)
+			}
+			h.Close()
+		}
+	})
+	if err := host.AddAddress(link, b.local.String()+"/30"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.AddAddress("eth0", b.router.String()+"/30"); err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`router id %s;
+protocol device {}
+protocol bgp berth {
+	local %s as %d;
+	neighbor %s as %d;
+	hold time 9;
+	ipv4 { import all; export none; };
+}
+%s
+`, b.router, b.router, asn, b.local, peerASN, extra)
+	if err := os.WriteFile(filepath.Join(b.dir, "bird.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.cmd = ns.Command(context.Background(), "bird", "-f", "-c", filepath.Join(b.dir, "bird.conf"), "-s", b.sock())
+	b.cmd.Stdout, b.cmd.Stderr = os.Stderr, os.Stderr
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+	})
+	waitFor(t, 10*time.Second, "BIRD up", func() error {
+		_, err := b.birdc("show", "status")
+		return err
+	})
+	return b
+}
+
+func (b *bird) sock() string { return filepath.Join(b.dir, "bird.ctl") }
+
+func (b *bird) birdc(args ...string) (string, error) {
+	out, err := exec.Command("birdc", append([]string{"-s", b.sock()}, args...)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("birdc %v: %v: %s", args, err, out)
+	}
+	return string(out), nil
+}
+
+// route is BIRD's view of one prefix ("" when it has none).
+func (b *bird) route(pf string) string {
+	out, err := b.birdc("show", "route", pf, "all")
+	if err != nil || strings.Contains(out, "Network not found") {
+		return ""
+	}
+	return out
+}
+
+func (b *bird) established() (string, bool) {
+	out, _ := b.birdc("show", "protocols", "berth")
+	return out, strings.Contains(out, "Established")
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after %s: %v", what, d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Against BIRD: the session comes up, the router's own table holds the
+// prefix with the node as next hop and the communities; a change of
+// communities reaches it without the session going down; a withdrawn
+// prefix leaves it; on shutdown everything is withdrawn first.
+func TestSpeakerWithBIRD(t *testing.T) {
+	b := startBIRD(t, 64500, 64512, "")
+	s := NewSpeaker(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second}
+	web := netip.MustParsePrefix("198.51.100.10/32")
+	plan := func(communities []uint32, large [][3]uint32, prefixes ...netip.Prefix) Plan {
+		p := Plan{Peers: []*Peer{peer}, Exports: map[string][]Export{}, NextHop4: b.local}
+		for _, pf := range prefixes {
+			p.Exports["router"] = append(p.Exports["router"], Export{Prefix: pf, Attrs: Attrs{Communities: communities, LargeCommunities: large}})
+		}
+		return p
+	}
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 100}, [][3]uint32{{64512, 1, 2}}, web), 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the route at BIRD", func() error {
+		r := b.route(web.String())
+		for _, want := range []string{"via " + b.local.String(), "(65000,100)", "(64512, 1, 2)", "BGP.as_path: 64512"} {
+			if !strings.Contains(r, want) {
+				return fmt.Errorf("no %q in %q", want, r)
+			}
+		}
+		return nil
+	})
+	before, _ := b.established()
+
+	// New communities, one more prefix: the session stays.
+	api := netip.MustParsePrefix("198.51.100.11/32")
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api), 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "new communities at BIRD", func() error {
+		r := b.route(web.String())
+		if !strings.Contains(r, "(65000,200)") || strings.Contains(r, "(65000,100)") || strings.Contains(r, "(64512, 1, 2)") {
+			return fmt.Errorf("%q", r)
+		}
+		if b.route(api.String()) == "" {
+			return fmt.Errorf("no %s", api)
+		}
+		return nil
+	})
+	if after, up := b.established(); !up || after != before {
+		t.Errorf("the session changed on a change of communities:\nbefore %s\nafter %s", before, after)
+	}
+
+	// Withdraw one.
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, api), 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "withdrawal at BIRD", func() error {
+		if r := b.route(web.String()); r != "" {
+			return fmt.Errorf("still %q", r)
+		}
+		return nil
+	})
+
+	// Shutdown withdraws the rest before closing.
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	s.Shutdown(sctx)
+	scancel()
+	waitFor(t, 30*time.Second, "everything withdrawn at BIRD", func() error {
+		if r := b.route(api.String()); r != "" {
+			return fmt.Errorf("still %q", r)
+		}
+		return nil
+	})
+}
