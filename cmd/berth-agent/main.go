@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -59,6 +60,8 @@ func run() error {
 		proxySync  time.Duration
 		nodePorts  []netip.Prefix
 		l2         l2Options
+		bgpOpts    bgpOptions
+		namespace  string
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -85,6 +88,8 @@ func run() error {
 	})
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
 	l2.bind(flag.CommandLine)
+	bgpOpts.bind(flag.CommandLine)
+	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the agents' namespace, where BGP password Secrets are read (default $POD_NAMESPACE)")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
 		return nil
@@ -97,7 +102,10 @@ func run() error {
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
 		return err
 	}
-	mgr, err := opts.NewManager(ctrl.Options{}, v1alpha1.AddToScheme)
+	// Secrets are read in the agents' own namespace only.
+	mgr, err := opts.NewManager(ctrl.Options{Cache: crcache.Options{ByObject: map[client.Object]crcache.ByObject{
+		&corev1.Secret{}: {Namespaces: map[string]crcache.Config{namespace: {}}},
+	}}}, v1alpha1.AddToScheme)
 	if err != nil {
 		return err
 	}
@@ -195,7 +203,19 @@ func run() error {
 			return fmt.Errorf("layer-2 announcement: %w", err)
 		}
 	}
+	if bgpOpts.enabled {
+		if err := bgpOpts.setup(ctx, mgr, nodeName, namespace, l2.serveUnclassed); err != nil {
+			return fmt.Errorf("BGP: %w", err)
+		}
+	}
 	return mgr.Start(ctx)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }
 
 // afterSync starts fn once the cache has every Node, so the first sync does

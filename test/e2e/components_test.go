@@ -173,15 +173,20 @@ func TestControllerLeadsWithItsRole(t *testing.T) {
 func TestAgentFindsItsNode(t *testing.T) {
 	t.Parallel()
 	bin := labtest.Build(t)
-	env := kubetest.Start(t, kubetest.Options{})
-	admin := adminClient(t, env)
-	ctx := context.Background()
 	root, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Berth's CRDs are there, as the release installs them: the agent
+	// watches IPPools, announcements and peers.
+	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config/crd/bases")}})
+	admin := adminClient(t, env)
+	ctx := context.Background()
+	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "berth-system"}}); err != nil {
+		t.Fatal(err)
+	}
 	kubetest.Apply(t, env.Config, filepath.Join(root, "config/rbac/agent/role.yaml"))
-	bindUser(t, admin, "berth-agent-test", "berth-agent", "")
+	bindUser(t, admin, "berth-agent-test", "berth-agent", "berth-system")
 	kubeconfig, _ := env.User(t, "berth-agent-test")
 	if err := admin.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
 		t.Fatal(err)

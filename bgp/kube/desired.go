@@ -1,0 +1,227 @@
+// Package kube turns the API server's objects into the BGP speaker's input
+// and writes each node's view of its sessions onto the BGPPeers.
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/bgp"
+	ipamkube "github.com/berthnet/berth/ipam/kube"
+)
+
+// Objects is what the speaker's input is built from.
+type Objects struct {
+	Self          *corev1.Node
+	Services      []corev1.Service
+	Slices        []discoveryv1.EndpointSlice
+	Pools         []v1alpha1.IPPool
+	Peers         []v1alpha1.BGPPeer
+	Announcements []v1alpha1.BGPAnnouncement
+	// Secrets are those of the agent's namespace, by name.
+	Secrets        map[string]*corev1.Secret
+	ServeUnclassed bool
+	// PodCIDRs: advertise this node's pod ranges (pod network mode bgp).
+	PodCIDRs bool
+}
+
+// Built is the speaker's input, and what was left out and why.
+type Built struct {
+	Plan bgp.Plan
+	// ASN is the server's own: the local ASN of the first peer by name.
+	ASN uint32
+	// Problems name the peers and announcements left out, by name.
+	Problems map[string]string
+}
+
+// Build compiles the objects into this node's plan.
+func Build(o Objects) Built {
+	b := Built{Problems: map[string]string{}}
+	if o.Self == nil {
+		return b
+	}
+	var peers []*bgp.Peer
+	for i := range o.Peers {
+		p, err := peer(&o.Peers[i], o.Secrets)
+		if err != nil {
+			b.Problems["BGPPeer "+o.Peers[i].Name] = err.Error()
+			continue
+		}
+		peers = append(peers, p)
+	}
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	var anns []*bgp.Announcement
+	for i := range o.Announcements {
+		a, err := announcement(&o.Announcements[i], o.Pools)
+		if err != nil {
+			b.Problems["BGPAnnouncement "+o.Announcements[i].Name] = err.Error()
+			continue
+		}
+		anns = append(anns, a)
+	}
+	sort.Slice(anns, func(i, j int) bool { return anns[i].Name < anns[j].Name })
+	assigned, _ := ipamkube.AssignedAddresses(o.Services, o.Pools, o.Slices, o.ServeUnclassed)
+	var addrs []*bgp.Address
+	for _, a := range assigned {
+		addrs = append(addrs, &bgp.Address{Addr: a.Addr, Pool: a.Pool, Services: a.Keys(), Local: a.Local})
+	}
+	self := bgp.Node{Name: o.Self.Name, Labels: o.Self.Labels}
+	if _, ok := o.Self.Labels[bgp.ExcludeLabel]; ok {
+		self.Excluded = true
+	}
+	for _, a := range o.Self.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				self.Addrs = append(self.Addrs, ip.Unmap())
+			}
+		}
+	}
+	for _, c := range o.Self.Spec.PodCIDRs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			self.PodCIDRs = append(self.PodCIDRs, p.Masked())
+		}
+	}
+	b.Plan = bgp.Compile(self, peers, anns, addrs, o.PodCIDRs)
+	if len(b.Plan.Peers) > 0 {
+		b.ASN = b.Plan.Peers[0].LocalASN
+	}
+	return b
+}
+
+func peer(p *v1alpha1.BGPPeer, secrets map[string]*corev1.Secret) (*bgp.Peer, error) {
+	addr, err := netip.ParseAddr(p.Spec.Address)
+	if err != nil {
+		return nil, fmt.Errorf("address %q: %w", p.Spec.Address, err)
+	}
+	out := &bgp.Peer{Name: p.Name, Labels: p.Labels, Address: addr.Unmap(), Port: uint16(p.Spec.Port),
+		PeerASN: uint32(p.Spec.PeerASN), LocalASN: uint32(p.Spec.LocalASN), EBGPMultihop: p.Spec.EBGPMultiHop}
+	if out.Port == 0 {
+		out.Port = 179
+	}
+	if p.Spec.HoldTime != nil {
+		out.HoldTime = p.Spec.HoldTime.Duration
+	}
+	if p.Spec.KeepaliveTime != nil {
+		out.Keepalive = p.Spec.KeepaliveTime.Duration
+	}
+	if gr := p.Spec.GracefulRestart; gr != nil && gr.Enabled {
+		out.GracefulRestart, out.RestartTime = true, 120*time.Second
+		if gr.RestartTime != nil {
+			out.RestartTime = gr.RestartTime.Duration
+		}
+	}
+	if p.Spec.SourceAddress != "" {
+		if out.Source, err = netip.ParseAddr(p.Spec.SourceAddress); err != nil {
+			return nil, fmt.Errorf("sourceAddress %q: %w", p.Spec.SourceAddress, err)
+		}
+	}
+	if p.Spec.NodeSelector != nil {
+		if out.NodeSelector, err = metav1.LabelSelectorAsSelector(p.Spec.NodeSelector); err != nil {
+			return nil, fmt.Errorf("nodeSelector: %w", err)
+		}
+	}
+	if ref := p.Spec.PasswordSecret; ref != nil {
+		s := secrets[ref.Name]
+		if s == nil {
+			return nil, fmt.Errorf("password Secret %q not found in the agents' namespace", ref.Name)
+		}
+		v, ok := s.Data[ref.Key]
+		if !ok || len(v) == 0 {
+			return nil, fmt.Errorf("password Secret %q has no key %q", ref.Name, ref.Key)
+		}
+		out.Password = string(v)
+	}
+	return out, nil
+}
+
+func announcement(a *v1alpha1.BGPAnnouncement, pools []v1alpha1.IPPool) (*bgp.Announcement, error) {
+	out := &bgp.Announcement{Name: a.Name, AggregationLength4: 32, AggregationLength6: 128}
+	var err error
+	if out.Pools, err = ipamkube.MatchPools(a.Spec.IPPools, a.Spec.IPPoolSelectors, pools); err != nil {
+		return nil, err
+	}
+	if out.PeerSelectors, err = selectors(a.Spec.PeerSelectors); err != nil {
+		return nil, fmt.Errorf("peerSelectors: %w", err)
+	}
+	if out.NodeSelectors, err = selectors(a.Spec.NodeSelectors); err != nil {
+		return nil, fmt.Errorf("nodeSelectors: %w", err)
+	}
+	aliases := map[string]string{}
+	for _, al := range a.Spec.CommunityAliases {
+		aliases[al.Name] = al.Value
+	}
+	for _, c := range a.Spec.Communities {
+		v := string(c)
+		if alias, ok := aliases[v]; ok {
+			v = alias
+		}
+		std, large, err := ParseCommunity(v)
+		if err != nil {
+			return nil, fmt.Errorf("community %q: %w", c, err)
+		}
+		if large != nil {
+			out.LargeCommunities = append(out.LargeCommunities, *large)
+		} else {
+			out.Communities = append(out.Communities, std)
+		}
+	}
+	if a.Spec.LocalPref != nil {
+		v := uint32(*a.Spec.LocalPref)
+		out.LocalPref = &v
+	}
+	if a.Spec.AggregationLength != nil {
+		out.AggregationLength4 = int(*a.Spec.AggregationLength)
+	}
+	if a.Spec.AggregationLengthV6 != nil {
+		out.AggregationLength6 = int(*a.Spec.AggregationLengthV6)
+	}
+	return out, nil
+}
+
+// ParseCommunity reads a standard community ("65000:100") or a large one
+// ("65000:1:2").
+func ParseCommunity(s string) (uint32, *[3]uint32, error) {
+	parts := strings.Split(s, ":")
+	switch len(parts) {
+	case 2:
+		hi, err1 := strconv.ParseUint(parts[0], 10, 16)
+		lo, err2 := strconv.ParseUint(parts[1], 10, 16)
+		if err1 != nil || err2 != nil {
+			return 0, nil, fmt.Errorf("a standard community is two numbers up to 65535, like 65000:100")
+		}
+		return uint32(hi)<<16 | uint32(lo), nil, nil
+	case 3:
+		var v [3]uint32
+		for i, p := range parts {
+			n, err := strconv.ParseUint(p, 10, 32)
+			if err != nil {
+				return 0, nil, fmt.Errorf("a large community is three numbers up to 4294967295, like 65000:1:2")
+			}
+			v[i] = uint32(n)
+		}
+		return 0, &v, nil
+	}
+	return 0, nil, fmt.Errorf("not a community: use 65000:100 (standard) or 65000:1:2 (large)")
+}
+
+func selectors(ls []metav1.LabelSelector) ([]labels.Selector, error) {
+	var out []labels.Selector
+	for i := range ls {
+		s, err := metav1.LabelSelectorAsSelector(&ls[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}

@@ -1,0 +1,213 @@
+package kube
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/bgp"
+)
+
+// Runner keeps the speaker in step with the API server's objects and
+// writes this node's sessions into the BGPPeers' status.
+type Runner struct {
+	Node string
+	// Namespace holds the peers' password Secrets (the agents' own).
+	Namespace      string
+	Reader         client.Reader
+	Speaker        *bgp.Speaker
+	Status         *StatusWriter
+	ServeUnclassed bool
+	// PodCIDRs advertises the node's pod ranges (pod network mode bgp).
+	PodCIDRs bool
+	// Resync rebuilds without an event this often (30 s when 0).
+	Resync time.Duration
+	Log    logr.Logger
+
+	once          sync.Once
+	dirty         chan struct{}
+	localServices atomic.Pointer[map[string]bool]
+	// PlanApplied, when set, is called after each apply with its plan.
+	PlanApplied func(bgp.Plan)
+}
+
+func (r *Runner) trigger() {
+	r.once.Do(func() { r.dirty = make(chan struct{}, 1) })
+	select {
+	case r.dirty <- struct{}{}:
+	default:
+	}
+}
+
+// Watch subscribes to the informers of c; call it before the cache starts.
+func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
+	r.trigger()
+	all := func(any) { r.trigger() }
+	lbService := func(obj any) {
+		if s, ok := object(obj).(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+			r.trigger()
+		}
+	}
+	localSlice := func(obj any) {
+		o := object(obj)
+		if o == nil {
+			return
+		}
+		if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
+			r.trigger()
+		}
+	}
+	selfNode := func(obj any) {
+		if o := object(obj); o != nil && o.GetName() == r.Node {
+			r.trigger()
+		}
+	}
+	ownSecret := func(obj any) {
+		if o := object(obj); o != nil && o.GetNamespace() == r.Namespace {
+			r.trigger()
+		}
+	}
+	for _, w := range []struct {
+		obj client.Object
+		fn  func(any)
+	}{
+		{&corev1.Service{}, lbService}, {&discoveryv1.EndpointSlice{}, localSlice}, {&corev1.Node{}, selfNode},
+		{&v1alpha1.IPPool{}, all}, {&v1alpha1.BGPPeer{}, all}, {&v1alpha1.BGPAnnouncement{}, all}, {&corev1.Secret{}, ownSecret},
+	} {
+		inf, err := c.GetInformer(ctx, w.obj)
+		if err != nil {
+			return err
+		}
+		fn := w.fn
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: fn, DeleteFunc: fn, UpdateFunc: func(old, obj any) { fn(old); fn(obj) },
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func object(obj any) client.Object {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, _ := obj.(client.Object)
+	return o
+}
+
+// Start applies the objects to the speaker on every change (at most every
+// 20 ms) and every Resync, and the sessions to the status every 2 s,
+// until ctx ends.
+func (r *Runner) Start(ctx context.Context) error {
+	r.trigger()
+	every := r.Resync
+	if every <= 0 {
+		every = 30 * time.Second
+	}
+	resync := time.NewTicker(every)
+	defer resync.Stop()
+	status := time.NewTicker(2 * time.Second)
+	defer status.Stop()
+	var problems map[string]string
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.dirty:
+		case <-resync.C:
+		case <-status.C:
+			if r.Status != nil {
+				r.Status.Write(ctx, r.Speaker.States(ctx), problems)
+			}
+			continue
+		}
+		built, err := r.build(ctx)
+		if err != nil {
+			r.Log.Error(err, "read objects for BGP")
+			time.AfterFunc(time.Second, r.trigger)
+			continue
+		}
+		problems = built.Problems
+		for what, why := range built.Problems {
+			r.Log.Info("left out of BGP", "object", what, "problem", why)
+		}
+		if err := r.Speaker.Apply(ctx, built.Plan, built.ASN); err != nil {
+			r.Log.Error(err, "apply BGP plan")
+			time.AfterFunc(time.Second, r.trigger)
+		} else if r.PlanApplied != nil {
+			r.PlanApplied(built.Plan)
+		}
+		if r.Status != nil {
+			r.Status.Write(ctx, r.Speaker.States(ctx), problems)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (r *Runner) build(ctx context.Context) (Built, error) {
+	var (
+		o       Objects
+		self    corev1.Node
+		svcs    corev1.ServiceList
+		pools   v1alpha1.IPPoolList
+		peers   v1alpha1.BGPPeerList
+		anns    v1alpha1.BGPAnnouncementList
+		secrets corev1.SecretList
+	)
+	noCopy := client.UnsafeDisableDeepCopy
+	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, &self); err != nil {
+		return Built{}, err
+	}
+	for _, l := range []client.ObjectList{&svcs, &pools, &peers, &anns} {
+		if err := r.Reader.List(ctx, l, noCopy); err != nil {
+			return Built{}, err
+		}
+	}
+	if err := r.Reader.List(ctx, &secrets, noCopy, client.InNamespace(r.Namespace)); err != nil {
+		return Built{}, err
+	}
+	local := map[string]bool{}
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
+			local[s.Namespace+"/"+s.Name] = true
+		}
+	}
+	r.localServices.Store(&local)
+	for i := range svcs.Items {
+		s := &svcs.Items[i]
+		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			continue
+		}
+		o.Services = append(o.Services, *s)
+		if local[s.Namespace+"/"+s.Name] {
+			var sl discoveryv1.EndpointSliceList
+			if err := r.Reader.List(ctx, &sl, noCopy, client.InNamespace(s.Namespace),
+				client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
+				return Built{}, err
+			}
+			o.Slices = append(o.Slices, sl.Items...)
+		}
+	}
+	o.Self, o.Pools, o.Peers, o.Announcements = &self, pools.Items, peers.Items, anns.Items
+	o.Secrets = map[string]*corev1.Secret{}
+	for i := range secrets.Items {
+		o.Secrets[secrets.Items[i].Name] = &secrets.Items[i]
+	}
+	o.ServeUnclassed, o.PodCIDRs = r.ServeUnclassed, r.PodCIDRs
+	return Build(o), nil
+}

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/berthnet/berth/bgp"
+	bgpkube "github.com/berthnet/berth/bgp/kube"
+)
+
+// The BGP speaker reads the peers and announcements, writes its sessions
+// into the peers' status, and reads the peers' password Secrets in its own
+// namespace only.
+//
+// +kubebuilder:rbac:groups=berth.dev,resources=bgppeers;bgpannouncements,verbs=get;list;watch
+// +kubebuilder:rbac:groups=berth.dev,resources=bgppeers/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=berth-system
+
+// bgpOptions are the BGP speaker's flags.
+type bgpOptions struct {
+	enabled bool
+}
+
+func (o *bgpOptions) bind(fs *flag.FlagSet) {
+	fs.BoolVar(&o.enabled, "bgp", true, "advertise LoadBalancer addresses to the BGPPeers that select this node, as BGPAnnouncements say")
+}
+
+func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespace string, serveUnclassed bool) error {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("logger", "gobgp")
+	speaker := bgp.NewSpeaker(log)
+	if err := ctrlmetrics.Registry.Register(speaker.Collector()); err != nil {
+		return err
+	}
+	runner := &bgpkube.Runner{
+		Node: node, Namespace: namespace, Reader: mgr.GetCache(), Speaker: speaker, ServeUnclassed: serveUnclassed,
+		Status: &bgpkube.StatusWriter{Node: node, Client: mgr.GetClient(), Log: ctrl.Log.WithName("bgpstatus")},
+		Log:    ctrl.Log.WithName("bgp"),
+	}
+	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
+		return err
+	}
+	if err := mgr.Add(afterSync{mgr: mgr, run: speaker.Serve}); err != nil {
+		return err
+	}
+	return mgr.Add(afterSync{mgr: mgr, run: runner.Start})
+}
