@@ -87,7 +87,7 @@ func (s *Speaker) Shutdown(ctx context.Context) {
 func (s *Speaker) waitOutQueues(ctx context.Context) {
 	for {
 		pending := false
-		_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 			if p.State == nil || p.State.SessionState != api.PeerState_SESSION_STATE_ESTABLISHED {
 				return
 			}

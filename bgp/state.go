@@ -46,7 +46,7 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 	if !started {
 		return nil
 	}
-	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 		if p.Conf == nil || p.State == nil {
 			return
 		}

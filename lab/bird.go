@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// The lab router runs BIRD 2 (Debian's bird2). Its config starts with no BGP
-// peers; the BGP issue adds the nodes as peers.
+// The lab router runs BIRD 2 (Debian's bird2), a BGP peer of every node
+// (see bgp.go).
 
 func (c Config) birdDir() string    { return filepath.Join(c.StateDir, "bird") }
 func (c Config) birdSocket() string { return filepath.Join(c.birdDir(), "bird.ctl") }
@@ -38,7 +38,7 @@ protocol kernel {
 		export where source != RTS_DEVICE;
 	};
 }
-`, c.Name, c.RouterLAN())
+%s`, c.Name, c.RouterLAN(), c.birdPeers())
 }
 
 // birdSpec runs BIRD in the foreground in the router namespace.

@@ -59,11 +59,12 @@ func (c Config) kubectl(ctx context.Context, stdin []byte, args ...string) error
 
 // installBerth applies Berth's CRDs and the controller's RBAC.
 func (c Config) installBerth(ctx context.Context) error {
-	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
+	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.BGPPeerCRD, config.BGPAnnouncementCRD, config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
 	if err := c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-"); err != nil {
 		return err
 	}
-	return c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/ippools.berth.dev", "crd/l2announcements.berth.dev")
+	return c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/ippools.berth.dev", "crd/l2announcements.berth.dev",
+		"crd/bgppeers.berth.dev", "crd/bgpannouncements.berth.dev")
 }
 
 func (c Config) controllerSpec(p Ports) procSpec {

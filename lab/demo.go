@@ -88,6 +88,7 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 	if cfg.ServiceProxy {
 		failed += demoServices(ctx, cfg, client, pods, out)
 		failed += demoLoadBalancer(ctx, cfg, client, out)
+		failed += demoBGP(ctx, cfg, client, out)
 	}
 	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
 	if err != nil {

@@ -97,7 +97,9 @@ spec:
 
 // applyLBPool creates the lab's pool and announcement.
 func (c Config) applyLBPool(ctx context.Context) error {
-	return c.kubectl(ctx, c.LBPoolManifest(), "apply", "--server-side", "--field-manager=berth-lab", "-f", "-")
+	manifests := append(c.LBPoolManifest(), "\n---\n"...)
+	manifests = append(manifests, c.BGPManifest()...)
+	return c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-")
 }
 
 // ConditionL2Announced is the Service condition the announcing agent

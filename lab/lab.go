@@ -175,7 +175,8 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 			return err
 		}
 	}
-	step(out, "LoadBalancer pools %s announced on the LAN (IPPools %s and %s, L2Announcement %s)", poolRange(cfg), LBPoolName, LBPool6Name, LBPoolName)
+	step(out, "LoadBalancer pools %s announced on the LAN (IPPools %s and %s, L2Announcement %s); %s over BGP to the router (IPPool, BGPPeer %s, BGPAnnouncement %s)",
+		poolRange(cfg), LBPoolName, LBPool6Name, LBPoolName, BGPPool, BGPPeerName, BGPPoolName)
 	if err := cfg.applyLBPool(ctx); err != nil {
 		return err
 	}
