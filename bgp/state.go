@@ -20,7 +20,7 @@ type PeerState struct {
 	LastError string
 	// Advertised and Accepted count prefixes sent to and accepted from
 	// the peer.
-	Advertised, Accepted int
+	Advertised, Accepted         int
 	UpdatesSent, UpdatesReceived uint64
 }
 
