@@ -189,12 +189,16 @@ func (r *Runner) build(ctx context.Context) error {
 		if n.Name == r.Node {
 			continue
 		}
+		// One address per peer (its first InternalIP): a heartbeat sent
+		// to each of a dual-stack node's addresses would arrive twice,
+		// and the second copy be refused as a replay.
 		for _, a := range n.Status.Addresses {
 			if a.Type != corev1.NodeInternalIP {
 				continue
 			}
 			if ip, err := netip.ParseAddr(a.Address); err == nil {
 				peers = append(peers, netip.AddrPortFrom(ip.Unmap(), r.HeartbeatPort))
+				break
 			}
 		}
 	}
