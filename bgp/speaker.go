@@ -36,6 +36,39 @@ type Speaker struct {
 	gen      int
 	nextHop4 netip.Addr
 	nextHop6 netip.Addr
+	// lastErr is why each peer's session last went down, from the
+	// server's peer events (its peer list does not keep it). Guarded by
+	// errMu, not mu: events come while Apply holds mu and waits on the
+	// server.
+	errMu    sync.Mutex
+	lastErr  map[netip.Addr]string
+	watchCtx context.Context
+	changed  chan struct{}
+}
+
+// Changed receives a value when a session changes state.
+func (s *Speaker) Changed() <-chan struct{} { return s.changed }
+
+func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+	if ev.Type != apiutil.PEER_EVENT_STATE {
+		return
+	}
+	st := ev.Peer.State
+	s.errMu.Lock()
+	if st.SessionState == bgp.BGP_FSM_ESTABLISHED {
+		delete(s.lastErr, st.NeighborAddress)
+	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+		why := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(st.DisconnectReason.String(), "DISCONNECT_REASON_")), "_", " ")
+		if st.DisconnectMessage != "" {
+			why += ": " + st.DisconnectMessage
+		}
+		s.lastErr[st.NeighborAddress] = why
+	}
+	s.errMu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
 }
 
 // NewSpeaker makes a speaker; Serve runs it.
@@ -43,17 +76,24 @@ func NewSpeaker(log *slog.Logger) *Speaker {
 	lvl := &slog.LevelVar{}
 	lvl.Set(slog.LevelWarn)
 	return &Speaker{
-		log:   log,
-		srv:   server.NewBgpServer(server.LoggerOption(log, lvl)),
-		peers: map[string]*Peer{},
-		paths: map[netip.Prefix]uuid.UUID{},
+		log:     log,
+		srv:     server.NewBgpServer(server.LoggerOption(log, lvl)),
+		peers:   map[string]*Peer{},
+		paths:   map[netip.Prefix]uuid.UUID{},
+		lastErr: map[netip.Addr]string{},
+		changed: make(chan struct{}, 1),
 	}
 }
 
 // Serve runs the BGP server until ctx ends; then it withdraws everything
 // and closes the sessions (see Shutdown).
 func (s *Speaker) Serve(ctx context.Context) error {
+	// The server's loop first: Apply may already be waiting on it, with
+	// mu held.
 	go s.srv.Serve()
+	s.mu.Lock()
+	s.watchCtx = ctx
+	s.mu.Unlock()
 	<-ctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -137,6 +177,13 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 			return fmt.Errorf("start BGP (ASN %d, router ID %s): %w", asn, routerID, err)
 		}
 		s.started, s.global = true, global
+		wctx := s.watchCtx
+		if wctx == nil {
+			wctx = ctx
+		}
+		if err := s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+			s.log.Warn("watch peer events", "error", err)
+		}
 	}
 
 	// Peers: delete the gone and the changed, add the new and the changed.

@@ -42,6 +42,12 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 	}
 	started := s.started
 	s.mu.Unlock()
+	lastErr := map[string]string{}
+	s.errMu.Lock()
+	for a, e := range s.lastErr {
+		lastErr[a.String()] = e
+	}
+	s.errMu.Unlock()
 	var out []PeerState
 	if !started {
 		return nil
@@ -54,7 +60,7 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		if !ok {
 			return
 		}
-		st := PeerState{Name: name, State: sessionStates[p.State.SessionState], LastError: p.State.DisconnectMessage}
+		st := PeerState{Name: name, State: sessionStates[p.State.SessionState], LastError: lastErr[p.Conf.NeighborAddress]}
 		if st.State == "" {
 			st.State = "Idle"
 		}

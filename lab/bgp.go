@@ -117,11 +117,11 @@ func (c Config) RouterRoute(ctx context.Context, addr netip.Addr) (string, error
 		return "", err
 	}
 	out, err := exec.CommandContext(ctx, birdc, "-s", c.birdSocket(), "show", "route", "for", addr.String(), "all").CombinedOutput()
+	if strings.Contains(string(out), "Network not found") {
+		return "", nil // birdc exits 1 then
+	}
 	if err != nil {
 		return "", fmt.Errorf("birdc: %v: %s", err, out)
-	}
-	if strings.Contains(string(out), "Network not found") {
-		return "", nil
 	}
 	return string(out), nil
 }

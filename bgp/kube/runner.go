@@ -120,12 +120,18 @@ func (r *Runner) Start(ctx context.Context) error {
 	defer status.Stop()
 	var problems map[string]string
 	for {
+		rebuild := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.dirty:
+			rebuild = true
 		case <-resync.C:
+			rebuild = true
 		case <-status.C:
+		case <-r.Speaker.Changed():
+		}
+		if !rebuild {
 			if r.Status != nil {
 				r.Status.Write(ctx, r.Speaker.States(ctx), problems)
 			}
