@@ -32,7 +32,8 @@ type Speaker struct {
 	global   string // ASN and router ID the server started with
 	peers    map[string]*Peer
 	paths    map[netip.Prefix]uuid.UUID
-	policy   string // the applied export policy's key
+	shape    string // the applied export policy's shape (policyShape)
+	sets     []map[netip.Prefix]bool
 	gen      int
 	nextHop4 netip.Addr
 	nextHop6 netip.Addr
@@ -157,7 +158,7 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 			if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
 				return fmt.Errorf("stop BGP: %w", err)
 			}
-			s.started, s.peers, s.paths, s.policy = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
+			s.started, s.peers, s.paths, s.shape = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
 		}
 		return nil
 	}
@@ -168,7 +169,7 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
 			return fmt.Errorf("stop BGP: %w", err)
 		}
-		s.started, s.peers, s.paths, s.policy = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
+		s.started, s.peers, s.paths, s.shape = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
 	}
 	if !s.started {
 		if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -209,13 +210,21 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 		s.peers[p.Name] = p
 	}
 
-	// What each peer is sent, then the paths.
-	policyChanged, err := s.applyPolicy(ctx, plan)
-	if err != nil {
+	// What each peer is sent (new prefixes into the sets before their
+	// paths), then the paths, then prefixes out of the sets.
+	sts := exportStatements(plan)
+	incremental := s.gen > 0 && policyShape(sts) == s.shape
+	if !incremental {
+		if err := s.replacePolicy(ctx, sts); err != nil {
+			return err
+		}
+	} else if err := s.growSets(ctx, sts); err != nil {
 		return err
 	}
 	s.nextHop4, s.nextHop6 = plan.NextHop4, plan.NextHop6
 	wantPaths := map[netip.Prefix]bool{}
+	var add []*apiutil.Path
+	var added []netip.Prefix
 	for _, pf := range plan.Prefixes() {
 		wantPaths[pf] = true
 		if _, ok := s.paths[pf]; ok {
@@ -225,32 +234,51 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 		if err != nil {
 			return err
 		}
-		res, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
-		if err == nil && len(res) == 1 && res[0].Error != nil {
-			err = res[0].Error
-		}
+		add, added = append(add, path), append(added, pf)
+	}
+	if len(add) > 0 {
+		res, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: add})
 		if err != nil {
-			return fmt.Errorf("advertise %s: %w", pf, err)
+			return fmt.Errorf("advertise %d prefixes: %w", len(add), err)
 		}
-		s.paths[pf] = res[0].UUID
-	}
-	for pf, id := range s.paths {
-		if wantPaths[pf] {
-			continue
-		}
-		if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: []uuid.UUID{id}}); err != nil {
-			return fmt.Errorf("withdraw %s: %w", pf, err)
-		}
-		delete(s.paths, pf)
-	}
-	if policyChanged {
-		// Paths already sent are judged again by the new policy, without
-		// resetting any session.
-		for _, p := range s.peers {
-			if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: p.Address.String(), Soft: true,
-				Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
-				s.log.Debug("soft reset", "peer", p.Name, "error", err)
+		for i, r := range res {
+			if r.Error != nil {
+				return fmt.Errorf("advertise %s: %w", added[i], r.Error)
 			}
+			s.paths[added[i]] = r.UUID
+		}
+	}
+	var gone []uuid.UUID
+	for pf, id := range s.paths {
+		if !wantPaths[pf] {
+			gone = append(gone, id)
+			delete(s.paths, pf)
+		}
+	}
+	if len(gone) > 0 {
+		if err := s.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: gone}); err != nil {
+			return fmt.Errorf("withdraw %d prefixes: %w", len(gone), err)
+		}
+	}
+	reset := map[netip.Addr]bool{}
+	if incremental {
+		// A prefix still advertised but no longer to some peer: that peer
+		// is judged again.
+		var err error
+		if reset, err = s.shrinkSets(ctx, sts, wantPaths); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range s.peers {
+			reset[p.Address] = true
+		}
+	}
+	// Paths already sent are judged again by the policy, without
+	// resetting any session.
+	for a := range reset {
+		if err := s.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: a.String(), Soft: true,
+			Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
+			s.log.Debug("soft reset", "peer", a, "error", err)
 		}
 	}
 	return nil
@@ -366,32 +394,94 @@ func exportStatements(plan Plan) []statement {
 	return out
 }
 
-func policyKey(sts []statement) string {
+// policyShape is the export policy without its prefixes: when it stays,
+// only the prefix sets change.
+func policyShape(sts []statement) string {
 	var b strings.Builder
 	for _, st := range sts {
-		fmt.Fprintln(&b, st.peer.Address, st.prefixes, st.attrs.key())
+		fmt.Fprintln(&b, st.peer.Address, st.attrs.key())
 	}
 	return b.String()
 }
 
-// applyPolicy installs the export policy the plan needs, when it differs
-// from the one in place: a new generation of sets, statements and policy,
-// assigned at once, then the old one removed.
-func (s *Speaker) applyPolicy(ctx context.Context, plan Plan) (bool, error) {
-	sts := exportStatements(plan)
-	key := policyKey(sts)
-	if key == s.policy && s.gen > 0 {
-		return false, nil
+func (s *Speaker) setName(gen, i int) string { return fmt.Sprintf("berth-%d-prefixes-%d", gen, i) }
+
+func prefixSet(name string, pfs []netip.Prefix) *api.DefinedSet {
+	ds := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name}
+	for _, pf := range pfs {
+		ds.Prefixes = append(ds.Prefixes, &api.Prefix{IpPrefix: pf.String(), MaskLengthMin: uint32(pf.Bits()), MaskLengthMax: uint32(pf.Bits())})
 	}
+	return ds
+}
+
+// growSets adds the plan's new prefixes to the sets in place.
+func (s *Speaker) growSets(ctx context.Context, sts []statement) error {
+	for i, st := range sts {
+		var add []netip.Prefix
+		for _, pf := range st.prefixes {
+			if !s.sets[i][pf] {
+				add = append(add, pf)
+			}
+		}
+		if len(add) == 0 {
+			continue
+		}
+		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: prefixSet(s.setName(s.gen, i), add)}); err != nil {
+			return fmt.Errorf("export policy: add to set: %w", err)
+		}
+		for _, pf := range add {
+			s.sets[i][pf] = true
+		}
+	}
+	return nil
+}
+
+// shrinkSets takes out of the sets what the plan no longer sends, and
+// returns the peers that still have one of those prefixes advertised to
+// other peers, whose export must be judged again.
+func (s *Speaker) shrinkSets(ctx context.Context, sts []statement, advertised map[netip.Prefix]bool) (map[netip.Addr]bool, error) {
+	reset := map[netip.Addr]bool{}
+	for i, st := range sts {
+		want := map[netip.Prefix]bool{}
+		for _, pf := range st.prefixes {
+			want[pf] = true
+		}
+		var del []netip.Prefix
+		for pf := range s.sets[i] {
+			if !want[pf] {
+				del = append(del, pf)
+			}
+		}
+		if len(del) == 0 {
+			continue
+		}
+		if err := s.srv.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: prefixSet(s.setName(s.gen, i), del)}); err != nil {
+			return nil, fmt.Errorf("export policy: remove from set: %w", err)
+		}
+		for _, pf := range del {
+			delete(s.sets[i], pf)
+			if advertised[pf] {
+				reset[st.peer.Address] = true
+			}
+		}
+	}
+	return reset, nil
+}
+
+// replacePolicy installs a new generation of the export policy (sets,
+// statements, policy), assigns it at once, and removes the old one.
+func (s *Speaker) replacePolicy(ctx context.Context, sts []statement) error {
 	s.gen++
 	gen := s.gen
 	name := func(kind string, i int) string { return fmt.Sprintf("berth-%d-%s-%d", gen, kind, i) }
 	policy := &api.Policy{Name: fmt.Sprintf("berth-export-%d", gen)}
 	var sets []*api.DefinedSet
+	s.sets = make([]map[netip.Prefix]bool, len(sts))
 	for i, st := range sts {
-		ps := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name("prefixes", i)}
+		ps := prefixSet(s.setName(gen, i), st.prefixes)
+		s.sets[i] = map[netip.Prefix]bool{}
 		for _, pf := range st.prefixes {
-			ps.Prefixes = append(ps.Prefixes, &api.Prefix{IpPrefix: pf.String(), MaskLengthMin: uint32(pf.Bits()), MaskLengthMax: uint32(pf.Bits())})
+			s.sets[i][pf] = true
 		}
 		bits := 32
 		if st.peer.Address.Is6() {
@@ -429,12 +519,12 @@ func (s *Speaker) applyPolicy(ctx context.Context, plan Plan) (bool, error) {
 	}
 	for _, ds := range sets {
 		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: ds}); err != nil {
-			return false, fmt.Errorf("export policy: set %s: %w", ds.Name, err)
+			return fmt.Errorf("export policy: set %s: %w", ds.Name, err)
 		}
 	}
 	if len(policy.Statements) > 0 {
 		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
-			return false, fmt.Errorf("export policy: %w", err)
+			return fmt.Errorf("export policy: %w", err)
 		}
 	}
 	assign := &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_POLICY_DIRECTION_EXPORT,
@@ -443,11 +533,11 @@ func (s *Speaker) applyPolicy(ctx context.Context, plan Plan) (bool, error) {
 		assign.Policies = []*api.Policy{{Name: policy.Name}}
 	}
 	if err := s.srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: assign}); err != nil {
-		return false, fmt.Errorf("export policy: assign: %w", err)
+		return fmt.Errorf("export policy: assign: %w", err)
 	}
 	s.removeGeneration(ctx, gen-1)
-	s.policy = key
-	return true, nil
+	s.shape = policyShape(sts)
+	return nil
 }
 
 // removeGeneration deletes an older generation's policy and sets.

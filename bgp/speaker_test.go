@@ -197,6 +197,24 @@ func TestSpeakerWithBIRD(t *testing.T) {
 		return nil
 	})
 
+	// Back again with the same attributes: the policy's sets grow in
+	// place.
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api), 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the route back at BIRD", func() error {
+		if r := b.route(web.String()); !strings.Contains(r, "(65000,200)") {
+			return fmt.Errorf("%q", r)
+		}
+		return nil
+	})
+	if after, up := b.established(); !up || after != before {
+		t.Errorf("the session changed:\nbefore %s\nafter %s", before, after)
+	}
+	if st := s.States(ctx); len(st) != 1 || st[0].State != "Established" || st[0].Advertised != 2 {
+		t.Errorf("speaker's view of the session: %+v; want Established with 2 prefixes advertised", st)
+	}
+
 	// Shutdown withdraws the rest before closing.
 	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 	s.Shutdown(sctx)

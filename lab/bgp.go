@@ -110,20 +110,26 @@ func WaitAddress(ctx context.Context, c kubernetes.Interface, ns, name string, t
 	}
 }
 
-// RouterRoute is the router's BIRD route for addr ("" when it has none).
-func (c Config) RouterRoute(ctx context.Context, addr netip.Addr) (string, error) {
+// Birdc asks the lab router's BIRD over its control socket.
+func (c Config) Birdc(ctx context.Context, args ...string) (string, error) {
 	_, birdc, err := findBird()
 	if err != nil {
 		return "", err
 	}
-	out, err := exec.CommandContext(ctx, birdc, "-s", c.birdSocket(), "show", "route", "for", addr.String(), "all").CombinedOutput()
-	if strings.Contains(string(out), "Network not found") {
-		return "", nil // birdc exits 1 then
-	}
+	out, err := exec.CommandContext(ctx, birdc, append([]string{"-s", c.birdSocket()}, args...)...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("birdc: %v: %s", err, out)
+		return string(out), fmt.Errorf("birdc %v: %v: %s", args, err, out)
 	}
 	return string(out), nil
+}
+
+// RouterRoute is the router's BIRD route for addr ("" when it has none).
+func (c Config) RouterRoute(ctx context.Context, addr netip.Addr) (string, error) {
+	out, err := c.Birdc(ctx, "show", "route", "for", addr.String(), "all")
+	if strings.Contains(out, "Network not found") {
+		return "", nil // birdc exits 1 then
+	}
+	return out, err
 }
 
 // demoBGP gives the demo's pods a LoadBalancer Service from the BGP pool

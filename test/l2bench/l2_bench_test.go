@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,13 +76,13 @@ func BenchmarkL2(b *testing.B) {
 			b.ReportMetric(ms(gaps[len(gaps)-1]), "ms-"+string(f)+"-gap-worst")
 			b.ReportMetric(float64(both), string(f)+"-two-answerers")
 		}
-		base := maxAgentRSS(b, l)
+		base := l.MaxAgentRSS(b)
 		start := time.Now()
 		announce1000(ctx, b, l)
 		b.ReportMetric(time.Since(start).Seconds(), "s-1000-announced")
 		// Let the start-up garbage of the burst go before measuring.
 		time.Sleep(3 * time.Second)
-		b.ReportMetric(maxAgentRSS(b, l), "MiB-rss-1000")
+		b.ReportMetric(l.MaxAgentRSS(b), "MiB-rss-1000")
 		b.ReportMetric(base, "MiB-rss-baseline")
 	}
 }
@@ -174,30 +173,4 @@ spec:
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-// maxAgentRSS is the largest resident set of the lab's agents, in MiB.
-func maxAgentRSS(b *testing.B, l *labtest.Lab) float64 {
-	b.Helper()
-	st, err := lab.LoadState(l.StateDir)
-	if err != nil {
-		b.Fatal(err)
-	}
-	most := 0.0
-	for _, p := range st.Processes {
-		if !strings.HasPrefix(p.Name, "berth-agent-") {
-			continue
-		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, line := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				most = max(most, kb/1024)
-			}
-		}
-	}
-	return most
 }

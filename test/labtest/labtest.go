@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,4 +289,30 @@ func routed(routes []netlink.Route, p netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// MaxAgentRSS is the largest resident set of the lab's berth-agents, in MiB.
+func (l *Lab) MaxAgentRSS(t testing.TB) float64 {
+	t.Helper()
+	st, err := lab.LoadState(l.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0.0
+	for _, p := range st.Processes {
+		if !strings.HasPrefix(p.Name, "berth-agent-") {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				most = max(most, kb/1024)
+			}
+		}
+	}
+	return most
 }
