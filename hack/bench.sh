@@ -121,3 +121,19 @@ if [[ -n "$first" ]]; then
 	awk -v f="$first" -v r="$rss" -v b="$base" -v a="$all" 'BEGIN {
 		printf "l2 Service created -> first answer on the LAN: %.2f s; 1,000 more addresses announced in %.1f s; agent RSS %.0f MiB, %.2fx its %.0f MiB before\n", f, a, r, r/b, b }'
 fi
+
+# BGP announcement in a three-node lab peered with its router (test/bgpbench).
+echo
+echo "== bgp: three nodes peered with the lab router (BIRD) (1 run)"
+go test -run '^$' -bench '^BenchmarkBGP$' -benchtime 1x -timeout 40m ./test/bgpbench/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: BGP (goals: Service -> route < 500 ms; graceful stop -> withdrawn < 1 s; node gone -> withdrawn within the hold time)"
+med=$(metric BenchmarkBGP ms-service-to-route-median)
+if [[ -n "$med" ]]; then
+	awk -v m="$med" -v w="$(metric BenchmarkBGP ms-service-to-route-worst)" -v a="$(metric BenchmarkBGP ms-service-to-address-median)" 'BEGIN {
+		printf "bgp Service created -> prefix at the router: median %.0f ms (%.2fx the goal), worst %.0f ms; of which the address (IPAM) median %.0f ms\n", m, m/500, w, a }'
+	awk -v g="$(metric BenchmarkBGP ms-graceful-withdraw)" -v k="$(metric BenchmarkBGP ms-kill-withdraw)" -v n="$(metric BenchmarkBGP s-node-down-withdraw)" -v h="$(metric BenchmarkBGP s-hold-time)" 'BEGIN {
+		printf "bgp withdrawn at the router: graceful stop %.0f ms (%.2fx the goal), agent killed %.0f ms, node link down %.1f s (%.2fx the %.0f s hold time)\n", g, g/1000, k, n, n/h, h }'
+	awk -v r="$(metric BenchmarkBGP s-1000-in-rib)" -v a="$(metric BenchmarkBGP s-1000-assigned)" -v m="$(metric BenchmarkBGP MiB-rss-1000)" -v b="$(metric BenchmarkBGP MiB-rss-baseline)" 'BEGIN {
+		printf "bgp 1,000 addresses at the router in %.1f s, %.2fx the %.1f s until all had addresses; agent RSS %.0f MiB, %.2fx its %.0f MiB before\n", r, r/a, a, m, m/b, b }'
+fi
