@@ -172,17 +172,7 @@ func demoBGP(ctx context.Context, cfg Config, c kubernetes.Interface, out io.Wri
 	seen := map[string]bool{}
 	failed := 0
 	for i := 0; i < 3*cfg.Nodes; i++ {
-		var r EchoReply
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			r, err = EchoFromAddr(actx, ns, hostport)
-			cancel()
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		r, err := EchoUntil(ctx, ns, hostport, 30*time.Second)
 		if err != nil {
 			fmt.Fprintf(out, "    external client → %s FAILED: %v\n", hostport, err)
 			failed++

@@ -243,6 +243,26 @@ func readyEndpoints(ctx context.Context, c kubernetes.Interface, ns, svc string)
 	}
 }
 
+// EchoUntil asks the echo server at hostport from ns until it answers or
+// timeout passes (a Service may still be syncing, an address still being
+// announced).
+func EchoUntil(ctx context.Context, ns *netns.Namespace, hostport string, timeout time.Duration) (EchoReply, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		r, err := EchoFromAddr(actx, ns, hostport)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // demoServices shows the Service answering on its ClusterIP from every pod
 // and node, and on its NodePort from the LAN client. It returns the number
 // of failures.
@@ -254,19 +274,8 @@ func demoServices(ctx context.Context, cfg Config, c kubernetes.Interface, pods 
 	}
 	failed := 0
 	ask := func(from string, ns *netns.Namespace, hostport string) {
-		var r EchoReply
-		var err error
 		// The proxy may still be syncing the Service: retry for a while.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			r, err = EchoFromAddr(actx, ns, hostport)
-			cancel()
-			if err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		r, err := EchoUntil(ctx, ns, hostport, 30*time.Second)
 		if err != nil {
 			failed++
 			fmt.Fprintf(out, "    %-22s → %-21s FAILED: %v\n", from, hostport, err)

@@ -172,17 +172,7 @@ func demoLoadBalancer(ctx context.Context, cfg Config, c kubernetes.Interface, o
 	}
 	defer ns.Close()
 	hostport := net.JoinHostPort(addr.String(), "8080")
-	var r EchoReply
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		r, err = EchoFromAddr(actx, ns, hostport)
-		cancel()
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	r, err := EchoUntil(ctx, ns, hostport, 30*time.Second)
 	if err != nil {
 		fmt.Fprintf(out, "    LAN client → %s FAILED: %v\n", hostport, err)
 		return 1

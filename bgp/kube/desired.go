@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
@@ -150,10 +149,10 @@ func announcement(a *v1alpha1.BGPAnnouncement, pools []v1alpha1.IPPool) (*bgp.An
 	if out.Pools, err = ipamkube.MatchPools(a.Spec.IPPools, a.Spec.IPPoolSelectors, pools); err != nil {
 		return nil, err
 	}
-	if out.PeerSelectors, err = selectors(a.Spec.PeerSelectors); err != nil {
+	if out.PeerSelectors, err = ipamkube.Selectors(a.Spec.PeerSelectors); err != nil {
 		return nil, fmt.Errorf("peerSelectors: %w", err)
 	}
-	if out.NodeSelectors, err = selectors(a.Spec.NodeSelectors); err != nil {
+	if out.NodeSelectors, err = ipamkube.Selectors(a.Spec.NodeSelectors); err != nil {
 		return nil, fmt.Errorf("nodeSelectors: %w", err)
 	}
 	aliases := map[string]string{}
@@ -212,16 +211,4 @@ func ParseCommunity(s string) (uint32, *[3]uint32, error) {
 		return 0, &v, nil
 	}
 	return 0, nil, fmt.Errorf("not a community: use 65000:100 (standard) or 65000:1:2 (large)")
-}
-
-func selectors(ls []metav1.LabelSelector) ([]labels.Selector, error) {
-	var out []labels.Selector
-	for i := range ls {
-		s, err := metav1.LabelSelectorAsSelector(&ls[i])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }

@@ -2,19 +2,18 @@ package kube
 
 import (
 	"context"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/client-go/tools/cache"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
+	"github.com/berthnet/berth/internal/watch"
 )
 
 // Runner keeps the speaker in step with the API server's objects and
@@ -33,83 +32,48 @@ type Runner struct {
 	Resync time.Duration
 	Log    logr.Logger
 
-	once          sync.Once
-	dirty         chan struct{}
+	dirty         watch.Trigger
 	localServices atomic.Pointer[map[string]bool]
 	// PlanApplied, when set, is called after each apply with its plan.
 	PlanApplied func(bgp.Plan)
 }
 
-func (r *Runner) trigger() {
-	r.once.Do(func() { r.dirty = make(chan struct{}, 1) })
-	select {
-	case r.dirty <- struct{}{}:
-	default:
-	}
-}
-
 // Watch subscribes to the informers of c; call it before the cache starts.
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
-	r.trigger()
-	all := func(any) { r.trigger() }
-	lbService := func(obj any) {
-		if s, ok := object(obj).(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-			r.trigger()
-		}
-	}
-	localSlice := func(obj any) {
-		o := object(obj)
-		if o == nil {
-			return
-		}
-		if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
-			r.trigger()
-		}
-	}
-	selfNode := func(obj any) {
-		if o := object(obj); o != nil && o.GetName() == r.Node {
-			r.trigger()
-		}
-	}
-	ownSecret := func(obj any) {
-		if o := object(obj); o != nil && o.GetNamespace() == r.Namespace {
-			r.trigger()
-		}
-	}
-	for _, w := range []struct {
-		obj client.Object
-		fn  func(any)
-	}{
-		{&corev1.Service{}, lbService}, {&discoveryv1.EndpointSlice{}, localSlice}, {&corev1.Node{}, selfNode},
-		{&v1alpha1.IPPool{}, all}, {&v1alpha1.BGPPeer{}, all}, {&v1alpha1.BGPAnnouncement{}, all}, {&corev1.Secret{}, ownSecret},
-	} {
-		inf, err := c.GetInformer(ctx, w.obj)
-		if err != nil {
-			return err
-		}
-		fn := w.fn
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: fn, DeleteFunc: fn, UpdateFunc: func(old, obj any) { fn(old); fn(obj) },
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func object(obj any) client.Object {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	o, _ := obj.(client.Object)
-	return o
+	r.dirty.Fire()
+	all := func(client.Object) { r.dirty.Fire() }
+	return watch.Subscribe(ctx, c,
+		watch.Sub{Object: &corev1.Service{}, Func: func(o client.Object) {
+			if s, ok := o.(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &discoveryv1.EndpointSlice{}, Func: func(o client.Object) {
+			if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &corev1.Node{}, Func: func(o client.Object) {
+			if o.GetName() == r.Node {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &corev1.Secret{}, Func: func(o client.Object) {
+			if o.GetNamespace() == r.Namespace {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
+		watch.Sub{Object: &v1alpha1.BGPPeer{}, Func: all},
+		watch.Sub{Object: &v1alpha1.BGPAnnouncement{}, Func: all},
+	)
 }
 
 // Start applies the objects to the speaker on every change (at most every
 // 20 ms) and every Resync, and the sessions to the status every 2 s,
 // until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
-	r.trigger()
+	r.dirty.Fire()
 	every := r.Resync
 	if every <= 0 {
 		every = 30 * time.Second
@@ -124,7 +88,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.dirty:
+		case <-r.dirty.C():
 			rebuild = true
 		case <-resync.C:
 			rebuild = true
@@ -140,7 +104,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		built, err := r.build(ctx)
 		if err != nil {
 			r.Log.Error(err, "read objects for BGP")
-			time.AfterFunc(time.Second, r.trigger)
+			time.AfterFunc(time.Second, r.dirty.Fire)
 			continue
 		}
 		problems = built.Problems
@@ -149,7 +113,7 @@ func (r *Runner) Start(ctx context.Context) error {
 		}
 		if err := r.Speaker.Apply(ctx, built.Plan, built.ASN); err != nil {
 			r.Log.Error(err, "apply BGP plan")
-			time.AfterFunc(time.Second, r.trigger)
+			time.AfterFunc(time.Second, r.dirty.Fire)
 		} else if r.PlanApplied != nil {
 			r.PlanApplied(built.Plan)
 		}

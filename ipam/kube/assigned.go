@@ -145,13 +145,9 @@ func intersect(a, b map[string]bool) map[string]bool {
 // MatchPools lists the IPPools an announcement covers: those named, those
 // its selectors match, or, with neither, every pool. Sorted.
 func MatchPools(names []string, selectors []metav1.LabelSelector, pools []v1alpha1.IPPool) ([]string, error) {
-	var sels []labels.Selector
-	for i := range selectors {
-		s, err := metav1.LabelSelectorAsSelector(&selectors[i])
-		if err != nil {
-			return nil, fmt.Errorf("pool selector %d: %w", i, err)
-		}
-		sels = append(sels, s)
+	sels, err := Selectors(selectors)
+	if err != nil {
+		return nil, fmt.Errorf("pool selectors: %w", err)
 	}
 	all := len(names) == 0 && len(sels) == 0
 	var out []string
@@ -166,5 +162,18 @@ func MatchPools(names []string, selectors []metav1.LabelSelector, pools []v1alph
 		}
 	}
 	sort.Strings(out)
+	return out, nil
+}
+
+// Selectors converts label selectors; the error says which one is wrong.
+func Selectors(ls []metav1.LabelSelector) ([]labels.Selector, error) {
+	var out []labels.Selector
+	for i := range ls {
+		s, err := metav1.LabelSelectorAsSelector(&ls[i])
+		if err != nil {
+			return nil, fmt.Errorf("selector %d: %w", i, err)
+		}
+		out = append(out, s)
+	}
 	return out, nil
 }

@@ -13,8 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
@@ -67,7 +65,7 @@ func Build(o Objects) Desired {
 			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: %v", a.Name, err))
 			continue
 		}
-		nodeSel, err := selectors(a.Spec.NodeSelectors)
+		nodeSel, err := ipamkube.Selectors(a.Spec.NodeSelectors)
 		if err != nil {
 			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: nodeSelectors: %v", a.Name, err))
 			continue
@@ -112,18 +110,6 @@ func Build(o Objects) Desired {
 		d.Nodes = append(d.Nodes, info)
 	}
 	return d
-}
-
-func selectors(ls []metav1.LabelSelector) ([]labels.Selector, error) {
-	var out []labels.Selector
-	for i := range ls {
-		s, err := metav1.LabelSelectorAsSelector(&ls[i])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }
 
 // ConditionAnnounced is the Service condition the announcing node writes:

@@ -4,18 +4,17 @@ import (
 	"context"
 	"net/netip"
 	"sort"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/client-go/tools/cache"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/internal/watch"
 	"github.com/berthnet/berth/l2announce"
 )
 
@@ -33,20 +32,11 @@ type Runner struct {
 	Resync time.Duration
 	Log    logr.Logger
 
-	dirty chan struct{}
-	once  sync.Once
+	dirty watch.Trigger
 	peers atomic.Pointer[[]netip.AddrPort]
 	// localServices are the Services (namespace/name) with policy Local
 	// whose EndpointSlices matter.
 	localServices atomic.Pointer[map[string]bool]
-}
-
-func (r *Runner) trigger() {
-	r.once.Do(func() { r.dirty = make(chan struct{}, 1) })
-	select {
-	case r.dirty <- struct{}{}:
-	default:
-	}
 }
 
 // Peers lists the other agents' heartbeat addresses.
@@ -59,56 +49,30 @@ func (r *Runner) Peers() []netip.AddrPort {
 
 // Watch subscribes to the informers of c; call it before the cache starts.
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
-	r.trigger() // the first build
-	all := func(any) { r.trigger() }
-	lbService := func(obj any) {
-		if s, ok := object(obj).(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-			r.trigger()
-		}
-	}
-	localSlice := func(obj any) {
-		o := object(obj)
-		if o == nil {
-			return
-		}
-		if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
-			r.trigger()
-		}
-	}
-	for _, w := range []struct {
-		obj client.Object
-		fn  func(any)
-	}{
-		{&corev1.Service{}, lbService}, {&discoveryv1.EndpointSlice{}, localSlice}, {&corev1.Node{}, all},
-		{&v1alpha1.IPPool{}, all}, {&v1alpha1.L2Announcement{}, all},
-	} {
-		inf, err := c.GetInformer(ctx, w.obj)
-		if err != nil {
-			return err
-		}
-		fn := w.fn
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: fn, DeleteFunc: fn, UpdateFunc: func(old, obj any) { fn(old); fn(obj) },
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func object(obj any) client.Object {
-	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-		obj = t.Obj
-	}
-	o, _ := obj.(client.Object)
-	return o
+	r.dirty.Fire() // the first build
+	all := func(client.Object) { r.dirty.Fire() }
+	return watch.Subscribe(ctx, c,
+		watch.Sub{Object: &corev1.Service{}, Func: func(o client.Object) {
+			if s, ok := o.(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &discoveryv1.EndpointSlice{}, Func: func(o client.Object) {
+			if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
+				r.dirty.Fire()
+			}
+		}},
+		watch.Sub{Object: &corev1.Node{}, Func: all},
+		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
+		watch.Sub{Object: &v1alpha1.L2Announcement{}, Func: all},
+	)
 }
 
 // Start rebuilds the announcer's input whenever a watched object changes,
 // at most every 20 ms, and every Resync (30 s when 0) whatever happens,
 // until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
-	r.trigger()
+	r.dirty.Fire()
 	every := r.Resync
 	if every <= 0 {
 		every = 30 * time.Second
@@ -119,12 +83,12 @@ func (r *Runner) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-r.dirty:
+		case <-r.dirty.C():
 		case <-resync.C:
 		}
 		if err := r.build(ctx); err != nil {
 			r.Log.Error(err, "read objects for layer-2 announcement")
-			time.AfterFunc(time.Second, r.trigger)
+			time.AfterFunc(time.Second, r.dirty.Fire)
 		}
 		// Coalesce bursts of events (a Deployment's rollout, a resync).
 		select {

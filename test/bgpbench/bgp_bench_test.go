@@ -13,14 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
@@ -51,7 +49,7 @@ func BenchmarkBGP(b *testing.B) {
 	l := labtest.New(b)
 	l.Up(b)
 	cfg := l.Config(b)
-	c := client(b, l)
+	c := l.FastClient(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	for range b.N {
@@ -128,19 +126,6 @@ func BenchmarkBGP(b *testing.B) {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func client(b *testing.B, l *labtest.Lab) kubernetes.Interface {
-	cfg, err := clientcmd.BuildConfigFromFlags("", l.Kubeconfig())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.QPS, cfg.Burst = 500, 500 // the default 5/s would measure the client
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c
-}
-
 func create(ctx context.Context, b *testing.B, c kubernetes.Interface, ns, name, pool string) {
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{"berth.dev/ip-pool": pool}},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "p", Port: 80}}}}
@@ -191,22 +176,7 @@ spec: {ipPools: [bench-1k]}
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	work := make(chan int)
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				create(ctx, b, c, ns, fmt.Sprintf("s%04d", i), "bench-1k")
-			}
-		}()
-	}
-	for i := range n {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
+	labtest.CreateServices(ctx, b, c, ns, n, map[string]string{"berth.dev/ip-pool": "bench-1k"})
 	cfg := l.Config(b)
 	deadline := time.Now().Add(10 * time.Minute)
 	for assigned.IsZero() {

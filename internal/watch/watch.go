@@ -1,0 +1,76 @@
+// Package watch subscribes the agent's components to the shared
+// informers, and coalesces the work their events ask for.
+package watch
+
+import (
+	"context"
+	"sync"
+
+	"k8s.io/client-go/tools/cache"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Sub is one kind to watch: Func gets the object of every add and delete,
+// and of an update both the old and the new object (an update can move an
+// object out of what a component cares about, and into it).
+type Sub struct {
+	Object client.Object
+	Func   func(client.Object)
+}
+
+// Subscribe adds the handlers to c's informers; call it before the cache
+// starts.
+func Subscribe(ctx context.Context, c crcache.Cache, subs ...Sub) error {
+	for _, s := range subs {
+		inf, err := c.GetInformer(ctx, s.Object)
+		if err != nil {
+			return err
+		}
+		fn := func(obj any) {
+			if o := Object(obj); o != nil {
+				s.Func(o)
+			}
+		}
+		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: fn, DeleteFunc: fn, UpdateFunc: func(old, obj any) { fn(old); fn(obj) },
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Object is the object of an event, also of a delete whose final state
+// was missed.
+func Object(obj any) client.Object {
+	if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = t.Obj
+	}
+	o, _ := obj.(client.Object)
+	return o
+}
+
+// Trigger coalesces requests for work: Fire never blocks, and C yields
+// one value for any number of Fires since it was last read.
+type Trigger struct {
+	once sync.Once
+	ch   chan struct{}
+}
+
+func (t *Trigger) init() { t.once.Do(func() { t.ch = make(chan struct{}, 1) }) }
+
+// Fire asks for the work to be done.
+func (t *Trigger) Fire() {
+	t.init()
+	select {
+	case t.ch <- struct{}{}:
+	default:
+	}
+}
+
+// C is where the work's owner waits.
+func (t *Trigger) C() <-chan struct{} {
+	t.init()
+	return t.ch
+}
