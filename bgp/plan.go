@@ -34,13 +34,17 @@ type Peer struct {
 	// Source is the local address to connect from (invalid: the
 	// kernel's choice).
 	Source netip.Addr
+	// AllowOwnAS accepts paths that carry the node's own AS: in pod
+	// network mode bgp, the other nodes' ranges come back through the
+	// router with it.
+	AllowOwnAS bool
 }
 
 // Key is what, when it changes, needs the session to be made again; the
 // rest of a peer's settings never reset a session.
 func (p *Peer) Key() string {
 	return fmt.Sprint(p.Address, p.Port, p.PeerASN, p.LocalASN, p.HoldTime, p.Keepalive, p.Password,
-		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source)
+		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS)
 }
 
 // Announcement is one BGPAnnouncement, compiled.
@@ -159,6 +163,11 @@ func Compile(self Node, peers []*Peer, anns []*Announcement, addrs []*Address, a
 	set := labels.Set(self.Labels)
 	for _, p := range peers {
 		if p.NodeSelector == nil || p.NodeSelector.Matches(set) {
+			if advertisePodCIDRs {
+				c := *p
+				c.AllowOwnAS = true
+				p = &c
+			}
 			plan.Peers = append(plan.Peers, p)
 		}
 	}

@@ -45,7 +45,12 @@ type Speaker struct {
 	lastErr  map[netip.Addr]string
 	watchCtx context.Context
 	changed  chan struct{}
+	routes   *Routes
 }
+
+// LearnInto makes the speaker hand the best paths its peers send to
+// routes (the pod network in mode bgp); set it before Apply.
+func (s *Speaker) LearnInto(routes *Routes) { s.routes = routes }
 
 // Changed receives a value when a session changes state.
 func (s *Speaker) Changed() <-chan struct{} { return s.changed }
@@ -184,6 +189,11 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 		}
 		if err := s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
 			s.log.Warn("watch peer events", "error", err)
+		}
+		if s.routes != nil {
+			if err := s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnBestPath: s.routes.onBestPath}, server.WatchBestPath(true)); err != nil {
+				s.log.Warn("watch best paths", "error", err)
+			}
 		}
 	}
 
@@ -344,6 +354,10 @@ func apiPeer(p *Peer) *api.Peer {
 			ka = p.HoldTime / 3
 		}
 		out.Timers.Config.KeepaliveInterval = uint64(max(ka/time.Second, 1))
+	}
+	if p.AllowOwnAS {
+		// Routes of other nodes of the same AS, relayed by the router.
+		out.Conf.AllowOwnAsn = 1
 	}
 	if p.EBGPMultihop {
 		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}

@@ -84,9 +84,11 @@ protocol bgp %s {
 	neighbor %s as %d;
 	hold time 9;
 	connect retry time 1;
-	ipv4 { import all; export none; };
+	# Pod ranges learned from one node go to the others (pod network
+	# mode bgp); nothing else.
+	ipv4 { import all; export where source = RTS_BGP && net ~ [ %s+ ]; };
 }
-`, c.NodeName(i), c.RouterLAN(), RouterASN, c.NodeAddr(i), NodeASN)
+`, c.NodeName(i), c.RouterLAN(), RouterASN, c.NodeAddr(i), NodeASN, c.ClusterCIDR)
 	}
 	return b.String()
 }

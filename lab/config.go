@@ -170,9 +170,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lan %v is too small for %d nodes and a pool of %d LoadBalancer addresses", c.LAN, c.Nodes, lbPoolSize)
 	}
 	switch c.PodNetworkMode {
-	case "routed", "vxlan", "auto":
+	case "routed", "vxlan", "auto", "bgp":
 	default:
-		return fmt.Errorf("pod network mode %q: use routed, vxlan or auto", c.PodNetworkMode)
+		return fmt.Errorf("pod network mode %q: use routed, vxlan, auto or bgp", c.PodNetworkMode)
 	}
 	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
 		return fmt.Errorf("state dir %q must be an absolute path", c.StateDir)

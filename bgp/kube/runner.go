@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -26,8 +27,10 @@ type Runner struct {
 	Speaker        *bgp.Speaker
 	Status         *StatusWriter
 	ServeUnclassed bool
-	// PodCIDRs advertises the node's pod ranges (pod network mode bgp).
+	// PodCIDRs advertises the node's pod ranges and installs the other
+	// nodes' from Routes (pod network mode bgp).
 	PodCIDRs bool
+	Routes   *bgp.Routes
 	// Resync rebuilds without an event this often (30 s when 0).
 	Resync time.Duration
 	Log    logr.Logger
@@ -54,7 +57,7 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 			}
 		}},
 		watch.Sub{Object: &corev1.Node{}, Func: func(o client.Object) {
-			if o.GetName() == r.Node {
+			if o.GetName() == r.Node || r.PodCIDRs {
 				r.dirty.Fire()
 			}
 		}},
@@ -172,6 +175,25 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 			}
 			o.Slices = append(o.Slices, sl.Items...)
 		}
+	}
+	if r.Routes != nil {
+		// Only the other nodes' pod ranges may come in over BGP.
+		var nodes corev1.NodeList
+		if err := r.Reader.List(ctx, &nodes, noCopy); err != nil {
+			return Built{}, err
+		}
+		var allow []netip.Prefix
+		for i := range nodes.Items {
+			if nodes.Items[i].Name == r.Node {
+				continue
+			}
+			for _, c := range nodes.Items[i].Spec.PodCIDRs {
+				if p, err := netip.ParsePrefix(c); err == nil {
+					allow = append(allow, p)
+				}
+			}
+		}
+		r.Routes.Allow(allow)
 	}
 	o.Self, o.Pools, o.Peers, o.Announcements = &self, pools.Items, peers.Items, anns.Items
 	o.Secrets = map[string]*corev1.Secret{}

@@ -30,7 +30,7 @@ func (o *bgpOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.enabled, "bgp", true, "advertise LoadBalancer addresses to the BGPPeers that select this node, as BGPAnnouncements say")
 }
 
-func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespace string, serveUnclassed bool) error {
+func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespace string, serveUnclassed, podCIDRs bool) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("logger", "gobgp")
 	speaker := bgp.NewSpeaker(log)
 	if err := ctrlmetrics.Registry.Register(speaker.Collector()); err != nil {
@@ -40,6 +40,15 @@ func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespac
 		Node: node, Namespace: namespace, Reader: mgr.GetCache(), Speaker: speaker, ServeUnclassed: serveUnclassed,
 		Status: &bgpkube.StatusWriter{Node: node, Client: mgr.GetClient(), Log: ctrl.Log.WithName("bgpstatus")},
 		Log:    ctrl.Log.WithName("bgp"),
+	}
+	if podCIDRs {
+		// Pod network mode bgp: this node's pod ranges go out, the
+		// others' come in as kernel routes.
+		runner.PodCIDRs, runner.Routes = true, &bgp.Routes{}
+		speaker.LearnInto(runner.Routes)
+		if err := mgr.Add(afterSync{mgr: mgr, run: runner.Routes.Run}); err != nil {
+			return err
+		}
 	}
 	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
 		return err

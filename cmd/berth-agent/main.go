@@ -67,7 +67,7 @@ func run() error {
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, set from the downward API)")
 	flag.BoolVar(&podNetwork, "pod-network", true, "run the pod network on this node (off when the cluster keeps another CNI)")
-	flag.StringVar(&mode, "pod-network-mode", string(podnet.Auto), "how pods reach other nodes: routed, vxlan, or auto (routed on the same subnet, VXLAN otherwise)")
+	flag.StringVar(&mode, "pod-network-mode", string(podnet.Auto), "how pods reach other nodes: routed, vxlan, auto (routed on the same subnet, VXLAN otherwise), or bgp (pod ranges advertised to and learned from the BGPPeers)")
 	flag.IntVar(&pn.MTU, "mtu", 0, "pod MTU; 0 derives it from the uplink and the mode")
 	flag.StringVar(&pn.ConfDir, "cni-conf-dir", "/etc/cni/net.d", "where the runtime reads CNI configs")
 	flag.StringVar(&pn.BinDir, "cni-bin-dir", "/opt/cni/bin", "where the runtime finds CNI plugins")
@@ -203,8 +203,11 @@ func run() error {
 			return fmt.Errorf("layer-2 announcement: %w", err)
 		}
 	}
+	if podNetwork && pn.Mode == podnet.BGP && !bgpOpts.enabled {
+		return fmt.Errorf("--pod-network-mode=bgp needs the BGP speaker: drop --bgp=false")
+	}
 	if bgpOpts.enabled {
-		if err := bgpOpts.setup(ctx, mgr, nodeName, namespace, l2.serveUnclassed); err != nil {
+		if err := bgpOpts.setup(ctx, mgr, nodeName, namespace, l2.serveUnclassed, podNetwork && pn.Mode == podnet.BGP); err != nil {
 			return fmt.Errorf("BGP: %w", err)
 		}
 	}

@@ -87,7 +87,7 @@ func newLabUp() *cobra.Command {
 	cmd.Flags().StringVar(&lan, "lan", cfg.LAN.String(), "the lab LAN (IPv4 prefix)")
 	cmd.Flags().StringVar(&lan6, "lan6", "", "the lab LAN's IPv6 /64 (default: derived from --lan, fdbe:c612::/64 for 198.18.0.0/24)")
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
-	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan or auto")
+	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan, auto or bgp (pod ranges over BGP through the lab router)")
 	cmd.Flags().BoolVar(&cfg.ServiceProxy, "service-proxy", cfg.ServiceProxy, "run berth-agent's nftables service proxy on the nodes")
 	cmd.Flags().StringVar(&cfg.BerthBinDir, "berth-bin-dir", "", "folder with berth-agent and berth-cni (default: beside berthctl)")
 	cmd.Flags().StringVar(&cfg.K8sBinDir, "k8s-bin-dir", "", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler (default: k8s/ beside berthctl)")

@@ -23,15 +23,19 @@ const (
 	VXLAN Mode = "vxlan"
 	// Auto: routed to peers on the uplink's subnet, VXLAN to the rest.
 	Auto Mode = "auto"
+	// BGP: each node advertises its pod ranges to its BGP peers and
+	// learns the others' from them (the BGP speaker installs those
+	// routes; the pod network installs none to peers).
+	BGP Mode = "bgp"
 )
 
 // ParseMode checks a mode name.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
-	case Routed, VXLAN, Auto:
+	case Routed, VXLAN, Auto, BGP:
 		return m, nil
 	}
-	return "", fmt.Errorf("pod network mode %q: use routed, vxlan or auto", s)
+	return "", fmt.Errorf("pod network mode %q: use routed, vxlan, auto or bgp", s)
 }
 
 // Names of what the agent owns in the kernel.
@@ -140,7 +144,7 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 		st.BridgeAddrs = append(st.BridgeAddrs, netip.PrefixFrom(p.Masked().Addr().Next(), p.Bits()))
 	}
 	st.MTU = up.MTU
-	if mode != Routed {
+	if mode != Routed && mode != BGP {
 		st.MTU = up.MTU - VXLANOverhead
 	}
 	if mtu != 0 {
@@ -154,6 +158,9 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 			continue
 		}
 		cluster = append(cluster, p.PodCIDRs...)
+		if mode == BGP {
+			continue // the BGP speaker routes to the peers' pods
+		}
 		direct := mode == Routed || (mode == Auto && up.Addr.Contains(p.InternalIP))
 		for _, c := range sortedPrefixes(p.PodCIDRs) {
 			if c.Addr().Is4() != p.InternalIP.Is4() {

@@ -50,8 +50,14 @@ func TestDesiredModes(t *testing.T) {
 	if m := VTEPMAC(addr("192.0.2.12")).String(); m != "0e:be:c0:00:02:0c" {
 		t.Errorf("VTEP MAC %s", m)
 	}
-	if _, err := ParseMode("bgp"); err == nil {
-		t.Error("mode bgp accepted before it exists")
+	if _, err := ParseMode("ospf"); err == nil {
+		t.Error("mode ospf accepted")
+	}
+	// BGP: no route to peers (the speaker installs them), no overlay
+	// overhead.
+	bgp, err := Desired(self, []Node{near}, BGP, up, 0)
+	if err != nil || len(bgp.Routes) != 0 || bgp.VXLAN != nil || bgp.MTU != 1500 {
+		t.Errorf("bgp %+v, %v", bgp, err)
 	}
 }
 

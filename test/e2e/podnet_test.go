@@ -16,13 +16,13 @@ import (
 	"github.com/berthnet/berth/test/netnstest"
 )
 
-// The pod network in the lab, in routed and in VXLAN mode: pods reach pods on
+// The pod network in the lab, in routed, VXLAN and BGP mode: pods reach pods on
 // the same node and across nodes with their own addresses (no NAT), every
 // node reaches every pod, pod traffic to outside the cluster is masqueraded,
 // and a deleted route comes back.
 func TestPodNetwork(t *testing.T) {
 	netnstest.RequireRoot(t)
-	for _, mode := range []string{"routed", "vxlan"} {
+	for _, mode := range []string{"routed", "vxlan", "bgp"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			l := labtest.New(t)
