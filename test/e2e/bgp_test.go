@@ -26,7 +26,8 @@ import (
 // LoadBalancer addresses over BGP to the lab router (BIRD): every node
 // advertises the address with itself as next hop, the router installs all
 // of them (ECMP) and the external client behind it reaches the Service; a
-// node whose agent stops gracefully is withdrawn first; with policy Local
+// node whose agent stops gracefully is withdrawn first and the others keep
+// serving; with policy Local
 // only the node with the pod advertises, until the pod goes; a deleted
 // Service is withdrawn; a wrong peer ASN shows in the BGPPeer's status.
 func TestBGP(t *testing.T) {
@@ -155,6 +156,10 @@ func TestBGP(t *testing.T) {
 		done <- err
 	}()
 	hops(web, all[1:]...)
+	// The external client keeps being served by the other nodes.
+	if _, err := lab.EchoUntil(ctx, external, net.JoinHostPort(web.String(), "8080"), 10*time.Second); err != nil {
+		t.Errorf("with node1's agent stopped: %v", err)
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
