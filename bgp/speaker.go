@@ -61,9 +61,16 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 	}
 	st := ev.Peer.State
 	s.errMu.Lock()
+	// The FSM's idle timer is its own step, not a cause. An invalid-message
+	// reason is how GoBGP reports a NOTIFICATION received in OpenConfirm,
+	// its code dropped (one sent or received elsewhere, notified has from
+	// the log with its code).
 	if st.SessionState == bgp.BGP_FSM_ESTABLISHED {
 		delete(s.lastErr, st.NeighborAddress)
-	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED {
+	} else if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_INVALID_MSG {
+		s.lastErr[st.NeighborAddress] = "the peer refused the session (a NOTIFICATION answering our OPEN; check the local ASN and the peer's configuration for this node)"
+	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED &&
+		st.DisconnectReason != api.PeerState_DISCONNECT_REASON_IDLE_TIMER_EXPIRED {
 		why := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(st.DisconnectReason.String(), "DISCONNECT_REASON_")), "_", " ")
 		if st.DisconnectMessage != "" {
 			why += ": " + st.DisconnectMessage
@@ -79,15 +86,30 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 
 // NewSpeaker makes a speaker; Serve runs it.
 func NewSpeaker(log *slog.Logger) *Speaker {
-	lvl := &slog.LevelVar{}
-	lvl.Set(slog.LevelWarn)
-	return &Speaker{
+	s := &Speaker{
 		log:     log,
-		srv:     server.NewBgpServer(server.LoggerOption(log, lvl)),
 		peers:   map[string]*Peer{},
 		paths:   map[netip.Prefix]uuid.UUID{},
 		lastErr: map[netip.Addr]string{},
 		changed: make(chan struct{}, 1),
+	}
+	// GoBGP logs at Info the NOTIFICATIONs it sends and receives; the
+	// handler keeps them as the sessions' last errors and passes on what
+	// log itself would print.
+	lvl := &slog.LevelVar{}
+	lvl.Set(slog.LevelInfo)
+	s.srv = server.NewBgpServer(server.LoggerOption(slog.New(&notifyHandler{next: log.Handler(), on: s.notified}), lvl))
+	return s
+}
+
+// notified records a NOTIFICATION as the peer's last error.
+func (s *Speaker) notified(neighbor netip.Addr, why string) {
+	s.errMu.Lock()
+	s.lastErr[neighbor] = why
+	s.errMu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -208,6 +230,11 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 				return fmt.Errorf("peer %s: remove: %w", name, err)
 			}
 			delete(s.peers, name)
+			// A new configuration: what went wrong with the old one is no
+			// longer news.
+			s.errMu.Lock()
+			delete(s.lastErr, p.Address)
+			s.errMu.Unlock()
 		}
 	}
 	for _, p := range plan.Peers {

@@ -64,6 +64,10 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		if st.State == "" {
 			st.State = "Idle"
 		}
+		if st.State != "Established" && st.LastError == "" {
+			// No NOTIFICATION either way: no BGP exchange to speak of.
+			st.LastError = "no session: the peer does not answer or refuses the connection (check its address and port, that it peers with this node's address and AS, and the TCP MD5 password)"
+		}
 		st.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
 		for _, af := range p.AfiSafis {
 			if af.State != nil {
