@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab and the tests run, when any is missing:
-# bird2 (the lab router and BGP test peer), iproute2 (`ip netns exec`),
-# nftables (service proxy and NetworkPolicy). Does nothing when all are there.
+# bird2 (the lab router and BGP test peer), frr and gobgpd (the other BGP test
+# peers), iproute2 (`ip netns exec`), nftables (service proxy and
+# NetworkPolicy). Does nothing when all are there.
 set -euo pipefail
 missing=()
 command -v bird >/dev/null || missing+=(bird2)
+[[ -x /usr/lib/frr/bgpd ]] || missing+=(frr)
+command -v gobgpd >/dev/null || missing+=(gobgpd)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 if ((${#missing[@]} == 0)); then
