@@ -51,7 +51,7 @@ router bgp %d
 	// TCP.
 	f.start(t, bgpdPath, "-S", "-Z", "-n", "-f", path, "--vty_socket", f.dir,
 		"-i", filepath.Join(f.dir, "bgpd.pid"), "-P", "0", "--log", "stdout")
-	pollUntil(t, 10*time.Second, "bgpd up", func() error {
+	waitFor(t, 10*time.Second, "bgpd up", func() error {
 		_, err := f.vtysh("show bgp summary json")
 		return err
 	})
@@ -233,7 +233,7 @@ func TestSpeakerWithFRR(t *testing.T) {
 			if err := s.Apply(ctx, onePeerPlan(&bad, f.local, attrs, web), 64512); err != nil {
 				t.Fatal(err)
 			}
-			pollUntil(t, 20*time.Second, "FRR's kernel dropping the speaker's segments ("+c.counter+")", func() error {
+			waitFor(t, 20*time.Second, "FRR's kernel dropping the speaker's segments ("+c.counter+")", func() error {
 				n, err := f.tcpExt(c.counter)
 				if err == nil && n <= before {
 					err = fmt.Errorf("%s %d", c.counter, n)

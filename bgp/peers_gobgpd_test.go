@@ -45,7 +45,7 @@ func startGoBGPd(t *testing.T, asn, peerASN uint32) *gobgpd {
 		t.Fatal(err)
 	}
 	g.start(t, "gobgpd", "-f", path, "-p", "--api-hosts", "127.0.0.1:50051", "--pprof-disable")
-	pollUntil(t, 10*time.Second, "gobgpd up", func() error {
+	waitFor(t, 10*time.Second, "gobgpd up", func() error {
 		_, err := g.gobgp("neighbor", "-j")
 		return err
 	})
@@ -172,7 +172,7 @@ func (g *gobgpd) neighbor() (gobgpdNeighbor, error) {
 // more than before.
 func (g *gobgpd) notified(t *testing.T, before gobgpdNeighbor, sent bool, n uint64) {
 	t.Helper()
-	pollUntil(t, 20*time.Second, fmt.Sprintf("%d more NOTIFICATIONs at gobgpd", n), func() error {
+	waitFor(t, 20*time.Second, fmt.Sprintf("%d more NOTIFICATIONs at gobgpd", n), func() error {
 		now, err := g.neighbor()
 		if err != nil {
 			return err

@@ -184,7 +184,7 @@ func stateOf(ctx context.Context, s *Speaker, name string) (PeerState, error) {
 func established(t *testing.T, ctx context.Context, s *Speaker, name string) PeerState {
 	t.Helper()
 	var st PeerState
-	pollUntil(t, 20*time.Second, "session with "+name+" Established at the speaker", func() (err error) {
+	waitFor(t, 20*time.Second, "session with "+name+" Established at the speaker", func() (err error) {
 		st, err = stateOf(ctx, s, name)
 		if err == nil && st.State != "Established" {
 			err = fmt.Errorf("state %s, last error %q", st.State, st.LastError)
@@ -217,7 +217,7 @@ type peerRoute struct {
 // wantRoute waits until route(pf) gives want (nil: no route).
 func wantRoute(t *testing.T, who string, route func(netip.Prefix) (*peerRoute, error), pf netip.Prefix, want *peerRoute) {
 	t.Helper()
-	pollUntil(t, 20*time.Second, fmt.Sprintf("%s's route to %s", who, pf), func() error {
+	waitFor(t, 20*time.Second, fmt.Sprintf("%s's route to %s", who, pf), func() error {
 		got, err := route(pf)
 		if err != nil {
 			return err
@@ -261,23 +261,6 @@ func wantCause(t *testing.T, st PeerState, want ...string) {
 	}
 }
 
-// pollUntil calls f until it returns nil, failing the test when d passes
-// first with f's last error.
-func pollUntil(t *testing.T, d time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Two peers at once, FRR refused for a wrong peer ASN and gobgpd right:
 // the good session comes up, stays up and keeps its route while the other
 // fails, and fixing the wrong peer brings it up without resetting the
@@ -316,7 +299,7 @@ func TestSpeakerPeersIndependent(t *testing.T) {
 	// (FRR sees a reset more often than the NOTIFICATION, and counts
 	// nothing for a connection that never came up) and tries again: a
 	// second connection at FRR's kernel shows the first one failed.
-	pollUntil(t, 20*time.Second, "the speaker's second connection to FRR", func() error {
+	waitFor(t, 20*time.Second, "the speaker's second connection to FRR", func() error {
 		n, err := f.tcp("PassiveOpens")
 		if err == nil && n < 2 {
 			err = fmt.Errorf("%d accepted", n)
