@@ -52,7 +52,9 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 			return err
 		}
 		for _, to := range pods {
-			reply, err := EchoFrom(ctx, ns, to.Status.PodIP)
+			// In pod network mode bgp the routes may still be on their
+			// way through the router right after lab up: retry a while.
+			reply, err := EchoUntil(ctx, ns, net.JoinHostPort(to.Status.PodIP, "8080"), 30*time.Second)
 			line := fmt.Sprintf("    %s %-15s → %s %-15s ", from.Spec.NodeName, from.Status.PodIP, to.Spec.NodeName, to.Status.PodIP)
 			switch {
 			case err != nil:
@@ -75,7 +77,7 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 		var oks []string
 		for _, to := range pods {
-			if _, err := EchoFrom(ctx, ns, to.Status.PodIP); err != nil {
+			if _, err := EchoUntil(ctx, ns, net.JoinHostPort(to.Status.PodIP, "8080"), 30*time.Second); err != nil {
 				failed++
 				fmt.Fprintf(out, "    %s → %s FAILED: %v\n", cfg.NodeName(i), to.Status.PodIP, err)
 				continue
