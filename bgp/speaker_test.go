@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/osrg/gobgp/v4/api"
+
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -28,6 +30,12 @@ type bird struct {
 }
 
 func startBIRD(t *testing.T, asn, peerASN uint32, extra string) *bird {
+	t.Helper()
+	return startBIRDWith(t, asn, peerASN, "", extra)
+}
+
+// startBIRDWith is startBIRD with more options in the berth protocol.
+func startBIRDWith(t *testing.T, asn, peerASN uint32, options, extra string) *bird {
 	t.Helper()
 	netnstest.RequireRoot(t)
 	if _, err := exec.LookPath("bird"); err != nil {
@@ -68,10 +76,11 @@ protocol bgp berth {
 	local %s as %d;
 	neighbor %s as %d;
 	hold time 9;
+	%s
 	ipv4 { import all; export none; };
 }
 %s
-`, b.router, b.router, asn, b.local, peerASN, extra)
+`, b.router, b.router, asn, b.local, peerASN, options, extra)
 	if err := os.WriteFile(filepath.Join(b.dir, "bird.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +231,59 @@ func TestSpeakerWithBIRD(t *testing.T) {
 	waitFor(t, 30*time.Second, "everything withdrawn at BIRD", func() error {
 		if r := b.route(api.String()); r != "" {
 			return fmt.Errorf("still %q", r)
+		}
+		return nil
+	})
+}
+
+// Graceful restart: when the speaker goes away without a NOTIFICATION (a
+// crashed agent; its node's kernel still forwards), BIRD keeps the routes,
+// stale, until the restarted speaker sends them again; nothing is
+// withdrawn meanwhile.
+func TestSpeakerGracefulRestartWithBIRD(t *testing.T) {
+	b := startBIRDWith(t, 64500, 64512, "graceful restart on;", "")
+	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second,
+		GracefulRestart: true, RestartTime: 60 * time.Second}
+	web := netip.MustParsePrefix("198.51.100.40/32")
+	plan := Plan{Peers: []*Peer{peer}, Exports: map[string][]Export{"router": {{Prefix: web}}}, NextHop4: b.local}
+	first, ctx := runSpeaker(t)
+	if err := first.Apply(ctx, plan, 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the route at BIRD", func() error {
+		if b.route(web.String()) == "" {
+			return fmt.Errorf("no route")
+		}
+		return nil
+	})
+	// The crash: the sessions close with no NOTIFICATION to a peer that
+	// negotiated graceful restart.
+	first.mu.Lock()
+	if err := first.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
+		t.Fatal(err)
+	}
+	first.started = false
+	first.mu.Unlock()
+	waitFor(t, 30*time.Second, "BIRD to see the session go", func() error {
+		if _, up := b.established(); up {
+			return fmt.Errorf("still established")
+		}
+		return nil
+	})
+	if r := b.route(web.String()); r == "" {
+		t.Fatal("BIRD dropped the route when the speaker went away; want it kept, stale, for the restart time")
+	}
+	// The restarted speaker takes over; the route never left.
+	second, ctx2 := runSpeaker(t)
+	if err := second.Apply(ctx2, plan, 64512); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 60*time.Second, "the session back", func() error {
+		if _, up := b.established(); !up {
+			return fmt.Errorf("not established")
+		}
+		if b.route(web.String()) == "" {
+			return fmt.Errorf("the route is gone")
 		}
 		return nil
 	})
