@@ -76,7 +76,7 @@ func newPeerNet(t *testing.T, second byte, linkPrefix string) *peerNet {
 func (pn *peerNet) start(t *testing.T, name string, args ...string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s not found: %v (the CI script installs Debian's frr and gobgpd)", name, err)
+		t.Fatalf("%s not found: %v (hack/debian-deps.sh and the CI script install Debian's bird2, frr and gobgpd)", name, err)
 	}
 	logPath := filepath.Join(pn.dir, filepath.Base(name)+".log")
 	logf, err := os.Create(logPath)

@@ -13,20 +13,14 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/api"
-
-	"github.com/berthnet/berth/lab/netns"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // bird is a BIRD 2 router in a network namespace of its own, joined to
 // the test's (host) namespace by a veth pair: the speaker, in the test
 // process, peers with it over that link.
 type bird struct {
-	dir    string
-	ns     *netns.Namespace
-	local  netip.Addr // the host end: the speaker's address
-	router netip.Addr
-	cmd    *exec.Cmd
+	*peerNet
+	router netip.Addr // the daemon's address
 }
 
 func startBIRD(t *testing.T, asn, peerASN uint32, extra string) *bird {
@@ -37,39 +31,9 @@ func startBIRD(t *testing.T, asn, peerASN uint32, extra string) *bird {
 // startBIRDWith is startBIRD with more options in the berth protocol.
 func startBIRDWith(t *testing.T, asn, peerASN uint32, options, extra string) *bird {
 	t.Helper()
-	netnstest.RequireRoot(t)
-	if _, err := exec.LookPath("bird"); err != nil {
-		t.Fatalf("bird not found: install Debian's bird2 (the CI script does)")
-	}
-	ns := netnstest.New(t)
-	host, err := netns.Host()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer host.Close()
-	// A /30 of 10.200.0.0/16 picked from the process ID, and a link name
-	// of its own, so parallel runs do not meet.
-	n := os.Getpid() % 16000
-	base := netip.AddrFrom4([4]byte{10, 200, byte(n >> 6), byte(n&63) << 2})
-	b := &bird{dir: t.TempDir(), ns: ns, local: base.Next(), router: base.Next().Next()}
-	link := fmt.Sprintf("bgpt%d", n)
-	if err := netns.Veth(host, link, ns, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if h, err := netns.Host(); err == nil {
-			if l, err := h.Netlink().LinkByName(link); err == nil {
-				_ = h.Netlink().LinkDel(l)
-			}
-			h.Close()
-		}
-	})
-	if err := host.AddAddress(link, b.local.String()+"/30"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ns.AddAddress("eth0", b.router.String()+"/30"); err != nil {
-		t.Fatal(err)
-	}
+	// 10.200/16 and links bgpt*: the FRR and gobgpd tests use others.
+	pn := newPeerNet(t, 200, "bgpt")
+	b := &bird{peerNet: pn, router: pn.remote}
 	conf := fmt.Sprintf(`router id %s;
 protocol device {}
 protocol bgp berth {
@@ -84,15 +48,7 @@ protocol bgp berth {
 	if err := os.WriteFile(filepath.Join(b.dir, "bird.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b.cmd = ns.Command(context.Background(), "bird", "-f", "-c", filepath.Join(b.dir, "bird.conf"), "-s", b.sock())
-	b.cmd.Stdout, b.cmd.Stderr = os.Stderr, os.Stderr
-	if err := b.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-	})
+	pn.start(t, "bird", "-f", "-c", filepath.Join(b.dir, "bird.conf"), "-s", b.sock())
 	waitFor(t, 10*time.Second, "BIRD up", func() error {
 		_, err := b.birdc("show", "status")
 		return err

@@ -14,11 +14,12 @@ import (
 	"github.com/berthnet/berth/test/netnstest"
 )
 
-// In the kernel: a client on a veth resolves an announced address with its
-// own ARP to the node's MAC, and an address the node does not announce
-// stays unresolved.
-func TestARPServerAnswersTheKernel(t *testing.T) {
-	node, client := netnstest.New(t), netnstest.New(t)
+// arpPair is a node (198.18.9.2) and a client (198.18.9.1) namespace
+// joined by a veth, eth0 on both, with an ARP server on the node's end.
+func arpPair(t *testing.T) (client *netns.Namespace, ifi *net.Interface, srv *ARPServer) {
+	t.Helper()
+	node := netnstest.New(t)
+	client = netnstest.New(t)
 	if err := netns.Veth(node, "eth0", client, "eth0"); err != nil {
 		t.Fatal(err)
 	}
@@ -28,8 +29,6 @@ func TestARPServerAnswersTheKernel(t *testing.T) {
 	if err := client.AddAddress("eth0", "198.18.9.1/24"); err != nil {
 		t.Fatal(err)
 	}
-	var srv *ARPServer
-	var ifi *net.Interface
 	if err := node.Do(func() (err error) {
 		if ifi, err = net.InterfaceByName("eth0"); err != nil {
 			return err
@@ -39,6 +38,14 @@ func TestARPServerAnswersTheKernel(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	return client, ifi, srv
+}
+
+// In the kernel: a client on a veth resolves an announced address with its
+// own ARP to the node's MAC, and an address the node does not announce
+// stays unresolved.
+func TestARPServerAnswersTheKernel(t *testing.T) {
+	client, ifi, srv := arpPair(t)
 	announced := netip.MustParseAddr("198.18.9.50")
 	var mu sync.Mutex
 	var reasons []string
@@ -117,27 +124,7 @@ func TestARPServerAnswersTheKernel(t *testing.T) {
 // once the client has it on its interface, its kernel answers the probe
 // and the probe names the client's MAC.
 func TestARPProbe(t *testing.T) {
-	node, client := netnstest.New(t), netnstest.New(t)
-	if err := netns.Veth(node, "eth0", client, "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := node.AddAddress("eth0", "198.18.9.2/24"); err != nil {
-		t.Fatal(err)
-	}
-	if err := client.AddAddress("eth0", "198.18.9.1/24"); err != nil {
-		t.Fatal(err)
-	}
-	var srv *ARPServer
-	if err := node.Do(func() error {
-		ifi, err := net.InterfaceByName("eth0")
-		if err != nil {
-			return err
-		}
-		srv, err = ListenARP(ifi)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	client, _, srv := arpPair(t)
 	clientMAC := linkMAC(t, client, "eth0")
 	// The node announces the address the client takes (as in a split
 	// brain), so that Serve has a claim to log when the client answers.

@@ -3,18 +3,17 @@ package kube
 import (
 	"context"
 	"net/netip"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
 	"github.com/berthnet/berth/internal/watch"
+	ipamkube "github.com/berthnet/berth/ipam/kube"
 )
 
 // Runner keeps the speaker in step with the API server's objects and
@@ -35,8 +34,8 @@ type Runner struct {
 	Resync time.Duration
 	Log    logr.Logger
 
-	dirty         watch.Trigger
-	localServices atomic.Pointer[map[string]bool]
+	dirty    watch.Trigger
+	services ipamkube.LBServices
 	// PlanApplied, when set, is called after each apply with its plan.
 	PlanApplied func(bgp.Plan)
 }
@@ -45,17 +44,7 @@ type Runner struct {
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 	r.dirty.Fire()
 	all := func(client.Object) { r.dirty.Fire() }
-	return watch.Subscribe(ctx, c,
-		watch.Sub{Object: &corev1.Service{}, Func: func(o client.Object) {
-			if s, ok := o.(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				r.dirty.Fire()
-			}
-		}},
-		watch.Sub{Object: &discoveryv1.EndpointSlice{}, Func: func(o client.Object) {
-			if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
-				r.dirty.Fire()
-			}
-		}},
+	return watch.Subscribe(ctx, c, append(r.services.Subs(r.dirty.Fire),
 		watch.Sub{Object: &corev1.Node{}, Func: func(o client.Object) {
 			if o.GetName() == r.Node || r.PodCIDRs {
 				r.dirty.Fire()
@@ -69,7 +58,7 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
 		watch.Sub{Object: &v1alpha1.BGPPeer{}, Func: all},
 		watch.Sub{Object: &v1alpha1.BGPAnnouncement{}, Func: all},
-	)
+	)...)
 }
 
 // Start applies the objects to the speaker on every change (at most every
@@ -135,7 +124,6 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 	var (
 		o       Objects
 		self    corev1.Node
-		svcs    corev1.ServiceList
 		pools   v1alpha1.IPPoolList
 		peers   v1alpha1.BGPPeerList
 		anns    v1alpha1.BGPAnnouncementList
@@ -145,7 +133,7 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, &self); err != nil {
 		return Built{}, err
 	}
-	for _, l := range []client.ObjectList{&svcs, &pools, &peers, &anns} {
+	for _, l := range []client.ObjectList{&pools, &peers, &anns} {
 		if err := r.Reader.List(ctx, l, noCopy); err != nil {
 			return Built{}, err
 		}
@@ -153,28 +141,9 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 	if err := r.Reader.List(ctx, &secrets, noCopy, client.InNamespace(r.Namespace)); err != nil {
 		return Built{}, err
 	}
-	local := map[string]bool{}
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			local[s.Namespace+"/"+s.Name] = true
-		}
-	}
-	r.localServices.Store(&local)
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			continue
-		}
-		o.Services = append(o.Services, *s)
-		if local[s.Namespace+"/"+s.Name] {
-			var sl discoveryv1.EndpointSliceList
-			if err := r.Reader.List(ctx, &sl, noCopy, client.InNamespace(s.Namespace),
-				client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
-				return Built{}, err
-			}
-			o.Slices = append(o.Slices, sl.Items...)
-		}
+	var err error
+	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {
+		return Built{}, err
 	}
 	if r.Routes != nil {
 		// Only the other nodes' pod ranges may come in over BGP.

@@ -9,12 +9,12 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/internal/watch"
+	ipamkube "github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/l2announce"
 )
 
@@ -32,11 +32,9 @@ type Runner struct {
 	Resync time.Duration
 	Log    logr.Logger
 
-	dirty watch.Trigger
-	peers atomic.Pointer[[]netip.AddrPort]
-	// localServices are the Services (namespace/name) with policy Local
-	// whose EndpointSlices matter.
-	localServices atomic.Pointer[map[string]bool]
+	dirty    watch.Trigger
+	peers    atomic.Pointer[[]netip.AddrPort]
+	services ipamkube.LBServices
 }
 
 // Peers lists the other agents' heartbeat addresses.
@@ -51,21 +49,11 @@ func (r *Runner) Peers() []netip.AddrPort {
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 	r.dirty.Fire() // the first build
 	all := func(client.Object) { r.dirty.Fire() }
-	return watch.Subscribe(ctx, c,
-		watch.Sub{Object: &corev1.Service{}, Func: func(o client.Object) {
-			if s, ok := o.(*corev1.Service); ok && s.Spec.Type == corev1.ServiceTypeLoadBalancer {
-				r.dirty.Fire()
-			}
-		}},
-		watch.Sub{Object: &discoveryv1.EndpointSlice{}, Func: func(o client.Object) {
-			if m := r.localServices.Load(); m != nil && (*m)[o.GetNamespace()+"/"+o.GetLabels()[discoveryv1.LabelServiceName]] {
-				r.dirty.Fire()
-			}
-		}},
+	return watch.Subscribe(ctx, c, append(r.services.Subs(r.dirty.Fire),
 		watch.Sub{Object: &corev1.Node{}, Func: all},
 		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
 		watch.Sub{Object: &v1alpha1.L2Announcement{}, Func: all},
-	)
+	)...)
 }
 
 // Start rebuilds the announcer's input whenever a watched object changes,
@@ -101,46 +89,21 @@ func (r *Runner) Start(ctx context.Context) error {
 
 func (r *Runner) build(ctx context.Context) error {
 	var (
-		o      Objects
-		svcs   corev1.ServiceList
-		slices discoveryv1.EndpointSliceList
-		pools  v1alpha1.IPPoolList
-		anns   v1alpha1.L2AnnouncementList
-		nodes  corev1.NodeList
+		o     Objects
+		pools v1alpha1.IPPoolList
+		anns  v1alpha1.L2AnnouncementList
+		nodes corev1.NodeList
+		err   error
 	)
-	noCopy := client.UnsafeDisableDeepCopy
-	for _, l := range []client.ObjectList{&svcs, &pools, &anns, &nodes} {
-		if err := r.Reader.List(ctx, l, noCopy); err != nil {
+	for _, l := range []client.ObjectList{&pools, &anns, &nodes} {
+		if err := r.Reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 	}
-	// The Services whose slices matter are known before their slices are
-	// read: a slice event from now on triggers a build, and one before
-	// is in what is read below.
-	local := map[string]bool{}
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		if s.Spec.Type == corev1.ServiceTypeLoadBalancer && s.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal {
-			local[s.Namespace+"/"+s.Name] = true
-		}
+	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {
+		return err
 	}
-	r.localServices.Store(&local)
-	for i := range svcs.Items {
-		s := &svcs.Items[i]
-		if s.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			continue
-		}
-		o.Services = append(o.Services, *s)
-		if local[s.Namespace+"/"+s.Name] {
-			var sl discoveryv1.EndpointSliceList
-			if err := r.Reader.List(ctx, &sl, noCopy, client.InNamespace(s.Namespace),
-				client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
-				return err
-			}
-			slices.Items = append(slices.Items, sl.Items...)
-		}
-	}
-	o.Slices, o.Pools, o.Announcements, o.Nodes, o.ServeUnclassed = slices.Items, pools.Items, anns.Items, nodes.Items, r.ServeUnclassed
+	o.Pools, o.Announcements, o.Nodes, o.ServeUnclassed = pools.Items, anns.Items, nodes.Items, r.ServeUnclassed
 	d := Build(o)
 	for _, p := range d.Problems {
 		r.Log.V(1).Info("left out of layer-2 announcement", "problem", p)
