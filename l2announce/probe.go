@@ -88,16 +88,7 @@ func parseARP(frame []byte) *arp.Packet {
 // arpProbe is the RFC 5227 probe for addr from mac: a broadcast request
 // from 0.0.0.0, so that no neighbour cache learns anything from it.
 func arpProbe(addr netip.Addr, mac net.HardwareAddr) ([]byte, error) {
-	p, err := arp.NewPacket(arp.OperationRequest, mac, netip.IPv4Unspecified(), make(net.HardwareAddr, len(mac)), addr)
-	if err != nil {
-		return nil, err
-	}
-	pb, err := p.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	f := ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
-	return f.MarshalBinary()
+	return encodeARP(ethernet.Broadcast, mac, arp.OperationRequest, netip.IPv4Unspecified(), make(net.HardwareAddr, len(mac)), addr)
 }
 
 // NDPConflict decides whether an ICMPv6 message received on an interface

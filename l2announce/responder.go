@@ -45,27 +45,17 @@ func ARPReply(frame []byte, mac net.HardwareAddr, owned Owned) ([]byte, string) 
 	case !owned(p.TargetIP):
 		return nil, p.TargetIP.String() + " is not announced by this node here"
 	}
-	reply, err := arp.NewPacket(arp.OperationReply, mac, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
-	if err != nil {
-		return nil, "reply: " + err.Error()
-	}
-	pb, err := reply.MarshalBinary()
-	if err != nil {
-		return nil, "reply: " + err.Error()
-	}
-	out := ethernet.Frame{Destination: p.SenderHardwareAddr, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
-	b, err := out.MarshalBinary()
+	b, err := encodeARP(p.SenderHardwareAddr, mac, arp.OperationReply, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
 	if err != nil {
 		return nil, "reply: " + err.Error()
 	}
 	return b, "answered for " + p.TargetIP.String()
 }
 
-// GratuitousARP is the frame that tells the LAN addr is at mac: sent a
-// few times when this node takes an address, and when its interface comes
-// back up.
-func GratuitousARP(addr netip.Addr, mac net.HardwareAddr) ([]byte, error) {
-	p, err := arp.NewPacket(arp.OperationRequest, mac, addr, ethernet.Broadcast, addr)
+// encodeARP is an Ethernet frame from mac to dst carrying an ARP packet of
+// op from (mac, senderIP) about (targetMAC, targetIP).
+func encodeARP(dst, mac net.HardwareAddr, op arp.Operation, senderIP netip.Addr, targetMAC net.HardwareAddr, targetIP netip.Addr) ([]byte, error) {
+	p, err := arp.NewPacket(op, mac, senderIP, targetMAC, targetIP)
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +63,15 @@ func GratuitousARP(addr netip.Addr, mac net.HardwareAddr) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
+	f := ethernet.Frame{Destination: dst, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
 	return f.MarshalBinary()
+}
+
+// GratuitousARP is the frame that tells the LAN addr is at mac: sent a
+// few times when this node takes an address, and when its interface comes
+// back up.
+func GratuitousARP(addr netip.Addr, mac net.HardwareAddr) ([]byte, error) {
+	return encodeARP(ethernet.Broadcast, mac, arp.OperationRequest, addr, ethernet.Broadcast, addr)
 }
 
 // AllNodes is where an advertisement to a duplicate-address probe goes.

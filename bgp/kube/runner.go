@@ -66,11 +66,7 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 // until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
 	r.dirty.Fire()
-	every := r.Resync
-	if every <= 0 {
-		every = 30 * time.Second
-	}
-	resync := time.NewTicker(every)
+	resync := watch.Resync(r.Resync)
 	defer resync.Stop()
 	status := time.NewTicker(2 * time.Second)
 	defer status.Stop()

@@ -5,6 +5,7 @@ package watch
 import (
 	"context"
 	"sync"
+	"time"
 
 	"k8s.io/client-go/tools/cache"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
@@ -73,4 +74,16 @@ func (t *Trigger) Fire() {
 func (t *Trigger) C() <-chan struct{} {
 	t.init()
 	return t.ch
+}
+
+// DefaultResync is how often a component redoes its work when nothing
+// happened, to repair a missed event, unless it says otherwise.
+const DefaultResync = 30 * time.Second
+
+// Resync is a ticker for that: every d, or DefaultResync when d is 0.
+func Resync(d time.Duration) *time.Ticker {
+	if d <= 0 {
+		d = DefaultResync
+	}
+	return time.NewTicker(d)
 }
