@@ -1,0 +1,148 @@
+package ir
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Validate checks what the second stage relies on: unique names, ports in
+// range, one action per route, backends that name clusters of the group,
+// regular expressions that compile, certificates on every TLS listener. The
+// first stage must never produce an invalid Group; a failure here is a bug
+// there, reported rather than served.
+func (g *Group) Validate() error {
+	var errs []error
+	if g.Name == "" {
+		errs = append(errs, errors.New("group has no name"))
+	}
+	clusters := make(map[string]bool, len(g.Clusters))
+	for _, c := range g.Clusters {
+		if c.Name == "" || clusters[c.Name] {
+			errs = append(errs, fmt.Errorf("cluster %q: empty or duplicate name", c.Name))
+		}
+		clusters[c.Name] = true
+		if c.Port < 1 || c.Port > 65535 {
+			errs = append(errs, fmt.Errorf("cluster %s: port %d out of range", c.Name, c.Port))
+		}
+		if c.Protocol != HTTP && c.Protocol != HTTP2 {
+			errs = append(errs, fmt.Errorf("cluster %s: protocol %q is not HTTP or HTTP2", c.Name, c.Protocol))
+		}
+	}
+	listeners := make(map[string]bool, len(g.HTTP))
+	for _, l := range g.HTTP {
+		if l.Name == "" || listeners[l.Name] {
+			errs = append(errs, fmt.Errorf("listener %q: empty or duplicate name", l.Name))
+		}
+		listeners[l.Name] = true
+		if l.Port < 1 || l.Port > 65535 {
+			errs = append(errs, fmt.Errorf("listener %s: port %d out of range", l.Name, l.Port))
+		}
+		if l.TLS != nil && len(l.TLS.Certificates) == 0 {
+			errs = append(errs, fmt.Errorf("listener %s: TLS without a certificate", l.Name))
+		}
+		if l.TLS != nil {
+			for _, c := range l.TLS.Certificates {
+				if c.Name == "" || len(c.Chain) == 0 || len(c.Key) == 0 {
+					errs = append(errs, fmt.Errorf("listener %s: certificate %q without name, chain or key", l.Name, c.Name))
+				}
+			}
+		}
+		routes := make(map[string]bool, len(l.Routes))
+		for _, r := range l.Routes {
+			if r.Name == "" || routes[r.Name] {
+				errs = append(errs, fmt.Errorf("listener %s: route %q: empty or duplicate name", l.Name, r.Name))
+			}
+			routes[r.Name] = true
+			if err := r.validate(clusters); err != nil {
+				errs = append(errs, fmt.Errorf("listener %s: route %s: %w", l.Name, r.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *HTTPRoute) validate(clusters map[string]bool) error {
+	var errs []error
+	actions := 0
+	if r.Redirect != nil {
+		actions++
+		if c := r.Redirect.StatusCode; c != 301 && c != 302 && c != 303 && c != 307 && c != 308 {
+			errs = append(errs, fmt.Errorf("redirect status %d", c))
+		}
+		errs = append(errs, r.Redirect.Path.validate(r.Path))
+	}
+	if r.DirectResponse != nil {
+		actions++
+		if s := r.DirectResponse.Status; s < 200 || s > 599 {
+			errs = append(errs, fmt.Errorf("direct response status %d", s))
+		}
+	}
+	if len(r.Backends) > 0 {
+		actions++
+		var total uint32
+		for _, b := range r.Backends {
+			if b.Cluster != "" && !clusters[b.Cluster] {
+				errs = append(errs, fmt.Errorf("backend names unknown cluster %q", b.Cluster))
+			}
+			total += b.Weight
+		}
+		if total == 0 {
+			errs = append(errs, errors.New("all backend weights are zero (use a direct response)"))
+		}
+	}
+	if actions != 1 {
+		errs = append(errs, fmt.Errorf("%d actions, want exactly one of redirect, direct response, backends", actions))
+	}
+	if r.Rewrite != nil {
+		errs = append(errs, r.Rewrite.Path.validate(r.Path))
+	}
+	for _, m := range r.Mirrors {
+		if !clusters[m.Cluster] {
+			errs = append(errs, fmt.Errorf("mirror names unknown cluster %q", m.Cluster))
+		}
+		if m.Percent < 0 || m.Percent > 100 {
+			errs = append(errs, fmt.Errorf("mirror percent %v", m.Percent))
+		}
+	}
+	if r.Path != nil {
+		errs = append(errs, r.Path.validate("path"))
+		if r.Path.Type != Regex && !strings.HasPrefix(r.Path.Value, "/") {
+			errs = append(errs, fmt.Errorf("path %q does not start with /", r.Path.Value))
+		}
+	}
+	for _, h := range r.Headers {
+		errs = append(errs, h.validate("header "+h.Name))
+	}
+	for _, q := range r.QueryParams {
+		errs = append(errs, q.validate("query parameter "+q.Name))
+	}
+	return errors.Join(errs...)
+}
+
+func (m *StringMatch) validate(what string) error {
+	switch m.Type {
+	case Exact, Prefix:
+		return nil
+	case Regex:
+		if _, err := regexp.Compile(m.Value); err != nil {
+			return fmt.Errorf("%s: regular expression: %w", what, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s: match type %q", what, m.Type)
+}
+
+func (p *PathModifier) validate(match *StringMatch) error {
+	if p == nil {
+		return nil
+	}
+	if (p.FullPath == nil) == (p.PrefixMatch == nil) {
+		return errors.New("path modifier needs exactly one of full path and prefix")
+	}
+	if p.PrefixMatch != nil && (match == nil || match.Type != Prefix) {
+		return errors.New("prefix replacement on a route without a path prefix match")
+	}
+	return nil
+}
