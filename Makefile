@@ -44,6 +44,12 @@ test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) ## Install Debian packag
 test: build test-deps ## Run every test: unit, privileged (as root), API server and lab.
 	$(GO) test -count=1 -timeout 30m ./...
 
+.PHONY: golden
+golden: ## Regenerate the golden files (every package whose tests define -update); review their diff like code.
+	@pkgs="$$(grep -rl 'flag.Bool("update"' --include='*_test.go' . | xargs -r -n1 dirname | sort -u)"; \
+	if [[ -z "$$pkgs" ]]; then echo "no golden tests"; exit 0; fi; \
+	$(GO) test -count=1 $$pkgs -run Golden -update
+
 .PHONY: bench
 bench: test-deps ## Run the benchmarks and print figures against their goals and baselines.
 	hack/bench.sh
