@@ -67,6 +67,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for api/.
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ from kubebuilder markers.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	hack/gateway-api-crds.sh
 	$(CONTROLLER_GEN) rbac:roleName=berth-controller $(addprefix paths=,$(CONTROLLER_RBAC_PATHS)) output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=berth-agent paths=./cmd/berth-agent/... output:rbac:artifacts:config=config/rbac/agent
 

@@ -2,7 +2,7 @@
 // tools such as the lab apply exactly what the release ships.
 package config
 
-import _ "embed"
+import "embed"
 
 // AgentRole is berth-agent's ClusterRole.
 //
@@ -34,3 +34,28 @@ var BGPPeerCRD []byte
 //
 //go:embed crd/bases/berth.dev_bgpannouncements.yaml
 var BGPAnnouncementCRD []byte
+
+// GatewayAPICRDs are the Gateway API standard-channel CRDs Berth serves
+// (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant), at the
+// version go.mod pins, copied by `make manifests`.
+//
+//go:embed crd/gateway-api
+var GatewayAPICRDs embed.FS
+
+// GatewayAPIManifests returns GatewayAPICRDs as one multi-document YAML, in
+// file-name order.
+func GatewayAPIManifests() []byte {
+	entries, err := GatewayAPICRDs.ReadDir("crd/gateway-api")
+	if err != nil {
+		panic(err) // embedded at build time: cannot fail
+	}
+	var out []byte
+	for _, e := range entries {
+		b, err := GatewayAPICRDs.ReadFile("crd/gateway-api/" + e.Name())
+		if err != nil {
+			panic(err)
+		}
+		out = append(append(out, "\n---\n"...), b...)
+	}
+	return out
+}
