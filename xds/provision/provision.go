@@ -197,7 +197,7 @@ func (f Fleet) deployment(bootstrap []byte, o Options) *appsv1.Deployment {
 							"--drain-time-s", "15",
 							"--log-level", "info",
 						},
-						Env: []corev1.EnvVar{{Name: "ENVOY_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
+						Env:   []corev1.EnvVar{{Name: "ENVOY_POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 						Ports: ports,
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(ReadyPort)}},
