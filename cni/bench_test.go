@@ -11,6 +11,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 )
 
@@ -35,6 +36,31 @@ func BenchmarkAddDel(b *testing.B) {
 			return map[string]any{"type": "bridge", "bridge": "cni0", "isGateway": true,
 				"ipam": map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": "10.244.9.0/24"}}}, "dataDir": dataDir}}
 		}, false)
+	})
+	// The kernel's share: deleting a veth pair like the one ADD made, with
+	// nothing else. No plugin's DEL can be faster than this floor.
+	b.Run("kernel-veth-del", func(b *testing.B) {
+		node, pod := netnstest.New(b), netnstest.New(b)
+		var dels []time.Duration
+		for range b.N {
+			if err := netns.Veth(node, "vbench", pod, "eth0"); err != nil {
+				b.Fatal(err)
+			}
+			if err := node.Up("vbench"); err != nil {
+				b.Fatal(err)
+			}
+			link, err := node.Link("vbench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			if err := node.Netlink().LinkDel(link); err != nil {
+				b.Fatal(err)
+			}
+			dels = append(dels, time.Since(t0))
+		}
+		b.ReportMetric(pct(dels, 50), "del-p50-ms")
+		b.ReportMetric(pct(dels, 99), "del-p99-ms")
 	})
 }
 

@@ -55,6 +55,11 @@ for m in add del; do
 			printf "CNI %-24s berth p50 %.1f ms p99 %.1f ms; upstream p50 %.1f ms p99 %.1f ms; p50 ratio %.2f (goal <= 0.50)\n", toupper(m), b50, b99, u50, u99, b50/u50 }'
 	fi
 done
+k50=$(metric 'AddDel/kernel-veth-del' del-p50-ms); u50=$(metric 'AddDel/upstream' del-p50-ms)
+if [[ -n "$k50" && -n "$u50" ]]; then
+	awk -v k="$k50" -v u="$u50" 'BEGIN {
+		printf "CNI DEL floor                 deleting the veth pair alone (kernel) p50 %.1f ms = %.2fx the upstream DEL%s\n", k, k/u, (k/u > 0.5 ? ": the 0.50 goal is below what the kernel alone takes" : "") }'
+fi
 bare=$(metric 'PodThroughput/bare-veth' Gbit/s)
 for mode in routed vxlan; do
 	g=$(metric "PodThroughput/$mode" Gbit/s)
