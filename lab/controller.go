@@ -57,14 +57,16 @@ func (c Config) kubectl(ctx context.Context, stdin []byte, args ...string) error
 	return nil
 }
 
-// installBerth applies Berth's CRDs and the controller's RBAC.
+// installBerth applies Berth's CRDs, the Gateway API CRDs Berth serves and
+// the controller's RBAC.
 func (c Config) installBerth(ctx context.Context) error {
-	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.BGPPeerCRD, config.BGPAnnouncementCRD, config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
+	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.BGPPeerCRD, config.BGPAnnouncementCRD, config.GatewayAPIManifests(), config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
 	if err := c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-"); err != nil {
 		return err
 	}
 	return c.kubectl(ctx, nil, "wait", "--for=condition=Established", "--timeout=60s", "crd/ippools.berth.dev", "crd/l2announcements.berth.dev",
-		"crd/bgppeers.berth.dev", "crd/bgpannouncements.berth.dev")
+		"crd/bgppeers.berth.dev", "crd/bgpannouncements.berth.dev", "crd/gateways.gateway.networking.k8s.io", "crd/httproutes.gateway.networking.k8s.io",
+		"crd/grpcroutes.gateway.networking.k8s.io", "crd/referencegrants.gateway.networking.k8s.io", "crd/gatewayclasses.gateway.networking.k8s.io")
 }
 
 func (c Config) controllerSpec(p Ports) procSpec {
