@@ -146,6 +146,7 @@ func Allowed(policies []networkingv1.NetworkPolicy, namespaces []Namespace, pods
 type cluster struct {
 	nsLabels map[string]map[string]string
 	byIP     map[netip.Addr]*Pod
+	sorted   []podAddr // byIP in address order, built on first use
 }
 
 func newCluster(namespaces []Namespace, pods []Pod) *cluster {

@@ -1,0 +1,390 @@
+package netpol
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Input is what one node's ruleset is compiled from.
+type Input struct {
+	Policies   []networkingv1.NetworkPolicy
+	Namespaces []Namespace
+	// Pods are all the cluster's pods that have addresses and are not on
+	// the host network; the ones on Node are this node's.
+	Pods []Pod
+	Node string
+	// NodeIPs are this node's own addresses: traffic from them is allowed.
+	NodeIPs []netip.Addr
+	// PodCIDRs are this node's pod ranges. While any policy exists, an
+	// address in them that is no known pod is dropped both ways.
+	PodCIDRs []netip.Prefix
+}
+
+// Compile computes the ruleset of one node: a chain per local pod and
+// direction in which policies isolate it, with one rule per matching
+// policy rule and family, and the sets those rules look peers up in. It is
+// deterministic, so a diff against the last ruleset is empty when nothing
+// changed. The compiled rules allow exactly what Allowed allows.
+func Compile(in Input) Ruleset {
+	rs := emptyRuleset()
+	c := newCluster(in.Namespaces, in.Pods)
+	pols := slices.Clone(in.Policies)
+	slices.SortFunc(pols, func(a, b networkingv1.NetworkPolicy) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	for _, a := range in.NodeIPs {
+		addSetElem(&rs, setNodeIPs4, setNodeIPs6, a.Unmap().Is4(), a.Unmap().String())
+	}
+	if len(pols) > 0 {
+		for _, p := range in.PodCIDRs {
+			addSetElem(&rs, setLocalCIDRs4, setLocalCIDRs6, p.Addr().Unmap().Is4(), p.Masked().String())
+		}
+	}
+	counters := map[string]bool{}
+	b := &builder{rs: &rs, c: c}
+	for i := range in.Pods {
+		pod := &in.Pods[i]
+		if pod.Node != in.Node || len(pod.IPs) == 0 {
+			continue
+		}
+		for _, dir := range []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress} {
+			verdict := "return"
+			if rules, isolating := b.podChain(pols, pod, dir); isolating != nil {
+				chain := objName(chainPrefix(dir), pod.Namespace, pod.Name, "")
+				rules = append(rules, dropRule(pod, isolating))
+				for _, p := range isolating[:min(len(isolating), maxCountersPerRule)] {
+					counters[policyCounter(p)] = true
+				}
+				rs.Chains[chain] = rules
+				verdict = "goto " + chain
+			}
+			m4, m6 := mapIngressPods4, mapIngressPods6
+			if dir == networkingv1.PolicyTypeEgress {
+				m4, m6 = mapEgressPods4, mapEgressPods6
+			}
+			for _, ip := range pod.IPs {
+				ip = ip.Unmap()
+				m := m6
+				if ip.Is4() {
+					m = m4
+				}
+				rs.Maps[m].Elements[ip.String()] = verdict
+			}
+		}
+	}
+	for name := range counters {
+		rs.Counters = append(rs.Counters, name)
+	}
+	slices.Sort(rs.Counters)
+	for name, s := range rs.Sets {
+		s.Elements = sortedUnique(s.Elements)
+		rs.Sets[name] = s
+	}
+	return rs
+}
+
+func chainPrefix(dir networkingv1.PolicyType) string {
+	if dir == networkingv1.PolicyTypeEgress {
+		return "eg-"
+	}
+	return "in-"
+}
+
+// policyCounter names the counter of the packets dropped at the pods a
+// policy isolates.
+func policyCounter(policy string) string {
+	ns, name, _ := strings.Cut(policy, "/")
+	return objName("drop-", ns, name, "")
+}
+
+// dropRule ends a pod's chain: nothing allowed it. It counts the packet on
+// each isolating policy's counter (the first maxCountersPerRule).
+func dropRule(pod *Pod, isolating []string) Rule {
+	var b strings.Builder
+	for _, p := range isolating[:min(len(isolating), maxCountersPerRule)] {
+		fmt.Fprintf(&b, "counter name %q ", policyCounter(p))
+	}
+	b.WriteString("drop")
+	return Rule{Text: b.String(), Comment: pod.Namespace + "/" + pod.Name + " isolated by " + strings.Join(isolating, ",")}
+}
+
+func addSetElem(rs *Ruleset, set4, set6 string, is4 bool, elem string) {
+	name := set6
+	if is4 {
+		name = set4
+	}
+	s := rs.Sets[name]
+	s.Elements = append(s.Elements, elem)
+	rs.Sets[name] = s
+}
+
+// builder adds the sets the pods' chains refer to, once each.
+type builder struct {
+	rs *Ruleset
+	c  *cluster
+}
+
+// podChain returns the rules of a pod's chain in one direction and the
+// policies that isolate it there, nil when none does.
+func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir networkingv1.PolicyType) ([]Rule, []string) {
+	var rules []Rule
+	var isolating []string
+	for i := range pols {
+		p := &pols[i]
+		if p.Namespace != pod.Namespace || !hasType(p, dir) || !matchLabels(&p.Spec.PodSelector, pod.Labels) {
+			continue
+		}
+		isolating = append(isolating, p.Namespace+"/"+p.Name)
+		if dir == networkingv1.PolicyTypeIngress {
+			for r, rule := range p.Spec.Ingress {
+				rules = append(rules, b.ingressRules(p, r, rule.From, rule.Ports, pod)...)
+			}
+		} else {
+			for r, rule := range p.Spec.Egress {
+				rules = append(rules, b.egressRules(p, r, rule.To, rule.Ports)...)
+			}
+		}
+	}
+	return rules, isolating
+}
+
+// ingressRules compile one ingress rule for the pod it protects: named
+// ports resolve against that pod.
+func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, dst *Pod) []Rule {
+	comment := fmt.Sprintf("%s/%s ingress[%d]", p.Namespace, p.Name, r)
+	match, ok := portMatch(ports, dst)
+	if !ok {
+		return nil // no port of the rule exists on this pod
+	}
+	if len(peers) == 0 {
+		return []Rule{{Text: join(match, "return"), Comment: comment}}
+	}
+	var out []Rule
+	for _, fam := range []string{"ip", "ip6"} {
+		set := b.peerSet(p, "in", r, peers, fam)
+		out = append(out, Rule{Text: join(fam+" saddr @"+set, match, "return"), Comment: comment})
+	}
+	return out
+}
+
+// egressRules compile one egress rule: numeric ports are matched with the
+// peer set, named ports through a set of (peer address, protocol, port)
+// resolved on each peer pod.
+func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []Rule {
+	comment := fmt.Sprintf("%s/%s egress[%d]", p.Namespace, p.Name, r)
+	var numeric, named []networkingv1.NetworkPolicyPort
+	for _, port := range ports {
+		if port.Port != nil && port.Port.Type == intstr.String {
+			named = append(named, port)
+		} else {
+			numeric = append(numeric, port)
+		}
+	}
+	var out []Rule
+	if len(ports) == 0 || len(numeric) > 0 {
+		match, ok := portMatch(numeric, nil)
+		if ok {
+			if len(peers) == 0 {
+				out = append(out, Rule{Text: join(match, "return"), Comment: comment})
+			} else {
+				for _, fam := range []string{"ip", "ip6"} {
+					set := b.peerSet(p, "eg", r, peers, fam)
+					out = append(out, Rule{Text: join(fam+" daddr @"+set, match, "return"), Comment: comment})
+				}
+			}
+		}
+	}
+	if len(named) > 0 {
+		for _, fam := range []string{"ip", "ip6"} {
+			set := b.namedSet(p, r, peers, named, fam)
+			out = append(out, Rule{Text: fam + " daddr . meta l4proto . th dport @" + set + " return", Comment: comment})
+		}
+	}
+	return out
+}
+
+func join(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// portMatch is the match of a port list, "" for every port of every
+// protocol; ok is false when the list matches nothing. Named ports resolve
+// against dst; with no dst they match nothing.
+func portMatch(ports []networkingv1.NetworkPolicyPort, dst *Pod) (string, bool) {
+	if len(ports) == 0 {
+		return "", true
+	}
+	var rs []portSpan
+	for i := range ports {
+		if pr, ok := resolvePort(&ports[i], dst); ok {
+			rs = append(rs, pr)
+		}
+	}
+	if len(rs) == 0 {
+		return "", false
+	}
+	return "meta l4proto . th dport { " + strings.Join(mergePorts(rs), ", ") + " }", true
+}
+
+// nftProto is the nft name of a protocol the spec allows.
+func nftProto(p corev1.Protocol) (string, bool) {
+	switch protocolOf(p) {
+	case corev1.ProtocolTCP:
+		return "tcp", true
+	case corev1.ProtocolUDP:
+		return "udp", true
+	case corev1.ProtocolSCTP:
+		return "sctp", true
+	}
+	return "", false
+}
+
+// resolvePort reads one policy port as portMatches does.
+func resolvePort(p *networkingv1.NetworkPolicyPort, dst *Pod) (portSpan, bool) {
+	proto := corev1.ProtocolTCP
+	if p.Protocol != nil {
+		proto = *p.Protocol
+	}
+	name, ok := nftProto(proto)
+	if !ok {
+		return portSpan{}, false
+	}
+	if p.Port == nil {
+		return portSpan{name, 0, 65535}, true
+	}
+	if p.Port.Type == intstr.String {
+		if p.EndPort != nil || dst == nil {
+			return portSpan{}, false
+		}
+		cp, ok := dst.NamedPorts[p.Port.StrVal]
+		if !ok || protocolOf(cp.Protocol) != proto || cp.Port < 0 || cp.Port > 65535 {
+			return portSpan{}, false
+		}
+		return portSpan{name, cp.Port, cp.Port}, true
+	}
+	lo, hi := p.Port.IntVal, p.Port.IntVal
+	if p.EndPort != nil {
+		hi = *p.EndPort
+	}
+	lo, hi = max(lo, 0), min(hi, 65535)
+	if hi < lo {
+		return portSpan{}, false
+	}
+	return portSpan{name, lo, hi}, true
+}
+
+// peerSet adds (once) and names the set of a rule's peer addresses of
+// one family: the pods its selectors match and its ipBlocks. It is an
+// interval set when the rule has an ipBlock.
+func (b *builder) peerSet(p *networkingv1.NetworkPolicy, dir string, r int, peers []networkingv1.NetworkPolicyPeer, fam string) string {
+	interval := slices.ContainsFunc(peers, func(pp networkingv1.NetworkPolicyPeer) bool { return pp.IPBlock != nil })
+	v4 := fam == "ip"
+	suffix := fmt.Sprintf("-%s%d-v%s", dir, r, map[bool]string{true: "4", false: "6"}[v4])
+	if interval {
+		suffix += "i"
+	}
+	name := objName("peers-", p.Namespace, p.Name, suffix)
+	if _, done := b.rs.Sets[name]; done {
+		return name
+	}
+	var ranges []addrRange
+	var addrs []string
+	for i := range peers {
+		peer := &peers[i]
+		if peer.IPBlock != nil {
+			if peer.PodSelector != nil || peer.NamespaceSelector != nil {
+				continue // matches nothing, as in the evaluator
+			}
+			for _, rg := range blockRanges(peer.IPBlock) {
+				if rg.lo.Is4() == v4 {
+					ranges = append(ranges, rg)
+				}
+			}
+			continue
+		}
+		for _, pod := range b.c.podsByIP() {
+			if pod.ip.Is4() == v4 && b.c.peerMatches(p.Namespace, peer, end{addr: pod.ip, pod: pod.pod}) {
+				if interval {
+					ranges = append(ranges, addrRange{pod.ip, pod.ip})
+				} else {
+					addrs = append(addrs, pod.ip.String())
+				}
+			}
+		}
+	}
+	s := Set{Type: "ipv4_addr", Interval: interval}
+	if !v4 {
+		s.Type = "ipv6_addr"
+	}
+	if interval {
+		for _, rg := range mergeRanges(ranges) {
+			s.Elements = append(s.Elements, rg.String())
+		}
+	} else {
+		s.Elements = addrs
+	}
+	b.rs.Sets[name] = s
+	return name
+}
+
+// namedSet adds (once) and names the set of (address, protocol, port) of
+// the peer pods on which an egress rule's named ports resolve.
+func (b *builder) namedSet(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, named []networkingv1.NetworkPolicyPort, fam string) string {
+	v4 := fam == "ip"
+	name := objName("named-", p.Namespace, p.Name, fmt.Sprintf("-eg%d-v%s", r, map[bool]string{true: "4", false: "6"}[v4]))
+	if _, done := b.rs.Sets[name]; done {
+		return name
+	}
+	s := Set{Type: "ipv4_addr . inet_proto . inet_service"}
+	if !v4 {
+		s.Type = "ipv6_addr . inet_proto . inet_service"
+	}
+	for _, pod := range b.c.podsByIP() {
+		if pod.ip.Is4() != v4 || !b.c.peersMatch(p.Namespace, peers, end{addr: pod.ip, pod: pod.pod}) {
+			continue
+		}
+		for i := range named {
+			if pr, ok := resolvePort(&named[i], pod.pod); ok {
+				s.Elements = append(s.Elements, fmt.Sprintf("%s . %s . %d", pod.ip, pr.proto, pr.lo))
+			}
+		}
+	}
+	b.rs.Sets[name] = s
+	return name
+}
+
+// podAddr is one address of a pod.
+type podAddr struct {
+	ip  netip.Addr
+	pod *Pod
+}
+
+// podsByIP lists every pod address once, sorted, with the pod the
+// evaluator finds by it.
+func (c *cluster) podsByIP() []podAddr {
+	if c.sorted == nil {
+		c.sorted = make([]podAddr, 0, len(c.byIP))
+		for ip, pod := range c.byIP {
+			c.sorted = append(c.sorted, podAddr{ip, pod})
+		}
+		slices.SortFunc(c.sorted, func(a, b podAddr) int { return a.ip.Compare(b.ip) })
+	}
+	return c.sorted
+}
+
+func sortedUnique(ss []string) []string {
+	slices.Sort(ss)
+	return slices.Compact(ss)
+}
