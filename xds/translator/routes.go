@@ -1,0 +1,161 @@
+package translator
+
+import (
+	"regexp"
+	"sort"
+	"strings"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// buildRouteConfig makes one route configuration from the routes of the
+// given listeners (most specific listener hostname first): one virtual host
+// per route hostname, its routes in the listeners' order, then each
+// listener's own precedence order.
+func buildRouteConfig(name string, ls []*ir.HTTPListener) *routev3.RouteConfiguration {
+	vhosts := map[string]*routev3.VirtualHost{}
+	for _, l := range ls {
+		for _, r := range l.Routes {
+			er := buildRoute(r)
+			domain := r.Hostname
+			if domain == "" {
+				domain = "*"
+			}
+			vh := vhosts[domain]
+			if vh == nil {
+				vh = &routev3.VirtualHost{Name: domain, Domains: []string{domain}}
+				vhosts[domain] = vh
+			}
+			vh.Routes = append(vh.Routes, er)
+		}
+	}
+	rc := &routev3.RouteConfiguration{
+		Name: name,
+		// Gateway API hostnames carry no port; a Host header may.
+		IgnorePortInHostMatching: true,
+		// Routes name the reserved cluster of unresolved backends, which
+		// does not exist (see invalidBackendCluster).
+		ValidateClusters: wrapperspb.Bool(false),
+	}
+	domains := make([]string, 0, len(vhosts))
+	for d := range vhosts {
+		domains = append(domains, d)
+	}
+	// Envoy chooses a virtual host by the specificity of its domain, not by
+	// its position: sorting only makes the output stable.
+	sort.Strings(domains)
+	for _, d := range domains {
+		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
+	}
+	return rc
+}
+
+// buildRoute makes the Envoy route of one IR route: its match, header
+// changes and action.
+func buildRoute(r *ir.HTTPRoute) *routev3.Route {
+	match, prefix := routeMatch(r)
+	er := &routev3.Route{Name: r.Name, Match: match}
+	if m := r.RequestHeaders; m != nil {
+		er.RequestHeadersToAdd = headerOptions(m)
+		er.RequestHeadersToRemove = append([]string(nil), m.Remove...)
+	}
+	if m := r.ResponseHeaders; m != nil {
+		er.ResponseHeadersToAdd = headerOptions(m)
+		er.ResponseHeadersToRemove = append([]string(nil), m.Remove...)
+	}
+	switch {
+	case r.Redirect != nil:
+		er.Action = &routev3.Route_Redirect{Redirect: redirectAction(r.Redirect, prefix)}
+	case r.DirectResponse != nil:
+		er.Action = &routev3.Route_DirectResponse{DirectResponse: directResponse(r.DirectResponse.Status, r.DirectResponse.Body)}
+	default:
+		ra := routeAction(r, prefix)
+		if ra == nil {
+			// Every backend with a weight is unresolved.
+			er.Action = &routev3.Route_DirectResponse{DirectResponse: directResponse(500, "")}
+		} else {
+			er.Action = &routev3.Route_Route{Route: ra}
+		}
+	}
+	return er
+}
+
+// pathPrefix is how a Prefix path match was expressed to Envoy, which a
+// prefix rewrite or redirect must follow.
+type pathPrefix struct {
+	// value is the prefix without trailing slashes; "" is the root.
+	value string
+	// regex is set when the prefix could not be a path_separated_prefix
+	// and was matched with a regular expression instead.
+	regex bool
+}
+
+// routeMatch is the match of a route, and its path prefix when the path is
+// a Prefix match (nil otherwise).
+func routeMatch(r *ir.HTTPRoute) (*routev3.RouteMatch, *pathPrefix) {
+	m := &routev3.RouteMatch{}
+	var prefix *pathPrefix
+	switch p := r.Path; {
+	case p == nil:
+		m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+	case p.Type == ir.Exact:
+		m.PathSpecifier = &routev3.RouteMatch_Path{Path: p.Value}
+	case p.Type == ir.Regex:
+		m.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(p.Value)}
+	default: // ir.Prefix, by whole segments: /api matches /api and /api/x, not /apix.
+		prefix = &pathPrefix{value: strings.TrimRight(p.Value, "/")}
+		switch {
+		case prefix.value == "":
+			m.PathSpecifier = &routev3.RouteMatch_Prefix{Prefix: "/"}
+		case strings.ContainsAny(prefix.value, "?#"):
+			// path_separated_prefix refuses these characters.
+			prefix.regex = true
+			m.PathSpecifier = &routev3.RouteMatch_SafeRegex{SafeRegex: regexMatcher(segmentPrefixRegex(prefix.value))}
+		default:
+			m.PathSpecifier = &routev3.RouteMatch_PathSeparatedPrefix{PathSeparatedPrefix: prefix.value}
+		}
+	}
+	for _, h := range r.Headers {
+		m.Headers = append(m.Headers, &routev3.HeaderMatcher{
+			Name:                 strings.ToLower(h.Name),
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(h.StringMatch)},
+		})
+	}
+	if r.Method != "" {
+		m.Headers = append(m.Headers, &routev3.HeaderMatcher{
+			Name:                 ":method",
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: stringMatcher(ir.StringMatch{Type: ir.Exact, Value: r.Method})},
+		})
+	}
+	for _, q := range r.QueryParams {
+		m.QueryParameters = append(m.QueryParameters, &routev3.QueryParameterMatcher{
+			Name:                         q.Name,
+			QueryParameterMatchSpecifier: &routev3.QueryParameterMatcher_StringMatch{StringMatch: stringMatcher(q.StringMatch)},
+		})
+	}
+	return m, prefix
+}
+
+// segmentPrefixRegex matches a path equal to prefix or continuing it with a
+// "/": what path_separated_prefix does, for the prefixes it refuses.
+func segmentPrefixRegex(prefix string) string {
+	return regexp.QuoteMeta(prefix) + "(/.*)?"
+}
+
+func stringMatcher(m ir.StringMatch) *matcherv3.StringMatcher {
+	switch m.Type {
+	case ir.Prefix:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: m.Value}}
+	case ir.Regex:
+		return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_SafeRegex{SafeRegex: regexMatcher(m.Value)}}
+	}
+	return &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: m.Value}}
+}
+
+func regexMatcher(re string) *matcherv3.RegexMatcher {
+	return &matcherv3.RegexMatcher{Regex: re}
+}

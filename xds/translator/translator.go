@@ -1,0 +1,146 @@
+// Package translator is the second stage of Berth's xDS pipeline: it turns
+// one validated ir.Group into the Envoy v3 resources its node group is
+// served (listeners, route configurations, clusters, secrets) and, apart,
+// the cluster load assignments built from endpoints. It is pure: the same
+// IR gives byte-identical resources (marshalled deterministically), so the
+// snapshot cache keeps the version of every resource that did not change.
+//
+// docs/xds.md ("Translation to Envoy") says what each IR feature becomes.
+package translator
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// Resources are the Envoy resources of one node group, by type URL
+// (resourcev3.ListenerType, RouteType, ClusterType, SecretType), each list
+// sorted by resource name. Its underlying type is the map
+// go-control-plane's cache.NewSnapshot takes, so a Resources value (with
+// the EndpointType list from Endpoints added) can be passed to it as is.
+type Resources map[resourcev3.Type][]types.Resource
+
+// Translate turns a group into its Envoy resources. It validates the group
+// first, then checks every resource it emits with the resource's own
+// ValidateAll (and every typed config it packs into an Any, which
+// ValidateAll does not descend into). An error names the listener, port or
+// resource at fault; nothing partial is returned with it.
+func Translate(g *ir.Group) (Resources, error) {
+	if g == nil {
+		return nil, fmt.Errorf("translate: nil group")
+	}
+	if err := g.Validate(); err != nil {
+		return nil, fmt.Errorf("group %s: invalid IR: %w", g.Name, err)
+	}
+	for _, c := range g.Clusters {
+		if c.Name == invalidBackendCluster {
+			return nil, fmt.Errorf("group %s: cluster name %q is reserved for unresolved backends", g.Name, c.Name)
+		}
+	}
+	ports, err := groupPorts(g.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+
+	var listeners, routes []types.Resource
+	for _, p := range ports {
+		l, rcs, err := buildPort(p)
+		if err != nil {
+			return nil, fmt.Errorf("group %s: port %d: %w", g.Name, p.port, err)
+		}
+		listeners = append(listeners, l)
+		for _, rc := range rcs {
+			routes = append(routes, rc)
+		}
+	}
+	clusters, err := buildClusters(g.Clusters)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+	secrets, err := buildSecrets(g.HTTP)
+	if err != nil {
+		return nil, fmt.Errorf("group %s: %w", g.Name, err)
+	}
+
+	res := Resources{
+		resourcev3.ListenerType: sortByName(listeners),
+		resourcev3.RouteType:    sortByName(routes),
+		resourcev3.ClusterType:  sortByName(clusters),
+		resourcev3.SecretType:   sortByName(secrets),
+	}
+	for typ, list := range res {
+		for _, r := range list {
+			if err := validate(r); err != nil {
+				return nil, fmt.Errorf("group %s: %s %q: %w", g.Name, typeName(typ), name(r), err)
+			}
+		}
+	}
+	return res, nil
+}
+
+// validator is what protoc-gen-validate generates on every Envoy message.
+type validator interface {
+	ValidateAll() error
+}
+
+func validate(m proto.Message) error {
+	if v, ok := m.(validator); ok {
+		return v.ValidateAll()
+	}
+	return nil
+}
+
+// marshalAny packs a typed config, validated first (ValidateAll on the
+// enclosing resource does not look inside an Any), deterministically so the
+// same config always gives the same bytes.
+func marshalAny(m proto.Message) (*anypb.Any, error) {
+	if err := validate(m); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
+		return nil, fmt.Errorf("%s: %w", m.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return a, nil
+}
+
+func name(r types.Resource) string {
+	if n, ok := r.(interface{ GetName() string }); ok {
+		return n.GetName()
+	}
+	if n, ok := r.(interface{ GetClusterName() string }); ok {
+		return n.GetClusterName()
+	}
+	return ""
+}
+
+func typeName(typ resourcev3.Type) string {
+	switch typ {
+	case resourcev3.ListenerType:
+		return "listener"
+	case resourcev3.RouteType:
+		return "route configuration"
+	case resourcev3.ClusterType:
+		return "cluster"
+	case resourcev3.SecretType:
+		return "secret"
+	case resourcev3.EndpointType:
+		return "cluster load assignment"
+	}
+	return typ
+}
+
+func sortByName(rs []types.Resource) []types.Resource {
+	if rs == nil {
+		rs = []types.Resource{}
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return name(rs[i]) < name(rs[j]) })
+	return rs
+}
