@@ -1,0 +1,201 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	"github.com/berthnet/berth/internal/watch"
+	"github.com/berthnet/berth/xds/pki"
+	"github.com/berthnet/berth/xds/provision"
+	"github.com/berthnet/berth/xds/server"
+)
+
+// What the Gateway and Ingress side of berth-controller reads and writes.
+// Cluster-wide Secret access is needed twice over: listeners and Ingresses
+// name TLS Secrets in any namespace (the cache holds only kubernetes.io/tls
+// Secrets), and each Gateway's Envoys get their xDS client certificate in a
+// Secret next to the Gateway, owned by it.
+//
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes;grpcroutes;referencegrants,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;httproutes/status;grpcroutes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses;ingressclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=create;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+
+// GatewayOptions configure the Gateway API and Ingress side of the
+// controller.
+type GatewayOptions struct {
+	// Namespace is the controller's own: the CA Secret and the Ingress
+	// fleets live there.
+	Namespace string
+	// XDSBind is where the xDS server listens (":18000").
+	XDSBind string
+	// XDSAddress is the host:port the Envoys dial (the controller's xDS
+	// Service).
+	XDSAddress string
+	// ServerNames go into the xDS server's certificate: the Service's DNS
+	// names and any IPs Envoys (or berthctl) dial.
+	ServerNames pki.ServerNames
+	// Envoy is the image and replicas of every fleet.
+	Envoy provision.Options
+	// Bootstrap renders the Envoy bootstrap of a node group.
+	Bootstrap func(group string) ([]byte, error)
+}
+
+// xdsCASecret is the Secret holding the xDS CA in the controller's namespace.
+const xdsCASecret = "berth-xds-ca"
+
+// GatewayCacheByObject narrows the manager's cache for the Gateway side:
+// only TLS Secrets, and only the ConfigMaps, ServiceAccounts and
+// Deployments the controller provisions. Pass it as the manager's
+// cache.Options.ByObject.
+func GatewayCacheByObject() map[client.Object]crcache.ByObject {
+	ours := labels.SelectorFromSet(labels.Set{provision.LabelManagedBy: provision.ManagedBy})
+	return map[client.Object]crcache.ByObject{
+		&corev1.Secret{}:         {Field: fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS))},
+		&corev1.ConfigMap{}:      {Label: ours},
+		&corev1.ServiceAccount{}: {Label: ours},
+		&appsv1.Deployment{}:     {Label: ours},
+	}
+}
+
+// SetupGateway registers Gateway API and Ingress translation, the xDS
+// server and Envoy provisioning with the manager. They run on the leader
+// only: one replica serves xDS and writes status, so what status says is
+// what the Envoys were sent (non-leaders are not ready for xDS).
+func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Registerer) error {
+	if opts.XDSBind == "" {
+		opts.XDSBind = ":18000"
+	}
+	if opts.Bootstrap == nil {
+		return fmt.Errorf("gateway: no bootstrap renderer")
+	}
+	p := &xdsPKI{client: mgr.GetClient(), namespace: opts.Namespace, name: xdsCASecret, names: opts.ServerNames, now: time.Now}
+	e := &gatewayEngine{
+		client:   mgr.GetClient(),
+		reader:   mgr.GetAPIReader(),
+		opts:     opts,
+		pki:      p,
+		reg:      reg,
+		recorder: mgr.GetEventRecorder("berth-controller"),
+		groups:   map[string]*groupState{},
+		applied:  map[string]string{},
+		dirty:    map[string]bool{},
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, sliceServiceIndex, func(o client.Object) []string {
+		if n := o.GetLabels()[discoveryv1.LabelServiceName]; n != "" {
+			return []string{o.GetNamespace() + "/" + n}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	translate := func(client.Object) { e.translate.Fire() }
+	subs := []watch.Sub{
+		{Object: &gwv1.GatewayClass{}, Func: translate},
+		{Object: &gwv1.Gateway{}, Func: translate},
+		{Object: &gwv1.HTTPRoute{}, Func: translate},
+		{Object: &gwv1.GRPCRoute{}, Func: translate},
+		{Object: &gwv1b1.ReferenceGrant{}, Func: translate},
+		{Object: &corev1.Namespace{}, Func: translate},
+		{Object: &corev1.Secret{}, Func: translate},
+		{Object: &networkingv1.Ingress{}, Func: translate},
+		{Object: &networkingv1.IngressClass{}, Func: translate},
+		// A Service matters for translation (ports, appProtocol) and, when
+		// it is a fleet's, for its address in the owner's status.
+		{Object: &corev1.Service{}, Func: translate},
+		{Object: &appsv1.Deployment{}, Func: translate},
+		{Object: &discoveryv1.EndpointSlice{}, Func: e.endpointsChanged},
+	}
+	if err := watch.Subscribe(context.Background(), mgr.GetCache(), subs...); err != nil {
+		return fmt.Errorf("gateway watches: %w", err)
+	}
+	return mgr.Add(e)
+}
+
+// NeedLeaderElection: see SetupGateway.
+func (e *gatewayEngine) NeedLeaderElection() bool { return true }
+
+// Start serves xDS and runs the translation loop until ctx ends.
+func (e *gatewayEngine) Start(ctx context.Context) error {
+	log := ctrl.LoggerFrom(ctx).WithName("gateway")
+	creds, cert, err := e.pki.serverCredentials(ctx)
+	if err != nil {
+		return fmt.Errorf("xDS server certificate: %w", err)
+	}
+	srv, err := server.New(server.Options{Credentials: creds, Registerer: e.reg, Log: log.WithName("xds")})
+	if err != nil {
+		return err
+	}
+	e.server = srv
+	lis, err := net.Listen("tcp", e.opts.XDSBind)
+	if err != nil {
+		return fmt.Errorf("xDS listen on %s: %w", e.opts.XDSBind, err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis) }()
+	log.Info("serving xDS", "address", lis.Addr().String())
+
+	renew := time.NewTimer(time.Until(pki.RenewAt(cert)))
+	defer renew.Stop()
+	resync := watch.Resync(0)
+	defer resync.Stop()
+	e.translate.Fire()
+	for {
+		select {
+		case <-ctx.Done():
+			return <-served
+		case err := <-served:
+			return fmt.Errorf("xDS server: %w", err)
+		case <-e.translate.C():
+			if err := e.sync(ctx); err != nil {
+				log.Error(err, "gateway sync failed; retrying")
+				time.AfterFunc(2*time.Second, e.translate.Fire)
+			}
+		case <-e.eds.C():
+			if err := e.syncEndpoints(ctx); err != nil {
+				log.Error(err, "endpoint sync failed; retrying")
+				time.AfterFunc(2*time.Second, e.eds.Fire)
+			}
+		case <-srv.Changed():
+			if err := e.writeStatuses(ctx, srv.TakeChanged()); err != nil {
+				log.Error(err, "gateway status after an Envoy change failed; retrying")
+				time.AfterFunc(2*time.Second, e.translate.Fire)
+			}
+		case <-renew.C:
+			creds, cert, err := e.pki.serverCredentials(ctx)
+			if err == nil {
+				err = srv.SetCredentials(creds)
+			}
+			next := time.Hour
+			if err == nil {
+				next = time.Until(pki.RenewAt(cert))
+				e.translate.Fire() // reissue fleets' certificates if the CA moved
+			} else {
+				log.Error(err, "renew the xDS server certificate; retrying in an hour")
+			}
+			renew.Reset(next)
+		case <-resync.C:
+			e.translate.Fire()
+		}
+	}
+}

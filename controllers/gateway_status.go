@@ -1,0 +1,216 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/berthnet/berth/xds/gatewayapi"
+	"github.com/berthnet/berth/xds/provision"
+)
+
+// writeStatuses writes what the last translation and the xDS server say
+// into status: every GatewayClass, Gateway, route and Ingress when only is
+// nil, else the Gateways and Ingresses of the node groups in only (an
+// Envoy connected, ACKed or NACKed). Unchanged statuses are not written.
+func (e *gatewayEngine) writeStatuses(ctx context.Context, only []string) error {
+	r := e.result
+	if r == nil {
+		return nil
+	}
+	want := func(group string) bool { return only == nil || slices.Contains(only, group) }
+	var errs []error
+	if only == nil {
+		for _, c := range r.GatewayClasses {
+			errs = append(errs, e.writeGatewayClass(ctx, c))
+		}
+		for _, rt := range r.HTTPRoutes {
+			errs = append(errs, e.writeRoute(ctx, &gwv1.HTTPRoute{}, rt))
+		}
+		for _, rt := range r.GRPCRoutes {
+			errs = append(errs, e.writeRoute(ctx, &gwv1.GRPCRoute{}, rt))
+		}
+	}
+	for _, g := range r.Gateways {
+		if want(g.Group) {
+			errs = append(errs, e.writeGateway(ctx, g))
+		}
+	}
+	for _, in := range r.Ingresses {
+		if want(in.Group) {
+			errs = append(errs, e.writeIngress(ctx, in))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *gatewayEngine) writeGatewayClass(ctx context.Context, c gatewayapi.GatewayClassResult) error {
+	var obj gwv1.GatewayClass
+	if err := e.client.Get(ctx, types.NamespacedName{Name: c.Name}, &obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	next := keepTransitions(obj.Status.Conditions, c.Conditions)
+	if equality.Semantic.DeepEqual(obj.Status.Conditions, next) {
+		return nil
+	}
+	orig := obj.DeepCopy()
+	obj.Status.Conditions = next
+	return patchStatus(ctx, e.client, &obj, orig)
+}
+
+func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayResult) error {
+	var obj gwv1.Gateway
+	if err := e.client.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: g.Name}, &obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	st := g.Status.DeepCopy()
+	var prog gatewayapi.Programming
+	if e.server != nil {
+		gs := e.server.Status(g.Group)
+		served := e.groups[g.Group]
+		prog.Acked = served != nil && served.err == nil && gs.InSync()
+		if n := gs.CurrentNACK(); n != nil {
+			prog.Rejected = fmt.Sprintf("%s version %s (node %s): %s", shortTypeURL(string(n.TypeURL)), n.Version, n.Node, n.Message)
+		} else if served != nil && served.err != nil {
+			prog.Rejected = "not served: " + served.err.Error()
+		}
+	}
+	for _, a := range e.fleetAddresses(ctx, g.Namespace, provision.ObjectName("gw", g.Name)) {
+		typ := gwv1.IPAddressType
+		if !isIP(a) {
+			typ = gwv1.HostnameAddressType
+		}
+		prog.Addresses = append(prog.Addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a})
+	}
+	gatewayapi.SetProgrammed(st, g.Generation, prog)
+	st.Conditions = keepTransitions(obj.Status.Conditions, st.Conditions)
+	for i := range st.Listeners {
+		for _, old := range obj.Status.Listeners {
+			if old.Name == st.Listeners[i].Name {
+				st.Listeners[i].Conditions = keepTransitions(old.Conditions, st.Listeners[i].Conditions)
+			}
+		}
+	}
+	if equality.Semantic.DeepEqual(&obj.Status, st) {
+		return nil
+	}
+	orig := obj.DeepCopy()
+	obj.Status = *st
+	return patchStatus(ctx, e.client, &obj, orig)
+}
+
+// route is an HTTPRoute or a GRPCRoute: both keep parents in the same place.
+func routeParents(o client.Object) *[]gwv1.RouteParentStatus {
+	switch r := o.(type) {
+	case *gwv1.HTTPRoute:
+		return &r.Status.Parents
+	case *gwv1.GRPCRoute:
+		return &r.Status.Parents
+	}
+	return nil
+}
+
+func (e *gatewayEngine) writeRoute(ctx context.Context, obj client.Object, rt gatewayapi.RouteResult) error {
+	if err := e.client.Get(ctx, types.NamespacedName{Namespace: rt.Namespace, Name: rt.Name}, obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	orig := obj.DeepCopyObject().(client.Object)
+	parents := routeParents(obj)
+	ours := slices.Clone(rt.Parents)
+	for i := range ours {
+		for _, old := range *parents {
+			if equality.Semantic.DeepEqual(old.ParentRef, ours[i].ParentRef) && old.ControllerName == ours[i].ControllerName {
+				ours[i].Conditions = keepTransitions(old.Conditions, ours[i].Conditions)
+			}
+		}
+	}
+	next := gatewayapi.MergeRouteParents(*parents, ours, gatewayapi.GatewayControllerName)
+	if equality.Semantic.DeepEqual(*parents, next) {
+		return nil
+	}
+	*parents = next
+	// Other controllers may hold parents of the same route: never
+	// overwrite a status this read did not see.
+	err := e.client.Status().Patch(ctx, obj, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		e.translate.Fire()
+		return nil
+	}
+	return err
+}
+
+func (e *gatewayEngine) writeIngress(ctx context.Context, in gatewayapi.IngressResult) error {
+	var obj networkingv1.Ingress
+	if err := e.client.Get(ctx, types.NamespacedName{Namespace: in.Namespace, Name: in.Name}, &obj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	class, _ := strings.CutPrefix(in.Group, "ingress/")
+	var lb []networkingv1.IngressLoadBalancerIngress
+	for _, a := range e.fleetAddresses(ctx, e.opts.Namespace, provision.ObjectName("ingress", class)) {
+		if isIP(a) {
+			lb = append(lb, networkingv1.IngressLoadBalancerIngress{IP: a})
+		} else {
+			lb = append(lb, networkingv1.IngressLoadBalancerIngress{Hostname: a})
+		}
+	}
+	if equality.Semantic.DeepEqual(obj.Status.LoadBalancer.Ingress, lb) {
+		return nil
+	}
+	orig := obj.DeepCopy()
+	obj.Status.LoadBalancer.Ingress = lb
+	if err := patchStatus(ctx, e.client, &obj, orig); err != nil {
+		return err
+	}
+	for _, p := range in.Problems {
+		e.recorder.Eventf(&obj, nil, corev1.EventTypeWarning, "NotServed", "Translate", "%s", p)
+	}
+	return nil
+}
+
+func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object) error {
+	if err := c.Status().Patch(ctx, obj, client.MergeFrom(orig)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("status of %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
+	}
+	return nil
+}
+
+// keepTransitions gives each condition of next the lastTransitionTime it
+// had in old when its status did not change, and now otherwise, so a
+// rewrite of the same status is no change.
+func keepTransitions(old, next []metav1.Condition) []metav1.Condition {
+	out := slices.Clone(next)
+	for i := range out {
+		c := &out[i]
+		c.LastTransitionTime = metav1.Now()
+		for _, o := range old {
+			if o.Type == c.Type && o.Status == c.Status {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+		}
+	}
+	return out
+}
+
+func shortTypeURL(t string) string {
+	if i := strings.LastIndex(t, "."); i >= 0 {
+		return t[i+1:]
+	}
+	return t
+}
+
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}

@@ -1,0 +1,267 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	"github.com/berthnet/berth/internal/watch"
+	"github.com/berthnet/berth/xds"
+	"github.com/berthnet/berth/xds/gatewayapi"
+	"github.com/berthnet/berth/xds/ir"
+	"github.com/berthnet/berth/xds/server"
+	"github.com/berthnet/berth/xds/translator"
+)
+
+// sliceServiceIndex indexes EndpointSlices by "<namespace>/<service>".
+const sliceServiceIndex = "berth.dev/service"
+
+// gatewayEngine translates the cluster's Gateway API and Ingress objects,
+// serves the result over xDS, provisions each node group's Envoys and
+// writes status. One goroutine (Start) does all of it, so its state needs
+// no lock except the dirty set the EndpointSlice handler fills.
+type gatewayEngine struct {
+	client   client.Client
+	reader   client.Reader
+	opts     GatewayOptions
+	pki      *xdsPKI
+	reg      prometheus.Registerer
+	recorder events.EventRecorder
+	server   *server.Server
+
+	translate, eds watch.Trigger
+
+	// groups are the node groups being served, by name.
+	groups  map[string]*groupState
+	version uint64
+	// result is the last translation, for status writes between syncs.
+	result *gatewayapi.Result
+	// applied holds a hash of each provisioned object as last applied.
+	applied map[string]string
+
+	dirtyMu sync.Mutex
+	dirty   map[string]bool // services whose EndpointSlices changed
+}
+
+// groupState is what is served to one node group.
+type groupState struct {
+	ir *ir.Group
+	// bound is ir with the ports Envoy binds, as translated.
+	bound *ir.Group
+	eps   ir.Endpoints
+	// loads are the ClusterLoadAssignments by cluster name.
+	loads map[string]types.Resource
+	// services maps "<ns>/<service>" to the group's clusters of it.
+	services map[string][]*ir.Cluster
+	// version is the version served; err why the last IR was not served.
+	version string
+	err     error
+}
+
+func (e *gatewayEngine) endpointsChanged(o client.Object) {
+	if n := o.GetLabels()[discoveryv1.LabelServiceName]; n != "" {
+		e.dirtyMu.Lock()
+		e.dirty[o.GetNamespace()+"/"+n] = true
+		e.dirtyMu.Unlock()
+		e.eds.Fire()
+	}
+}
+
+func (e *gatewayEngine) nextVersion() string {
+	e.version++
+	return strconv.FormatUint(e.version, 10)
+}
+
+// gather reads the snapshot translation needs from the cache.
+func (e *gatewayEngine) gather(ctx context.Context) (*gatewayapi.Resources, error) {
+	var (
+		classes  gwv1.GatewayClassList
+		gws      gwv1.GatewayList
+		https    gwv1.HTTPRouteList
+		grpcs    gwv1.GRPCRouteList
+		grants   gwv1b1.ReferenceGrantList
+		nss      corev1.NamespaceList
+		svcs     corev1.ServiceList
+		secrets  corev1.SecretList
+		ings     networkingv1.IngressList
+		ingClass networkingv1.IngressClassList
+	)
+	for _, l := range []client.ObjectList{&classes, &gws, &https, &grpcs, &grants, &nss, &svcs, &secrets, &ings, &ingClass} {
+		if err := e.client.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("list %T: %w", l, err)
+		}
+	}
+	return &gatewayapi.Resources{
+		GatewayClasses: classes.Items, Gateways: gws.Items, HTTPRoutes: https.Items, GRPCRoutes: grpcs.Items,
+		ReferenceGrants: grants.Items, Namespaces: nss.Items, Services: svcs.Items, Secrets: secrets.Items,
+		Ingresses: ings.Items, IngressClasses: ingClass.Items,
+	}, nil
+}
+
+// sync translates everything, serves the groups whose IR changed, then
+// provisions fleets and writes status.
+func (e *gatewayEngine) sync(ctx context.Context) error {
+	res, err := e.gather(ctx)
+	if err != nil {
+		return err
+	}
+	result := gatewayapi.Translate(res, gatewayapi.Options{})
+	e.result = result
+	seen := make(map[string]bool, len(result.Groups))
+	for _, g := range result.Groups {
+		seen[g.Name] = true
+		st := e.groups[g.Name]
+		if st != nil && reflect.DeepEqual(st.ir, g) {
+			continue // the route change did not touch this group
+		}
+		if err := e.serve(ctx, g); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "node group not served; its Envoys keep the last good configuration", "group", g.Name)
+		}
+	}
+	for name := range e.groups {
+		if !seen[name] {
+			e.server.Delete(name)
+			delete(e.groups, name)
+		}
+	}
+	if err := e.provision(ctx, result); err != nil {
+		return err
+	}
+	return e.writeStatuses(ctx, nil)
+}
+
+// serve translates one group and publishes it with its endpoints.
+func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
+	st := &groupState{ir: g, bound: xds.BindPorts(g), services: map[string][]*ir.Cluster{}, loads: map[string]types.Resource{}}
+	for _, c := range g.Clusters {
+		k := c.Namespace + "/" + c.Service
+		st.services[k] = append(st.services[k], c)
+	}
+	eps, err := e.endpoints(ctx, g.Clusters)
+	if err != nil {
+		return err
+	}
+	st.eps = eps
+	res, err := translator.Translate(st.bound)
+	if err != nil {
+		e.keepError(g.Name, err)
+		return err
+	}
+	for _, c := range g.Clusters {
+		st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
+	}
+	res[resourcev3.EndpointType] = st.sortedLoads()
+	st.version = e.nextVersion()
+	if err := e.server.Set(ctx, g.Name, st.version, res); err != nil {
+		e.keepError(g.Name, err)
+		return err
+	}
+	e.groups[g.Name] = st
+	return nil
+}
+
+// keepError records why a group's new IR is not served while the old
+// configuration stays; the next sync retries it.
+func (e *gatewayEngine) keepError(group string, err error) {
+	if st := e.groups[group]; st != nil {
+		st.err = err
+		st.ir = nil // translate again next time
+	}
+}
+
+func (st *groupState) sortedLoads() []types.Resource {
+	names := make([]string, 0, len(st.loads))
+	for n := range st.loads {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]types.Resource, len(names))
+	for i, n := range names {
+		out[i] = st.loads[n]
+	}
+	return out
+}
+
+// endpoints reads the EndpointSlices of the clusters' Services.
+func (e *gatewayEngine) endpoints(ctx context.Context, clusters []*ir.Cluster) (ir.Endpoints, error) {
+	var slices []discoveryv1.EndpointSlice
+	done := map[string]bool{}
+	for _, c := range clusters {
+		k := c.Namespace + "/" + c.Service
+		if done[k] {
+			continue
+		}
+		done[k] = true
+		var l discoveryv1.EndpointSliceList
+		if err := e.client.List(ctx, &l, client.InNamespace(c.Namespace), client.MatchingFields{sliceServiceIndex: k}); err != nil {
+			return nil, fmt.Errorf("EndpointSlices of %s: %w", k, err)
+		}
+		slices = append(slices, l.Items...)
+	}
+	return gatewayapi.Endpoints(clusters, slices), nil
+}
+
+// syncEndpoints pushes new endpoints of the Services whose EndpointSlices
+// changed, to the groups that route to them: EDS only, no translation.
+func (e *gatewayEngine) syncEndpoints(ctx context.Context) error {
+	e.dirtyMu.Lock()
+	dirty := e.dirty
+	e.dirty = map[string]bool{}
+	e.dirtyMu.Unlock()
+	var errs []error
+	for name, st := range e.groups {
+		var clusters []*ir.Cluster
+		for svc := range dirty {
+			clusters = append(clusters, st.services[svc]...)
+		}
+		if len(clusters) == 0 || st.ir == nil {
+			continue
+		}
+		eps, err := e.endpoints(ctx, clusters)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		changed := false
+		for _, c := range clusters {
+			if reflect.DeepEqual(st.eps[c.Name], eps[c.Name]) {
+				continue
+			}
+			changed = true
+			st.eps[c.Name] = eps[c.Name]
+			st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
+		}
+		if !changed {
+			continue
+		}
+		st.version = e.nextVersion()
+		if err := e.server.SetTypes(ctx, name, st.version, map[resourcev3.Type][]types.Resource{resourcev3.EndpointType: st.sortedLoads()}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		// Put the services back so the retry sees them.
+		e.dirtyMu.Lock()
+		for s := range dirty {
+			e.dirty[s] = true
+		}
+		e.dirtyMu.Unlock()
+		return fmt.Errorf("%d groups: %v", len(errs), errs[0])
+	}
+	return nil
+}

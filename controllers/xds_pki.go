@@ -1,0 +1,170 @@
+package controllers
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthnet/berth/xds/pki"
+	"github.com/berthnet/berth/xds/server"
+)
+
+// Lifetimes of the xDS certificates. Leaves are renewed with a third of
+// their lifetime left, so a controller that was down for weeks still finds
+// valid ones.
+const (
+	caLifetime   = 10 * 365 * 24 * time.Hour
+	leafLifetime = 90 * 24 * time.Hour
+	// caBundleKey holds every CA certificate Envoys and the server trust:
+	// the current one and, during a rotation, the previous one.
+	caBundleKey = "ca.crt"
+)
+
+// xdsPKI keeps the CA behind the xDS server's mutual TLS in a Secret of the
+// controller's namespace (type kubernetes.io/tls: tls.crt and tls.key are
+// the CA's, ca.crt the trust bundle) and issues the server's certificate
+// and each fleet's client certificate from it.
+type xdsPKI struct {
+	client    client.Client
+	namespace string
+	name      string
+	names     pki.ServerNames
+	now       func() time.Time
+
+	mu     sync.Mutex
+	ca     *pki.CA
+	bundle []*x509.Certificate
+}
+
+// ensureCA loads the CA from its Secret, creating the Secret on first start
+// and rotating the CA when it falls due (the old CA stays trusted in the
+// bundle until it expires, so fleets with older client certificates keep
+// connecting while they are reissued).
+func (p *xdsPKI) ensureCA(ctx context.Context) (*pki.CA, []*x509.Certificate, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	var sec corev1.Secret
+	key := types.NamespacedName{Namespace: p.namespace, Name: p.name}
+	err := p.client.Get(ctx, key, &sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		ca, err := pki.NewCA("berth-xds-ca", now, caLifetime)
+		if err != nil {
+			return nil, nil, err
+		}
+		sec, err := caSecret(key, ca, []*x509.Certificate{ca.Cert})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := p.client.Create(ctx, sec); err != nil {
+			return nil, nil, fmt.Errorf("create xDS CA Secret %s: %w", key, err)
+		}
+		p.ca, p.bundle = ca, []*x509.Certificate{ca.Cert}
+		return p.ca, p.bundle, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("read xDS CA Secret %s: %w", key, err)
+	}
+	ca, err := pki.LoadCA(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, nil, fmt.Errorf("xDS CA Secret %s: %w (delete it to have a new CA made; every fleet is then reissued)", key, err)
+	}
+	bundle, err := pki.DecodeCertsPEM(sec.Data[caBundleKey])
+	if err != nil || len(bundle) == 0 {
+		bundle = []*x509.Certificate{ca.Cert}
+	}
+	bundle = unexpired(bundle, now)
+	if d := pki.CheckCA(ca.Cert, now); d.Renew {
+		next, err := pki.NewCA("berth-xds-ca", now, caLifetime)
+		if err != nil {
+			return nil, nil, err
+		}
+		bundle = append([]*x509.Certificate{next.Cert}, bundle...)
+		ns, err := caSecret(key, next, bundle)
+		if err != nil {
+			return nil, nil, err
+		}
+		sec.Data = ns.Data
+		if err := p.client.Update(ctx, &sec); err != nil {
+			return nil, nil, fmt.Errorf("rotate xDS CA in %s (%s): %w", key, d.Reason, err)
+		}
+		ca = next
+	}
+	p.ca, p.bundle = ca, bundle
+	return ca, bundle, nil
+}
+
+func unexpired(certs []*x509.Certificate, now time.Time) []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range certs {
+		if now.Before(c.NotAfter) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func caSecret(key types.NamespacedName, ca *pki.CA, bundle []*x509.Certificate) (*corev1.Secret, error) {
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "berth-controller"}},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			corev1.TLSCertKey:       ca.CertPEM(),
+			corev1.TLSPrivateKeyKey: keyPEM,
+			caBundleKey:             pki.EncodeCertsPEM(bundle...),
+		},
+	}, nil
+}
+
+// serverCredentials issues the xDS server's certificate from the current CA.
+func (p *xdsPKI) serverCredentials(ctx context.Context) (server.Credentials, *x509.Certificate, error) {
+	ca, bundle, err := p.ensureCA(ctx)
+	if err != nil {
+		return server.Credentials{}, nil, err
+	}
+	kp, err := ca.IssueServer(p.names, p.now(), leafLifetime)
+	if err != nil {
+		return server.Credentials{}, nil, err
+	}
+	return server.Credentials{Certificate: kp.TLSCertificate(), ClientCAs: pki.Pool(bundle...)}, kp.Cert, nil
+}
+
+// clientSecretData returns the data of a fleet's xDS Secret: the existing
+// data when it is still good for group (same CA trust, not due), else a
+// newly issued client certificate. changed says which.
+func (p *xdsPKI) clientSecretData(group string, existing map[string][]byte) (map[string][]byte, bool, error) {
+	p.mu.Lock()
+	ca, bundle := p.ca, p.bundle
+	p.mu.Unlock()
+	if ca == nil {
+		return nil, false, fmt.Errorf("xDS CA not loaded yet")
+	}
+	bundlePEM := pki.EncodeCertsPEM(bundle...)
+	if cert, err := pki.DecodeCertPEM(existing[corev1.TLSCertKey]); err == nil && bytes.Equal(existing[caBundleKey], bundlePEM) {
+		if d := pki.CheckClient(cert, ca.Cert, group, p.now()); !d.Renew {
+			return existing, false, nil
+		}
+	}
+	kp, err := ca.IssueClient(group, p.now(), leafLifetime)
+	if err != nil {
+		return nil, false, err
+	}
+	keyPEM, err := kp.KeyPEM()
+	if err != nil {
+		return nil, false, err
+	}
+	return map[string][]byte{corev1.TLSCertKey: kp.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM, caBundleKey: bundlePEM}, true, nil
+}
