@@ -25,7 +25,7 @@ const serverName = "berth-xds.berth-system.svc"
 
 // env is a running server on a loopback listener with real certificates.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	ca   *pki.CA
 	srv  *Server
@@ -81,8 +81,7 @@ func newEnv(t testing.TB) *env {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	tt, _ := t.(*testing.T)
-	return &env{t: tt, ctx: ctx, ca: ca, srv: srv, reg: reg, addr: lis.Addr().String()}
+	return &env{t: t, ctx: ctx, ca: ca, srv: srv, reg: reg, addr: lis.Addr().String()}
 }
 
 // recorder keeps every DiscoveryResponse a connection receives, so tests can check the
