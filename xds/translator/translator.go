@@ -10,7 +10,8 @@ package translator
 
 import (
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -138,9 +139,18 @@ func typeName(typ resourcev3.Type) string {
 }
 
 func sortByName(rs []types.Resource) []types.Resource {
-	if rs == nil {
-		rs = []types.Resource{}
+	type named struct {
+		name string
+		r    types.Resource
 	}
-	sort.SliceStable(rs, func(i, j int) bool { return name(rs[i]) < name(rs[j]) })
-	return rs
+	ns := make([]named, len(rs))
+	for i, r := range rs {
+		ns[i] = named{name(r), r}
+	}
+	slices.SortStableFunc(ns, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	out := make([]types.Resource, len(ns))
+	for i, n := range ns {
+		out[i] = n.r
+	}
+	return out
 }
