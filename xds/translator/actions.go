@@ -23,17 +23,42 @@ import (
 // Translate refuses a group that defines it.
 const invalidBackendCluster = "_berth_invalid_backend"
 
+// modifiable says whether Envoy lets a route add, set or remove a header:
+// not a pseudo-header (":path") nor Host, which it refuses with a NACK of
+// the whole route configuration (every route of the port). Such changes
+// are left out; the first stage should refuse them in the route's status.
+func modifiable(header string) bool {
+	return !strings.HasPrefix(header, ":") && !strings.EqualFold(header, "host")
+}
+
+// headersToRemove are the modifier's removals Envoy allows.
+func headersToRemove(m *ir.HeaderModifier) []string {
+	var out []string
+	for _, h := range m.Remove {
+		if modifiable(h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
 // headerOptions are the headers a modifier sets (overwriting) and adds
 // (appending), in that order.
 func headerOptions(m *ir.HeaderModifier) []*corev3.HeaderValueOption {
 	var opts []*corev3.HeaderValueOption
 	for _, h := range m.Set {
+		if !modifiable(h.Name) {
+			continue
+		}
 		opts = append(opts, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		})
 	}
 	for _, h := range m.Add {
+		if !modifiable(h.Name) {
+			continue
+		}
 		opts = append(opts, &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
 			AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD,
@@ -203,11 +228,12 @@ func escapeSubstitution(s string) string {
 	return strings.ReplaceAll(s, `\`, `\\`)
 }
 
-// mirrorPolicy copies requests to a cluster. Percent 0 means "not set"
-// (the IR's zero value), so 100%, like 100 itself.
+// mirrorPolicy copies requests to a cluster: Percent of them, as a
+// fraction per million (0 mirrors none; the first stage writes 100 when
+// the route sets no fraction), or all of them without a fraction at 100.
 func mirrorPolicy(m *ir.Mirror) *routev3.RouteAction_RequestMirrorPolicy {
 	p := &routev3.RouteAction_RequestMirrorPolicy{Cluster: m.Cluster}
-	if m.Percent > 0 && m.Percent < 100 {
+	if m.Percent < 100 {
 		p.RuntimeFraction = &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{
 			Numerator:   uint32(math.Round(m.Percent * 10000)),
 			Denominator: typev3.FractionalPercent_MILLION,

@@ -2,6 +2,8 @@ package translator
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -36,6 +38,7 @@ type routeAt struct {
 //     referred to exists, and nothing else does);
 //   - every SDS secret a filter chain names exists, and every secret is
 //     named by one;
+//   - no route changes a header Envoy refuses to (Host, pseudo-headers);
 //   - every cluster a route sends to or mirrors to exists, except the
 //     reserved unresolved-backend cluster, which only a route answering
 //     500 for missing clusters may name;
@@ -130,6 +133,16 @@ func checkResources(t testing.TB, g *ir.Group, res Resources) map[string]routeAt
 					errf("route configuration %s: route %s twice", rc.Name, er.Name)
 				}
 				at[rc.Name+"\x00"+er.Name] = routeAt{routeConfig: rc.Name, vhost: vh.Name, index: i, route: er}
+				var changed []string
+				for _, h := range append(slices.Clone(er.RequestHeadersToAdd), er.ResponseHeadersToAdd...) {
+					changed = append(changed, h.Header.Key)
+				}
+				changed = append(append(changed, er.RequestHeadersToRemove...), er.ResponseHeadersToRemove...)
+				for _, h := range changed {
+					if strings.HasPrefix(h, ":") || strings.EqualFold(h, "host") {
+						errf("route %s changes header %s, which Envoy refuses", er.Name, h)
+					}
+				}
 				ra := er.GetRoute()
 				if ra == nil {
 					continue

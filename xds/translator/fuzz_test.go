@@ -51,13 +51,13 @@ func randomGroup(seed uint64) *ir.Group {
 		}
 		m := &ir.HeaderModifier{}
 		for range r.IntN(3) {
-			m.Add = append(m.Add, ir.Header{Name: pick("X-A", "x-b", "Cache-Control"), Value: pick("", "1", "a b", "ü")})
+			m.Add = append(m.Add, ir.Header{Name: pick("X-A", "x-b", "Cache-Control", "Host", ":authority"), Value: pick("", "1", "a b", "ü")})
 		}
 		for range r.IntN(3) {
 			m.Set = append(m.Set, ir.Header{Name: pick("X-C", "x-d"), Value: pick("v", "w")})
 		}
 		for range r.IntN(2) {
-			m.Remove = append(m.Remove, pick("X-E", "server"))
+			m.Remove = append(m.Remove, pick("X-E", "server", "host", ":path"))
 		}
 		return m
 	}

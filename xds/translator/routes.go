@@ -61,11 +61,11 @@ func buildRoute(r *ir.HTTPRoute) *routev3.Route {
 	er := &routev3.Route{Name: r.Name, Match: match}
 	if m := r.RequestHeaders; m != nil {
 		er.RequestHeadersToAdd = headerOptions(m)
-		er.RequestHeadersToRemove = append([]string(nil), m.Remove...)
+		er.RequestHeadersToRemove = headersToRemove(m)
 	}
 	if m := r.ResponseHeaders; m != nil {
 		er.ResponseHeadersToAdd = headerOptions(m)
-		er.ResponseHeadersToRemove = append([]string(nil), m.Remove...)
+		er.ResponseHeadersToRemove = headersToRemove(m)
 	}
 	switch {
 	case r.Redirect != nil:
