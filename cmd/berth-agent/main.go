@@ -42,6 +42,8 @@ import (
 // +kubebuilder:rbac:groups=berth.dev,resources=ippools;l2announcements,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 
 func main() { daemon.Main("berth-agent", run) }
 
@@ -62,6 +64,8 @@ func run() error {
 		l2         l2Options
 		bgpOpts    bgpOptions
 		namespace  string
+		netPol     bool
+		netPolSync time.Duration
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -87,6 +91,8 @@ func run() error {
 		return nil
 	})
 	flag.DurationVar(&proxySync, "proxy-resync", 30*time.Second, "how often the service proxy re-syncs without a change")
+	flag.BoolVar(&netPol, "network-policy", true, "enforce NetworkPolicy on this node's pods (nftables table inet berth-netpol)")
+	flag.DurationVar(&netPolSync, "network-policy-resync", 30*time.Second, "how often NetworkPolicy re-syncs without a change")
 	l2.bind(flag.CommandLine)
 	bgpOpts.bind(flag.CommandLine)
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the agents' namespace, where BGP password Secrets are read (default $POD_NAMESPACE)")
@@ -192,6 +198,11 @@ func run() error {
 		}
 		if err := mgr.Add(afterSync{mgr: mgr, run: runner.Start}); err != nil {
 			return err
+		}
+	}
+	if netPol {
+		if err := setupNetworkPolicy(ctx, mgr, nodeName, netPolSync); err != nil {
+			return fmt.Errorf("NetworkPolicy: %w", err)
 		}
 	}
 	if l2.enabled {

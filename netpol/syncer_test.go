@@ -1,0 +1,58 @@
+package netpol
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"sigs.k8s.io/knftables"
+)
+
+// TestSyncerSendsOnlyChanges: a sync with nothing changed sends nothing;
+// a relabelled pod sends its set and chain changes only; after a failed
+// apply the next sync rebuilds the table whole.
+func TestSyncerSendsOnlyChanges(t *testing.T) {
+	ctx := context.Background()
+	f := knftables.NewFake(knftables.InetFamily, Table)
+	s := NewSyncer(f)
+	in := goldenInput()
+	if err := s.Sync(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if s.Err() != nil {
+		t.Fatalf("healthy sync reports %v", s.Err())
+	}
+	f.LastTransaction = nil
+	if err := s.Sync(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if f.LastTransaction != nil {
+		t.Errorf("an unchanged sync sent:\n%s", f.LastTransaction)
+	}
+	// y/b becomes pod=c: it joins ns-y-and-c's peers of x/a.
+	in.Pods = pods()
+	in.Pods[4].Labels = map[string]string{"pod": "c"}
+	if err := s.Sync(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	got := f.LastTransaction.String()
+	if !strings.Contains(got, "add element inet berth-netpol peers-x/ns-y-and-c-in0-v4 { 10.0.2.2 }") || strings.Contains(got, "add table") || strings.Count(got, "\n") > 4 {
+		t.Errorf("relabel sent more or other than the peer sets' elements:\n%s", got)
+	}
+	// The kernel refuses a transaction: the syncer reports it and rebuilds.
+	f.Table.Sets = map[string]*knftables.FakeSet{}
+	in.Pods = pods()
+	if err := s.Sync(ctx, in); err == nil || s.Err() == nil {
+		t.Fatalf("a refused transaction was not reported")
+	}
+	if err := s.Sync(ctx, in); err != nil {
+		t.Fatalf("rebuild: %v", err)
+	}
+	if !strings.Contains(f.LastTransaction.String(), "delete table inet berth-netpol") {
+		t.Errorf("the sync after a failure was not a rebuild:\n%s", f.LastTransaction)
+	}
+	if n := testutil.ToFloat64(s.failures); n != 1 {
+		t.Errorf("failures = %v, want 1", n)
+	}
+}
