@@ -20,6 +20,8 @@ var podPrograms = map[string]func(ctx context.Context, port int) error{
 	"berth.dev/lab/http-echo": httpEcho,
 	"berth.dev/lab/tcp-echo":  tcpEcho,
 	"berth.dev/lab/udp-echo":  udpEcho,
+	// NetworkPolicy truth tables: TCP and UDP echo on every port.
+	"berth.dev/lab/multi-echo": multiEcho,
 }
 
 // KnownImage reports whether image is one of the lab's built-in programs.
