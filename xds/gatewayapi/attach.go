@@ -1,0 +1,147 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+)
+
+// attach binds a compiled route to the managed Gateways its parentRefs
+// name and returns one parent status per such parentRef, in spec order.
+// ParentRefs to other Gateways (or other kinds) are not Berth's and get no
+// status.
+func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, controller gwv1.GatewayController) []gwv1.RouteParentStatus {
+	var out []gwv1.RouteParentStatus
+	okRefs, refsReason, refsMsg := cr.backends.resolvedRefs(cr.generation)
+	for i := range cr.parentRefs {
+		pr := &cr.parentRefs[i]
+		if (pr.Group != nil && *pr.Group != gatewayGroup) || (pr.Kind != nil && *pr.Kind != "Gateway") {
+			continue
+		}
+		ns := cr.ns
+		if pr.Namespace != nil {
+			ns = string(*pr.Namespace)
+		}
+		gs := gateways[nn{ns, string(pr.Name)}]
+		if gs == nil {
+			continue
+		}
+		reason, msg := cr.attachTo(gs, pr, ix)
+		st := gwv1.RouteParentStatus{ParentRef: *pr, ControllerName: controller}
+		st.Conditions = append(st.Conditions,
+			condition(string(gwv1.RouteConditionAccepted), reason == gwv1.RouteReasonAccepted, string(reason), msg, cr.generation),
+			condition(string(gwv1.RouteConditionResolvedRefs), okRefs, refsReason, refsMsg, cr.generation))
+		if len(cr.dropped) > 0 && len(cr.rules) > 0 {
+			st.Conditions = append(st.Conditions, condition(string(gwv1.RouteConditionPartiallyInvalid), true,
+				string(gwv1.RouteReasonUnsupportedValue), "rules dropped: "+strings.Join(cr.dropped, "; "), cr.generation))
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// attachTo binds the route to the listeners of one Gateway that the
+// parentRef selects (by sectionName and port), that allow it (namespace
+// and kind) and whose hostname intersects the route's; it returns the
+// Accepted reason and message.
+func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix *index) (gwv1.RouteConditionReason, string) {
+	if !gs.accepted {
+		return gwv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s/%s is not accepted: %s", gs.gw.Namespace, gs.gw.Name, gs.acceptMessage)
+	}
+	var selected, allowed []*listenerState
+	for _, l := range gs.listeners {
+		if pr.SectionName != nil && *pr.SectionName != l.spec.Name {
+			continue
+		}
+		if pr.Port != nil && *pr.Port != l.spec.Port {
+			continue
+		}
+		selected = append(selected, l)
+		if l.attachable && l.allowsKind(cr.kind) && l.allowsNamespace(cr.ns, gs.gw.Namespace, ix) {
+			allowed = append(allowed, l)
+		}
+	}
+	if len(selected) == 0 {
+		return gwv1.RouteReasonNoMatchingParent, "no listener matches the parentRef's sectionName and port"
+	}
+	if len(allowed) == 0 {
+		return gwv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no listener allows %ss from namespace %s", cr.kind, cr.ns)
+	}
+	if len(cr.rules) == 0 {
+		return gwv1.RouteReasonUnsupportedValue, "no rule can be served: " + strings.Join(cr.dropped, "; ")
+	}
+	matched := false
+	for _, l := range allowed {
+		hosts := intersectHostnames(l.hostname, cr.hostnames)
+		if len(hosts) == 0 {
+			continue
+		}
+		matched = true
+		key := cr.precedenceOwner
+		if l.attached[key] {
+			continue
+		}
+		l.attached[key] = true
+		for _, h := range hosts {
+			l.entries = cr.appendEntries(l.entries, h)
+		}
+		mergeClusters(gs.clusters, cr.backends.clusters)
+	}
+	if !matched {
+		return gwv1.RouteReasonNoMatchingListenerHostname, "no listener hostname intersects the route's hostnames"
+	}
+	return gwv1.RouteReasonAccepted, "route accepted"
+}
+
+func (l *listenerState) allowsKind(kind string) bool {
+	for _, k := range l.kinds {
+		if string(k.Kind) == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *listenerState) allowsNamespace(routeNS, gatewayNS string, ix *index) bool {
+	switch l.from {
+	case gwv1.NamespacesFromAll:
+		return true
+	case gwv1.NamespacesFromSame:
+		return routeNS == gatewayNS
+	case gwv1.NamespacesFromSelector:
+		ns := ix.namespaces[routeNS]
+		if ns == nil || l.selector == nil {
+			return false
+		}
+		return l.selector.Matches(labels.Set(ns.Labels))
+	}
+	return false
+}
+
+// listenerStatus is the status of one listener after every route attached.
+func (l *listenerState) status(gs *gatewayState) gwv1.ListenerStatus {
+	gen := gs.gw.Generation
+	programmed := unknownCondition(string(gwv1.ListenerConditionProgrammed), string(gwv1.ListenerReasonPending),
+		"waiting for the Gateway's Envoys to acknowledge the configuration", gen)
+	if !l.served {
+		msg := "listener is not served"
+		switch {
+		case !gs.accepted && gs.acceptMessage != "" && l.accepted.Status == metav1.ConditionTrue:
+			msg = "Gateway is not accepted: " + gs.acceptMessage
+		case l.accepted.Status != metav1.ConditionTrue:
+			msg = l.accepted.Message
+		case l.resolvedRefs.Status != metav1.ConditionTrue:
+			msg = l.resolvedRefs.Message
+		}
+		programmed = condition(string(gwv1.ListenerConditionProgrammed), false, string(gwv1.ListenerReasonInvalid), msg, gen)
+	}
+	return gwv1.ListenerStatus{
+		Name:           l.spec.Name,
+		SupportedKinds: l.kinds,
+		AttachedRoutes: int32(len(l.attached)),
+		Conditions:     []metav1.Condition{l.accepted, l.conflicted, l.resolvedRefs, programmed},
+	}
+}

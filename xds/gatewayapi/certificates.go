@@ -1,0 +1,80 @@
+package gatewayapi
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// resolveCertificates turns a listener's certificateRefs into IR
+// certificates. Every reference must resolve to a kubernetes.io/tls Secret
+// whose certificate and key parse and match, in the Gateway's namespace or
+// in another one that a ReferenceGrant opens to Gateways; otherwise the
+// listener's ResolvedRefs is False and it is not served (nil).
+func resolveCertificates(gw *gwv1.Gateway, spec *gwv1.Listener, ix *index, unresolved func(gwv1.ListenerConditionReason, string, ...any)) *ir.TLS {
+	if len(spec.TLS.CertificateRefs) == 0 {
+		unresolved(gwv1.ListenerReasonInvalidCertificateRef, "HTTPS listener without tls.certificateRefs")
+		return nil
+	}
+	out := &ir.TLS{}
+	ok := true
+	for i, r := range spec.TLS.CertificateRefs {
+		group, kind := coreGroup, "Secret"
+		if r.Group != nil {
+			group = string(*r.Group)
+		}
+		if r.Kind != nil {
+			kind = string(*r.Kind)
+		}
+		ns := gw.Namespace
+		if r.Namespace != nil {
+			ns = string(*r.Namespace)
+		}
+		where := fmt.Sprintf("tls.certificateRefs[%d] %s/%s", i, ns, r.Name)
+		if group != coreGroup || kind != "Secret" {
+			unresolved(gwv1.ListenerReasonInvalidCertificateRef, "%s: kind %s/%s is not supported; use a core Secret", where, group, kind)
+			ok = false
+			continue
+		}
+		if !ix.permitted(ref{gatewayGroup, "Gateway", gw.Namespace, coreGroup, "Secret", ns, string(r.Name)}) {
+			unresolved(gwv1.ListenerReasonRefNotPermitted, "%s: no ReferenceGrant in %s allows Gateways from %s to use it", where, ns, gw.Namespace)
+			ok = false
+			continue
+		}
+		c, err := certificate(ix.secrets[nn{ns, string(r.Name)}])
+		if err != nil {
+			unresolved(gwv1.ListenerReasonInvalidCertificateRef, "%s: %v", where, err)
+			ok = false
+			continue
+		}
+		c.Name = ns + "/" + string(r.Name)
+		out.Certificates = append(out.Certificates, c)
+	}
+	if !ok {
+		return nil
+	}
+	return out
+}
+
+// certificate reads a kubernetes.io/tls Secret, checking that the chain
+// and key parse and belong together so Envoy never rejects them.
+func certificate(s *corev1.Secret) (*ir.Certificate, error) {
+	if s == nil {
+		return nil, fmt.Errorf("no such Secret")
+	}
+	if s.Type != corev1.SecretTypeTLS {
+		return nil, fmt.Errorf("type is %q, want %s", s.Type, corev1.SecretTypeTLS)
+	}
+	chain, key := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]
+	if len(chain) == 0 || len(key) == 0 {
+		return nil, fmt.Errorf("no data in %s or %s", corev1.TLSCertKey, corev1.TLSPrivateKeyKey)
+	}
+	if _, err := tls.X509KeyPair(chain, key); err != nil {
+		return nil, fmt.Errorf("certificate and key: %w", err)
+	}
+	return &ir.Certificate{Chain: chain, Key: key}, nil
+}

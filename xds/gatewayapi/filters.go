@@ -1,0 +1,204 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"strings"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// filterSet is what a rule's filters do, in IR terms.
+type filterSet struct {
+	requestHeaders, responseHeaders *ir.HeaderModifier
+	rewrite                         *ir.URLRewrite
+	redirect                        *ir.Redirect
+	mirrors                         []*ir.Mirror
+	// prefixOnly: a ReplacePrefixMatch needs every match to be a PathPrefix.
+	prefixOnly bool
+}
+
+// httpFilters converts an HTTPRoute rule's filters. An error makes the rule
+// unservable (UnsupportedValue); a mirror whose backend does not resolve is
+// left out and reported through b.
+func httpFilters(fs []gwv1.HTTPRouteFilter, b *backends) (*filterSet, error) {
+	out := &filterSet{}
+	for i := range fs {
+		f := &fs[i]
+		var err error
+		switch f.Type {
+		case gwv1.HTTPRouteFilterRequestHeaderModifier:
+			out.requestHeaders, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier)
+		case gwv1.HTTPRouteFilterResponseHeaderModifier:
+			out.responseHeaders, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier)
+		case gwv1.HTTPRouteFilterRequestMirror:
+			err = out.mirror(f.RequestMirror, b)
+		case gwv1.HTTPRouteFilterRequestRedirect:
+			err = out.redirectFilter(f.RequestRedirect)
+		case gwv1.HTTPRouteFilterURLRewrite:
+			err = out.urlRewrite(f.URLRewrite)
+		default:
+			err = fmt.Errorf("filter type %s is not supported", f.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("filters[%d]: %w", i, err)
+		}
+	}
+	if out.redirect != nil && out.rewrite != nil {
+		return nil, fmt.Errorf("RequestRedirect and URLRewrite cannot be combined")
+	}
+	return out, nil
+}
+
+// grpcFilters converts a GRPCRoute rule's filters.
+func grpcFilters(fs []gwv1.GRPCRouteFilter, b *backends) (*filterSet, error) {
+	out := &filterSet{}
+	for i := range fs {
+		f := &fs[i]
+		var err error
+		switch f.Type {
+		case gwv1.GRPCRouteFilterRequestHeaderModifier:
+			out.requestHeaders, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier)
+		case gwv1.GRPCRouteFilterResponseHeaderModifier:
+			out.responseHeaders, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier)
+		case gwv1.GRPCRouteFilterRequestMirror:
+			err = out.mirror(f.RequestMirror, b)
+		default:
+			err = fmt.Errorf("filter type %s is not supported", f.Type)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("filters[%d]: %w", i, err)
+		}
+	}
+	return out, nil
+}
+
+func headerModifier(prev *ir.HeaderModifier, f *gwv1.HTTPHeaderFilter) (*ir.HeaderModifier, error) {
+	if f == nil {
+		return nil, fmt.Errorf("header modifier filter without its settings")
+	}
+	if prev != nil {
+		return nil, fmt.Errorf("header modifier filter repeated")
+	}
+	m := &ir.HeaderModifier{}
+	for _, h := range f.Add {
+		m.Add = append(m.Add, ir.Header{Name: string(h.Name), Value: h.Value})
+	}
+	for _, h := range f.Set {
+		m.Set = append(m.Set, ir.Header{Name: string(h.Name), Value: h.Value})
+	}
+	m.Remove = append(m.Remove, f.Remove...)
+	return m, nil
+}
+
+func (out *filterSet) mirror(f *gwv1.HTTPRequestMirrorFilter, b *backends) error {
+	if f == nil {
+		return fmt.Errorf("RequestMirror filter without its settings")
+	}
+	percent := 100.0
+	switch {
+	case f.Percent != nil:
+		percent = float64(*f.Percent)
+	case f.Fraction != nil:
+		den := int32(100)
+		if f.Fraction.Denominator != nil {
+			den = *f.Fraction.Denominator
+		}
+		if den <= 0 || f.Fraction.Numerator < 0 || f.Fraction.Numerator > den {
+			return fmt.Errorf("RequestMirror fraction %d/%d is not between 0 and 1", f.Fraction.Numerator, den)
+		}
+		percent = 100 * float64(f.Fraction.Numerator) / float64(den)
+	}
+	if percent < 0 || percent > 100 {
+		return fmt.Errorf("RequestMirror percent %v is not between 0 and 100", percent)
+	}
+	if c := b.resolve(&f.BackendRef); c != "" {
+		out.mirrors = append(out.mirrors, &ir.Mirror{Cluster: c, Percent: percent})
+	}
+	return nil
+}
+
+func (out *filterSet) pathModifier(p *gwv1.HTTPPathModifier) (*ir.PathModifier, error) {
+	if p == nil {
+		return nil, nil
+	}
+	switch p.Type {
+	case gwv1.FullPathHTTPPathModifier:
+		if p.ReplaceFullPath == nil {
+			return nil, fmt.Errorf("ReplaceFullPath without a value")
+		}
+		v := *p.ReplaceFullPath
+		return &ir.PathModifier{FullPath: &v}, nil
+	case gwv1.PrefixMatchHTTPPathModifier:
+		if p.ReplacePrefixMatch == nil {
+			return nil, fmt.Errorf("ReplacePrefixMatch without a value")
+		}
+		v := *p.ReplacePrefixMatch
+		out.prefixOnly = true
+		return &ir.PathModifier{PrefixMatch: &v}, nil
+	}
+	return nil, fmt.Errorf("path modifier type %q is not supported", p.Type)
+}
+
+func (out *filterSet) redirectFilter(f *gwv1.HTTPRequestRedirectFilter) error {
+	if f == nil {
+		return fmt.Errorf("RequestRedirect filter without its settings")
+	}
+	if out.redirect != nil {
+		return fmt.Errorf("RequestRedirect filter repeated")
+	}
+	r := &ir.Redirect{StatusCode: 302}
+	if f.StatusCode != nil {
+		r.StatusCode = *f.StatusCode
+	}
+	switch r.StatusCode {
+	case 301, 302, 303, 307, 308:
+	default:
+		return fmt.Errorf("redirect status code %d is not supported; use 301, 302, 303, 307 or 308", r.StatusCode)
+	}
+	if f.Scheme != nil {
+		s := strings.ToLower(*f.Scheme)
+		if s != "http" && s != "https" {
+			return fmt.Errorf("redirect scheme %q is not http or https", *f.Scheme)
+		}
+		r.Scheme = &s
+	}
+	if f.Hostname != nil {
+		h := string(*f.Hostname)
+		r.Hostname = &h
+	}
+	if f.Port != nil {
+		if *f.Port < 1 || *f.Port > 65535 {
+			return fmt.Errorf("redirect port %d out of range", *f.Port)
+		}
+		p := uint32(*f.Port)
+		r.Port = &p
+	}
+	var err error
+	if r.Path, err = out.pathModifier(f.Path); err != nil {
+		return fmt.Errorf("redirect: %w", err)
+	}
+	out.redirect = r
+	return nil
+}
+
+func (out *filterSet) urlRewrite(f *gwv1.HTTPURLRewriteFilter) error {
+	if f == nil {
+		return fmt.Errorf("URLRewrite filter without its settings")
+	}
+	if out.rewrite != nil {
+		return fmt.Errorf("URLRewrite filter repeated")
+	}
+	r := &ir.URLRewrite{}
+	if f.Hostname != nil {
+		h := string(*f.Hostname)
+		r.Hostname = &h
+	}
+	var err error
+	if r.Path, err = out.pathModifier(f.Path); err != nil {
+		return fmt.Errorf("URLRewrite: %w", err)
+	}
+	out.rewrite = r
+	return nil
+}

@@ -1,0 +1,171 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// compiledMatch is one match of a rule in IR terms, with its precedence
+// (hostname, age and name are filled in later).
+type compiledMatch struct {
+	index   int
+	path    *ir.StringMatch
+	headers []*ir.NamedMatch
+	query   []*ir.NamedMatch
+	method  string
+	key     precedence
+}
+
+// httpMatch converts one HTTPRouteMatch. A missing path is PathPrefix "/".
+func httpMatch(m *gwv1.HTTPRouteMatch) (*compiledMatch, error) {
+	out := &compiledMatch{path: &ir.StringMatch{Type: ir.Prefix, Value: "/"}}
+	if p := m.Path; p != nil {
+		t := gwv1.PathMatchPathPrefix
+		if p.Type != nil {
+			t = *p.Type
+		}
+		v := "/"
+		if p.Value != nil {
+			v = *p.Value
+		}
+		switch t {
+		case gwv1.PathMatchExact:
+			out.path = &ir.StringMatch{Type: ir.Exact, Value: v}
+		case gwv1.PathMatchPathPrefix:
+			// "/foo/" and "/foo" match the same segments.
+			if len(v) > 1 {
+				v = strings.TrimRight(v, "/")
+				if v == "" {
+					v = "/"
+				}
+			}
+			out.path = &ir.StringMatch{Type: ir.Prefix, Value: v}
+		case gwv1.PathMatchRegularExpression:
+			if _, err := regexp.Compile(v); err != nil {
+				return nil, fmt.Errorf("path regular expression %q: %w", v, err)
+			}
+			out.path = &ir.StringMatch{Type: ir.Regex, Value: v}
+		default:
+			return nil, fmt.Errorf("path match type %q is not supported", t)
+		}
+		if t != gwv1.PathMatchRegularExpression && !strings.HasPrefix(v, "/") {
+			return nil, fmt.Errorf("path %q does not start with /", v)
+		}
+	}
+	seen := map[string]bool{}
+	for _, h := range m.Headers {
+		// Header names are case-insensitive; the first of a name wins.
+		name := strings.ToLower(string(h.Name))
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		regex := h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression
+		nm, err := namedMatch(name, h.Value, regex)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", h.Name, err)
+		}
+		out.headers = append(out.headers, nm)
+	}
+	seen = map[string]bool{}
+	for _, q := range m.QueryParams {
+		// Query parameter names are case-sensitive.
+		name := string(q.Name)
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		regex := q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression
+		nm, err := namedMatch(name, q.Value, regex)
+		if err != nil {
+			return nil, fmt.Errorf("query parameter %s: %w", q.Name, err)
+		}
+		out.query = append(out.query, nm)
+	}
+	if m.Method != nil {
+		out.method = string(*m.Method)
+	}
+	out.key.pathRank, out.key.pathLen = pathRank(out.path)
+	out.key.method = out.method != ""
+	out.key.headers = len(out.headers)
+	out.key.query = len(out.query)
+	return out, nil
+}
+
+func namedMatch(name, value string, regex bool) (*ir.NamedMatch, error) {
+	if regex {
+		if _, err := regexp.Compile(value); err != nil {
+			return nil, fmt.Errorf("regular expression %q: %w", value, err)
+		}
+		return &ir.NamedMatch{Name: name, StringMatch: ir.StringMatch{Type: ir.Regex, Value: value}}, nil
+	}
+	return &ir.NamedMatch{Name: name, StringMatch: ir.StringMatch{Type: ir.Exact, Value: value}}, nil
+}
+
+// grpcMatch converts one GRPCRouteMatch into a path match on
+// "/<service>/<method>": Exact when both are exact, a Prefix "/<service>"
+// for a service alone, and a regular expression otherwise.
+func grpcMatch(m *gwv1.GRPCRouteMatch) (*compiledMatch, error) {
+	out := &compiledMatch{path: &ir.StringMatch{Type: ir.Prefix, Value: "/"}}
+	out.key.grpc = true
+	if mm := m.Method; mm != nil {
+		var svc, method string
+		if mm.Service != nil {
+			svc = *mm.Service
+		}
+		if mm.Method != nil {
+			method = *mm.Method
+		}
+		if svc == "" && method == "" {
+			return nil, fmt.Errorf("method match with neither service nor method")
+		}
+		regex := mm.Type != nil && *mm.Type == gwv1.GRPCMethodMatchRegularExpression
+		out.key.service, out.key.grpcMethod = len(svc), len(method)
+		switch {
+		case !regex && svc != "" && method != "":
+			out.path = &ir.StringMatch{Type: ir.Exact, Value: "/" + svc + "/" + method}
+		case !regex && method == "":
+			out.path = &ir.StringMatch{Type: ir.Prefix, Value: "/" + svc}
+		default:
+			s, me := `[^/]+`, `[^/]+`
+			if svc != "" {
+				s = svc
+				if !regex {
+					s = regexp.QuoteMeta(svc)
+				}
+			}
+			if method != "" {
+				me = method
+				if !regex {
+					me = regexp.QuoteMeta(method)
+				}
+			}
+			v := "/" + s + "/" + me
+			if _, err := regexp.Compile(v); err != nil {
+				return nil, fmt.Errorf("service/method regular expression %q: %w", v, err)
+			}
+			out.path = &ir.StringMatch{Type: ir.Regex, Value: v}
+		}
+	}
+	seen := map[string]bool{}
+	for _, h := range m.Headers {
+		name := strings.ToLower(string(h.Name))
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		regex := h.Type != nil && *h.Type == gwv1.GRPCHeaderMatchRegularExpression
+		nm, err := namedMatch(name, h.Value, regex)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", h.Name, err)
+		}
+		out.headers = append(out.headers, nm)
+	}
+	out.key.headers = len(out.headers)
+	return out, nil
+}

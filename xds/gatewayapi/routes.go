@@ -1,0 +1,222 @@
+package gatewayapi
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/berthnet/berth/xds/ir"
+)
+
+// compiledRoute is an HTTPRoute or GRPCRoute translated once, before it is
+// attached to listeners: its servable rules, what was dropped and why, and
+// the clusters its backends name.
+type compiledRoute struct {
+	kind            string // "HTTPRoute" or "GRPCRoute"
+	ns, name        string
+	generation      int64
+	created         time.Time
+	hostnames       []string
+	parentRefs      []gwv1.ParentReference
+	rules           []*compiledRule
+	dropped         []string
+	backends        *backends
+	namePrefix      string // "httproute/<ns>/<name>"
+	precedenceOwner string // "<kind>/<ns>/<name>"
+}
+
+// compiledRule is one servable rule: its matches and the IR route every
+// match shares (filters, action, timeouts).
+type compiledRule struct {
+	index   int
+	matches []*compiledMatch
+	tmpl    ir.HTTPRoute
+}
+
+func newCompiledRoute(kind, ns, name string, gen int64, created time.Time, hosts []gwv1.Hostname, parents []gwv1.ParentReference, ix *index, grpc bool) *compiledRoute {
+	cr := &compiledRoute{
+		kind: kind, ns: ns, name: name, generation: gen, created: created,
+		parentRefs:      parents,
+		backends:        newBackends(ix, kind, ns, grpc),
+		precedenceOwner: kind + "/" + ns + "/" + name,
+	}
+	if grpc {
+		cr.namePrefix = "grpcroute/" + ns + "/" + name
+	} else {
+		cr.namePrefix = "httproute/" + ns + "/" + name
+	}
+	for _, h := range hosts {
+		cr.hostnames = append(cr.hostnames, string(h))
+	}
+	return cr
+}
+
+// compileHTTPRoute translates an HTTPRoute's rules. A rule that cannot be
+// served is dropped and recorded; the others are unaffected.
+func compileHTTPRoute(r *gwv1.HTTPRoute, ix *index) *compiledRoute {
+	cr := newCompiledRoute("HTTPRoute", r.Namespace, r.Name, r.Generation, r.CreationTimestamp.Time,
+		r.Spec.Hostnames, r.Spec.ParentRefs, ix, false)
+	for i := range r.Spec.Rules {
+		rule, err := cr.httpRule(i, &r.Spec.Rules[i])
+		if err != nil {
+			cr.dropped = append(cr.dropped, fmt.Sprintf("rules[%d]: %v", i, err))
+			continue
+		}
+		cr.rules = append(cr.rules, rule)
+	}
+	return cr
+}
+
+func (cr *compiledRoute) httpRule(i int, spec *gwv1.HTTPRouteRule) (*compiledRule, error) {
+	rule := &compiledRule{index: i}
+	matches := spec.Matches
+	if len(matches) == 0 {
+		matches = []gwv1.HTTPRouteMatch{{}}
+	}
+	for j := range matches {
+		m, err := httpMatch(&matches[j])
+		if err != nil {
+			return nil, fmt.Errorf("matches[%d]: %w", j, err)
+		}
+		m.index = j
+		rule.matches = append(rule.matches, m)
+	}
+	for j := range spec.BackendRefs {
+		if len(spec.BackendRefs[j].Filters) > 0 {
+			return nil, fmt.Errorf("backendRefs[%d]: per-backend filters are not supported; put them on the rule", j)
+		}
+	}
+	if spec.Retry != nil || spec.SessionPersistence != nil {
+		return nil, fmt.Errorf("retry and sessionPersistence are not supported")
+	}
+	fs, err := httpFilters(spec.Filters, cr.backends)
+	if err != nil {
+		return nil, err
+	}
+	if err := rule.checkPrefixOnly(fs); err != nil {
+		return nil, err
+	}
+	if t := spec.Timeouts; t != nil {
+		if rule.tmpl.Timeout, err = duration(t.Request); err != nil {
+			return nil, fmt.Errorf("timeouts.request: %w", err)
+		}
+		if rule.tmpl.BackendTimeout, err = duration(t.BackendRequest); err != nil {
+			return nil, fmt.Errorf("timeouts.backendRequest: %w", err)
+		}
+	}
+	refs := make([]gwv1.BackendRef, len(spec.BackendRefs))
+	for j := range spec.BackendRefs {
+		refs[j] = spec.BackendRefs[j].BackendRef
+	}
+	cr.action(rule, fs, refs)
+	return rule, nil
+}
+
+// compileGRPCRoute translates a GRPCRoute's rules; its backends are HTTP/2.
+func compileGRPCRoute(r *gwv1.GRPCRoute, ix *index) *compiledRoute {
+	cr := newCompiledRoute("GRPCRoute", r.Namespace, r.Name, r.Generation, r.CreationTimestamp.Time,
+		r.Spec.Hostnames, r.Spec.ParentRefs, ix, true)
+	for i := range r.Spec.Rules {
+		rule, err := cr.grpcRule(i, &r.Spec.Rules[i])
+		if err != nil {
+			cr.dropped = append(cr.dropped, fmt.Sprintf("rules[%d]: %v", i, err))
+			continue
+		}
+		cr.rules = append(cr.rules, rule)
+	}
+	return cr
+}
+
+func (cr *compiledRoute) grpcRule(i int, spec *gwv1.GRPCRouteRule) (*compiledRule, error) {
+	rule := &compiledRule{index: i}
+	matches := spec.Matches
+	if len(matches) == 0 {
+		matches = []gwv1.GRPCRouteMatch{{}}
+	}
+	for j := range matches {
+		m, err := grpcMatch(&matches[j])
+		if err != nil {
+			return nil, fmt.Errorf("matches[%d]: %w", j, err)
+		}
+		m.index = j
+		rule.matches = append(rule.matches, m)
+	}
+	for j := range spec.BackendRefs {
+		if len(spec.BackendRefs[j].Filters) > 0 {
+			return nil, fmt.Errorf("backendRefs[%d]: per-backend filters are not supported; put them on the rule", j)
+		}
+	}
+	if spec.SessionPersistence != nil {
+		return nil, fmt.Errorf("sessionPersistence is not supported")
+	}
+	fs, err := grpcFilters(spec.Filters, cr.backends)
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]gwv1.BackendRef, len(spec.BackendRefs))
+	for j := range spec.BackendRefs {
+		refs[j] = spec.BackendRefs[j].BackendRef
+	}
+	cr.action(rule, fs, refs)
+	return rule, nil
+}
+
+func (rule *compiledRule) checkPrefixOnly(fs *filterSet) error {
+	if !fs.prefixOnly {
+		return nil
+	}
+	for _, m := range rule.matches {
+		if m.path.Type != ir.Prefix {
+			return fmt.Errorf("matches[%d]: ReplacePrefixMatch needs a PathPrefix match", m.index)
+		}
+	}
+	return nil
+}
+
+// action fills in a rule's filters and its one action: the redirect, else
+// the weighted backends, else a 500 (no backend resolved, or none given).
+func (cr *compiledRoute) action(rule *compiledRule, fs *filterSet, refs []gwv1.BackendRef) {
+	t := &rule.tmpl
+	t.RequestHeaders, t.ResponseHeaders, t.Rewrite, t.Mirrors = fs.requestHeaders, fs.responseHeaders, fs.rewrite, fs.mirrors
+	if fs.redirect != nil {
+		t.Redirect = fs.redirect
+		return
+	}
+	if t.Backends = cr.backends.weighted(refs); t.Backends == nil {
+		t.DirectResponse = &ir.DirectResponse{Status: 500}
+	}
+}
+
+// duration parses a Gateway API duration ("10s", "1h30m", "500ms").
+func duration(d *gwv1.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, nil
+	}
+	v, err := time.ParseDuration(string(*d))
+	if err != nil {
+		return 0, err
+	}
+	if v < 0 {
+		return 0, fmt.Errorf("%s is negative", *d)
+	}
+	return v, nil
+}
+
+// irRoutes are the IR routes of the route for one hostname, with their
+// precedence.
+func (cr *compiledRoute) appendEntries(es []routeEntry, host string) []routeEntry {
+	for _, rule := range cr.rules {
+		for _, m := range rule.matches {
+			r := rule.tmpl
+			r.Name = cr.namePrefix + "/rule/" + strconv.Itoa(rule.index) + "/match/" + strconv.Itoa(m.index) + "/host/" + host
+			r.Hostname = host
+			r.Path, r.Headers, r.QueryParams, r.Method = m.path, m.headers, m.query, m.method
+			k := m.key
+			k.created, k.source, k.rule, k.match = cr.created, cr.precedenceOwner, rule.index, m.index
+			es = append(es, routeEntry{key: k.withHost(host), route: &r})
+		}
+	}
+	return es
+}
