@@ -77,7 +77,13 @@ func Translate(g *ir.Group) (Resources, error) {
 		resourcev3.SecretType:   sortByName(secrets),
 	}
 	for typ, list := range res {
-		for _, r := range list {
+		for i, r := range list {
+			if i > 0 && name(r) == name(list[i-1]) {
+				// Only names the IR does not constrain can do this: an
+				// HTTPS listener named like a plain port's route
+				// configuration ("http-80").
+				return nil, fmt.Errorf("group %s: two of %s %q", g.Name, typeName(typ), name(r))
+			}
 			if err := validate(r); err != nil {
 				return nil, fmt.Errorf("group %s: %s %q: %w", g.Name, typeName(typ), name(r), err)
 			}
@@ -147,7 +153,8 @@ func sortByName(rs []types.Resource) []types.Resource {
 	for i, r := range rs {
 		ns[i] = named{name(r), r}
 	}
-	slices.SortStableFunc(ns, func(a, b named) int { return strings.Compare(a.name, b.name) })
+	// Names are unique (Translate refuses duplicates), so any sort is stable.
+	slices.SortFunc(ns, func(a, b named) int { return strings.Compare(a.name, b.name) })
 	out := make([]types.Resource, len(ns))
 	for i, n := range ns {
 		out[i] = n.r

@@ -300,6 +300,9 @@ func TestTranslateErrors(t *testing.T) {
 		{"reserved cluster name", func(g *ir.Group) {
 			g.Clusters = append(g.Clusters, &ir.Cluster{Name: invalidBackendCluster, Port: 1, Protocol: ir.HTTP})
 		}, []string{invalidBackendCluster, "reserved"}},
+		{"an HTTPS listener named like a port's route configuration", func(g *ir.Group) {
+			g.HTTP = append(g.HTTP, tls("http-80", 443, "", cert("t/c", "x")))
+		}, []string{"two of route configuration \"http-80\""}},
 		{"header value Envoy refuses", func(g *ir.Group) {
 			g.HTTP[0].Routes[0].RequestHeaders = &ir.HeaderModifier{Add: []ir.Header{{Name: "x-a", Value: "a\r\nb"}}}
 		}, []string{"route configuration \"http-80\"", "Value"}},
