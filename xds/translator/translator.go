@@ -76,7 +76,9 @@ func Translate(g *ir.Group) (Resources, error) {
 		resourcev3.ClusterType:  sortByName(clusters),
 		resourcev3.SecretType:   sortByName(secrets),
 	}
-	for typ, list := range res {
+	// In a fixed order, so the same IR always reports the same error.
+	for _, typ := range []resourcev3.Type{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType, resourcev3.SecretType} {
+		list := res[typ]
 		for i, r := range list {
 			if i > 0 && name(r) == name(list[i-1]) {
 				// Only names the IR does not constrain can do this: an
