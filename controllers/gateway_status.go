@@ -97,11 +97,13 @@ func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayRe
 	gatewayapi.SetProgrammed(st, g.Generation, prog)
 	st.Conditions = keepTransitions(obj.Status.Conditions, st.Conditions)
 	for i := range st.Listeners {
+		var prev []metav1.Condition
 		for _, old := range obj.Status.Listeners {
 			if old.Name == st.Listeners[i].Name {
-				st.Listeners[i].Conditions = keepTransitions(old.Conditions, st.Listeners[i].Conditions)
+				prev = old.Conditions
 			}
 		}
+		st.Listeners[i].Conditions = keepTransitions(prev, st.Listeners[i].Conditions)
 	}
 	if equality.Semantic.DeepEqual(&obj.Status, st) {
 		return nil
@@ -130,11 +132,13 @@ func (e *gatewayEngine) writeRoute(ctx context.Context, obj client.Object, rt ga
 	parents := routeParents(obj)
 	ours := slices.Clone(rt.Parents)
 	for i := range ours {
+		var prev []metav1.Condition
 		for _, old := range *parents {
 			if equality.Semantic.DeepEqual(old.ParentRef, ours[i].ParentRef) && old.ControllerName == ours[i].ControllerName {
-				ours[i].Conditions = keepTransitions(old.Conditions, ours[i].Conditions)
+				prev = old.Conditions
 			}
 		}
+		ours[i].Conditions = keepTransitions(prev, ours[i].Conditions)
 	}
 	next := gatewayapi.MergeRouteParents(*parents, ours, gatewayapi.GatewayControllerName)
 	if equality.Semantic.DeepEqual(*parents, next) {

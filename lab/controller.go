@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -77,7 +78,17 @@ func (c Config) controllerSpec(p Ports) procSpec {
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(p.ControllerProbe),
 		"--service-cidrs=" + c.ServiceCIDR.String() + "," + c.ServiceCIDR6.String(),
 		"--cluster-cidrs=" + c.ClusterCIDR.String() + "," + c.ClusterCIDR6.String(),
+		"--namespace=berth-system",
+		"--xds-bind-address=" + c.XDSAddress(p),
+		"--xds-address=" + c.XDSAddress(p),
+		"--xds-server-names=" + c.HostLAN().String() + ",127.0.0.1",
 	}}
+}
+
+// XDSAddress is where the lab's xDS server listens and the Envoys of its
+// Gateways would dial: the host's LAN address, reachable from every node.
+func (c Config) XDSAddress(p Ports) string {
+	return net.JoinHostPort(c.HostLAN().String(), strconv.Itoa(p.ControllerXDS))
 }
 
 func controllerReady(p Ports) func(context.Context) error {

@@ -207,14 +207,14 @@ func pickPorts(cfg Config) (Ports, error) {
 	a := cfg.LAN.Masked().Addr().As4()
 	slot := (int(a[1])*256 + int(a[2])) % 1024
 	base := 20000 + 8*slot
-	for port := base; port < base+6; port++ {
+	for port := base; port < base+7; port++ {
 		if err := portFree(port); err != nil {
 			return Ports{}, fmt.Errorf("lab port %d (derived from LAN %v): %w; choose another --lan", port, cfg.LAN, err)
 		}
 	}
 	// The API server has the host's LAN address to itself: the usual port.
 	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3,
-		ControllerMetrics: base + 4, ControllerProbe: base + 5, APIServer: 6443}, nil
+		ControllerMetrics: base + 4, ControllerProbe: base + 5, ControllerXDS: base + 6, APIServer: 6443}, nil
 }
 
 func anyAlive(st *State) bool {

@@ -26,6 +26,8 @@ type Ports struct {
 	// berth-controller's metrics and health ports.
 	ControllerMetrics int `json:"controllerMetrics"`
 	ControllerProbe   int `json:"controllerProbe"`
+	// ControllerXDS is the xDS server's port, on the host's LAN address.
+	ControllerXDS int `json:"controllerXDS"`
 }
 
 // Process is one long-running process of the lab.

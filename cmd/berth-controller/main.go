@@ -10,12 +10,16 @@ import (
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	berthv1alpha1 "github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/controllers"
 	"github.com/berthnet/berth/internal/daemon"
+	"github.com/berthnet/berth/xds/provision"
 )
 
 // The controller's own needs; each reconciler declares its own next to its code.
@@ -36,6 +40,9 @@ func run() error {
 		lb            controllers.LBIPAMOptions
 		serviceCIDRs  string
 		clusterCIDRs  string
+		gateway       bool
+		gw            controllers.GatewayOptions
+		xdsNames      string
 	)
 	opts.Bind(flag.CommandLine, ":9090", ":9091")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "run only while holding the leader lease, so replicas do not fight")
@@ -43,19 +50,33 @@ func run() error {
 	flag.BoolVar(&lb.ServeUnclassed, "serve-unclassed-services", true, "also give addresses to LoadBalancer Services with no loadBalancerClass (as the cluster's default load balancer)")
 	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs never handed out, besides the cluster's ServiceCIDR objects")
 	flag.StringVar(&clusterCIDRs, "cluster-cidrs", "", "comma-separated pod CIDRs never handed out, besides each Node's podCIDRs")
+	flag.BoolVar(&gateway, "gateway", true, "translate Gateway API and Ingress resources, serve them over xDS and provision an Envoy fleet per Gateway")
+	flag.StringVar(&gw.Namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the controller's namespace: the xDS CA Secret and the Ingress Envoys live there")
+	flag.StringVar(&gw.XDSBind, "xds-bind-address", ":18000", "where the xDS server listens (mutual TLS)")
+	flag.StringVar(&gw.XDSAddress, "xds-address", "berth-xds.berth-system.svc:18000", "host:port the Envoys dial for xDS (the controller's xDS Service)")
+	flag.StringVar(&xdsNames, "xds-server-names", "", "comma-separated DNS names and IPs for the xDS server certificate (default: the --xds-address host and its Service forms)")
+	flag.StringVar(&gw.Envoy.Image, "envoy-image", provision.DefaultImage, "Envoy image of the provisioned fleets")
+	flag.Var(int32Flag{&gw.Envoy.Replicas}, "envoy-replicas", "Envoy replicas per Gateway (default 2)")
 	flag.Parse()
 	lb.ServiceCIDRs = splitList(serviceCIDRs)
 	lb.ClusterCIDRs = splitList(clusterCIDRs)
 	if _, done := opts.Start("berth-controller", os.Stdout); done {
 		return nil
 	}
+	var cacheOpts crcache.Options
+	if gateway {
+		cacheOpts.ByObject = controllers.GatewayCacheByObject()
+		gw.ServerNames = serverNames(gw.XDSAddress, splitList(xdsNames))
+		gw.Bootstrap = bootstrapFor(gw.XDSAddress)
+	}
 	mgr, err := opts.NewManager(ctrl.Options{
+		Cache:                   cacheOpts,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "berth-controller.berth.dev",
 		LeaderElectionNamespace: leaderElectNS,
 		// Step down cleanly on SIGTERM so a new leader takes over at once.
 		LeaderElectionReleaseOnCancel: true,
-	}, berthv1alpha1.AddToScheme)
+	}, berthv1alpha1.AddToScheme, gwv1.Install, gwv1b1.Install)
 	if err != nil {
 		return err
 	}
@@ -64,6 +85,11 @@ func run() error {
 	}
 	if err := controllers.SetupL2AnnouncementStatus(mgr); err != nil {
 		return fmt.Errorf("L2Announcement status: %w", err)
+	}
+	if gateway {
+		if err := controllers.SetupGateway(mgr, gw, ctrlmetrics.Registry); err != nil {
+			return fmt.Errorf("gateway and ingress: %w", err)
+		}
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return err

@@ -194,6 +194,8 @@ func (f Fleet) deployment(bootstrap []byte, o Options) *appsv1.Deployment {
 						Args: []string{
 							"--config-path", BootstrapDir + "/" + BootstrapKey,
 							"--service-cluster", f.Group,
+							// Each replica under its own name in the xDS server's status.
+							"--service-node", "$(ENVOY_POD_NAME)",
 							"--drain-time-s", "15",
 							"--log-level", "info",
 						},

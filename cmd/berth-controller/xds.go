@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/berthnet/berth/xds/bootstrap"
+	"github.com/berthnet/berth/xds/pki"
+	"github.com/berthnet/berth/xds/provision"
+)
+
+// serverNames are the names the xDS server certificate carries: those
+// given, else the --xds-address host with the short and long forms of its
+// Service name (berth-xds, berth-xds.berth-system, ...svc, ...svc.cluster.local).
+func serverNames(address string, given []string) pki.ServerNames {
+	var n pki.ServerNames
+	add := func(s string) {
+		if ip := net.ParseIP(s); ip != nil {
+			n.IPs = append(n.IPs, ip)
+		} else if s != "" {
+			n.DNSNames = append(n.DNSNames, s)
+		}
+	}
+	if len(given) > 0 {
+		for _, s := range given {
+			add(s)
+		}
+		return n
+	}
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		host = address
+	}
+	add(host)
+	if parts := strings.Split(strings.TrimSuffix(host, ".cluster.local"), "."); net.ParseIP(host) == nil && len(parts) >= 2 {
+		svc, ns := parts[0], parts[1]
+		for _, s := range []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"} {
+			if s != host {
+				add(s)
+			}
+		}
+	}
+	return n
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// int32Flag is a flag.Value for an int32 option.
+type int32Flag struct{ p *int32 }
+
+func (f int32Flag) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(int(*f.p))
+}
+
+func (f int32Flag) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 32)
+	if err == nil {
+		*f.p = int32(v)
+	}
+	return err
+}
+
+// bootstrapFor renders the bootstrap of a node group's Envoys: ADS to the
+// xDS Service at address with the client certificate the fleet's Secret
+// mounts, admin on loopback, readiness on provision.ReadyPort.
+func bootstrapFor(address string) func(group string) ([]byte, error) {
+	return func(group string) ([]byte, error) {
+		host, port, err := net.SplitHostPort(address)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-address %q: %w", address, err)
+		}
+		p, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("--xds-address %q: port: %w", address, err)
+		}
+		return bootstrap.YAML(bootstrap.Options{
+			Group: group, XDSHost: host, XDSPort: uint32(p),
+			CertFile: provision.CertDir + "/tls.crt", KeyFile: provision.CertDir + "/tls.key", CAFile: provision.CertDir + "/ca.crt",
+			ReadyPort: provision.ReadyPort,
+		})
+	}
+}

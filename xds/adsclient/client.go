@@ -1,0 +1,138 @@
+// Package adsclient is an xDS client over one aggregated (ADS,
+// state-of-the-world) stream, as an Envoy holds it: it subscribes to
+// resource types, receives responses per type, and ACKs or NACKs each.
+// berthctl uses it to print what a node group is served; tests use it to
+// play the Envoy.
+package adsclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+)
+
+// Dial connects to an xDS server with mutual TLS.
+func Dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+}
+
+// Client is one ADS stream of one node.
+type Client struct {
+	stream grpc.BidiStreamingClient[discovery.DiscoveryRequest, discovery.DiscoveryResponse]
+	node   *core.Node
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	queues  map[string][]*discovery.DiscoveryResponse
+	names   map[string][]string
+	arrived chan struct{} // closed and replaced on every response
+	err     error         // the stream's end
+	sendMu  sync.Mutex
+}
+
+// Open starts an ADS stream for node on conn. Close ends it.
+func Open(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node) (*Client, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	c := &Client{stream: stream, node: node, cancel: cancel, queues: map[string][]*discovery.DiscoveryResponse{},
+		names: map[string][]string{}, arrived: make(chan struct{})}
+	go c.read()
+	return c, nil
+}
+
+// Close ends the stream.
+func (c *Client) Close() { c.cancel() }
+
+func (c *Client) read() {
+	for {
+		resp, err := c.stream.Recv()
+		c.mu.Lock()
+		if err != nil {
+			c.err = err
+		} else {
+			c.queues[resp.TypeUrl] = append(c.queues[resp.TypeUrl], resp)
+		}
+		close(c.arrived)
+		c.arrived = make(chan struct{})
+		c.mu.Unlock()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Subscribe asks for resources of a type: names, or all of them (nil) for
+// the wildcard types (listeners, clusters).
+func (c *Client) Subscribe(typeURL string, names []string) error {
+	c.mu.Lock()
+	c.names[typeURL] = names
+	c.mu.Unlock()
+	return c.send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: typeURL, ResourceNames: names})
+}
+
+// Next returns the next response of a type, waiting until one comes, the
+// stream ends, or ctx ends.
+func (c *Client) Next(ctx context.Context, typeURL string) (*discovery.DiscoveryResponse, error) {
+	for {
+		c.mu.Lock()
+		if q := c.queues[typeURL]; len(q) > 0 {
+			c.queues[typeURL] = q[1:]
+			c.mu.Unlock()
+			return q[0], nil
+		}
+		if c.err != nil {
+			err := c.err
+			c.mu.Unlock()
+			return nil, fmt.Errorf("stream ended: %w", err)
+		}
+		arrived := c.arrived
+		c.mu.Unlock()
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for %s: %w", typeURL, ctx.Err())
+		}
+	}
+}
+
+// Ack accepts a response, as Envoy does once it applied it.
+func (c *Client) Ack(resp *discovery.DiscoveryResponse) error {
+	c.mu.Lock()
+	names := c.names[resp.TypeUrl]
+	c.mu.Unlock()
+	return c.send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: resp.TypeUrl, VersionInfo: resp.VersionInfo,
+		ResponseNonce: resp.Nonce, ResourceNames: names})
+}
+
+// Nack rejects a response with Envoy's kind of error text; the version
+// stays the last accepted one (prev, "" for none).
+func (c *Client) Nack(resp *discovery.DiscoveryResponse, prev, message string) error {
+	c.mu.Lock()
+	names := c.names[resp.TypeUrl]
+	c.mu.Unlock()
+	return c.send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: resp.TypeUrl, VersionInfo: prev,
+		ResponseNonce: resp.Nonce, ResourceNames: names,
+		ErrorDetail: &statuspb.Status{Code: int32(codes.InvalidArgument), Message: message}})
+}
+
+func (c *Client) send(req *discovery.DiscoveryRequest) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.stream.Send(req); err != nil {
+		return errors.Join(fmt.Errorf("send %s request", req.TypeUrl), err)
+	}
+	return nil
+}
