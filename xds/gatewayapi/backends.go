@@ -2,7 +2,6 @@ package gatewayapi
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +26,7 @@ type backends struct {
 }
 
 func newBackends(ix *index, kind, ns string, grpc bool) *backends {
-	return &backends{ix: ix, kind: kind, ns: ns, grpc: grpc, clusters: map[string]*ir.Cluster{}}
+	return &backends{ix: ix, kind: kind, ns: ns, grpc: grpc}
 }
 
 func (b *backends) fail(reason gwv1.RouteConditionReason, format string, args ...any) {
@@ -93,10 +92,9 @@ func (b *backends) resolve(r *gwv1.BackendObjectReference) string {
 		b.fail(gwv1.RouteReasonUnsupportedProtocol, "backend %s port %d: %v", where, *r.Port, err)
 		return ""
 	}
-	c := &ir.Cluster{
-		Name:      ns + "/" + name + "/" + strconv.Itoa(int(port.Port)),
-		Namespace: ns, Service: name, Port: port.Port, PortName: port.Name,
-		Protocol: protocol,
+	c := b.ix.cluster(ns, name, port, protocol)
+	if b.clusters == nil {
+		b.clusters = make(map[string]*ir.Cluster, 1)
 	}
 	b.clusters[c.Name] = c
 	return c.Name

@@ -202,10 +202,7 @@ func ingressBackend(ns string, b *networkingv1.IngressBackend, ix *index) (*ir.C
 	if err != nil {
 		return nil, fmt.Errorf("service %s/%s port %d: %w", ns, b.Service.Name, port.Port, err)
 	}
-	return &ir.Cluster{
-		Name:      ns + "/" + b.Service.Name + "/" + strconv.Itoa(int(port.Port)),
-		Namespace: ns, Service: b.Service.Name, Port: port.Port, PortName: port.Name, Protocol: protocol,
-	}, nil
+	return ix.cluster(ns, b.Service.Name, port, protocol), nil
 }
 
 func ingressPortString(p networkingv1.ServiceBackendPort) string {

@@ -1,7 +1,7 @@
 package gatewayapi
 
 import (
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -123,7 +123,15 @@ func (a *precedence) less(b *precedence) bool {
 
 // sortRoutes orders a listener's routes by precedence and returns them.
 func sortRoutes(es []routeEntry) []*ir.HTTPRoute {
-	sort.Slice(es, func(i, j int) bool { return es[i].key.less(es[j].key) })
+	slices.SortFunc(es, func(a, b routeEntry) int {
+		switch {
+		case a.key.less(b.key):
+			return -1
+		case b.key.less(a.key):
+			return 1
+		}
+		return 0
+	})
 	out := make([]*ir.HTTPRoute, len(es))
 	for i, e := range es {
 		out[i] = e.route

@@ -1,10 +1,14 @@
 package gatewayapi
 
 import (
+	"strconv"
+
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
+
+	"github.com/berthnet/berth/xds/ir"
 )
 
 // Controller names Berth answers to.
@@ -77,6 +81,16 @@ type index struct {
 	secrets    map[nn]*corev1.Secret
 	// grants by the namespace they grant access to.
 	grants map[string][]*gwv1b1.ReferenceGrant
+	// clusters memoizes the cluster of each Service port and protocol: the
+	// same backend named by many routes is one value (IR values are never
+	// mutated once built).
+	clusters map[clusterKey]*ir.Cluster
+}
+
+type clusterKey struct {
+	ns, name string
+	port     int32
+	protocol ir.Protocol
 }
 
 func newIndex(res *Resources) *index {
@@ -85,6 +99,7 @@ func newIndex(res *Resources) *index {
 		services:   make(map[nn]*corev1.Service, len(res.Services)),
 		secrets:    make(map[nn]*corev1.Secret, len(res.Secrets)),
 		grants:     make(map[string][]*gwv1b1.ReferenceGrant),
+		clusters:   make(map[clusterKey]*ir.Cluster),
 	}
 	for i := range res.Namespaces {
 		ix.namespaces[res.Namespaces[i].Name] = &res.Namespaces[i]
@@ -102,4 +117,19 @@ func newIndex(res *Resources) *index {
 		ix.grants[g.Namespace] = append(ix.grants[g.Namespace], g)
 	}
 	return ix
+}
+
+// cluster returns the cluster of a Service port.
+func (ix *index) cluster(ns, name string, port *corev1.ServicePort, protocol ir.Protocol) *ir.Cluster {
+	k := clusterKey{ns, name, port.Port, protocol}
+	if c, ok := ix.clusters[k]; ok {
+		return c
+	}
+	c := &ir.Cluster{
+		Name:      ns + "/" + name + "/" + strconv.Itoa(int(port.Port)),
+		Namespace: ns, Service: name, Port: port.Port, PortName: port.Name,
+		Protocol: protocol,
+	}
+	ix.clusters[k] = c
+	return c
 }
