@@ -91,6 +91,7 @@ func (c callbacks) admit(key streamKey, node *core.Node) error {
 	first := !st.counted
 	if first {
 		st.counted, st.nodeID, st.cluster = true, node.GetId(), node.GetCluster()
+		st.observer = IsObserver(node)
 		t.markChangedLocked(st.cluster)
 	}
 	t.mu.Unlock()

@@ -20,6 +20,9 @@ type GroupStatus struct {
 	Served map[resource.Type]string
 	// Nodes are the connected Envoys of the group, sorted by node id.
 	Nodes []NodeStatus
+	// Observers are the connected streams of tools that only read the
+	// configuration (berthctl); they never count towards InSync.
+	Observers int
 	// LastNACK is the latest configuration an Envoy of the group rejected, nil if none has
 	// been since the server started. It stays after a later version is accepted; see
 	// CurrentNACK for the one that concerns what is served now.
@@ -78,7 +81,7 @@ func (g GroupStatus) CurrentNACK() *NACK {
 func (s *Server) Status(group string) GroupStatus {
 	st := GroupStatus{Group: group}
 	st.Version, st.Served = s.served(group)
-	st.Nodes, st.LastNACK = s.tracker.group(group)
+	st.Nodes, st.Observers, st.LastNACK = s.tracker.group(group)
 	return st
 }
 
@@ -101,6 +104,7 @@ type stream struct {
 	nodeID    string // from the first request
 	cluster   string
 	counted   bool // an accepted node: part of its group's status
+	observer  bool // a tool reading the configuration (ObserverMetadata), not an Envoy
 	// sent is, per type URL, the version of each response still awaiting an answer, by nonce.
 	sent  map[string]map[string]string
 	acked map[string]string
@@ -155,12 +159,17 @@ func (t *tracker) takeChanged() []string {
 	return out
 }
 
-func (t *tracker) group(group string) ([]NodeStatus, *NACK) {
+func (t *tracker) group(group string) ([]NodeStatus, int, *NACK) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	byID := map[string]*NodeStatus{}
+	observers := 0
 	for _, st := range t.streams {
 		if !st.counted || st.cluster != group {
+			continue
+		}
+		if st.observer {
+			observers++
 			continue
 		}
 		n := byID[st.nodeID]
@@ -180,7 +189,7 @@ func (t *tracker) group(group string) ([]NodeStatus, *NACK) {
 		c := *n
 		nack = &c
 	}
-	return nodes, nack
+	return nodes, observers, nack
 }
 
 // sentResponse records a response sent on a stream, to recognise its ACK or NACK.
