@@ -176,7 +176,8 @@ func (rule *compiledRule) checkPrefixOnly(fs *filterSet) error {
 }
 
 // action fills in a rule's filters and its one action: the redirect, else
-// the weighted backends, else a 500 (no backend resolved, or none given).
+// the weighted backends, else a 500 (no backend resolved, or none given;
+// a 503 for gRPC, which a gRPC client sees as UNAVAILABLE).
 func (cr *compiledRoute) action(rule *compiledRule, fs *filterSet, refs []gwv1.BackendRef) {
 	t := &rule.tmpl
 	t.RequestHeaders, t.ResponseHeaders, t.Rewrite, t.Mirrors = fs.requestHeaders, fs.responseHeaders, fs.rewrite, fs.mirrors
@@ -184,9 +185,20 @@ func (cr *compiledRoute) action(rule *compiledRule, fs *filterSet, refs []gwv1.B
 		t.Redirect = fs.redirect
 		return
 	}
+	t.GRPC = cr.backends.grpc
 	if t.Backends = cr.backends.weighted(refs); t.Backends == nil {
-		t.DirectResponse = &ir.DirectResponse{Status: 500}
+		t.DirectResponse = &ir.DirectResponse{Status: unresolvedStatus(t.GRPC)}
 	}
+}
+
+// unresolvedStatus is the answer to a request for backends that do not
+// resolve: the Gateway API asks for a 500, and for UNAVAILABLE on gRPC,
+// which Envoy sends a gRPC client for a 503.
+func unresolvedStatus(grpc bool) uint32 {
+	if grpc {
+		return 503
+	}
+	return 500
 }
 
 // duration parses a Gateway API duration ("10s", "1h30m", "500ms").

@@ -99,8 +99,12 @@ type HTTPRoute struct {
 	DirectResponse *DirectResponse
 	// Backends with their weights; traffic splits by weight. A backend that
 	// could not be resolved has an empty Cluster: requests weighted to it
-	// get a 500, as the Gateway API requires.
+	// get a 500 (a 503 when GRPC), as the Gateway API requires.
 	Backends []*Backend
+	// GRPC marks the route of a GRPCRoute: requests weighted to an
+	// unresolved backend get a 503, which Envoy answers a gRPC client with
+	// as grpc-status UNAVAILABLE, what the Gateway API requires for gRPC.
+	GRPC bool `json:",omitempty"`
 
 	// Timeouts; zero means Envoy's default for Request and none for
 	// BackendRequest.

@@ -112,6 +112,16 @@ func redirectAction(rd *ir.Redirect, prefix *pathPrefix) *routev3.RedirectAction
 	return a
 }
 
+// unresolvedStatus answers requests for unresolved backends: 500 as the
+// Gateway API asks for HTTP, 503 for gRPC, which Envoy's local reply turns
+// into grpc-status UNAVAILABLE (14), as it asks for gRPC.
+func unresolvedStatus(r *ir.HTTPRoute) uint32 {
+	if r.GRPC {
+		return 503
+	}
+	return 500
+}
+
 func directResponse(status uint32, body string) *routev3.DirectResponseAction {
 	d := &routev3.DirectResponseAction{Status: status}
 	if body != "" {
@@ -133,7 +143,9 @@ func routeAction(r *ir.HTTPRoute, prefix *pathPrefix) *routev3.RouteAction {
 	} else {
 		a.ClusterSpecifier = &routev3.RouteAction_WeightedClusters{WeightedClusters: &routev3.WeightedCluster{Clusters: ws}}
 	}
-	if unresolved {
+	if unresolved && !r.GRPC {
+		// A gRPC route keeps Envoy's default, 503: UNAVAILABLE to a gRPC
+		// client (see unresolvedStatus).
 		a.ClusterNotFoundResponseCode = routev3.RouteAction_INTERNAL_SERVER_ERROR
 	}
 	if rw := r.Rewrite; rw != nil {

@@ -15,16 +15,32 @@ import (
 // buildRouteConfig makes one route configuration from the routes of the
 // given listeners (most specific listener hostname first): one virtual host
 // per route hostname, its routes in the listeners' order, then each
-// listener's own precedence order.
+// listener's own precedence order. A route attached to two listeners of
+// the port for the same hostname (a route on "*.example.com" and
+// "*.apps.example.com" for x.apps.example.com) has the same name in both,
+// since names name the source match and hostname: it is served once, from
+// the more specific listener, as the second copy could never match.
 func buildRouteConfig(name string, ls []*ir.HTTPListener) *routev3.RouteConfiguration {
+	type vhostRoute struct{ domain, name string }
+	var seen map[vhostRoute]bool
+	if len(ls) > 1 {
+		seen = map[vhostRoute]bool{}
+	}
 	vhosts := map[string]*routev3.VirtualHost{}
 	for _, l := range ls {
 		for _, r := range l.Routes {
-			er := buildRoute(r)
 			domain := r.Hostname
 			if domain == "" {
 				domain = "*"
 			}
+			if seen != nil {
+				k := vhostRoute{domain, r.Name}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			er := buildRoute(r)
 			vh := vhosts[domain]
 			if vh == nil {
 				vh = &routev3.VirtualHost{Name: domain, Domains: []string{domain}}
@@ -76,7 +92,7 @@ func buildRoute(r *ir.HTTPRoute) *routev3.Route {
 		ra := routeAction(r, prefix)
 		if ra == nil {
 			// Every backend with a weight is unresolved.
-			er.Action = &routev3.Route_DirectResponse{DirectResponse: directResponse(500, "")}
+			er.Action = &routev3.Route_DirectResponse{DirectResponse: directResponse(unresolvedStatus(r), "")}
 		} else {
 			er.Action = &routev3.Route_Route{Route: ra}
 		}

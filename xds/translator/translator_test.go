@@ -380,3 +380,48 @@ func TestChecksCatchBrokenResources(t *testing.T) {
 		})
 	}
 }
+
+// TestGRPCUnresolved: a gRPC route answers requests for unresolved
+// backends with a 503 (grpc-status UNAVAILABLE), an HTTP route with a 500.
+func TestGRPCUnresolved(t *testing.T) {
+	g := httpGroup(
+		&ir.HTTPRoute{Name: "grpc-split", GRPC: true, Backends: []*ir.Backend{{Cluster: "t/a/80", Weight: 1}, {Weight: 1}}},
+		&ir.HTTPRoute{Name: "grpc-none", GRPC: true, Path: &ir.StringMatch{Type: ir.Exact, Value: "/s/M"}, Backends: []*ir.Backend{{Weight: 1}}},
+		&ir.HTTPRoute{Name: "http-none", Path: &ir.StringMatch{Type: ir.Exact, Value: "/x"}, Backends: []*ir.Backend{{Weight: 1}}},
+	)
+	at := checkResources(t, g, mustTranslate(t, g))
+	if c := at["grpc-split"].route.GetRoute().ClusterNotFoundResponseCode; c != routev3.RouteAction_SERVICE_UNAVAILABLE {
+		t.Errorf("gRPC unresolved share answers %v, want SERVICE_UNAVAILABLE", c)
+	}
+	if s := at["grpc-none"].route.GetDirectResponse().GetStatus(); s != 503 {
+		t.Errorf("gRPC, no resolved backend: status %d, want 503", s)
+	}
+	if s := at["http-none"].route.GetDirectResponse().GetStatus(); s != 500 {
+		t.Errorf("HTTP, no resolved backend: status %d, want 500", s)
+	}
+}
+
+// TestRouteOnTwoListenersOnce: a route that two listeners of a port give
+// the same hostname is served once, where the more specific listener put
+// it; other routes of the second listener stay.
+func TestRouteOnTwoListenersOnce(t *testing.T) {
+	route := func(name, host string) *ir.HTTPRoute {
+		return &ir.HTTPRoute{Name: name, Hostname: host, Backends: to("t/a/80")}
+	}
+	g := httpGroup()
+	g.HTTP = []*ir.HTTPListener{
+		{Name: "t/t/apps", Port: 80, Hostname: "*.apps.example.com", Routes: []*ir.HTTPRoute{route("r/x", "x.apps.example.com")}},
+		{Name: "t/t/wide", Port: 80, Hostname: "*.example.com", Routes: []*ir.HTTPRoute{
+			route("other/x", "x.apps.example.com"), route("r/x", "x.apps.example.com")}},
+	}
+	res := mustTranslate(t, g)
+	checkResources(t, g, res)
+	rc := res[resourcev3.RouteType][0].(*routev3.RouteConfiguration)
+	var got []string
+	for _, r := range rc.VirtualHosts[0].Routes {
+		got = append(got, r.Name)
+	}
+	if d := cmp.Diff([]string{"r/x", "other/x"}, got); d != "" {
+		t.Errorf("routes of x.apps.example.com (-want +got):\n%s", d)
+	}
+}
