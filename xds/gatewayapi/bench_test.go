@@ -16,7 +16,7 @@ import (
 func BenchmarkTranslate(b *testing.B) {
 	for _, n := range []int{1000, 5000} {
 		in := benchgen.Generate(n)
-		res := resources(in)
+		res := benchgen.Resources(in)
 		b.Run(fmt.Sprintf("baseline-deepcopy/routes=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

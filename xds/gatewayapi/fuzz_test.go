@@ -3,39 +3,9 @@ package gatewayapi_test
 import (
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
-
 	"github.com/berthnet/berth/xds/benchgen"
 	"github.com/berthnet/berth/xds/gatewayapi"
 )
-
-// resources turns a generated input into a snapshot.
-func resources(in *benchgen.Input) *gatewayapi.Resources {
-	return &gatewayapi.Resources{
-		GatewayClasses: []gwv1.GatewayClass{in.GatewayClass},
-		Gateways:       []gwv1.Gateway{in.Gateway},
-		HTTPRoutes:     in.HTTPRoutes,
-		Namespaces:     in.Namespaces,
-		Services:       in.Services,
-	}
-}
-
-// chooser draws choices from the fuzzer's bytes (zero once they run out).
-type chooser struct{ b []byte }
-
-func (c *chooser) n(k int) int {
-	if len(c.b) == 0 || k <= 0 {
-		return 0
-	}
-	v := int(c.b[0]) % k
-	c.b = c.b[1:]
-	return v
-}
-
-func pick[T any](c *chooser, vs ...T) T { return vs[c.n(len(vs))] }
 
 // FuzzTranslate mutates a generated snapshot (matches, hostnames,
 // parentRefs, backends, filters, listeners, grants, missing objects) and
@@ -47,10 +17,10 @@ func FuzzTranslate(f *testing.F) {
 	f.Add(uint8(8), []byte("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\xff\xfe\xfd"))
 	f.Add(uint8(2), []byte("mutate all the things, please, with many bytes of choices"))
 	f.Fuzz(func(t *testing.T, n uint8, data []byte) {
-		res := resources(benchgen.Generate(int(n%12) + 1))
-		c := &chooser{data}
-		for len(c.b) > 0 {
-			mutate(c, res)
+		res := benchgen.Resources(benchgen.Generate(int(n%12) + 1))
+		c := benchgen.NewChooser(data)
+		for c.More() {
+			benchgen.Mutate(c, res)
 		}
 		out := gatewayapi.Translate(res, gatewayapi.Options{})
 		for _, g := range out.Groups {
@@ -63,110 +33,3 @@ func FuzzTranslate(f *testing.F) {
 		}
 	})
 }
-
-var hostnames = []gwv1.Hostname{"r0.example.com", "*.example.com", "example.com", "*.com", "a.b.example.com", "other.org", "*.b.example.com"}
-
-func mutate(c *chooser, res *gatewayapi.Resources) {
-	gw := &res.Gateways[0]
-	r := &res.HTTPRoutes[c.n(len(res.HTTPRoutes))]
-	rule := &r.Spec.Rules[c.n(len(r.Spec.Rules))]
-	switch c.n(16) {
-	case 0: // path
-		t := pick(c, gwv1.PathMatchExact, gwv1.PathMatchPathPrefix, gwv1.PathMatchRegularExpression)
-		v := pick(c, "/", "/a", "/a/", "(", "/x/[0-9]+", "", "noslash", "//")
-		rule.Matches = append(rule.Matches, gwv1.HTTPRouteMatch{Path: &gwv1.HTTPPathMatch{Type: &t, Value: &v}})
-	case 1: // headers, query, method
-		m := gwv1.HTTPRouteMatch{Method: pick(c, nil, ptr(gwv1.HTTPMethodGet))}
-		ht := pick(c, gwv1.HeaderMatchExact, gwv1.HeaderMatchRegularExpression)
-		m.Headers = append(m.Headers, gwv1.HTTPHeaderMatch{Type: &ht, Name: pick[gwv1.HTTPHeaderName](c, "x", "X", "y"), Value: pick(c, "1", "[", ".*")})
-		qt := pick(c, gwv1.QueryParamMatchExact, gwv1.QueryParamMatchRegularExpression)
-		m.QueryParams = append(m.QueryParams, gwv1.HTTPQueryParamMatch{Type: &qt, Name: "q", Value: pick(c, "1", "(")})
-		rule.Matches = append(rule.Matches, m)
-	case 2:
-		r.Spec.Hostnames = append(r.Spec.Hostnames, pick(c, hostnames...))
-	case 3: // parentRef
-		p := &r.Spec.ParentRefs[0]
-		p.SectionName = pick(c, nil, ptr(gwv1.SectionName("http")), ptr(gwv1.SectionName("https")), ptr(gwv1.SectionName("nope")))
-		p.Port = pick(c, nil, ptr(gwv1.PortNumber(80)), ptr(gwv1.PortNumber(443)))
-		p.Namespace = pick(c, p.Namespace, nil)
-	case 4: // backend
-		b := gwv1.HTTPBackendRef{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{
-			Name:      pick[gwv1.ObjectName](c, "svc-0", "svc-1", "gone"),
-			Namespace: pick(c, nil, ptr(gwv1.Namespace("bench-1")), ptr(gwv1.Namespace("bench-2"))),
-			Port:      pick(c, nil, ptr(gwv1.PortNumber(8080)), ptr(gwv1.PortNumber(1))),
-			Kind:      pick(c, nil, ptr(gwv1.Kind("Service")), ptr(gwv1.Kind("Bucket"))),
-		}, Weight: pick(c, nil, ptr(int32(0)), ptr(int32(5)))}}
-		rule.BackendRefs = append(rule.BackendRefs, b)
-	case 5:
-		rule.BackendRefs = nil
-	case 6: // filters
-		pt := pick(c, gwv1.FullPathHTTPPathModifier, gwv1.PrefixMatchHTTPPathModifier)
-		pm := &gwv1.HTTPPathModifier{Type: pt, ReplaceFullPath: ptr("/full"), ReplacePrefixMatch: ptr("/p")}
-		f := pick(c,
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestRedirect, RequestRedirect: &gwv1.HTTPRequestRedirectFilter{Path: pm, StatusCode: pick(c, nil, ptr(301), ptr(200))}},
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{Path: pm}},
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{
-				BackendRef: gwv1.BackendObjectReference{Name: pick[gwv1.ObjectName](c, "svc-0", "gone"), Port: ptr(gwv1.PortNumber(8080))},
-				Percent:    pick(c, nil, ptr(int32(50)), ptr(int32(500)))}},
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterResponseHeaderModifier, ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Remove: []string{"x"}}},
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterExtensionRef},
-			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestHeaderModifier},
-		)
-		rule.Filters = append(rule.Filters, f)
-	case 7: // timeouts
-		rule.Timeouts = &gwv1.HTTPRouteTimeouts{Request: pick(c, nil, ptr(gwv1.Duration("10s")), ptr(gwv1.Duration("x"))), BackendRequest: ptr(gwv1.Duration("1s"))}
-	case 8: // listeners
-		l := gwv1.Listener{
-			Name:     pick[gwv1.SectionName](c, "http", "https", "other"),
-			Port:     pick[gwv1.PortNumber](c, 80, 443, 8080),
-			Protocol: pick(c, gwv1.HTTPProtocolType, gwv1.HTTPSProtocolType, gwv1.TCPProtocolType),
-			Hostname: pick(c, nil, &hostnames[c.n(len(hostnames))]),
-		}
-		if l.Protocol == gwv1.HTTPSProtocolType {
-			l.TLS = &gwv1.ListenerTLSConfig{CertificateRefs: []gwv1.SecretObjectReference{{Name: pick[gwv1.ObjectName](c, "cert", "gone")}}}
-		}
-		from := pick(c, gwv1.NamespacesFromAll, gwv1.NamespacesFromSame, gwv1.NamespacesFromSelector)
-		l.AllowedRoutes = &gwv1.AllowedRoutes{Namespaces: &gwv1.RouteNamespaces{From: &from,
-			Selector: pick(c, nil, &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "bench-1"}})}}
-		gw.Spec.Listeners = append(gw.Spec.Listeners, l)
-	case 9: // a broken Secret for the HTTPS listeners
-		res.Secrets = append(res.Secrets, corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: gw.Namespace, Name: "cert"},
-			Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("x"), "tls.key": []byte("y")}})
-	case 10:
-		res.ReferenceGrants = append(res.ReferenceGrants, gwv1b1.ReferenceGrant{
-			ObjectMeta: metav1.ObjectMeta{Namespace: pick(c, "bench-1", "bench-2"), Name: "g"},
-			Spec: gwv1b1.ReferenceGrantSpec{
-				From: []gwv1b1.ReferenceGrantFrom{{Group: gwv1.GroupName, Kind: "HTTPRoute", Namespace: pick[gwv1.Namespace](c, "bench-0", "bench-1", "bench-3")}},
-				To:   []gwv1b1.ReferenceGrantTo{{Kind: "Service"}},
-			}})
-	case 11:
-		if len(res.Services) > 0 {
-			i := c.n(len(res.Services))
-			res.Services = append(res.Services[:i:i], res.Services[i+1:]...)
-		}
-	case 12:
-		if len(res.Services) == 0 {
-			return
-		}
-		s := &res.Services[c.n(len(res.Services))]
-		s.Spec.Ports[0].AppProtocol = pick(c, ptr("kubernetes.io/h2c"), ptr("https"), ptr("http"))
-	case 13:
-		gw.Spec.Addresses = append(gw.Spec.Addresses, gwv1.GatewaySpecAddress{Type: pick(c, nil, ptr(gwv1.HostnameAddressType)), Value: pick(c, "10.0.0.1", "x")})
-	case 14:
-		res.GatewayClasses[0].Spec.ParametersRef = pick(c, nil, &gwv1.ParametersReference{Kind: "X", Name: "y"})
-	case 15: // a GRPCRoute on the same Gateway
-		g := gwv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: "g" + r.Name}}
-		g.Spec.ParentRefs = r.Spec.ParentRefs
-		g.Spec.Hostnames = r.Spec.Hostnames
-		mt := pick(c, gwv1.GRPCMethodMatchExact, gwv1.GRPCMethodMatchRegularExpression)
-		g.Spec.Rules = []gwv1.GRPCRouteRule{{
-			Matches: []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Type: &mt,
-				Service: pick(c, nil, ptr("a.B"), ptr("(")), Method: pick(c, nil, ptr("M"))}}},
-			BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{
-				Name: "svc-0", Port: ptr(gwv1.PortNumber(8080))}}}},
-		}}
-		res.GRPCRoutes = append(res.GRPCRoutes, g)
-	}
-}
-
-func ptr[T any](v T) *T { return &v }

@@ -46,8 +46,8 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (*compiledMatch, error) {
 			}
 			out.path = &ir.StringMatch{Type: ir.Prefix, Value: v}
 		case gwv1.PathMatchRegularExpression:
-			if _, err := regexp.Compile(v); err != nil {
-				return nil, fmt.Errorf("path regular expression %q: %w", v, err)
+			if err := checkRegex(v); err != nil {
+				return nil, fmt.Errorf("path: %w", err)
 			}
 			out.path = &ir.StringMatch{Type: ir.Regex, Value: v}
 		default:
@@ -97,10 +97,23 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (*compiledMatch, error) {
 	return out, nil
 }
 
+// checkRegex refuses what Envoy would refuse of a regular expression (RE2):
+// one that does not compile, or an empty one, which Envoy rejects with the
+// whole route configuration, every route of the port.
+func checkRegex(re string) error {
+	if re == "" {
+		return fmt.Errorf("empty regular expression; Envoy needs at least one character")
+	}
+	if _, err := regexp.Compile(re); err != nil {
+		return fmt.Errorf("regular expression %q: %w", re, err)
+	}
+	return nil
+}
+
 func namedMatch(name, value string, regex bool) (*ir.NamedMatch, error) {
 	if regex {
-		if _, err := regexp.Compile(value); err != nil {
-			return nil, fmt.Errorf("regular expression %q: %w", value, err)
+		if err := checkRegex(value); err != nil {
+			return nil, err
 		}
 		return &ir.NamedMatch{Name: name, StringMatch: ir.StringMatch{Type: ir.Regex, Value: value}}, nil
 	}

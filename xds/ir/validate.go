@@ -9,7 +9,7 @@ import (
 
 // Validate checks what the second stage relies on: unique names, ports in
 // range, one action per route, backends that name clusters of the group,
-// regular expressions that compile, certificates on every TLS listener. The
+// regular expressions that compile and are not empty, certificates on every TLS listener. The
 // first stage must never produce an invalid Group; a failure here is a bug
 // there, reported rather than served.
 func (g *Group) Validate() error {
@@ -126,6 +126,9 @@ func (m *StringMatch) validate(what string) error {
 	case Exact, Prefix:
 		return nil
 	case Regex:
+		if m.Value == "" {
+			return fmt.Errorf("%s: empty regular expression", what)
+		}
 		if _, err := regexp.Compile(m.Value); err != nil {
 			return fmt.Errorf("%s: regular expression: %w", what, err)
 		}

@@ -44,6 +44,9 @@ func TestValidate(t *testing.T) {
 			}
 		}, "weights are zero"},
 		{"bad regex", func(g *Group) { g.HTTP[0].Routes[0].Path = &StringMatch{Type: Regex, Value: "(["} }, "regular expression"},
+		{"empty regex", func(g *Group) {
+			g.HTTP[0].Routes[0].Headers = []*NamedMatch{{Name: "x", StringMatch: StringMatch{Type: Regex}}}
+		}, "header x: empty regular expression"},
 		{"prefix rewrite on exact", func(g *Group) {
 			g.HTTP[0].Routes[0].Path.Type = Exact
 			g.HTTP[0].Routes[0].Rewrite.Path = &PathModifier{PrefixMatch: &prefix}
