@@ -199,7 +199,9 @@ func keepTransitions(old, next []metav1.Condition) []metav1.Condition {
 		c := &out[i]
 		c.LastTransitionTime = metav1.Now()
 		for _, o := range old {
-			if o.Type == c.Type && o.Status == c.Status {
+			// The Gateway API CRDs default conditions to Unknown at the
+			// epoch: that is no transition to keep.
+			if o.Type == c.Type && o.Status == c.Status && o.LastTransitionTime.Unix() > 0 {
 				c.LastTransitionTime = o.LastTransitionTime
 			}
 		}

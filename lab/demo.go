@@ -92,6 +92,7 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 		failed += demoLoadBalancer(ctx, cfg, client, out)
 		failed += demoBGP(ctx, cfg, client, out)
 	}
+	failed += demoGateway(ctx, cfg, out)
 	failed += demoNetworkPolicy(ctx, cfg, client, out)
 	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
 	if err != nil {

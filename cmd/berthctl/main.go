@@ -30,7 +30,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersion(), newLab())
+	root.AddCommand(newVersion(), newLab(), newGateway())
 	return root
 }
 
