@@ -142,3 +142,41 @@ if [[ -n "$med" ]]; then
 	awk -v r="$(metric BenchmarkBGP s-1000-in-rib)" -v a="$(metric BenchmarkBGP s-1000-assigned)" -v m="$(metric BenchmarkBGP MiB-rss-1000)" -v b="$(metric BenchmarkBGP MiB-rss-baseline)" 'BEGIN {
 		printf "bgp 1,000 addresses at the router in %.1f s, %.2fx the %.1f s until all had addresses; agent RSS %.0f MiB, %.2fx its %.0f MiB before\n", r, r/a, a, m, m/b, b }'
 fi
+
+# NetworkPolicy (netpol/bench_test.go): the agent's syncer against the kernel
+# in a throwaway namespace, for one node of three; throughput over berth0.
+echo
+echo "== netpol: 1,000 policies over 2,000 pods on 3 nodes, one node's table (1 run); pod-to-pod throughput, iperf3 (6 pairs of 3 s runs)"
+go test -run '^$' -bench 'NetpolSync' -benchtime 1x ./netpol/ | tee -a "$out" | grep '^Benchmark' || true
+go test -run '^$' -bench 'NetpolThroughput' -benchtime 6x ./netpol/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: NetworkPolicy (goal: throughput with 1,000 policies >= 0.95x with none)"
+full=$(metric NetpolSync s-full-sync)
+if [[ -n "$full" ]]; then
+	awk -v f="$full" -v b="$(metric NetpolSync s-baseline-no-policies)" -v c="$(metric NetpolSync s-compile)" -v r="$(metric NetpolSync rules)" -v e="$(metric NetpolSync set-elements)" 'BEGIN {
+		printf "netpol full sync %.2f s (compile %.2f s; %d rules, %d set elements), %.1fx the %.3f s of the same pods with no policy\n", f, c, r, e, f/b, b }'
+	awk -v p="$(metric NetpolSync s-pod-added)" -v q="$(metric NetpolSync s-policy-changed)" -v f="$full" 'BEGIN {
+		printf "netpol pod added -> enforced %.3f s (%.2fx the full sync); policy changed -> enforced %.3f s (%.2fx)\n", p, p/f, q, q/f }'
+	awk -v r="$(metric NetpolSync MiB-rss)" -v g="$(metric NetpolSync MiB-rss-growth)" 'BEGIN {
+		printf "netpol syncer RSS %.0f MiB after the runs, of which the full sync grew %.0f MiB\n", r, g }'
+fi
+ratio=$(metric NetpolThroughput policies/none)
+if [[ -n "$ratio" ]]; then
+	awk -v r="$ratio" -v n="$(metric NetpolThroughput none-Gbit/s)" -v p="$(metric NetpolThroughput policies-Gbit/s)" 'BEGIN {
+		printf "netpol pod-to-pod with 1,000 policies %.2f Gbit/s, with none %.2f Gbit/s: median ratio %.2f (goal >= 0.95)\n", p, n, r }'
+fi
+
+# Gateway API -> IR -> xDS for the issue's input (xds/benchgen): everything the
+# controller does per full sync before it hands a group to the server.
+echo
+echo "== xds: translation pipeline, 1,000 and 5,000 HTTPRoutes (10 runs each)"
+go test -run '^$' -bench '^BenchmarkPipeline$' -benchtime 10x ./xds/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: xds translation (goals: 5,000 routes <= 200 ms; linear in routes)"
+total=$(metric 'Pipeline/routes=5000' ms-total)
+if [[ -n "$total" ]]; then
+	awk -v t="$total" -v s1="$(metric 'Pipeline/routes=5000' ms-stage1)" -v s2="$(metric 'Pipeline/routes=5000' ms-stage2)" \
+		-v p1="$(metric 'Pipeline/routes=1000' ns/route)" -v p5="$(metric 'Pipeline/routes=5000' ns/route)" \
+		-v dc="$(metric 'Pipeline/routes=5000' total/deepcopy)" -v v="$(metric 'Pipeline/routes=5000' ms-validate)" 'BEGIN {
+		printf "xds 5,000 routes: %.1f ms (Gateway API -> IR %.1f ms, IR -> xDS %.1f ms): %.2fx the 200 ms goal, %.1fx a deep copy of the input; per route 5,000 vs 1,000: %.2f (linear when ~1.0); ValidateAll where served %.1f ms more\n", t, s1, s2, t/200, dc, p5/p1, v }'
+fi

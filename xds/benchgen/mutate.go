@@ -98,6 +98,8 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterResponseHeaderModifier, ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Remove: []string{"x"}}},
 			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterExtensionRef},
 			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestHeaderModifier},
+			gwv1.HTTPRouteFilter{Type: gwv1.HTTPRouteFilterRequestHeaderModifier, RequestHeaderModifier: &gwv1.HTTPHeaderFilter{
+				Set: []gwv1.HTTPHeader{{Name: "X-Split", Value: pick(c, "a\r\nb", "ok", "")}}}},
 		)
 		rule.Filters = append(rule.Filters, f)
 	case 7: // timeouts

@@ -81,6 +81,13 @@ func headerModifier(prev *ir.HeaderModifier, f *gwv1.HTTPHeaderFilter) (*ir.Head
 	if prev != nil {
 		return nil, fmt.Errorf("header modifier filter repeated")
 	}
+	for _, hs := range [][]gwv1.HTTPHeader{f.Add, f.Set} {
+		for _, h := range hs {
+			if strings.ContainsAny(h.Value, "\x00\r\n") {
+				return nil, fmt.Errorf("header %s: a value with NUL, CR or LF cannot be sent", h.Name)
+			}
+		}
+	}
 	m := &ir.HeaderModifier{}
 	for _, h := range f.Add {
 		m.Add = append(m.Add, ir.Header{Name: string(h.Name), Value: h.Value})

@@ -65,13 +65,15 @@ func (g *Group) Validate() error {
 
 func (r *HTTPRoute) validate(clusters map[string]bool) error {
 	var errs []error
+	errs = appendErr(errs, r.RequestHeaders.validate("request headers"))
+	errs = appendErr(errs, r.ResponseHeaders.validate("response headers"))
 	actions := 0
 	if r.Redirect != nil {
 		actions++
 		if c := r.Redirect.StatusCode; c != 301 && c != 302 && c != 303 && c != 307 && c != 308 {
 			errs = append(errs, fmt.Errorf("redirect status %d", c))
 		}
-		errs = append(errs, r.Redirect.Path.validate(r.Path))
+		errs = appendErr(errs, r.Redirect.Path.validate(r.Path))
 	}
 	if r.DirectResponse != nil {
 		actions++
@@ -96,7 +98,7 @@ func (r *HTTPRoute) validate(clusters map[string]bool) error {
 		errs = append(errs, fmt.Errorf("%d actions, want exactly one of redirect, direct response, backends", actions))
 	}
 	if r.Rewrite != nil {
-		errs = append(errs, r.Rewrite.Path.validate(r.Path))
+		errs = appendErr(errs, r.Rewrite.Path.validate(r.Path))
 	}
 	for _, m := range r.Mirrors {
 		if !clusters[m.Cluster] {
@@ -107,18 +109,54 @@ func (r *HTTPRoute) validate(clusters map[string]bool) error {
 		}
 	}
 	if r.Path != nil {
-		errs = append(errs, r.Path.validate("path"))
+		errs = appendErr(errs, r.Path.validate("path"))
 		if r.Path.Type != Regex && !strings.HasPrefix(r.Path.Value, "/") {
 			errs = append(errs, fmt.Errorf("path %q does not start with /", r.Path.Value))
 		}
 	}
 	for _, h := range r.Headers {
-		errs = append(errs, h.validate("header "+h.Name))
+		if h.Type != Exact && h.Type != Prefix { // only these need no check (nor the name in a string)
+			errs = appendErr(errs, h.validate("header "+h.Name))
+		}
 	}
 	for _, q := range r.QueryParams {
-		errs = append(errs, q.validate("query parameter "+q.Name))
+		if q.Type != Exact && q.Type != Prefix {
+			errs = appendErr(errs, q.validate("query parameter "+q.Name))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate refuses what Envoy refuses of a header it adds, sets or removes
+// (and a NACK would refuse with every route of the port): an empty name,
+// or a NUL, CR or LF in a name or value.
+func (m *HeaderModifier) validate(what string) error {
+	if m == nil {
+		return nil
+	}
+	var errs []error
+	for _, hs := range [][]Header{m.Add, m.Set} {
+		for _, h := range hs {
+			if h.Name == "" || strings.ContainsAny(h.Name, "\x00\r\n") || strings.ContainsAny(h.Value, "\x00\r\n") {
+				errs = append(errs, fmt.Errorf("%s: header %q: empty name, or NUL, CR or LF in its name or value %q", what, h.Name, h.Value))
+			}
+		}
+	}
+	for _, n := range m.Remove {
+		if n == "" || strings.ContainsAny(n, "\x00\r\n") {
+			errs = append(errs, fmt.Errorf("%s: removed header %q: empty, or NUL, CR or LF in it", what, n))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// appendErr appends err when it is not nil: most routes are valid, and a
+// slice of nils would cost an allocation per route.
+func appendErr(errs []error, err error) []error {
+	if err != nil {
+		return append(errs, err)
+	}
+	return errs
 }
 
 func (m *StringMatch) validate(what string) error {

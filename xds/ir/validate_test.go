@@ -44,6 +44,9 @@ func TestValidate(t *testing.T) {
 			}
 		}, "weights are zero"},
 		{"bad regex", func(g *Group) { g.HTTP[0].Routes[0].Path = &StringMatch{Type: Regex, Value: "(["} }, "regular expression"},
+		{"header value", func(g *Group) {
+			g.HTTP[0].Routes[1].ResponseHeaders = &HeaderModifier{Set: []Header{{Name: "x-a", Value: "a\r\nb"}}}
+		}, `response headers: header "x-a"`},
 		{"empty regex", func(g *Group) {
 			g.HTTP[0].Routes[0].Headers = []*NamedMatch{{Name: "x", StringMatch: StringMatch{Type: Regex}}}
 		}, "header x: empty regular expression"},
