@@ -1,6 +1,9 @@
 package netpol
 
 import (
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -111,7 +114,18 @@ func dropRule(pod *Pod, isolating []string) Rule {
 		fmt.Fprintf(&b, "counter name %q ", policyCounter(p))
 	}
 	b.WriteString("drop")
-	return Rule{Text: b.String(), Comment: pod.Namespace + "/" + pod.Name + " isolated by " + strings.Join(isolating, ",")}
+	return Rule{Text: b.String(), Comment: shortComment(pod.Namespace + "/" + pod.Name + " isolated by " + strings.Join(isolating, ","))}
+}
+
+// maxComment is the kernel's limit on a rule comment, in bytes.
+const maxComment = 128
+
+// shortComment cuts a comment to what the kernel takes, marking the cut.
+func shortComment(c string) string {
+	if len(c) <= maxComment {
+		return c
+	}
+	return c[:maxComment-3] + "..."
 }
 
 func addSetElem(rs *Ruleset, set4, set6 string, is4 bool, elem string) {
@@ -128,6 +142,38 @@ func addSetElem(rs *Ruleset, set4, set6 string, is4 bool, elem string) {
 type builder struct {
 	rs *Ruleset
 	c  *cluster
+	// names caches set names by what they are computed from (the first
+	// peer's address, the namespace, the family, named ports): hashing the
+	// peers for every pod's every rule would cost more than the rest.
+	names map[setKey]string
+}
+
+type setKey struct {
+	ns    string
+	peer  *networkingv1.NetworkPolicyPeer
+	n     int
+	named *networkingv1.NetworkPolicyPort
+	fam   string
+}
+
+// cachedName returns the set name for key, computing it once.
+func (b *builder) cachedName(k setKey, name func() string) string {
+	if n, ok := b.names[k]; ok {
+		return n
+	}
+	if b.names == nil {
+		b.names = map[setKey]string{}
+	}
+	n := name()
+	b.names[k] = n
+	return n
+}
+
+func firstPeer(peers []networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPolicyPeer {
+	if len(peers) == 0 {
+		return nil
+	}
+	return &peers[0]
 }
 
 // podChain returns the rules of a pod's chain in one direction and the
@@ -137,7 +183,7 @@ func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir netw
 	var isolating []string
 	for i := range pols {
 		p := &pols[i]
-		if p.Namespace != pod.Namespace || !hasType(p, dir) || !matchLabels(&p.Spec.PodSelector, pod.Labels) {
+		if p.Namespace != pod.Namespace || !hasType(p, dir) || !b.c.match(&p.Spec.PodSelector, pod.Labels) {
 			continue
 		}
 		isolating = append(isolating, p.Namespace+"/"+p.Name)
@@ -157,8 +203,8 @@ func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir netw
 // ingressRules compile one ingress rule for the pod it protects: named
 // ports resolve against that pod.
 func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, dst *Pod) []Rule {
-	comment := fmt.Sprintf("%s/%s ingress[%d]", p.Namespace, p.Name, r)
-	match, ok := portMatch(ports, dst)
+	comment := shortComment(fmt.Sprintf("%s/%s ingress[%d]", p.Namespace, p.Name, r))
+	match, ok := b.portMatch(ports, dst)
 	if !ok {
 		return nil // no port of the rule exists on this pod
 	}
@@ -167,7 +213,7 @@ func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []net
 	}
 	var out []Rule
 	for _, fam := range []string{"ip", "ip6"} {
-		set := b.peerSet(p, "in", r, peers, fam)
+		set := b.peerSet(p, peers, fam)
 		out = append(out, Rule{Text: join(fam+" saddr @"+set, match, "return"), Comment: comment})
 	}
 	return out
@@ -177,10 +223,14 @@ func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []net
 // peer set, named ports through a set of (peer address, protocol, port)
 // resolved on each peer pod.
 func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []Rule {
-	comment := fmt.Sprintf("%s/%s egress[%d]", p.Namespace, p.Name, r)
+	comment := shortComment(fmt.Sprintf("%s/%s egress[%d]", p.Namespace, p.Name, r))
 	var numeric, named []networkingv1.NetworkPolicyPort
-	for _, port := range ports {
+	var firstNamed *networkingv1.NetworkPolicyPort // identifies the rule's named ports (cache key)
+	for i, port := range ports {
 		if port.Port != nil && port.Port.Type == intstr.String {
+			if firstNamed == nil {
+				firstNamed = &ports[i]
+			}
 			named = append(named, port)
 		} else {
 			numeric = append(numeric, port)
@@ -188,13 +238,13 @@ func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []netw
 	}
 	var out []Rule
 	if len(ports) == 0 || len(numeric) > 0 {
-		match, ok := portMatch(numeric, nil)
+		match, ok := b.portMatch(numeric, nil)
 		if ok {
 			if len(peers) == 0 {
 				out = append(out, Rule{Text: join(match, "return"), Comment: comment})
 			} else {
 				for _, fam := range []string{"ip", "ip6"} {
-					set := b.peerSet(p, "eg", r, peers, fam)
+					set := b.peerSet(p, peers, fam)
 					out = append(out, Rule{Text: join(fam+" daddr @"+set, match, "return"), Comment: comment})
 				}
 			}
@@ -202,7 +252,7 @@ func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []netw
 	}
 	if len(named) > 0 {
 		for _, fam := range []string{"ip", "ip6"} {
-			set := b.namedSet(p, r, peers, named, fam)
+			set := b.namedSet(p, peers, named, firstNamed, fam)
 			out = append(out, Rule{Text: fam + " daddr . meta l4proto . th dport @" + set + " return", Comment: comment})
 		}
 	}
@@ -221,8 +271,11 @@ func join(parts ...string) string {
 
 // portMatch is the match of a port list, "" for every port of every
 // protocol; ok is false when the list matches nothing. Named ports resolve
-// against dst; with no dst they match nothing.
-func portMatch(ports []networkingv1.NetworkPolicyPort, dst *Pod) (string, bool) {
+// against dst; with no dst they match nothing. One port is matched in the
+// rule; more go in a named set shared by every rule with the same ports
+// (an anonymous set per rule would cost the kernel a walk of all sets for
+// each: quadratic).
+func (b *builder) portMatch(ports []networkingv1.NetworkPolicyPort, dst *Pod) (string, bool) {
 	if len(ports) == 0 {
 		return "", true
 	}
@@ -235,7 +288,18 @@ func portMatch(ports []networkingv1.NetworkPolicyPort, dst *Pod) (string, bool) 
 	if len(rs) == 0 {
 		return "", false
 	}
-	return "meta l4proto . th dport { " + strings.Join(mergePorts(rs), ", ") + " }", true
+	elems := mergePorts(rs)
+	if len(elems) == 1 {
+		proto, port, _ := strings.Cut(elems[0], " . ")
+		if port == "0-65535" {
+			return "meta l4proto " + proto, true
+		}
+		return "meta l4proto " + proto + " th dport " + port, true
+	}
+	h := sha256.Sum256([]byte(strings.Join(elems, ",")))
+	name := "ports-" + strings.ToLower(base32.StdEncoding.EncodeToString(h[:10]))
+	b.rs.Sets[name] = Set{Type: "inet_proto . inet_service", Interval: true, Elements: elems}
+	return "meta l4proto . th dport @" + name, true
 }
 
 // nftProto is the nft name of a protocol the spec allows.
@@ -287,15 +351,19 @@ func resolvePort(p *networkingv1.NetworkPolicyPort, dst *Pod) (portSpan, bool) {
 
 // peerSet adds (once) and names the set of a rule's peer addresses of
 // one family: the pods its selectors match and its ipBlocks. It is an
-// interval set when the rule has an ipBlock.
-func (b *builder) peerSet(p *networkingv1.NetworkPolicy, dir string, r int, peers []networkingv1.NetworkPolicyPeer, fam string) string {
+// interval set when the rule has an ipBlock. Rules with the same peers in
+// the same namespace share the set: its name is a hash of them, so a change
+// of who the peers are is a change of elements, never of rules.
+func (b *builder) peerSet(p *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer, fam string) string {
 	interval := slices.ContainsFunc(peers, func(pp networkingv1.NetworkPolicyPeer) bool { return pp.IPBlock != nil })
 	v4 := fam == "ip"
-	suffix := fmt.Sprintf("-%s%d-v%s", dir, r, map[bool]string{true: "4", false: "6"}[v4])
+	suffix := map[bool]string{true: "-v4", false: "-v6"}[v4]
 	if interval {
 		suffix += "i"
 	}
-	name := objName("peers-", p.Namespace, p.Name, suffix)
+	name := b.cachedName(setKey{ns: p.Namespace, peer: firstPeer(peers), n: len(peers), fam: suffix}, func() string {
+		return "peers-" + defHash(p.Namespace, peers) + suffix
+	})
 	if _, done := b.rs.Sets[name]; done {
 		return name
 	}
@@ -341,9 +409,12 @@ func (b *builder) peerSet(p *networkingv1.NetworkPolicy, dir string, r int, peer
 
 // namedSet adds (once) and names the set of (address, protocol, port) of
 // the peer pods on which an egress rule's named ports resolve.
-func (b *builder) namedSet(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, named []networkingv1.NetworkPolicyPort, fam string) string {
+func (b *builder) namedSet(p *networkingv1.NetworkPolicy, peers []networkingv1.NetworkPolicyPeer, named []networkingv1.NetworkPolicyPort, firstNamed *networkingv1.NetworkPolicyPort, fam string) string {
 	v4 := fam == "ip"
-	name := objName("named-", p.Namespace, p.Name, fmt.Sprintf("-eg%d-v%s", r, map[bool]string{true: "4", false: "6"}[v4]))
+	fs := map[bool]string{true: "-v4", false: "-v6"}[v4]
+	name := b.cachedName(setKey{ns: p.Namespace, peer: firstPeer(peers), n: len(peers), named: firstNamed, fam: fs}, func() string {
+		return "named-" + defHash(p.Namespace, peers, named) + fs
+	})
 	if _, done := b.rs.Sets[name]; done {
 		return name
 	}
@@ -387,4 +458,16 @@ func (c *cluster) podsByIP() []podAddr {
 func sortedUnique(ss []string) []string {
 	slices.Sort(ss)
 	return slices.Compact(ss)
+}
+
+// defHash names what a set is computed from: the policy's namespace (where
+// a bare podSelector looks) and the peers (and named ports), as JSON.
+func defHash(ns string, parts ...any) string {
+	h := sha256.New()
+	h.Write([]byte(ns))
+	for _, p := range parts {
+		b, _ := json.Marshal(p) // plain API structs: never fails
+		h.Write(b)
+	}
+	return strings.ToLower(base32.StdEncoding.EncodeToString(h.Sum(nil)[:10]))
 }

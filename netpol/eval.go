@@ -25,6 +25,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // Namespace is the part of a core/v1 Namespace that policies look at.
@@ -147,6 +149,8 @@ type cluster struct {
 	nsLabels map[string]map[string]string
 	byIP     map[netip.Addr]*Pod
 	sorted   []podAddr // byIP in address order, built on first use
+	// sels are parsed selectors by address (see match).
+	sels map[*metav1.LabelSelector]labels.Selector
 }
 
 func newCluster(namespaces []Namespace, pods []Pod) *cluster {
@@ -219,7 +223,7 @@ func (c *cluster) side(policies []networkingv1.NetworkPolicy, dir networkingv1.P
 	}
 	for i := range policies {
 		p := &policies[i]
-		if p.Namespace != pod.Namespace || !hasType(p, dir) || !matchLabels(&p.Spec.PodSelector, pod.Labels) {
+		if p.Namespace != pod.Namespace || !hasType(p, dir) || !c.match(&p.Spec.PodSelector, pod.Labels) {
 			continue
 		}
 		name := p.Namespace + "/" + p.Name

@@ -20,7 +20,7 @@ import (
 func TestMain(m *testing.M) { netnstest.Main(m) }
 
 // kernelNft returns knftables for the berth-netpol table in ns.
-func kernelNft(t *testing.T, ns *netns.Namespace) knftables.Interface {
+func kernelNft(t testing.TB, ns *netns.Namespace) knftables.Interface {
 	t.Helper()
 	var nft knftables.Interface
 	if err := ns.Do(func() (err error) {
@@ -56,6 +56,14 @@ func TestKernelAcceptsTable(t *testing.T) {
 	in.Pods[1].Labels = map[string]string{"pod": "c"}
 	in.Policies = goldenPolicies()[1:]
 	in.Policies[1].Spec.Ingress[0].Ports = []networkingv1.NetworkPolicyPort{port(corev1.ProtocolUDP, 53)}
+	// Names as long as the API allows: comments and names are cut to the
+	// kernel's limits.
+	long := withIngress(policy("x", strings.Repeat("n", 253), sel()), from(podPeer(sel("pod=b"))))
+	for i := range 12 {
+		p := policy("x", fmt.Sprintf("%s%d", strings.Repeat("m", 60), i), sel())
+		in.Policies = append(in.Policies, p)
+	}
+	in.Policies = append(in.Policies, long)
 	next := Compile(in)
 	kernelSync(t, ns, nft, &rs, next)
 	kernelSync(t, ns, nft, nil, next)
@@ -66,7 +74,7 @@ func TestKernelAcceptsTable(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)
 	}
-	for _, want := range []string{"chain in-x/a", "udp . 53", "10.0.3.4-10.0.255.255", "goto in-z/a"} {
+	for _, want := range []string{"chain in-x/a", "udp dport 53", "10.0.3.4-10.0.255.255", "goto in-z/a"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("listed table lacks %q:\n%s", want, out)
 		}
@@ -80,7 +88,7 @@ type bridgeNode struct {
 	pods map[string]*netns.Namespace
 }
 
-func newBridgeNode(t *testing.T, pods map[string]string) *bridgeNode {
+func newBridgeNode(t testing.TB, pods map[string]string) *bridgeNode {
 	t.Helper()
 	b := &bridgeNode{node: netnstest.New(t), pods: map[string]*netns.Namespace{}}
 	must := func(err error) {
@@ -109,7 +117,7 @@ func newBridgeNode(t *testing.T, pods map[string]string) *bridgeNode {
 }
 
 // serve listens on TCP port in ns until the test ends.
-func serve(t *testing.T, ns *netns.Namespace, port int) {
+func serve(t testing.TB, ns *netns.Namespace, port int) {
 	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() (err error) {

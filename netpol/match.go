@@ -10,12 +10,21 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-// matchLabels applies a label selector the API's way: nil selects nothing,
-// an empty one selects everything, an invalid one selects nothing.
-func matchLabels(sel *metav1.LabelSelector, l map[string]string) bool {
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil {
-		return false
+// match applies a label selector the API's way: nil selects nothing, an
+// empty one selects everything, an invalid one selects nothing. Each
+// selector is parsed once per cluster (the compiler asks about every pod
+// for every peer).
+func (c *cluster) match(sel *metav1.LabelSelector, l map[string]string) bool {
+	s, ok := c.sels[sel]
+	if !ok {
+		var err error
+		if s, err = metav1.LabelSelectorAsSelector(sel); err != nil {
+			s = labels.Nothing()
+		}
+		if c.sels == nil {
+			c.sels = map[*metav1.LabelSelector]labels.Selector{}
+		}
+		c.sels[sel] = s
 	}
 	return s.Matches(labels.Set(l))
 }
@@ -49,12 +58,12 @@ func (c *cluster) peerMatches(policyNS string, p *networkingv1.NetworkPolicyPeer
 	case p.PodSelector == nil && p.NamespaceSelector == nil:
 		return false // an empty peer is rejected by the API server
 	case p.NamespaceSelector == nil:
-		return e.pod.Namespace == policyNS && matchLabels(p.PodSelector, e.pod.Labels)
+		return e.pod.Namespace == policyNS && c.match(p.PodSelector, e.pod.Labels)
 	case p.PodSelector == nil:
-		return matchLabels(p.NamespaceSelector, c.namespaceLabels(e.pod.Namespace))
+		return c.match(p.NamespaceSelector, c.namespaceLabels(e.pod.Namespace))
 	default: // both in one peer: AND
-		return matchLabels(p.NamespaceSelector, c.namespaceLabels(e.pod.Namespace)) &&
-			matchLabels(p.PodSelector, e.pod.Labels)
+		return c.match(p.NamespaceSelector, c.namespaceLabels(e.pod.Namespace)) &&
+			c.match(p.PodSelector, e.pod.Labels)
 	}
 }
 

@@ -137,14 +137,32 @@ func (t *tracer) rule(text string, p packet) (string, bool, error) {
 				return "", false, err
 			}
 			i += 3
-		case w == "meta" && tok[i+1] == "l4proto" && tok[i+2] == "." && tok[i+5] == "{":
-			closing := slices.Index(tok[i:], "}")
-			elems := strings.Split(strings.Join(tok[i+6:i+closing], " "), ",")
+		case w == "meta" && tok[i+1] == "l4proto" && tok[i+2] == ".": // meta l4proto . th dport @set
+			set, ok := t.table.Sets[strings.TrimPrefix(tok[i+5], "@")]
+			if !ok {
+				return "", false, fmt.Errorf("no set %s", tok[i+5])
+			}
+			var elems []string
+			for _, e := range set.Elements {
+				elems = append(elems, strings.Join(e.Key, " . "))
+			}
 			ok, err := inPortSet(elems, p)
 			if err != nil || !ok {
 				return "", false, err
 			}
-			i += closing + 1
+			i += 6
+		case w == "meta" && tok[i+1] == "l4proto": // meta l4proto tcp [th dport 80[-81]]
+			if tok[i+2] != p.proto {
+				return "", false, nil
+			}
+			i += 3
+			if i < len(tok) && tok[i] == "th" {
+				ok, err := inPortSet([]string{p.proto + " . " + tok[i+2]}, p)
+				if err != nil || !ok {
+					return "", false, err
+				}
+				i += 3
+			}
 		default:
 			return "", false, fmt.Errorf("word %q is not in the vocabulary", w)
 		}
