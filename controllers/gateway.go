@@ -99,7 +99,9 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 		recorder: mgr.GetEventRecorder("berth-controller"),
 		groups:   map[string]*groupState{},
 		applied:  map[string]string{},
-		dirty:    map[string]bool{},
+
+		ingressProblems: map[string]string{},
+		dirty:           map[string]bool{},
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, sliceServiceIndex, func(o client.Object) []string {
 		if n := o.GetLabels()[discoveryv1.LabelServiceName]; n != "" {

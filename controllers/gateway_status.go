@@ -169,18 +169,20 @@ func (e *gatewayEngine) writeIngress(ctx context.Context, in gatewayapi.IngressR
 			lb = append(lb, networkingv1.IngressLoadBalancerIngress{Hostname: a})
 		}
 	}
+	// What could not be served is an event each time it changes.
+	key := in.Namespace + "/" + in.Name
+	if problems := strings.Join(in.Problems, "\n"); e.ingressProblems[key] != problems {
+		for _, p := range in.Problems {
+			e.recorder.Eventf(&obj, nil, corev1.EventTypeWarning, "NotServed", "Translate", "%s", p)
+		}
+		e.ingressProblems[key] = problems
+	}
 	if equality.Semantic.DeepEqual(obj.Status.LoadBalancer.Ingress, lb) {
 		return nil
 	}
 	orig := obj.DeepCopy()
 	obj.Status.LoadBalancer.Ingress = lb
-	if err := patchStatus(ctx, e.client, &obj, orig); err != nil {
-		return err
-	}
-	for _, p := range in.Problems {
-		e.recorder.Eventf(&obj, nil, corev1.EventTypeWarning, "NotServed", "Translate", "%s", p)
-	}
-	return nil
+	return patchStatus(ctx, e.client, &obj, orig)
 }
 
 func patchStatus(ctx context.Context, c client.Client, obj, orig client.Object) error {

@@ -53,6 +53,8 @@ type gatewayEngine struct {
 	result *gatewayapi.Result
 	// applied holds a hash of each provisioned object as last applied.
 	applied map[string]string
+	// ingressProblems are the problems last reported per Ingress.
+	ingressProblems map[string]string
 
 	dirtyMu sync.Mutex
 	dirty   map[string]bool // services whose EndpointSlices changed
