@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,6 +132,16 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 	if err := watch.Subscribe(context.Background(), mgr.GetCache(), subs...); err != nil {
 		return fmt.Errorf("gateway watches: %w", err)
 	}
+	// Only the leader serves xDS: the other replicas report not ready, so
+	// the xDS Service sends Envoys to the leader alone.
+	if err := mgr.AddReadyzCheck("xds", func(*http.Request) error {
+		if !e.serving.Load() {
+			return fmt.Errorf("not serving xDS: not the leader, or not started")
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	return mgr.Add(e)
 }
 
@@ -155,6 +166,8 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ctx, lis) }()
+	e.serving.Store(true)
+	defer e.serving.Store(false)
 	log.Info("serving xDS", "address", lis.Addr().String())
 
 	renew := time.NewTimer(time.Until(pki.RenewAt(cert)))

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -43,6 +44,8 @@ type gatewayEngine struct {
 	reg      prometheus.Registerer
 	recorder events.EventRecorder
 	server   *server.Server
+	// serving is true while this replica serves xDS (it is the leader).
+	serving atomic.Bool
 
 	translate, eds watch.Trigger
 
