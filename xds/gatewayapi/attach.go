@@ -73,27 +73,62 @@ func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix
 	if len(cr.rules) == 0 {
 		return gwv1.RouteReasonUnsupportedValue, "no rule can be served: " + strings.Join(cr.dropped, "; ")
 	}
-	matched := false
+	type target struct {
+		l     *listenerState
+		hosts []string
+	}
+	var targets []target
 	for _, l := range allowed {
 		hosts := intersectHostnames(l.hostname, cr.hostnames)
 		if len(hosts) == 0 {
 			continue
 		}
-		matched = true
+		// An HTTPRoute and a GRPCRoute cannot share a hostname on a
+		// listener: the one attached first (routes attach oldest first)
+		// keeps it, and the other is not accepted at all on this parent.
+		_, other := l.kindClaims(cr.kind)
+		for _, h := range hosts {
+			if owner := other.conflict(h); owner != "" {
+				return gwv1.RouteReasonNotAllowedByListeners, fmt.Sprintf(
+					"hostname %s overlaps one that listener %s serves to %s, which takes precedence (older, or first by namespace/name): a listener serves a hostname to HTTPRoutes or to GRPCRoutes, not both; change the hostnames of one",
+					hostOrAny(h), l.spec.Name, owner)
+			}
+		}
+		targets = append(targets, target{l, hosts})
+	}
+	if len(targets) == 0 {
+		return gwv1.RouteReasonNoMatchingListenerHostname, "no listener hostname intersects the route's hostnames"
+	}
+	for _, t := range targets {
 		key := cr.precedenceOwner
-		if l.attached[key] {
+		if t.l.attached[key] {
 			continue
 		}
-		l.attached[key] = true
-		for _, h := range hosts {
-			l.entries = cr.appendEntries(l.entries, h)
+		t.l.attached[key] = true
+		own, _ := t.l.kindClaims(cr.kind)
+		for _, h := range t.hosts {
+			own.claim(h, cr.precedenceOwner)
+			t.l.entries = cr.appendEntries(t.l.entries, h)
 		}
 		mergeClusters(gs.clusters, cr.backends.clusters)
 	}
-	if !matched {
-		return gwv1.RouteReasonNoMatchingListenerHostname, "no listener hostname intersects the route's hostnames"
-	}
 	return gwv1.RouteReasonAccepted, "route accepted"
+}
+
+// kindClaims are the hostnames claimed on the listener by routes of kind,
+// and by routes of the other kind.
+func (l *listenerState) kindClaims(kind string) (own, other *hostClaims) {
+	if kind == "GRPCRoute" {
+		return &l.grpcHosts, &l.httpHosts
+	}
+	return &l.httpHosts, &l.grpcHosts
+}
+
+func hostOrAny(h string) string {
+	if h == "" {
+		return "(any)"
+	}
+	return h
 }
 
 func (l *listenerState) allowsKind(kind string) bool {

@@ -43,7 +43,10 @@ type listenerState struct {
 	accepted, conflicted, resolvedRefs metav1.Condition
 
 	attached map[string]bool
-	entries  []routeEntry
+	// httpHosts and grpcHosts are the hostnames HTTPRoutes and GRPCRoutes
+	// were attached for (see hostClaims).
+	httpHosts, grpcHosts hostClaims
+	entries              []routeEntry
 }
 
 // buildGateway checks a managed Gateway and its listeners. classProblem is

@@ -1,7 +1,9 @@
 package gatewayapi
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -35,24 +37,43 @@ func Translate(res *Resources, opts Options) *Result {
 		order = append(order, gs)
 	}
 
-	for _, i := range sortedBy(len(res.HTTPRoutes), func(i int) (string, string) { return res.HTTPRoutes[i].Namespace, res.HTTPRoutes[i].Name }) {
-		if !mayConcern(res.HTTPRoutes[i].Spec.ParentRefs, res.HTTPRoutes[i].Namespace, gateways) {
-			continue
-		}
-		cr := compileHTTPRoute(&res.HTTPRoutes[i], ix)
-		if parents := attach(cr, gateways, ix, controller); len(parents) > 0 {
-			out.HTTPRoutes = append(out.HTTPRoutes, RouteResult{Namespace: cr.ns, Name: cr.name, Generation: cr.generation, Parents: parents})
-		}
-	}
-	for _, i := range sortedBy(len(res.GRPCRoutes), func(i int) (string, string) { return res.GRPCRoutes[i].Namespace, res.GRPCRoutes[i].Name }) {
-		if !mayConcern(res.GRPCRoutes[i].Spec.ParentRefs, res.GRPCRoutes[i].Namespace, gateways) {
-			continue
-		}
-		cr := compileGRPCRoute(&res.GRPCRoutes[i], ix)
-		if parents := attach(cr, gateways, ix, controller); len(parents) > 0 {
-			out.GRPCRoutes = append(out.GRPCRoutes, RouteResult{Namespace: cr.ns, Name: cr.name, Generation: cr.generation, Parents: parents})
+	// Routes attach oldest first (then by namespace/name), whatever their
+	// kind: where an HTTPRoute and a GRPCRoute want the same hostname on a
+	// listener, the one attached first keeps it (hostClaims).
+	routes := make([]*compiledRoute, 0, len(res.HTTPRoutes)+len(res.GRPCRoutes))
+	for i := range res.HTTPRoutes {
+		if mayConcern(res.HTTPRoutes[i].Spec.ParentRefs, res.HTTPRoutes[i].Namespace, gateways) {
+			routes = append(routes, compileHTTPRoute(&res.HTTPRoutes[i], ix))
 		}
 	}
+	for i := range res.GRPCRoutes {
+		if mayConcern(res.GRPCRoutes[i].Spec.ParentRefs, res.GRPCRoutes[i].Namespace, gateways) {
+			routes = append(routes, compileGRPCRoute(&res.GRPCRoutes[i], ix))
+		}
+	}
+	slices.SortFunc(routes, func(a, b *compiledRoute) int {
+		if c := a.created.Compare(b.created); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name), cmp.Compare(a.kind, b.kind))
+	})
+	for _, cr := range routes {
+		parents := attach(cr, gateways, ix, controller)
+		if len(parents) == 0 {
+			continue
+		}
+		rr := RouteResult{Namespace: cr.ns, Name: cr.name, Generation: cr.generation, Parents: parents}
+		if cr.kind == "GRPCRoute" {
+			out.GRPCRoutes = append(out.GRPCRoutes, rr)
+		} else {
+			out.HTTPRoutes = append(out.HTTPRoutes, rr)
+		}
+	}
+	byName := func(a, b RouteResult) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	}
+	slices.SortFunc(out.HTTPRoutes, byName)
+	slices.SortFunc(out.GRPCRoutes, byName)
 
 	for _, gs := range order {
 		g, gr := finishGateway(gs)
