@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -107,7 +108,9 @@ func (e *gatewayEngine) gather(ctx context.Context) (*gatewayapi.Resources, erro
 		ingClass networkingv1.IngressClassList
 	)
 	for _, l := range []client.ObjectList{&classes, &gws, &https, &grpcs, &grants, &nss, &svcs, &secrets, &ings, &ingClass} {
-		if err := e.client.List(ctx, l); err != nil {
+		// Translate only reads its input: the cache's own objects spare a
+		// deep copy of every route and Service each sync.
+		if err := e.client.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("list %T: %w", l, err)
 		}
 	}
@@ -144,10 +147,9 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 			delete(e.groups, name)
 		}
 	}
-	if err := e.provision(ctx, result); err != nil {
-		return err
-	}
-	return e.writeStatuses(ctx, nil)
+	// A fleet that cannot be provisioned must not hold back the status of
+	// every other object: do both, report both.
+	return errors.Join(e.provision(ctx, result), e.writeStatuses(ctx, nil))
 }
 
 // serve translates one group and publishes it with its endpoints.
@@ -213,7 +215,8 @@ func (e *gatewayEngine) endpoints(ctx context.Context, clusters []*ir.Cluster) (
 		}
 		done[k] = true
 		var l discoveryv1.EndpointSliceList
-		if err := e.client.List(ctx, &l, client.InNamespace(c.Namespace), client.MatchingFields{sliceServiceIndex: k}); err != nil {
+		// Only read, as in gather.
+		if err := e.client.List(ctx, &l, client.InNamespace(c.Namespace), client.MatchingFields{sliceServiceIndex: k}, client.UnsafeDisableDeepCopy); err != nil {
 			return nil, fmt.Errorf("EndpointSlices of %s: %w", k, err)
 		}
 		slices = append(slices, l.Items...)
