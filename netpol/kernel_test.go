@@ -167,6 +167,7 @@ func TestKernelBridgedPods(t *testing.T) {
 		serve(t, ns, 80)
 		serve(t, ns, 81)
 	}
+	serve(t, b.node, 80)
 	ps := []Pod{
 		{Namespace: "x", Name: "a", Labels: map[string]string{"pod": "a"}, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}, Node: "n1"},
 		{Namespace: "x", Name: "b", Labels: map[string]string{"pod": "b"}, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.3")}, Node: "n1"},
@@ -191,6 +192,8 @@ func TestKernelBridgedPods(t *testing.T) {
 		{b.pods["b"], "b", "10.77.0.2:81", true},
 		{b.pods["new"], "new (unknown)", "10.77.0.2:80", false},
 		{b.pods["a"], "a", "10.77.0.9:80", false},
+		// The node to its own berth0 address, in the pod range: over lo.
+		{b.node, "node", "10.77.0.1:80", true},
 	} {
 		if got := reaches(c.from, c.to); got != c.want {
 			t.Errorf("%s -> %s: reached %v, want %v", c.name, c.to, got, c.want)

@@ -86,7 +86,10 @@ func BaseChains() []BaseChain {
 			"ip6 saddr @"+setNodeIPs6+" accept",
 			"jump "+chainEgress,
 			"jump "+chainIngress)},
+		// The node talking to itself (also from its berth0 address, which
+		// is in the pod range) comes over lo and is not a pod's egress.
 		{Name: "input", Hook: "input", Rules: append(append([]string{}, head...),
+			`iif "lo" accept`,
 			"jump "+chainEgress)},
 	}
 }

@@ -87,8 +87,8 @@ func (t *tracer) chain(name string, p packet, depth int) (string, error) {
 // rule evaluates one rule: whether all its matches hold and, if so, its
 // verdict ("" for none).
 func (t *tracer) rule(text string, p packet) (string, bool, error) {
-	if strings.HasPrefix(text, "ct state ") || strings.HasPrefix(text, "icmpv6 type ") {
-		return "", false, nil // a new TCP/UDP/SCTP packet
+	if strings.HasPrefix(text, "ct state ") || strings.HasPrefix(text, "icmpv6 type ") || strings.HasPrefix(text, "iif ") {
+		return "", false, nil // a new TCP/UDP/SCTP packet from a pod's or another node's link
 	}
 	tok := strings.Fields(text)
 	var counted []string

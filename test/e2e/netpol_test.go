@@ -268,7 +268,7 @@ func npNewPodDenied(ctx context.Context, t *testing.T, m *npModel) {
 	defer func() { _ = m.c.CoreV1().Pods("x").Delete(context.Background(), "d", metav1.DeleteOptions{}) }()
 	w := newPodWatch(ctx, t, m, created, node)
 	ip := w.waitAddress()
-	t.Logf("x/d has %s; probing both ways", ip)
+	t.Logf("x/d has %s; probing both ways; compiled by its node's agent yet: %v", ip, w.inTable(ip))
 	rounds, known := 0, 0
 	for known < 5 {
 		for _, pr := range npProbes {
