@@ -102,6 +102,8 @@ func (cr *compiledRoute) httpRule(i int, spec *gwv1.HTTPRouteRule) (*compiledRul
 		if rule.tmpl.Timeout, err = duration(t.Request); err != nil {
 			return nil, fmt.Errorf("timeouts.request: %w", err)
 		}
+		// "0s" disables the timeout; unset leaves Envoy's default.
+		rule.tmpl.TimeoutDisabled = t.Request != nil && rule.tmpl.Timeout == 0
 		if rule.tmpl.BackendTimeout, err = duration(t.BackendRequest); err != nil {
 			return nil, fmt.Errorf("timeouts.backendRequest: %w", err)
 		}

@@ -106,10 +106,14 @@ type HTTPRoute struct {
 	// as grpc-status UNAVAILABLE, what the Gateway API requires for gRPC.
 	GRPC bool `json:",omitempty"`
 
-	// Timeouts; zero means Envoy's default for Request and none for
-	// BackendRequest.
+	// Timeouts; zero means Envoy's default for Timeout (15 s, or
+	// BackendTimeout when that is set) and none for BackendTimeout.
 	Timeout        time.Duration
 	BackendTimeout time.Duration
+	// TimeoutDisabled says the request has no timeout at all (the Gateway
+	// API's request timeout "0s"), which a zero Timeout cannot say; Timeout
+	// is then zero.
+	TimeoutDisabled bool `json:",omitempty"`
 }
 
 // MatchType is how a string is compared.

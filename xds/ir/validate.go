@@ -108,6 +108,12 @@ func (r *HTTPRoute) validate(clusters map[string]bool) error {
 			errs = append(errs, fmt.Errorf("mirror percent %v", m.Percent))
 		}
 	}
+	if r.Timeout < 0 || r.BackendTimeout < 0 {
+		errs = append(errs, fmt.Errorf("negative timeout %v or backend timeout %v", r.Timeout, r.BackendTimeout))
+	}
+	if r.TimeoutDisabled && r.Timeout != 0 {
+		errs = append(errs, fmt.Errorf("timeout %v on a route whose timeout is disabled", r.Timeout))
+	}
 	if r.Path != nil {
 		errs = appendErr(errs, r.Path.validate("path"))
 		if r.Path.Type != Regex && !strings.HasPrefix(r.Path.Value, "/") {

@@ -47,6 +47,10 @@ func TestValidate(t *testing.T) {
 		{"header value", func(g *Group) {
 			g.HTTP[0].Routes[1].ResponseHeaders = &HeaderModifier{Set: []Header{{Name: "x-a", Value: "a\r\nb"}}}
 		}, `response headers: header "x-a"`},
+		{"disabled timeout with a value", func(g *Group) {
+			g.HTTP[0].Routes[0].TimeoutDisabled, g.HTTP[0].Routes[0].Timeout = true, 5
+		}, "timeout is disabled"},
+		{"negative timeout", func(g *Group) { g.HTTP[0].Routes[0].BackendTimeout = -1 }, "negative timeout"},
 		{"empty regex", func(g *Group) {
 			g.HTTP[0].Routes[0].Headers = []*NamedMatch{{Name: "x", StringMatch: StringMatch{Type: Regex}}}
 		}, "header x: empty regular expression"},

@@ -181,7 +181,12 @@ func routeAction(r *ir.HTTPRoute, prefix *pathPrefix) *routev3.RouteAction {
 			timeout = r.BackendTimeout
 		}
 	}
-	if timeout > 0 {
+	switch {
+	case r.TimeoutDisabled:
+		// No timeout at all (Gateway API "0s"): Envoy reads 0s so, while
+		// leaving the field out would mean its default of 15 s.
+		a.Timeout = &durationpb.Duration{}
+	case timeout > 0:
 		a.Timeout = durationpb.New(timeout)
 	}
 	return a

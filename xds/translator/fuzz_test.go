@@ -157,6 +157,7 @@ func randomGroup(seed uint64) *ir.Group {
 					rt.Mirrors = append(rt.Mirrors, &ir.Mirror{Cluster: cluster(), Percent: []float64{0, 0.01, 12.5, 50, 99.99999, 100}[r.IntN(6)]})
 				}
 				rt.Timeout = time.Duration(r.IntN(3)) * 5 * time.Second
+				rt.TimeoutDisabled = rt.Timeout == 0 && maybe()
 				rt.BackendTimeout = time.Duration(r.IntN(3)) * 1500 * time.Millisecond
 			}
 			l.Routes = append(l.Routes, rt)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -425,3 +426,31 @@ func TestRouteOnTwoListenersOnce(t *testing.T) {
 		t.Errorf("routes of x.apps.example.com (-want +got):\n%s", d)
 	}
 }
+
+// TestTimeouts: unset leaves Envoy's default (or the backend timeout),
+// a value is kept, and a disabled timeout is an explicit 0s, which Envoy
+// reads as no timeout at all.
+func TestTimeouts(t *testing.T) {
+	exact := func(p string) *ir.StringMatch { return &ir.StringMatch{Type: ir.Exact, Value: p} }
+	g := httpGroup(
+		&ir.HTTPRoute{Name: "default", Path: exact("/a"), Backends: to("t/a/80")},
+		&ir.HTTPRoute{Name: "set", Path: exact("/b"), Timeout: 30 * time.Second, Backends: to("t/a/80")},
+		&ir.HTTPRoute{Name: "backend-only", Path: exact("/c"), BackendTimeout: 5 * time.Second, Backends: to("t/a/80")},
+		&ir.HTTPRoute{Name: "disabled", Path: exact("/d"), TimeoutDisabled: true, BackendTimeout: 5 * time.Second, Backends: to("t/a/80")},
+	)
+	at := checkResources(t, g, mustTranslate(t, g))
+	for name, want := range map[string]*time.Duration{"default": nil, "set": ptrTo(30 * time.Second), "backend-only": ptrTo(5 * time.Second), "disabled": ptrTo(time.Duration(0))} {
+		got := at[name].route.GetRoute().GetTimeout()
+		switch {
+		case want == nil && got != nil, want != nil && got == nil:
+			t.Errorf("%s: timeout %v, want %v", name, got, want)
+		case want != nil && got.AsDuration() != *want:
+			t.Errorf("%s: timeout %v, want %v", name, got.AsDuration(), *want)
+		}
+	}
+	if p := at["disabled"].route.GetRoute().GetRetryPolicy().GetPerTryTimeout().AsDuration(); p != 5*time.Second {
+		t.Errorf("disabled: per-try timeout %v, want the backend timeout 5s", p)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }
