@@ -180,3 +180,25 @@ if [[ -n "$total" ]]; then
 		-v dc="$(metric 'Pipeline/routes=5000' total/deepcopy)" -v v="$(metric 'Pipeline/routes=5000' ms-validate)" 'BEGIN {
 		printf "xds 5,000 routes: %.1f ms (Gateway API -> IR %.1f ms, IR -> xDS %.1f ms): %.2fx the 200 ms goal, %.1fx a deep copy of the input; per route 5,000 vs 1,000: %.2f (linear when ~1.0); ValidateAll where served %.1f ms more\n", t, s1, s2, t/200, dc, p5/p1, v }'
 fi
+
+# Gateway API through the real API server (test/gwbench): the issue's input,
+# berth-controller as a process, an ADS client playing the Gateway's Envoy
+# with the fleet's certificate; baselines from the same API server.
+echo
+echo "== gateway: 5,000 HTTPRoutes and 10,000 endpoints through the API server (1 run)"
+go test -run '^$' -bench '^BenchmarkGateway$' -benchtime 1x -timeout 40m ./test/gwbench/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: gateway (goals: controller RSS <= 200 MiB; one HTTPRoute changed -> routes sent <= 50 ms; one endpoint changed -> EDS sent <= 20 ms)"
+full=$(metric BenchmarkGateway s-full-config)
+if [[ -n "$full" ]]; then
+	awk -v f="$full" -v l="$(metric BenchmarkGateway s-list-baseline)" -v s="$(metric BenchmarkGateway s-status-all)" 'BEGIN {
+		printf "gateway controller start -> client has all 5,000 routes %.2f s, %.1fx a plain LIST of the same objects (%.3f s); every route Accepted after %.1f s\n", f, f/l, l, s }'
+	awk -v r="$(metric BenchmarkGateway MiB-rss)" -v i="$(metric BenchmarkGateway MiB-rss-idle)" -v a="$(metric BenchmarkGateway MiB-rss-at-full)" -v h="$(metric BenchmarkGateway MiB-hwm)" 'BEGIN {
+		printf "gateway controller RSS %.0f MiB at steady state (%.2fx the 200 MiB goal), %.0f MiB when the client had everything, peak %.0f MiB; %.0f MiB serving the Gateway with no routes\n", r, r/200, a, h, i }'
+	for c in route endpoint; do
+		goal=50; [[ $c == endpoint ]] && goal=20
+		awk -v c="$c" -v g="$goal" -v m="$(metric BenchmarkGateway ms-$c-change-median)" -v w="$(metric BenchmarkGateway ms-$c-change-worst)" \
+			-v bm="$(metric BenchmarkGateway ms-$c-watch-median)" -v bw="$(metric BenchmarkGateway ms-$c-watch-worst)" 'BEGIN {
+			printf "gateway one %-8s change -> client: median %6.1f ms, worst %6.1f ms (%.2fx the %d ms goal); the API server'"'"'s plain watch median %.1f ms, worst %.1f ms: %.1fx\n", c, m, w, m/g, g, bm, bw, m/bm }'
+	done
+fi

@@ -192,7 +192,18 @@ func (p *proc) settle(b *testing.B) {
 // profile saves the controller's pprof profile at path (e.g. "heap",
 // "profile?seconds=5") to dir/name.
 func (p *proc) profile(b *testing.B, dir, path, name string) {
-	resp, err := (&http.Client{Timeout: time.Minute}).Get("http://" + p.pprof + "/debug/pprof/" + path)
+	// The server may not listen yet when the process has just started.
+	var (
+		resp *http.Response
+		err  error
+	)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err = (&http.Client{Timeout: time.Minute}).Get("http://" + p.pprof + "/debug/pprof/" + path)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if err != nil {
 		b.Logf("pprof %s: %v", path, err)
 		return
