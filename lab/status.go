@@ -95,6 +95,7 @@ func Status(ctx context.Context, stateDir string, out io.Writer) error {
 		tw.Flush()
 	}
 	printExternal(cctx, client, out)
+	printGateways(cctx, cfg, out)
 	if len(problems) > 0 {
 		return fmt.Errorf("lab %s is not healthy: %s", cfg.Name, strings.Join(problems, "; "))
 	}
