@@ -81,8 +81,9 @@ func TestKernelAcceptsTable(t *testing.T) {
 	}
 }
 
-// bridgeNode is a node namespace with berth0 at 10.77.0.1/24 and pods
-// bridged on it, each in its own namespace: the pod network's shape.
+// bridgeNode is a node namespace with berth0 at 10.77.0.1/24 and
+// fd77::1/64 and pods bridged on it, each in its own namespace with the
+// addresses given (comma-separated): the pod network's shape.
 type bridgeNode struct {
 	node *netns.Namespace
 	pods map[string]*netns.Namespace
@@ -99,9 +100,11 @@ func newBridgeNode(t testing.TB, pods map[string]string) *bridgeNode {
 	}
 	must(b.node.AddBridge("berth0"))
 	must(b.node.AddAddress("berth0", "10.77.0.1/24"))
+	must(b.node.AddAddress("berth0", "fd77::1/64"))
 	// Bridged traffic goes through the inet hooks (br_netfilter), as the
 	// agent makes sure on every node.
 	must(b.node.Sysctl("net/bridge/bridge-nf-call-iptables", "1"))
+	must(b.node.Sysctl("net/bridge/bridge-nf-call-ip6tables", "1"))
 	i := 0
 	for name, ip := range pods {
 		i++
@@ -109,7 +112,13 @@ func newBridgeNode(t testing.TB, pods map[string]string) *bridgeNode {
 		host := fmt.Sprintf("veth%d", i)
 		must(netns.Veth(b.node, host, ns, "eth0"))
 		must(b.node.SetMaster(host, "berth0"))
-		must(ns.AddAddress("eth0", ip+"/24"))
+		for _, a := range strings.Split(ip, ",") {
+			bits := "/24"
+			if strings.Contains(a, ":") {
+				bits = "/64"
+			}
+			must(ns.AddAddress("eth0", a+bits))
+		}
 		must(ns.Up("lo"))
 		b.pods[name] = ns
 	}
@@ -229,5 +238,44 @@ func TestKernelBridgedPods(t *testing.T) {
 	}
 	if strings.Contains(string(out), "packets 0 ") {
 		t.Errorf("the policy's drop counter counted nothing:\n%s", out)
+	}
+}
+
+// TestKernelBridgedPodsIPv6: the same over IPv6 (bridged through the ip6
+// hooks; neighbour discovery passes isolated pods).
+func TestKernelBridgedPodsIPv6(t *testing.T) {
+	b := newBridgeNode(t, map[string]string{"a": "fd77::2", "b": "fd77::3", "c": "fd77::4"})
+	for _, ns := range b.pods {
+		serve(t, ns, 80)
+		serve(t, ns, 81)
+	}
+	pod := func(name, ip string) Pod {
+		return Pod{Namespace: "x", Name: name, Labels: map[string]string{"pod": name}, IPs: []netip.Addr{netip.MustParseAddr(ip)}, Node: "n1"}
+	}
+	in := Input{
+		Policies: []networkingv1.NetworkPolicy{
+			withIngress(policy("x", "a-to-b-80", sel("pod=b")), ports(from(podPeer(sel("pod=a"))), port("", 80))),
+			withEgress(policy("x", "c-to-a", sel("pod=c"), egress), to(podPeer(sel("pod=a")))),
+		},
+		Namespaces: []Namespace{{Name: "x"}}, Pods: []Pod{pod("a", "fd77::2"), pod("b", "fd77::3"), pod("c", "fd77::4")}, Node: "n1",
+		NodeIPs: []netip.Addr{netip.MustParseAddr("fd77::1")}, PodCIDRs: []netip.Prefix{netip.MustParsePrefix("fd77::/64")},
+	}
+	kernelSync(t, b.node, kernelNft(t, b.node), nil, Compile(in))
+	for _, c := range []struct {
+		from, to string
+		want     bool
+	}{
+		{"a", "[fd77::3]:80", true},
+		{"a", "[fd77::3]:81", false},
+		{"b", "[fd77::2]:81", true},
+		{"c", "[fd77::2]:80", true},  // c, isolated for egress, may reach a
+		{"c", "[fd77::3]:80", false}, // and nothing else
+	} {
+		if got := reaches(b.pods[c.from], c.to); got != c.want {
+			t.Errorf("%s -> %s: reached %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+	if !reaches(b.node, "[fd77::3]:81") {
+		t.Errorf("the node does not reach b over IPv6")
 	}
 }
