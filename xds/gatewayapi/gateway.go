@@ -90,6 +90,7 @@ func buildGateway(gw *gwv1.Gateway, classProblem string, ix *index) *gatewayStat
 		gs.listeners = append(gs.listeners, buildListener(gw, &gw.Spec.Listeners[i], ix))
 	}
 	markConflicts(gs.listeners, gen)
+	markUnavailablePorts(gs.listeners, gen)
 
 	var invalid []string
 	valid := 0
