@@ -11,6 +11,7 @@ MODULE    := github.com/berthnet/berth
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo v0.0.0-dev)
 COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -s -w -X $(MODULE)/internal/version.version=$(VERSION) -X $(MODULE)/internal/version.commit=$(COMMIT)
+IMAGE_REGISTRY ?= ghcr.io/berthnet
 
 CONTROLLER_GEN_VERSION := v0.23.0
 STATICCHECK_VERSION    := v0.8.2
@@ -31,6 +32,11 @@ help: ## List the targets.
 .PHONY: build
 build: ## Build the four binaries into bin/, version stamped.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
+
+.PHONY: images
+images: build debian-deps ## Build the controller and agent images as OCI tarballs in bin/images, from scratch, no Docker engine (docs/images.md).
+	$(GO) run ./hack/images -bin $(BIN) -out $(BIN)/images -registry $(IMAGE_REGISTRY) -version $(VERSION) \
+		-revision $$(git rev-parse HEAD 2>/dev/null || echo unknown) -created $$(git log -1 --format=%ct 2>/dev/null || echo 0)
 
 .PHONY: debian-deps
 debian-deps: ## Install the Debian packages the lab and tests use, if missing.

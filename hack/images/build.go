@@ -1,0 +1,396 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Defaults of the image names and of the source label.
+const (
+	DefaultRegistry = "ghcr.io/berthnet"
+	DefaultSource   = "https://github.com/berthnet/berth"
+)
+
+// The paths and users the images share with build/Dockerfile and the chart.
+const (
+	binPath = "/usr/local/bin"
+	// NonRoot is distroless's nonroot user, which the controller runs as.
+	NonRoot = "65532:65532"
+	// Root is the agent's user: it programs the host's network (NET_ADMIN)
+	// and writes the CNI plugin and its config into host folders.
+	Root    = "0:0"
+	envPath = "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+)
+
+// Options say what to build from and where to.
+type Options struct {
+	BinDir   string
+	OutDir   string
+	Registry string
+	Version  string
+	Revision string
+	Source   string
+	Arch     string
+	// NFT is the nft binary the agent image carries, with its libraries.
+	NFT string
+	// Created stamps the image config and every file, so the same inputs
+	// give the same digest.
+	Created time.Time
+}
+
+// Built is one image written.
+type Built struct {
+	Name   string
+	Ref    string
+	Path   string
+	Digest v1.Hash
+}
+
+// file is one regular file of a layer, read from the host.
+type file struct {
+	path string // in the image, absolute
+	src  string // on the host; symbolic links are followed
+	data []byte // instead of src
+	mode int64
+}
+
+// imageSpec describes one image.
+type imageSpec struct {
+	name        string
+	description string
+	entrypoint  []string
+	user        string
+	// layers, bottom first; each is a list of files.
+	layers [][]file
+}
+
+// specs lists the images. berth-cni has no image of its own: nothing runs
+// it as a container; the agent copies it from its image onto the host.
+func specs(o Options) ([]imageSpec, error) {
+	bin := func(n string) file {
+		return file{path: path.Join(binPath, n), src: filepath.Join(o.BinDir, n), mode: 0o755}
+	}
+	for _, n := range []string{"berth-controller", "berth-agent", "berth-cni"} {
+		if err := checkStatic(filepath.Join(o.BinDir, n), o.Arch); err != nil {
+			return nil, fmt.Errorf("%w (build them with `make build`, which sets CGO_ENABLED=0)", err)
+		}
+	}
+	nft, err := nftFiles(o.NFT, o.Arch)
+	if err != nil {
+		return nil, fmt.Errorf("the agent image needs nft (knftables runs it for NetworkPolicy and the pod network): %w; install Debian's nftables (make debian-deps) or pass -nft", err)
+	}
+	return []imageSpec{{
+		name:        "berth-controller",
+		description: "Berth controller: LoadBalancer IPAM, Gateway API and Ingress over xDS, Envoy fleets",
+		entrypoint:  []string{path.Join(binPath, "berth-controller")},
+		user:        NonRoot,
+		layers:      [][]file{baseFiles(), {bin("berth-controller")}},
+	}, {
+		name:        "berth-agent",
+		description: "Berth node agent: pod network and CNI plugin, service proxy, NetworkPolicy, L2 and BGP announcements",
+		entrypoint:  []string{path.Join(binPath, "berth-agent")},
+		user:        Root,
+		layers:      [][]file{nft, {bin("berth-agent"), bin("berth-cni")}},
+	}}, nil
+}
+
+// baseFiles is what of distroless/static:nonroot, the controller's base in
+// build/Dockerfile, a tool may look for: names for its users.
+func baseFiles() []file {
+	return []file{
+		{path: "/etc/passwd", mode: 0o644, data: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
+		{path: "/etc/group", mode: 0o644, data: []byte("root:x:0:\nnonroot:x:65532:\n")},
+	}
+}
+
+// Build writes one tarball per image into o.OutDir.
+func Build(o Options) ([]Built, error) {
+	if o.Created.IsZero() {
+		o.Created = time.Unix(0, 0).UTC()
+	}
+	specs, err := specs(o)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	var out []Built
+	for _, s := range specs {
+		ref, err := name.NewTag(o.Registry + "/" + s.name + ":" + o.Version)
+		if err != nil {
+			return nil, fmt.Errorf("image name: %w (check -registry and -version)", err)
+		}
+		img, err := s.image(o)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		p := filepath.Join(o.OutDir, s.name+".tar")
+		if err := writeArchive(p, ref, img); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.name, err)
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Built{Name: s.name, Ref: ref.String(), Path: p, Digest: d})
+	}
+	return out, nil
+}
+
+func (s imageSpec) image(o Options) (v1.Image, error) {
+	created := v1.Time{Time: o.Created}
+	labels := map[string]string{
+		"org.opencontainers.image.title":       s.name,
+		"org.opencontainers.image.description": s.description,
+		"org.opencontainers.image.version":     o.Version,
+		"org.opencontainers.image.revision":    o.Revision,
+		"org.opencontainers.image.source":      o.Source,
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.ConfigFile(img, &v1.ConfigFile{
+		Architecture: o.Arch,
+		OS:           "linux",
+		Created:      created,
+		Config: v1.Config{
+			Entrypoint: s.entrypoint,
+			User:       s.user,
+			Env:        []string{envPath},
+			WorkingDir: "/",
+			Labels:     labels,
+		},
+		RootFS: v1.RootFS{Type: "layers"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, files := range s.layers {
+		data, err := layerTar(files, o.Created)
+		if err != nil {
+			return nil, err
+		}
+		l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(data)), nil
+		}, tarball.WithMediaType(types.OCILayer))
+		if err != nil {
+			return nil, err
+		}
+		img, err = mutate.Append(img, mutate.Addendum{Layer: l, History: v1.History{
+			Created:   created,
+			CreatedBy: fmt.Sprintf("berth hack/images: layer %d: %s", i, layerSummary(files)),
+			Comment:   "built from scratch without a Docker engine",
+		}})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return mutate.Annotations(img, map[string]string{
+		"org.opencontainers.image.version":  o.Version,
+		"org.opencontainers.image.revision": o.Revision,
+		"org.opencontainers.image.source":   o.Source,
+	}).(v1.Image), nil
+}
+
+func layerSummary(files []file) string {
+	var names []string
+	for _, f := range files {
+		names = append(names, f.path)
+	}
+	return strings.Join(names, " ")
+}
+
+// layerTar makes a layer's tar: the files and their parent folders, sorted,
+// owned by root, every time set to mtime, so it depends on contents alone.
+func layerTar(files []file, mtime time.Time) ([]byte, error) {
+	dirs := map[string]bool{}
+	byPath := map[string]file{}
+	for _, f := range files {
+		if _, dup := byPath[f.path]; dup {
+			return nil, fmt.Errorf("%s twice in one layer", f.path)
+		}
+		byPath[f.path] = f
+		for d := path.Dir(f.path); d != "/"; d = path.Dir(d) {
+			dirs[d] = true
+		}
+	}
+	var names []string
+	for d := range dirs {
+		names = append(names, d)
+	}
+	for p := range byPath {
+		names = append(names, p)
+	}
+	sort.Strings(names)
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, n := range names {
+		hdr := &tar.Header{Name: strings.TrimPrefix(n, "/"), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
+		if dirs[n] {
+			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", 0o755
+			if err := tw.WriteHeader(hdr); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		f := byPath[n]
+		data := f.data
+		if data == nil {
+			var err error
+			if data, err = os.ReadFile(f.src); err != nil {
+				return nil, err
+			}
+		}
+		hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, f.mode, int64(len(data))
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// elfMachines maps GOARCH to the ELF machine its binaries have.
+var elfMachines = map[string]elf.Machine{
+	"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64, "arm": elf.EM_ARM,
+	"ppc64le": elf.EM_PPC64, "s390x": elf.EM_S390, "riscv64": elf.EM_RISCV,
+}
+
+// checkStatic fails unless p is a statically linked Linux executable for
+// arch: an image from scratch has no C library to load.
+func checkStatic(p, arch string) error {
+	f, err := elf.Open(p)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	defer f.Close()
+	if m, ok := elfMachines[arch]; !ok || f.Machine != m {
+		return fmt.Errorf("%s: built for %s, not %s", p, f.Machine, arch)
+	}
+	for _, prog := range f.Progs {
+		if prog.Type == elf.PT_INTERP || prog.Type == elf.PT_DYNAMIC {
+			return fmt.Errorf("%s is dynamically linked", p)
+		}
+	}
+	return nil
+}
+
+// multiarch maps GOARCH to Debian's library folder name.
+var multiarch = map[string]string{
+	"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "arm": "arm-linux-gnueabihf",
+	"ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu", "riscv64": "riscv64-linux-gnu",
+}
+
+// nftFiles returns nft, every shared library it loads (found where the
+// dynamic loader finds them, and kept at those paths), the loader itself,
+// and the /etc files nft reads to resolve protocol and service names.
+// build/Dockerfile does the same with ldd in a Debian stage.
+func nftFiles(nft, arch string) ([]file, error) {
+	if _, err := os.Stat(nft); err != nil {
+		return nil, err
+	}
+	f, err := elf.Open(nft)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if m, ok := elfMachines[arch]; !ok || f.Machine != m {
+		return nil, fmt.Errorf("%s is built for %s, not %s", nft, f.Machine, arch)
+	}
+	interp, err := interpreter(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", nft, err)
+	}
+	dirs := []string{"/lib/" + multiarch[arch], "/usr/lib/" + multiarch[arch], "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
+	files := []file{{path: "/usr/sbin/nft", src: nft, mode: 0o755}}
+	if interp != "" {
+		files = append(files, file{path: interp, src: interp, mode: 0o755})
+	}
+	seen := map[string]bool{}
+	queue := []string{nft}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		libs, err := needed(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, lib := range libs {
+			if seen[lib] {
+				continue
+			}
+			seen[lib] = true
+			found := ""
+			for _, d := range dirs {
+				if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
+					found = path.Join(d, lib)
+					break
+				}
+			}
+			if found == "" {
+				return nil, fmt.Errorf("%s needs %s, found in none of %s", p, lib, strings.Join(dirs, " "))
+			}
+			if found == interp || lib == path.Base(interp) {
+				continue // the loader, which the kernel loads from interp
+			}
+			files = append(files, file{path: found, src: found, mode: 0o644})
+			queue = append(queue, found)
+		}
+	}
+	for _, etc := range []string{"/etc/protocols", "/etc/services"} {
+		if _, err := os.Stat(etc); err != nil {
+			return nil, fmt.Errorf("%w (Debian's netbase has it)", err)
+		}
+		files = append(files, file{path: etc, src: etc, mode: 0o644})
+	}
+	return files, nil
+}
+
+func interpreter(f *elf.File) (string, error) {
+	for _, p := range f.Progs {
+		if p.Type != elf.PT_INTERP {
+			continue
+		}
+		b, err := io.ReadAll(p.Open())
+		if err != nil {
+			return "", err
+		}
+		return string(bytes.TrimRight(b, "\x00")), nil
+	}
+	return "", nil
+}
+
+func needed(p string) ([]string, error) {
+	f, err := elf.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	return libs, nil
+}
