@@ -12,6 +12,7 @@ import (
 
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/knftables"
@@ -277,5 +278,32 @@ func TestKernelBridgedPodsIPv6(t *testing.T) {
 	}
 	if !reaches(b.node, "[fd77::3]:81") {
 		t.Errorf("the node does not reach b over IPv6")
+	}
+}
+
+// TestKernelCounterMetrics: the syncer's drop metrics come from the
+// kernel's counters, one series per policy isolating a pod of the node,
+// and the unknown-pod one.
+func TestKernelCounterMetrics(t *testing.T) {
+	ns := netnstest.New(t)
+	s := NewSyncer(kernelNft(t, ns))
+	if err := ns.Do(func() error { return s.Sync(context.Background(), goldenInput()) }); err != nil {
+		t.Fatal(err)
+	}
+	// Collect runs nft on the calling thread (prometheus' Gather would run
+	// it on others, outside the namespace).
+	ch := make(chan prometheus.Metric, 100)
+	if err := ns.Do(func() error { counterCollector{s}.Collect(ch); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	close(ch)
+	n := 0
+	for range ch {
+		n++
+	}
+	// allow-b, deny-all, ns-y-and-c, to-serve, block, open: the policies
+	// that isolate a pod of n1; and unknown-pod.
+	if n != 7 {
+		t.Errorf("%d drop series, want 7", n)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/internal/daemon"
+	netpolkube "github.com/berthnet/berth/netpol/kube"
 	"github.com/berthnet/berth/proxy"
 	proxykube "github.com/berthnet/berth/proxy/kube"
 )
@@ -111,6 +112,8 @@ func run() error {
 	// Secrets are read in the agents' own namespace only.
 	mgr, err := opts.NewManager(ctrl.Options{Cache: crcache.Options{ByObject: map[client.Object]crcache.ByObject{
 		&corev1.Secret{}: {Namespaces: map[string]crcache.Config{namespace: {}}},
+		// Every pod of the cluster is cached for NetworkPolicy: only what it reads.
+		&corev1.Pod{}: {Transform: netpolkube.TrimPod},
 	}}}, v1alpha1.AddToScheme)
 	if err != nil {
 		return err

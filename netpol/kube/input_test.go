@@ -21,7 +21,17 @@ func TestPodOf(t *testing.T) {
 		}},
 		Status: corev1.PodStatus{PodIPs: []corev1.PodIP{{IP: "10.244.1.5"}, {IP: "fd00::5"}}},
 	}
-	got, ok := PodOf(&base)
+	base.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	base.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "b"}}
+	trimmed, err := TrimPod(&base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := trimmed.(*corev1.Pod)
+	if len(tp.ManagedFields) != 0 || tp.Spec.Containers[0].Env != nil {
+		t.Errorf("TrimPod kept %+v", tp)
+	}
+	got, ok := PodOf(tp)
 	want := netpol.Pod{Namespace: "x", Name: "a", Labels: map[string]string{"app": "web"}, Node: "n1",
 		IPs:        []netip.Addr{netip.MustParseAddr("10.244.1.5"), netip.MustParseAddr("fd00::5")},
 		NamedPorts: map[string]netpol.ContainerPort{"http": {Port: 8080}, "dns": {Protocol: corev1.ProtocolUDP, Port: 53}}}
