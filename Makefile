@@ -17,6 +17,9 @@ CONTROLLER_GEN_VERSION := v0.23.0
 STATICCHECK_VERSION    := v0.8.2
 CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
 STATICCHECK    := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)
+HELM_VERSION   := v3.22.0
+# The chart's tests run this helm (test/chart).
+export HELM    := $(TOOLS)/helm-$(HELM_VERSION)
 
 BINARIES := berth-controller berth-agent berth-cni berthctl
 # Packages whose kubebuilder:rbac markers make up the controller's role.
@@ -38,12 +41,17 @@ images: build debian-deps ## Build the controller and agent images as OCI tarbal
 	$(GO) run ./hack/images -bin $(BIN) -out $(BIN)/images -registry $(IMAGE_REGISTRY) -version $(VERSION) \
 		-revision $$(git rev-parse HEAD 2>/dev/null || echo unknown) -created $$(git log -1 --format=%ct 2>/dev/null || echo 0)
 
+.PHONY: chart
+chart: $(HELM) ## Package charts/berth into bin/charts, appVersion $(VERSION) (the images' default tag).
+	$(HELM) lint charts/berth
+	$(HELM) package charts/berth --app-version $(VERSION) -d $(BIN)/charts
+
 .PHONY: debian-deps
 debian-deps: ## Install the Debian packages the lab and tests use, if missing.
 	hack/debian-deps.sh
 
 .PHONY: test-deps
-test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s (cached) and the tools.
+test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s (cached) and the tools (helm too).
 	test/k8sbin/build.sh $(K8S_BIN)
 
 .PHONY: test
@@ -71,15 +79,16 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code for api/.
 	$(CONTROLLER_GEN) object paths=./api/...
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ from kubebuilder markers.
+manifests: $(CONTROLLER_GEN) ## Generate CRDs and RBAC into config/ from kubebuilder markers, and copy them into charts/berth.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	hack/gateway-api-crds.sh
 	$(CONTROLLER_GEN) rbac:roleName=berth-controller $(addprefix paths=,$(CONTROLLER_RBAC_PATHS)) output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=berth-agent paths=./cmd/berth-agent/... output:rbac:artifacts:config=config/rbac/agent
+	hack/chart-files.sh
 
 .PHONY: verify
 verify: lint ## Fail when lint fails or when make generate manifests would change a file.
-	@sum() { find api config -type f 2>/dev/null | sort | xargs -r sha256sum; }; \
+	@sum() { find api config charts/berth/crds charts/berth/files -type f 2>/dev/null | sort | xargs -r sha256sum; }; \
 	before="$$(sum)"; $(MAKE) --no-print-directory generate manifests >/dev/null; after="$$(sum)"; \
 	if [[ "$$before" != "$$after" ]]; then diff <(echo "$$before") <(echo "$$after"); \
 	echo "generated files were stale: make generate manifests has updated them; commit the result"; exit 1; fi
@@ -109,6 +118,11 @@ $(CONTROLLER_GEN):
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS)/.gobin $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 	mv $(TOOLS)/.gobin/controller-gen $@
+
+$(HELM):
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS)/.gobin $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/.gobin/helm $@
 
 $(STATICCHECK):
 	@mkdir -p $(TOOLS)
