@@ -234,25 +234,27 @@ func iperf(b *testing.B, srv, cli *netns.Namespace, ip string) float64 {
 	}()
 	var out []byte
 	var err error
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) { // until the server listens
-		out, err = exec.Command("nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J", "--connect-timeout", "1000").Output()
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		b.Fatalf("iperf3 client: %v\n%s", err, out)
-	}
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("iperf3 output: %v", err)
+	// Until the server listens and a run completes (iperf3 may exit 0 with
+	// an error in its JSON when it met the server starting up).
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err = exec.Command("nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J", "--connect-timeout", "1000").Output()
+		if err == nil {
+			res.Error = ""
+			err = json.Unmarshal(out, &res)
+		}
+		if err == nil && res.Error == "" && res.End.SumReceived.BitsPerSecond > 0 {
+			return res.End.SumReceived.BitsPerSecond
+		}
 	}
-	return res.End.SumReceived.BitsPerSecond
+	b.Fatalf("iperf3 client: %v %s\n%s", err, res.Error, out)
+	return 0
 }
