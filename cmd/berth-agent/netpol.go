@@ -32,6 +32,7 @@ func setupNetworkPolicy(ctx context.Context, mgr ctrl.Manager, nodeName string, 
 	}
 	runner := netpolkube.NewRunner(nodeName, mgr.GetCache(), syncer, resync, ctrl.Log.WithName("netpol"))
 	runner.Prepare = netpol.EnableBridgeFiltering
+	runner.Recorder = mgr.GetEventRecorder("berth-agent")
 	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/client-go/tools/events"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,7 +31,12 @@ type Runner struct {
 	// Prepare runs before each sync (the agent's: EnableBridgeFiltering);
 	// its error fails the sync.
 	Prepare func() error
-	loop    *syncloop.Loop
+	// Recorder, if set, gets an event on this Node when syncs start
+	// failing (NetworkPolicyFailed, with the error) and when they succeed
+	// again (NetworkPolicyReady).
+	Recorder events.EventRecorder
+	loop     *syncloop.Loop
+	lastErr  *string // the last sync's error ("" for none), nil before the first
 }
 
 // NewRunner returns a runner; Watch subscribes it to the informers.
@@ -95,6 +101,12 @@ func (r *Runner) Input(ctx context.Context) (netpol.Input, error) {
 }
 
 func (r *Runner) sync(ctx context.Context) error {
+	err := r.syncOnce(ctx)
+	r.report(ctx, err)
+	return err
+}
+
+func (r *Runner) syncOnce(ctx context.Context) error {
 	if r.Prepare != nil {
 		if err := r.Prepare(); err != nil {
 			return err
@@ -105,4 +117,29 @@ func (r *Runner) sync(ctx context.Context) error {
 		return err
 	}
 	return r.Syncer.Sync(ctx, in)
+}
+
+// report records an event on this Node when the outcome of syncs changes.
+func (r *Runner) report(ctx context.Context, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if r.lastErr != nil && *r.lastErr == msg {
+		return
+	}
+	first := r.lastErr == nil
+	r.lastErr = &msg
+	if r.Recorder == nil || (first && err == nil) {
+		return
+	}
+	node := &corev1.Node{}
+	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
+		return
+	}
+	if err != nil {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "NetworkPolicyFailed", "Sync", "%s", msg)
+	} else {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "NetworkPolicyReady", "Sync", "NetworkPolicy rules in place again")
+	}
 }
