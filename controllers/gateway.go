@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +59,9 @@ type GatewayOptions struct {
 	Envoy provision.Options
 	// Bootstrap renders the Envoy bootstrap of a node group.
 	Bootstrap func(group string) ([]byte, error)
+	// PodName is the controller's own pod, labelled LabelXDSLeader while it
+	// serves xDS; empty outside a pod (the lab).
+	PodName string
 }
 
 // xdsCASecret is the Secret holding the xDS CA in the controller's namespace.
@@ -82,7 +84,9 @@ func GatewayCacheByObject() map[client.Object]crcache.ByObject {
 // SetupGateway registers Gateway API and Ingress translation, the xDS
 // server and Envoy provisioning with the manager. They run on the leader
 // only: one replica serves xDS and writes status, so what status says is
-// what the Envoys were sent (non-leaders are not ready for xDS).
+// what the Envoys were sent. The leader labels its pod LabelXDSLeader,
+// which the xDS Service selects; every replica stays ready, so rollouts
+// and disruption budgets work as usual.
 func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Registerer) error {
 	if opts.XDSBind == "" {
 		opts.XDSBind = ":18000"
@@ -132,16 +136,6 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 	if err := watch.Subscribe(context.Background(), mgr.GetCache(), subs...); err != nil {
 		return fmt.Errorf("gateway watches: %w", err)
 	}
-	// Only the leader serves xDS: the other replicas report not ready, so
-	// the xDS Service sends Envoys to the leader alone.
-	if err := mgr.AddReadyzCheck("xds", func(*http.Request) error {
-		if !e.serving.Load() {
-			return fmt.Errorf("not serving xDS: not the leader, or not started")
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	return mgr.Add(e)
 }
 
@@ -168,6 +162,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	go func() { served <- srv.Serve(ctx, lis) }()
 	e.serving.Store(true)
 	defer e.serving.Store(false)
+	e.markLeader(ctx, log)
 	log.Info("serving xDS", "address", lis.Addr().String())
 
 	renew := time.NewTimer(time.Until(pki.RenewAt(cert)))

@@ -49,7 +49,11 @@ type gwEnv struct {
 
 const gwWait = 30 * time.Second
 
-func newGWEnv(t *testing.T) *gwEnv {
+func newGWEnv(t *testing.T) *gwEnv { return newGWEnvWith(t, nil) }
+
+// newGWEnvWith runs the engine with options changed by opt, after before
+// has created what must exist when it starts.
+func newGWEnvWith(t *testing.T, opt func(*controllers.GatewayOptions), before ...client.Object) *gwEnv {
 	t.Helper()
 	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{
 		filepath.Join("..", "config", "crd", "bases"), filepath.Join("..", "config", "crd", "gateway-api"),
@@ -68,6 +72,9 @@ func newGWEnv(t *testing.T) *gwEnv {
 	e := &gwEnv{t: t, c: c, ctx: ctx, xdsAddr: freeLoopbackPort(t)}
 	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "berth-system"}})
 	e.create(ippool("gw-pool", "198.51.100.32/28"))
+	for _, o := range before {
+		e.create(o)
+	}
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 s,
@@ -83,11 +90,15 @@ func newGWEnv(t *testing.T) *gwEnv {
 	if err := controllers.SetupLBIPAM(mgr, controllers.LBIPAMOptions{ServeUnclassed: true}, reg); err != nil {
 		t.Fatal(err)
 	}
-	err = controllers.SetupGateway(mgr, controllers.GatewayOptions{
+	gopts := controllers.GatewayOptions{
 		Namespace: "berth-system", XDSBind: e.xdsAddr, XDSAddress: e.xdsAddr,
 		ServerNames: pki.ServerNames{IPs: []net.IP{net.ParseIP("127.0.0.1")}},
 		Bootstrap:   func(group string) ([]byte, error) { return []byte("node: {cluster: " + group + "}\n"), nil },
-	}, reg)
+	}
+	if opt != nil {
+		opt(&gopts)
+	}
+	err = controllers.SetupGateway(mgr, gopts, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

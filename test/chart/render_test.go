@@ -58,13 +58,16 @@ func TestDefaults(t *testing.T) {
 	if p := probePath(c, "readinessProbe"); p != "/readyz" {
 		t.Errorf("controller readiness probe %q, want /readyz", p)
 	}
-	// Only the leader is ready: a rollout that waits for a second ready
-	// replica never ends, and a budget would never let the leader go.
-	if mu, _, _ := unstructured.NestedFieldNoCopy(ctl.Object, "spec", "strategy", "rollingUpdate", "maxUnavailable"); mu != "100%" {
-		t.Errorf("controller maxUnavailable %v with gateway on, want 100%%", mu)
+	if got := fieldRefEnv(c, "POD_NAME"); got != "metadata.name" {
+		t.Errorf("controller POD_NAME from %q, want metadata.name (the leader labels its own pod)", got)
 	}
-	if objs.get("PodDisruptionBudget", "berth-controller") != nil {
-		t.Error("PodDisruptionBudget rendered with gateway on: it would block evicting the leader, the only ready replica")
+	// Every replica is ready (the xDS Service selects the leader by label):
+	// an ordinary rollout and a budget.
+	if mu, _, _ := unstructured.NestedFieldNoCopy(ctl.Object, "spec", "strategy", "rollingUpdate", "maxUnavailable"); mu != int64(0) {
+		t.Errorf("controller maxUnavailable %v, want 0", mu)
+	}
+	if objs.get("PodDisruptionBudget", "berth-controller") == nil {
+		t.Error("no PodDisruptionBudget for the controller")
 	}
 	if _, ok := requests(c)["memory"]; !ok {
 		t.Error("controller has no memory request")
@@ -75,6 +78,13 @@ func TestDefaults(t *testing.T) {
 	if len(ports) != 1 || ports[0].(map[string]any)["port"] != int64(18000) || ports[0].(map[string]any)["targetPort"] != "xds" {
 		t.Errorf("berth-xds ports %v, want 18000 to the controller's xds port", ports)
 	}
+	// The xDS Service selects the controller pod the leader labels.
+	sel, _, _ := unstructured.NestedStringMap(xds.Object, "spec", "selector")
+	if sel["berth.dev/xds-leader"] != "true" {
+		t.Errorf("berth-xds selector %v, want berth.dev/xds-leader=true", sel)
+	}
+	delete(sel, "berth.dev/xds-leader")
+	_ = unstructured.SetNestedStringMap(xds.Object, sel, "spec", "selector")
 	if !selects(xds, ctl) {
 		t.Error("berth-xds does not select the controller's pods")
 	}
