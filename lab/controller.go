@@ -14,12 +14,9 @@ import (
 	"github.com/berthnet/berth/config"
 )
 
-// The lab runs berth-controller on the host, with its own certificate bound
-// to the ClusterRole and Role the release ships, and Berth's CRDs installed
-// from the same generated manifests.
-
-// ControllerGroup is the group of the lab controller's client certificate.
-const ControllerGroup = "berth:controllers"
+// The lab runs berth-controller on the host as the chart's ServiceAccount
+// with the chart's roles (rbac.go), and Berth's CRDs installed from the same
+// generated manifests.
 
 // berthNamespace is where the controller holds its leader lease.
 const berthNamespace = `
@@ -27,24 +24,6 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: berth-system
-`
-
-// controllerBindings binds the generated roles to the controller's group.
-const controllerBindings = `
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: berth-controller
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: berth-controller}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "berth:controllers"}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: berth-controller
-  namespace: berth-system
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: berth-controller}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: Group, name: "berth:controllers"}]
 `
 
 // kubectl runs the lab's kubectl as cluster admin, with stdin.
@@ -59,9 +38,13 @@ func (c Config) kubectl(ctx context.Context, stdin []byte, args ...string) error
 }
 
 // installBerth applies Berth's CRDs, the Gateway API CRDs Berth serves and
-// the controller's RBAC.
+// the components' ServiceAccounts and RBAC.
 func (c Config) installBerth(ctx context.Context) error {
-	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.BGPPeerCRD, config.BGPAnnouncementCRD, config.GatewayAPIManifests(), config.ControllerRole, []byte(controllerBindings)}, []byte("\n---\n"))
+	rbac, err := RBACManifests()
+	if err != nil {
+		return err
+	}
+	manifests := bytes.Join([][]byte{[]byte(berthNamespace), config.IPPoolCRD, config.L2AnnouncementCRD, config.BGPPeerCRD, config.BGPAnnouncementCRD, config.GatewayAPIManifests(), rbac}, []byte("\n---\n"))
 	if err := c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-"); err != nil {
 		return err
 	}

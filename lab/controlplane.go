@@ -161,14 +161,14 @@ func (c Config) writePKI(p Ports) error {
 		{file: "admin", cn: "berth-lab-admin", orgs: []string{"system:masters"}},
 		{file: "controller-manager", cn: "system:kube-controller-manager"},
 		{file: "scheduler", cn: "system:kube-scheduler"},
-		{file: "controller", cn: "berth-controller", orgs: []string{ControllerGroup}},
+		// berth-controller and the agents authenticate as the chart's
+		// ServiceAccounts (rbac.go).
+		{file: "controller", cn: ServiceAccountUser(ControllerServiceAccount), orgs: ServiceAccountGroups()},
 	}
 	for i := 1; i <= c.Nodes; i++ {
 		specs = append(specs,
 			certSpec{file: c.NodeName(i), cn: "system:node:" + c.NodeName(i), orgs: []string{"system:nodes"}},
-			// berth-agent has its own identity, bound to the ClusterRole
-			// the release ships, as its ServiceAccount would be.
-			certSpec{file: "agent-" + c.NodeName(i), cn: "berth-agent:" + c.NodeName(i), orgs: []string{AgentGroup}})
+			certSpec{file: "agent-" + c.NodeName(i), cn: ServiceAccountUser(AgentServiceAccount), orgs: ServiceAccountGroups()})
 	}
 	for _, s := range specs {
 		if err := authority.issue(c.pkiDir(), s); err != nil {

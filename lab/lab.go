@@ -147,9 +147,6 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	}
 
 	step(out, "pod network: berth-agent (%s mode) and a pod runner on every node", cfg.PodNetworkMode)
-	if err := applyAgentRBAC(ctx, client); err != nil {
-		return err
-	}
 	if err := cfg.writeL2Key(); err != nil {
 		return err
 	}

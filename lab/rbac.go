@@ -2,68 +2,108 @@ package lab
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/berthnet/berth/config"
 )
 
-// AgentGroup is the group of the lab agents' client certificates.
-const AgentGroup = "berth:agents"
+// The lab runs berth-controller and every berth-agent as the chart's
+// ServiceAccounts with the chart's roles: the generated ClusterRoles and
+// Roles of config/rbac (which the chart renders verbatim), bound to the
+// ServiceAccounts berth-controller and berth-agent in berth-system, as the
+// chart binds them. The components authenticate with client certificates
+// whose subject is the ServiceAccount's user name (CN) and groups (O), so
+// the API server authorizes them exactly as it would the pods' tokens, and
+// every lab scenario runs with the release's permissions and no more.
 
-// applyAgentRBAC installs berth-agent's generated ClusterRole (and its Role
-// in berth-system, for the BGP password Secrets) and binds them to the
-// agents' group: the agents run with exactly the release's rights.
-func applyAgentRBAC(ctx context.Context, c kubernetes.Interface) error {
-	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.GroupKind, Name: AgentGroup}}
-	for _, doc := range bytes.Split(config.AgentRole, []byte("\n---\n")) {
-		var meta metav1.TypeMeta
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return fmt.Errorf("embedded agent role: %w", err)
+// Namespace is Berth's namespace: the ServiceAccounts, the controller's
+// leader lease and xDS CA, the agents' BGP password Secrets.
+const Namespace = "berth-system"
+
+// The chart's ServiceAccounts, one per component.
+const (
+	ControllerServiceAccount = "berth-controller"
+	AgentServiceAccount      = "berth-agent"
+)
+
+// ServiceAccountUser is the user name a ServiceAccount of Namespace
+// authenticates as (what a token of it says).
+func ServiceAccountUser(sa string) string { return "system:serviceaccount:" + Namespace + ":" + sa }
+
+// ServiceAccountGroups are the groups a ServiceAccount of Namespace is in.
+func ServiceAccountGroups() []string {
+	return []string{"system:serviceaccounts", "system:serviceaccounts:" + Namespace}
+}
+
+// RBACManifests returns the ServiceAccounts, the generated roles and one
+// binding per role to its component's ServiceAccount: the RBAC objects the
+// chart renders into berth-system (test/e2e compares them).
+func RBACManifests() ([]byte, error) {
+	docs := [][]byte{}
+	for _, c := range []struct {
+		sa    string
+		roles []byte
+	}{{ControllerServiceAccount, config.ControllerRole}, {AgentServiceAccount, config.AgentRole}} {
+		b, err := yaml.Marshal(map[string]any{
+			"apiVersion": "v1", "kind": "ServiceAccount",
+			"metadata": map[string]any{"name": c.sa, "namespace": Namespace},
+		})
+		if err != nil {
+			return nil, err
 		}
-		switch meta.Kind {
+		docs = append(docs, b, c.roles)
+		bindings, err := roleBindings(c.roles, c.sa)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(docs, bindings...)
+	}
+	return bytes.Join(docs, []byte("\n---\n")), nil
+}
+
+// roleBindings binds every ClusterRole and Role of a generated role file to
+// the ServiceAccount sa, each binding named like its role.
+func roleBindings(roles []byte, sa string) ([][]byte, error) {
+	subjects := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: Namespace}}
+	var out [][]byte
+	for _, doc := range bytes.Split(roles, []byte("\n---\n")) {
+		var obj struct {
+			metav1.TypeMeta   `json:",inline"`
+			metav1.ObjectMeta `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &obj); err != nil {
+			return nil, fmt.Errorf("generated roles of %s: %w", sa, err)
+		}
+		var binding any
+		switch obj.Kind {
 		case "ClusterRole":
-			var role rbacv1.ClusterRole
-			if err := yaml.Unmarshal(doc, &role); err != nil {
-				return fmt.Errorf("embedded agent ClusterRole: %w", err)
-			}
-			if _, err := c.RbacV1().ClusterRoles().Create(ctx, &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
-			}
-			binding := &rbacv1.ClusterRoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			binding = rbacv1.ClusterRoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRoleBinding"},
+				ObjectMeta: metav1.ObjectMeta{Name: obj.Name},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: obj.Name},
 				Subjects:   subjects,
-			}
-			if _, err := c.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create ClusterRoleBinding %s: %w", binding.Name, err)
 			}
 		case "Role":
-			var role rbacv1.Role
-			if err := yaml.Unmarshal(doc, &role); err != nil {
-				return fmt.Errorf("embedded agent Role: %w", err)
-			}
-			if _, err := c.RbacV1().Roles(role.Namespace).Create(ctx, &role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create Role %s/%s: %w", role.Namespace, role.Name, err)
-			}
-			binding := &rbacv1.RoleBinding{
-				ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: role.Namespace},
-				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+			binding = rbacv1.RoleBinding{
+				TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+				ObjectMeta: metav1.ObjectMeta{Name: obj.Name, Namespace: obj.Namespace},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: obj.Name},
 				Subjects:   subjects,
 			}
-			if _, err := c.RbacV1().RoleBindings(role.Namespace).Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("create RoleBinding %s/%s: %w", role.Namespace, role.Name, err)
-			}
 		case "":
+			continue
 		default:
-			return fmt.Errorf("embedded agent role: unexpected kind %s", meta.Kind)
+			return nil, fmt.Errorf("generated roles of %s: unexpected kind %s", sa, obj.Kind)
 		}
+		b, err := yaml.Marshal(binding)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
 	}
-	return nil
+	return out, nil
 }

@@ -1,0 +1,189 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/berthnet/berth/lab"
+	"github.com/berthnet/berth/test/labtest"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+// The lab runs berth-controller and the agents as the chart's
+// ServiceAccounts with the chart's roles. This checks who they are, that
+// they are refused what they must not do (and granted what they need, so
+// the refusals are not those of an identity with no rights at all), and
+// that the demo (IPAM, L2, BGP, Gateway, NetworkPolicy, pods) runs without
+// one forbidden request in their logs.
+func TestRBACChartPermissions(t *testing.T) {
+	netnstest.RequireRoot(t)
+	l := labtest.New(t)
+	l.Up(t)
+	cfg := l.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	controller := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "controller.yaml"))
+	agent := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "agent-"+cfg.NodeName(1)+".yaml"))
+
+	t.Run("identities", func(t *testing.T) {
+		for sa, c := range map[string]kubernetes.Interface{lab.ControllerServiceAccount: controller, lab.AgentServiceAccount: agent} {
+			r, err := c.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			u := r.Status.UserInfo
+			if u.Username != lab.ServiceAccountUser(sa) || !slices.Contains(u.Groups, "system:serviceaccounts:"+lab.Namespace) {
+				t.Errorf("%s authenticates as %q in %q, want %q in system:serviceaccounts:%s", sa, u.Username, u.Groups, lab.ServiceAccountUser(sa), lab.Namespace)
+			}
+			if _, err := l.Client(t).CoreV1().ServiceAccounts(lab.Namespace).Get(ctx, sa, metav1.GetOptions{}); err != nil {
+				t.Errorf("ServiceAccount %s: %v", sa, err)
+			}
+		}
+	})
+
+	type access struct {
+		verb, group, resource, subresource, namespace string
+		allowed                                       bool
+	}
+	t.Run("can-i", func(t *testing.T) {
+		for _, tc := range []struct {
+			who string
+			c   kubernetes.Interface
+			a   access
+		}{
+			// The agent reads BGP passwords in its own namespace only.
+			{"agent", agent, access{"get", "", "secrets", "", lab.Namespace, true}},
+			{"agent", agent, access{"list", "", "secrets", "", "", false}},
+			{"agent", agent, access{"get", "", "secrets", "", "default", false}},
+			{"agent", agent, access{"create", "", "pods", "", "default", false}},
+			{"agent", agent, access{"list", "", "nodes", "", "", true}},
+			{"agent", agent, access{"update", "", "nodes", "", "", false}},
+			{"agent", agent, access{"patch", "", "services", "status", "default", true}},
+			{"agent", agent, access{"update", "", "services", "", "default", false}},
+			{"agent", agent, access{"create", "coordination.k8s.io", "leases", "", lab.Namespace, false}},
+			{"controller", controller, access{"update", "", "services", "status", "default", true}},
+			{"controller", controller, access{"create", "apps", "deployments", "", "default", true}},
+			{"controller", controller, access{"delete", "", "nodes", "", "", false}},
+			{"controller", controller, access{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false}},
+			{"controller", controller, access{"create", "", "pods", "", "default", false}},
+			{"controller", controller, access{"create", "", "pods", "exec", "default", false}},
+			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", lab.Namespace, true}},
+			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", "kube-system", false}},
+			{"controller", controller, access{"create", "berth.dev", "ippools", "", "", false}},
+		} {
+			r, err := tc.c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: tc.a.verb, Group: tc.a.group, Resource: tc.a.resource, Subresource: tc.a.subresource, Namespace: tc.a.namespace,
+				}},
+			}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Status.Allowed != tc.a.allowed {
+				t.Errorf("%s may %s %s: %v, want %v (%s)", tc.who, tc.a.verb, describe(tc.a.group, tc.a.resource, tc.a.subresource, tc.a.namespace),
+					r.Status.Allowed, tc.a.allowed, r.Status.Reason)
+			}
+		}
+	})
+
+	t.Run("a denied verb is refused", func(t *testing.T) {
+		_, err := agent.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+		if err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("the agent listed Secrets in every namespace: err = %v", err)
+		}
+		err = controller.CoreV1().Nodes().Delete(ctx, cfg.NodeName(1), metav1.DeleteOptions{DryRun: []string{metav1.DryRunAll}})
+		if err == nil || !strings.Contains(err.Error(), "forbidden") {
+			t.Errorf("the controller may delete a Node: err = %v", err)
+		}
+	})
+
+	t.Run("demo without forbidden", func(t *testing.T) {
+		// A demo that fails goes on to the logs, which may say why.
+		out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name)
+		if err != nil {
+			t.Errorf("lab demo: %v\n%s", err, out)
+		} else {
+			t.Logf("demo:\n%s", out)
+		}
+		logs := []string{filepath.Join(l.StateDir, "logs", "berth-controller.log")}
+		for i := 1; i <= cfg.Nodes; i++ {
+			logs = append(logs, filepath.Join(l.StateDir, "logs", "berth-agent-"+cfg.NodeName(i)+".log"))
+		}
+		for _, p := range logs {
+			lines := forbiddenLines(t, p)
+			if len(lines) == 0 {
+				continue
+			}
+			shown := lines[:min(len(lines), 20)]
+			for i, line := range shown {
+				if len(line) > 500 {
+					shown[i] = line[:500] + "..."
+				}
+			}
+			t.Errorf("%s has %d lines about forbidden requests; the first:\n%s", filepath.Base(p), len(lines), strings.Join(shown, "\n"))
+		}
+	})
+}
+
+func describe(group, resource, sub, ns string) string {
+	s := resource
+	if group != "" {
+		s += "." + group
+	}
+	if sub != "" {
+		s += "/" + sub
+	}
+	if ns == "" {
+		return s + " cluster-wide"
+	}
+	return s + " in " + ns
+}
+
+func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// forbiddenLines returns the lines of a component's log that report a
+// request the API server refused (HTTP 403: "... is forbidden: User ...").
+func forbiddenLines(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for s.Scan() {
+		if strings.Contains(strings.ToLower(s.Text()), "forbidden") {
+			out = append(out, s.Text())
+		}
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
