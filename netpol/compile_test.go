@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/knftables"
+
+	"github.com/berthnet/berth/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -60,22 +61,7 @@ func applyFake(t *testing.T, rs Ruleset) *knftables.Fake {
 // testdata/n1.nft (go test ./netpol -run Golden -update rewrites it).
 func TestCompileGolden(t *testing.T) {
 	got := applyFake(t, Compile(goldenInput())).Dump()
-	path := filepath.Join("testdata", "n1.nft")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := cmp.Diff(string(want), got); d != "" {
-		t.Errorf("table differs from %s (-want +got):\n%s", path, d)
-	}
+	golden.Compare(t, filepath.Join("testdata", "n1.nft"), []byte(got), *update)
 }
 
 // TestCompileTraces checks the golden table by packets, named cases the

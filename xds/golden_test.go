@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
+	"github.com/berthnet/berth/internal/golden"
 	"github.com/berthnet/berth/xds"
 	"github.com/berthnet/berth/xds/gatewayapi"
 	"github.com/berthnet/berth/xds/translator"
@@ -178,45 +178,17 @@ func digestBytes(v any) any {
 
 func compareGolden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run make golden to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got), run make golden if intended:\n%s", path, d)
-	}
+	golden.Compare(t, path, got, *update)
 }
 
 // removeStale deletes (on -update) or reports outputs of this test whose
 // case is gone; other tests' files in xds/testdata are left alone.
 func removeStale(t *testing.T, cases map[string]bool) {
 	t.Helper()
-	var stale []string
 	for _, gt := range goldenTypes() {
-		outs, err := filepath.Glob(filepath.Join(testdata, "*."+gt.kind+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range outs {
-			if !cases[strings.TrimSuffix(filepath.Base(o), "."+gt.kind+".yaml")] {
-				stale = append(stale, o)
-			}
-		}
-	}
-	slices.Sort(stale)
-	for _, s := range stale {
-		if *update {
-			if err := os.Remove(s); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		t.Errorf("%s has no input case (run make golden to delete it)", s)
+		suffix := "." + gt.kind + ".yaml"
+		golden.Prune(t, filepath.Join(testdata, "*"+suffix), func(o string) bool {
+			return cases[strings.TrimSuffix(filepath.Base(o), suffix)]
+		}, *update)
 	}
 }

@@ -8,8 +8,9 @@ import (
 	"testing"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/berthnet/berth/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.yaml from the current output")
@@ -36,25 +37,10 @@ var goldenCases = map[string]Options{
 }
 
 func TestGoldenBootstrap(t *testing.T) {
-	if !*update {
-		// Stale outputs: every file must belong to a case.
-		files, err := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			if _, ok := goldenCases[strings.TrimSuffix(filepath.Base(f), ".yaml")]; !ok {
-				t.Errorf("%s belongs to no case: delete it", f)
-			}
-		}
-	} else {
-		old, _ := filepath.Glob(filepath.Join("testdata", "*.yaml"))
-		for _, f := range old {
-			if err := os.Remove(f); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	golden.Prune(t, filepath.Join("testdata", "*.yaml"), func(f string) bool {
+		_, ok := goldenCases[strings.TrimSuffix(filepath.Base(f), ".yaml")]
+		return ok
+	}, *update)
 	for name, o := range goldenCases {
 		t.Run(name, func(t *testing.T) {
 			got, err := YAML(o)
@@ -62,17 +48,10 @@ func TestGoldenBootstrap(t *testing.T) {
 				t.Fatal(err)
 			}
 			path := filepath.Join("testdata", name+".yaml")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			golden.Compare(t, path, got, *update)
 			want, err := os.ReadFile(path)
 			if err != nil {
-				t.Fatalf("%v (run make golden)", err)
-			}
-			if d := cmp.Diff(string(want), string(got)); d != "" {
-				t.Errorf("%s differs (-want +got; make golden rewrites it):\n%s", path, d)
+				t.Fatal(err)
 			}
 			// The file Envoy gets parses back into the same bootstrap and passes Envoy's
 			// validation rules, typed configs included.

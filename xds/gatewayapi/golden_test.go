@@ -16,6 +16,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/berthnet/berth/internal/golden"
 	"github.com/berthnet/berth/xds/ir"
 )
 
@@ -63,37 +64,21 @@ func TestGolden(t *testing.T) {
 
 func compareGolden(t *testing.T, path string, got []byte) {
 	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -run Golden -update to create it)", err)
-	}
-	if d := cmp.Diff(string(want), string(got)); d != "" {
-		t.Errorf("%s differs (-want +got):\n%s", path, d)
-	}
+	golden.Compare(t, path, got, *update)
 }
 
 // removeStale deletes outputs of this test whose input is gone; outputs of
 // other tests sharing xds/testdata are left alone.
 func removeStale(t *testing.T, ins []string) {
+	t.Helper()
 	have := map[string]bool{}
 	for _, in := range ins {
 		have[strings.TrimSuffix(filepath.Base(in), ".in.yaml")] = true
 	}
 	for _, suffix := range []string{".ir.yaml", ".status.yaml"} {
-		outs, _ := filepath.Glob(filepath.Join(testdata, "*"+suffix))
-		for _, o := range outs {
-			if !have[strings.TrimSuffix(filepath.Base(o), suffix)] {
-				if err := os.Remove(o); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		golden.Prune(t, filepath.Join(testdata, "*"+suffix), func(o string) bool {
+			return have[strings.TrimSuffix(filepath.Base(o), suffix)]
+		}, *update)
 	}
 }
 

@@ -5,16 +5,15 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
+	"github.com/berthnet/berth/internal/golden"
 	"github.com/berthnet/berth/xds/ir"
 )
 
@@ -99,45 +98,17 @@ func TestGoldenTranslate(t *testing.T) {
 			for _, kind := range goldenKinds() {
 				got := renderYAML(t, outputs[kind])
 				path := filepath.Join("testdata", name+"."+kind+".yaml")
-				if *update {
-					if err := os.WriteFile(path, got, 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test -run Golden -update)", err)
-				}
-				if d := cmp.Diff(string(want), string(got)); d != "" {
-					t.Errorf("%s differs (-want +got), run go test -run Golden -update if intended:\n%s", path, d)
-				}
+				golden.Compare(t, path, got, *update)
 			}
 		})
 	}
 
 	// Outputs whose input is gone are stale: deleted on -update, an error
 	// otherwise.
-	var stale []string
 	for _, kind := range goldenKinds() {
-		outs, err := filepath.Glob(filepath.Join("testdata", "*."+kind+".yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, out := range outs {
-			if !cases[strings.TrimSuffix(filepath.Base(out), "."+kind+".yaml")] {
-				stale = append(stale, out)
-			}
-		}
-	}
-	sort.Strings(stale)
-	for _, s := range stale {
-		if *update {
-			if err := os.Remove(s); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		t.Errorf("%s has no input (run go test -run Golden -update to delete it)", s)
+		suffix := "." + kind + ".yaml"
+		golden.Prune(t, filepath.Join("testdata", "*"+suffix), func(out string) bool {
+			return cases[strings.TrimSuffix(filepath.Base(out), suffix)]
+		}, *update)
 	}
 }
