@@ -117,15 +117,18 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 		return err
 	}
 	translate := func(client.Object) { e.translate.Fire() }
+	// The engine writes the status of these kinds, and translation reads
+	// none of it: an update of status alone (our own writes, mostly) is
+	// no work, and taking it as work made every change cost two syncs.
 	subs := []watch.Sub{
-		{Object: &gwv1.GatewayClass{}, Func: translate},
-		{Object: &gwv1.Gateway{}, Func: translate},
-		{Object: &gwv1.HTTPRoute{}, Func: translate},
-		{Object: &gwv1.GRPCRoute{}, Func: translate},
+		{Object: &gwv1.GatewayClass{}, Func: translate, Changed: watch.SpecChanged},
+		{Object: &gwv1.Gateway{}, Func: translate, Changed: watch.SpecChanged},
+		{Object: &gwv1.HTTPRoute{}, Func: translate, Changed: watch.SpecChanged},
+		{Object: &gwv1.GRPCRoute{}, Func: translate, Changed: watch.SpecChanged},
 		{Object: &gwv1b1.ReferenceGrant{}, Func: translate},
 		{Object: &corev1.Namespace{}, Func: translate},
 		{Object: &corev1.Secret{}, Func: translate},
-		{Object: &networkingv1.Ingress{}, Func: translate},
+		{Object: &networkingv1.Ingress{}, Func: translate, Changed: watch.SpecChanged},
 		{Object: &networkingv1.IngressClass{}, Func: translate},
 		// A Service matters for translation (ports, appProtocol) and, when
 		// it is a fleet's, for its address in the owner's status.

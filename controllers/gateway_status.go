@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -58,10 +59,30 @@ func (e *gatewayEngine) writeStatuses(ctx context.Context, only []string) error 
 // it) for about a minute.
 const routeStatusWorkers = 8
 
-// writeRoutes writes the status of every route, routeStatusWorkers at a time.
+// routeWritten is what the engine last knew a route's status to be: the
+// parents translation wanted (ours) and the route's resourceVersion that
+// held them, after our patch or when a read found them in place.
+type routeWritten struct {
+	resourceVersion string
+	parents         []gwv1.RouteParentStatus
+}
+
+// writeRoutes writes the status of every route, routeStatusWorkers at a
+// time. A route whose cached resourceVersion is the one the engine last
+// saw holding what translation still wants is skipped without a compare:
+// a sync after one route changed costs one status check, not 5,000.
 func (e *gatewayEngine) writeRoutes(ctx context.Context, r *gatewayapi.Result) error {
 	n := len(r.HTTPRoutes) + len(r.GRPCRoutes)
 	errs := make([]error, n)
+	known := make([]*routeWritten, n)
+	key := func(i int) (string, client.Object, gatewayapi.RouteResult) {
+		if i < len(r.HTTPRoutes) {
+			rt := r.HTTPRoutes[i]
+			return "HTTPRoute/" + rt.Namespace + "/" + rt.Name, &gwv1.HTTPRoute{}, rt
+		}
+		rt := r.GRPCRoutes[i-len(r.HTTPRoutes)]
+		return "GRPCRoute/" + rt.Namespace + "/" + rt.Name, &gwv1.GRPCRoute{}, rt
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(routeStatusWorkers, n) {
@@ -69,11 +90,9 @@ func (e *gatewayEngine) writeRoutes(ctx context.Context, r *gatewayapi.Result) e
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				if i < len(r.HTTPRoutes) {
-					errs[i] = e.writeRoute(ctx, &gwv1.HTTPRoute{}, r.HTTPRoutes[i])
-				} else {
-					errs[i] = e.writeRoute(ctx, &gwv1.GRPCRoute{}, r.GRPCRoutes[i-len(r.HTTPRoutes)])
-				}
+				k, obj, rt := key(i)
+				// The map is only read while the workers run.
+				known[i], errs[i] = e.writeRoute(ctx, obj, rt, e.routesWritten[k])
 			}
 		}()
 	}
@@ -82,6 +101,14 @@ func (e *gatewayEngine) writeRoutes(ctx context.Context, r *gatewayapi.Result) e
 	}
 	close(next)
 	wg.Wait()
+	seen := make(map[string]*routeWritten, n)
+	for i := range n {
+		if known[i] != nil {
+			k, _, _ := key(i)
+			seen[k] = known[i]
+		}
+	}
+	e.routesWritten = seen
 	return errors.Join(errs...)
 }
 
@@ -153,12 +180,21 @@ func routeParents(o client.Object) *[]gwv1.RouteParentStatus {
 	return nil
 }
 
-func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt gatewayapi.RouteResult) error {
-	// Every sync compares every route (5,000 deep copies a sync, at the
+// writeRoute brings one route's status to what translation says, unless
+// last (what the engine knew of it after the previous pass) shows that it
+// already holds it. It returns what it knows of the route now (nil when
+// unknown: the route is gone, or a write failed or conflicted).
+func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt gatewayapi.RouteResult, last *routeWritten) (*routeWritten, error) {
+	// Every sync looks at every route (5,000 deep copies a sync, at the
 	// issue's benchmark size): read the cache's own object, only read it,
 	// and copy it only to patch it.
 	if err := e.client.Get(ctx, types.NamespacedName{Namespace: rt.Namespace, Name: rt.Name}, cached, client.UnsafeDisableDeepCopy); err != nil {
-		return client.IgnoreNotFound(err)
+		return nil, client.IgnoreNotFound(err)
+	}
+	// Translation gives conditions without transition times, so the same
+	// wish is the same value; the same resourceVersion is the same object.
+	if last != nil && last.resourceVersion == cached.GetResourceVersion() && reflect.DeepEqual(last.parents, rt.Parents) {
+		return last, nil
 	}
 	parents := routeParents(cached)
 	ours := slices.Clone(rt.Parents)
@@ -173,7 +209,7 @@ func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt
 	}
 	next := gatewayapi.MergeRouteParents(*parents, ours, gatewayapi.GatewayControllerName)
 	if equality.Semantic.DeepEqual(*parents, next) {
-		return nil
+		return &routeWritten{resourceVersion: cached.GetResourceVersion(), parents: rt.Parents}, nil
 	}
 	// The patch's answer is decoded into obj: nothing in it may be shared
 	// with the cache or the translation (next holds their parentRefs).
@@ -188,9 +224,12 @@ func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt
 	err := e.client.Status().Patch(ctx, obj, client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{}))
 	if apierrors.IsConflict(err) {
 		e.translate.Fire()
-		return nil
+		return nil, nil
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return &routeWritten{resourceVersion: obj.GetResourceVersion(), parents: rt.Parents}, nil
 }
 
 func (e *gatewayEngine) writeIngress(ctx context.Context, in gatewayapi.IngressResult) error {

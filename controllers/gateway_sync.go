@@ -59,6 +59,9 @@ type gatewayEngine struct {
 	applied map[string]string
 	// ingressProblems are the problems last reported per Ingress.
 	ingressProblems map[string]string
+	// routesWritten is what each route's status was known to hold after
+	// the last status pass, by "<kind>/<namespace>/<name>".
+	routesWritten map[string]*routeWritten
 
 	dirtyMu sync.Mutex
 	dirty   map[string]bool // services whose EndpointSlices changed

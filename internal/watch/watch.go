@@ -4,6 +4,7 @@ package watch
 
 import (
 	"context"
+	"maps"
 	"sync"
 	"time"
 
@@ -18,6 +19,27 @@ import (
 type Sub struct {
 	Object client.Object
 	Func   func(client.Object)
+	// Changed, when set, sees both objects of every update first: false
+	// drops the update (Func is not called). Adds and deletes always pass.
+	// A component that writes an object's status uses it (with
+	// SpecChanged) not to take its own writes as new work.
+	Changed func(old, obj client.Object) bool
+}
+
+// SpecChanged reports whether an update may have changed more than the
+// object's status: its generation moved (or it has none), or its labels,
+// annotations or deletion timestamp changed. For kinds whose spec bumps
+// metadata.generation (custom resources with a status subresource,
+// Ingresses), false means only status (or fields no reader of the spec
+// looks at, such as managedFields) changed.
+func SpecChanged(old, obj client.Object) bool {
+	if obj.GetGeneration() == 0 || old.GetGeneration() != obj.GetGeneration() {
+		return true
+	}
+	if (old.GetDeletionTimestamp() == nil) != (obj.GetDeletionTimestamp() == nil) {
+		return true
+	}
+	return !maps.Equal(old.GetLabels(), obj.GetLabels()) || !maps.Equal(old.GetAnnotations(), obj.GetAnnotations())
 }
 
 // Subscribe adds the handlers to c's informers; call it before the cache
@@ -33,8 +55,19 @@ func Subscribe(ctx context.Context, c crcache.Cache, subs ...Sub) error {
 				s.Func(o)
 			}
 		}
+		update := func(old, obj any) { fn(old); fn(obj) }
+		if s.Changed != nil {
+			update = func(old, obj any) {
+				o, n := Object(old), Object(obj)
+				if o != nil && n != nil && !s.Changed(o, n) {
+					return
+				}
+				fn(old)
+				fn(obj)
+			}
+		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc: fn, DeleteFunc: fn, UpdateFunc: func(old, obj any) { fn(old); fn(obj) },
+			AddFunc: fn, DeleteFunc: fn, UpdateFunc: update,
 		}); err != nil {
 			return err
 		}
