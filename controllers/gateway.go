@@ -11,8 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	ctrl "sigs.k8s.io/controller-runtime"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -79,6 +81,25 @@ func GatewayCacheByObject() map[client.Object]crcache.ByObject {
 		&corev1.ServiceAccount{}: {Label: ours},
 		&appsv1.Deployment{}:     {Label: ours},
 	}
+}
+
+// GatewayAPIInstalled reports whether the API server serves the Gateway
+// API kinds Berth reads (its CRDs are installed), so the controller can
+// run without them as a load-balancer controller alone.
+func GatewayAPIInstalled(mgr ctrl.Manager) (bool, error) {
+	for _, gvk := range []schema.GroupVersionKind{
+		gwv1.SchemeGroupVersion.WithKind("GatewayClass"), gwv1.SchemeGroupVersion.WithKind("Gateway"),
+		gwv1.SchemeGroupVersion.WithKind("HTTPRoute"), gwv1.SchemeGroupVersion.WithKind("GRPCRoute"),
+		gwv1b1.SchemeGroupVersion.WithKind("ReferenceGrant"),
+	} {
+		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			if meta.IsNoMatchError(err) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // SetupGateway registers Gateway API and Ingress translation, the xDS

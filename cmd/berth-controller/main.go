@@ -88,8 +88,18 @@ func run() error {
 		return fmt.Errorf("L2Announcement status: %w", err)
 	}
 	if gateway {
-		if err := controllers.SetupGateway(mgr, gw, ctrlmetrics.Registry); err != nil {
-			return fmt.Errorf("gateway and ingress: %w", err)
+		installed, err := controllers.GatewayAPIInstalled(mgr)
+		switch {
+		case err != nil:
+			return fmt.Errorf("gateway and ingress: looking for the Gateway API CRDs: %w", err)
+		case !installed:
+			// A load-balancer-only install need not carry them: say what
+			// is off and how to turn it on, and go on.
+			ctrl.Log.WithName("berth-controller").Error(nil, "the Gateway API CRDs (v1 GatewayClass, Gateway, HTTPRoute, GRPCRoute, v1beta1 ReferenceGrant) are not installed: Gateway and Ingress support is off. Install them (the chart's crds/ or config/crd/gateway-api) and restart berth-controller, or run with --gateway=false to silence this")
+		default:
+			if err := controllers.SetupGateway(mgr, gw, ctrlmetrics.Registry); err != nil {
+				return fmt.Errorf("gateway and ingress: %w", err)
+			}
 		}
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
