@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"runtime/debug"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -64,6 +67,10 @@ type GatewayOptions struct {
 	// PodName is the controller's own pod, labelled LabelXDSLeader while it
 	// serves xDS; empty outside a pod (the lab).
 	PodName string
+	// KeepGC leaves the Go runtime's garbage collector as it is. By default
+	// the engine tightens it once its first sync is done (see leanGC),
+	// unless GOGC or GOMEMLIMIT is set in the environment.
+	KeepGC bool
 }
 
 // xdsCASecret is the Secret holding the xDS CA in the controller's namespace.
@@ -194,6 +201,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	resync := watch.Resync(0)
 	defer resync.Stop()
 	e.translate.Fire()
+	synced := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,6 +212,9 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			if err := e.sync(ctx); err != nil {
 				log.Error(err, "gateway sync failed; retrying")
 				time.AfterFunc(2*time.Second, e.translate.Fire)
+			} else if !synced {
+				synced = true
+				e.leanGC(log)
 			}
 		case <-e.eds.C():
 			if err := e.syncEndpoints(ctx); err != nil {
@@ -232,4 +243,19 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			e.translate.Fire()
 		}
 	}
+}
+
+// leanGC hands the first sync's garbage (every object listed, translated
+// and written at once) back to the system and keeps the heap within 1.25x
+// of what is live from then on, as berth-agent does: steady state
+// allocates little (a change retranslates what it touched), and the
+// controller's memory is then what it holds, not what it once built.
+// GOGC or GOMEMLIMIT in the environment, or KeepGC, leave the runtime be.
+func (e *gatewayEngine) leanGC(log logr.Logger) {
+	if e.opts.KeepGC || os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetGCPercent(25)
+	debug.FreeOSMemory()
+	log.V(1).Info("first sync done; garbage collector tightened (GOGC=25)")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -55,6 +56,8 @@ type gatewayEngine struct {
 	version uint64
 	// result is the last translation, for status writes between syncs.
 	result *gatewayapi.Result
+	// stage1 carries compiled routes from one translation to the next.
+	stage1 gatewayapi.Memo
 	// applied holds a hash of each provisioned object as last applied.
 	applied map[string]string
 	// ingressProblems are the problems last reported per Ingress.
@@ -77,6 +80,12 @@ type groupState struct {
 	loads map[string]types.Resource
 	// services maps "<ns>/<service>" to the group's clusters of it.
 	services map[string][]*ir.Cluster
+	// clusters are the group's clusters by name, for the next serve to
+	// keep the endpoints of those that did not change.
+	clusters map[string]ir.Cluster
+	// memo carries the group's Envoy messages from one translation to the
+	// next (the server takes a message it served as unchanged).
+	memo *translator.Memo
 	// version is the version served; err why the last IR was not served.
 	version string
 	err     error
@@ -131,13 +140,13 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	result := gatewayapi.Translate(res, gatewayapi.Options{})
+	result := e.stage1.Translate(res, gatewayapi.Options{})
 	e.result = result
 	seen := make(map[string]bool, len(result.Groups))
 	for _, g := range result.Groups {
 		seen[g.Name] = true
 		st := e.groups[g.Name]
-		if st != nil && reflect.DeepEqual(st.ir, g) {
+		if st != nil && sameGroup(st.ir, g) {
 			continue // the route change did not touch this group
 		}
 		if err := e.serve(ctx, g); err != nil {
@@ -155,25 +164,45 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 	return errors.Join(e.provision(ctx, result), e.writeStatuses(ctx, nil))
 }
 
-// serve translates one group and publishes it with its endpoints.
+// serve translates one group and publishes it with its endpoints. The
+// endpoints and assignments of clusters the group served before are kept
+// (EndpointSlice changes reach them through syncEndpoints); only new
+// clusters' are read.
 func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
-	st := &groupState{ir: g, bound: xds.BindPorts(g), services: map[string][]*ir.Cluster{}, loads: map[string]types.Resource{}}
+	prev := e.groups[g.Name]
+	st := &groupState{ir: g, bound: xds.BindPorts(g), services: map[string][]*ir.Cluster{},
+		clusters: make(map[string]ir.Cluster, len(g.Clusters)), loads: make(map[string]types.Resource, len(g.Clusters)),
+		eps: make(ir.Endpoints, len(g.Clusters)), memo: &translator.Memo{}}
+	if prev != nil {
+		st.memo = prev.memo
+	}
+	var fresh []*ir.Cluster
 	for _, c := range g.Clusters {
 		k := c.Namespace + "/" + c.Service
 		st.services[k] = append(st.services[k], c)
+		st.clusters[c.Name] = *c
+		if prev != nil {
+			if pc, ok := prev.clusters[c.Name]; ok && pc == *c {
+				if l, ok := prev.loads[c.Name]; ok {
+					st.eps[c.Name], st.loads[c.Name] = prev.eps[c.Name], l
+					continue
+				}
+			}
+		}
+		fresh = append(fresh, c)
 	}
-	eps, err := e.endpoints(ctx, g.Clusters)
+	eps, err := e.endpoints(ctx, fresh)
 	if err != nil {
 		return err
 	}
-	st.eps = eps
-	res, err := translator.Translate(st.bound)
+	for _, c := range fresh {
+		st.eps[c.Name] = eps[c.Name]
+		st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
+	}
+	res, err := st.memo.Translate(st.bound)
 	if err != nil {
 		e.keepError(g.Name, err)
 		return err
-	}
-	for _, c := range g.Clusters {
-		st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
 	}
 	res[resourcev3.EndpointType] = st.sortedLoads()
 	st.version = e.nextVersion()
@@ -248,21 +277,26 @@ func (e *gatewayEngine) syncEndpoints(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		changed := false
+		changed := map[string]types.Resource{}
 		for _, c := range clusters {
-			if reflect.DeepEqual(st.eps[c.Name], eps[c.Name]) {
+			if slices.Equal(st.eps[c.Name], eps[c.Name]) {
 				continue
 			}
-			changed = true
-			st.eps[c.Name] = eps[c.Name]
-			st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
+			changed[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
 		}
-		if !changed {
+		if len(changed) == 0 {
 			continue
 		}
-		st.version = e.nextVersion()
-		if err := e.server.SetTypes(ctx, name, st.version, map[resourcev3.Type][]types.Resource{resourcev3.EndpointType: st.sortedLoads()}); err != nil {
+		// Only the changed assignments: the server merges them into the
+		// group's others.
+		version := e.nextVersion()
+		if err := e.server.SetEndpoints(ctx, name, version, changed); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		st.version = version
+		for n, l := range changed {
+			st.eps[n], st.loads[n] = eps[n], l
 		}
 	}
 	if len(errs) > 0 {
@@ -275,4 +309,36 @@ func (e *gatewayEngine) syncEndpoints(ctx context.Context) error {
 		return fmt.Errorf("%d groups: %v", len(errs), errs[0])
 	}
 	return nil
+}
+
+// sameGroup reports whether two IRs of a group are equal, cheaply where
+// they share values: gatewayapi.Memo gives unchanged routes the same IR
+// values, so a route change compares one route, not ten thousand.
+func sameGroup(a, b *ir.Group) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if a.Name != b.Name || len(a.HTTP) != len(b.HTTP) || len(a.Clusters) != len(b.Clusters) {
+		return false
+	}
+	for i, x := range a.Clusters {
+		if y := b.Clusters[i]; x != y && *x != *y {
+			return false
+		}
+	}
+	for i, x := range a.HTTP {
+		y := b.HTTP[i]
+		if x == y {
+			continue
+		}
+		if x.Name != y.Name || x.Port != y.Port || x.Hostname != y.Hostname || !reflect.DeepEqual(x.TLS, y.TLS) || len(x.Routes) != len(y.Routes) {
+			return false
+		}
+		for j, r := range x.Routes {
+			if q := y.Routes[j]; r != q && !reflect.DeepEqual(r, q) {
+				return false
+			}
+		}
+	}
+	return true
 }

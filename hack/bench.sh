@@ -201,6 +201,9 @@ if [[ -n "$full" ]]; then
 			-v bm="$(metric BenchmarkGateway ms-$c-watch-median)" -v bw="$(metric BenchmarkGateway ms-$c-watch-worst)" 'BEGIN {
 			printf "gateway one %-8s change -> client: median %6.1f ms, worst %6.1f ms (%.2fx the %d ms goal); the API server'"'"'s plain watch median %.1f ms, worst %.1f ms: %.1fx\n", c, m, w, m/g, g, bm, bw, m/bm }'
 	done
+	awk -v m="$(metric BenchmarkGateway ms-endpoint-delta-change-median)" -v w="$(metric BenchmarkGateway ms-endpoint-delta-change-worst)" -v bm="$(metric BenchmarkGateway ms-endpoint-watch-median)" 'BEGIN {
+		printf "gateway one endpoint change -> delta client (as Envoy connects): median %6.1f ms, worst %6.1f ms (%.2fx the 20 ms goal); %.1fx the plain watch median\n", m, w, m/20, m/bm }'
+	awk -v r="$(metric BenchmarkGateway MiB-rss-end)" 'BEGIN { printf "gateway controller RSS after every change %.0f MiB\n", r }'
 fi
 echo
 echo "== netpol: three-node lab, 1,000 policies through the API server (1 run)"

@@ -204,3 +204,85 @@ func (e *envoy) drain() error {
 	}
 	return nil
 }
+
+// deltaEnvoy is one delta ADS stream playing an Envoy of the benchmark
+// Gateway, as real Envoys connect (xds/bootstrap): only EDS is followed.
+type deltaEnvoy struct {
+	c *adsclient.DeltaClient
+}
+
+// connectDelta opens a delta stream to addr as Envoy node id, subscribes
+// to every cluster and to the endpoints of all of them, as Envoy does,
+// and returns once it holds the n assignments.
+func connectDelta(ctx context.Context, b *testing.B, addr string, cfg *tls.Config, id string, n int) (*deltaEnvoy, error) {
+	conn, err := adsclient.Dial(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	b.Cleanup(func() { _ = conn.Close() })
+	c, err := adsclient.OpenDelta(ctx, conn, &core.Node{Id: id, Cluster: group})
+	if err != nil {
+		return nil, err
+	}
+	b.Cleanup(c.Close)
+	if err := c.Subscribe(resourcev3.ClusterType); err != nil {
+		return nil, err
+	}
+	var names []string
+	for len(names) < n {
+		resp, err := c.Next(ctx, resourcev3.ClusterType)
+		if err != nil {
+			return nil, fmt.Errorf("delta CDS: %w", err)
+		}
+		for _, r := range resp.Resources {
+			names = append(names, r.Name)
+		}
+		if err := c.Ack(resp); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Subscribe(resourcev3.EndpointType, names...); err != nil {
+		return nil, err
+	}
+	for have := map[string]bool{}; len(have) < len(names); {
+		resp, err := c.Next(ctx, resourcev3.EndpointType)
+		if err != nil {
+			return nil, fmt.Errorf("delta EDS, %d of %d: %w", len(have), len(names), err)
+		}
+		for _, r := range resp.Resources {
+			have[r.Name] = true
+		}
+		if err := c.Ack(resp); err != nil {
+			return nil, err
+		}
+	}
+	return &deltaEnvoy{c: c}, nil
+}
+
+// waitEndpoint waits for the ClusterLoadAssignment holding addr, ACKing
+// what comes before, and returns when it arrived.
+func (d *deltaEnvoy) waitEndpoint(ctx context.Context, addr string) (time.Time, error) {
+	for {
+		resp, err := d.c.Next(ctx, resourcev3.EndpointType)
+		at := time.Now()
+		if err != nil {
+			return at, fmt.Errorf("delta endpoint %s: %w", addr, err)
+		}
+		if err := d.c.Ack(resp); err != nil {
+			return at, err
+		}
+		for _, r := range resp.Resources {
+			m, err := r.GetResource().UnmarshalNew()
+			if err != nil {
+				return at, err
+			}
+			for _, l := range m.(*endpointv3.ClusterLoadAssignment).GetEndpoints() {
+				for _, ep := range l.GetLbEndpoints() {
+					if ep.GetEndpoint().GetAddress().GetSocketAddress().GetAddress() == addr {
+						return at, nil
+					}
+				}
+			}
+		}
+	}
+}

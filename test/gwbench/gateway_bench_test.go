@@ -71,7 +71,12 @@ const rounds = 10
 //     latency, which the controller's informer also waits for);
 //   - ms-endpoint-change-median/-worst and ms-endpoint-watch-median/-worst:
 //     the same for one endpoint address changed in one EndpointSlice, until
-//     the client has the ClusterLoadAssignment with it.
+//     the client has the ClusterLoadAssignment with it;
+//   - ms-endpoint-delta-change-median/-worst: the same endpoint change seen
+//     by a delta ADS client, as Envoy connects (xds/bootstrap), with no
+//     state-of-the-world client connected: its responses carry the changed
+//     assignment only, where a state-of-the-world one carries all N;
+//   - MiB-rss-end: the controller's resident set after all the changes.
 //
 // The changes start when the write is sent, not when it returns. Before
 // each change the controller is let settle (see proc.settle). Figures,
@@ -214,8 +219,38 @@ func BenchmarkGateway(b *testing.B) {
 	if changesCPU != nil {
 		<-changesCPU
 	}
+
+	// The same endpoint change, seen by a delta client as real Envoys
+	// connect: the state-of-the-world client goes (the server would
+	// otherwise send it all N assignments first on every change).
+	env.c.Close()
+	delta, err := connectDelta(ctx, b, xdsAddr, tlsCfg, "envoy-delta", n)
+	if err != nil {
+		p.alive(b)
+		b.Fatal(err)
+	}
+	p.settle(b)
+	var deltaChange []time.Duration
+	for k := range rounds {
+		addr := fmt.Sprintf("10.251.0.%d", k+1)
+		sent, _, err := c.setEndpoint(ctx, slice, addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+		got, err := delta.waitEndpoint(wctx, addr)
+		wcancel()
+		if err != nil {
+			p.alive(b)
+			b.Fatal(err)
+		}
+		deltaChange = append(deltaChange, got.Sub(sent))
+		p.settle(b)
+	}
+	rssEnd := p.memMiB(b, "VmRSS")
 	hwm := p.memMiB(b, "VmHWM")
-	b.Logf("route change %v (watch %v); endpoint change %v (watch %v); peak RSS %.0f MiB", ms(routeChange), ms(routeWatched), ms(epChange), ms(epWatched), hwm)
+	b.Logf("route change %v (watch %v); endpoint change %v (watch %v), delta client %v; RSS at the end %.0f MiB, peak %.0f MiB",
+		ms(routeChange), ms(routeWatched), ms(epChange), ms(epWatched), ms(deltaChange), rssEnd, hwm)
 
 	b.ReportMetric(rssIdle, "MiB-rss-idle")
 	b.ReportMetric(fullConfig.Seconds(), "s-full-config")
@@ -225,9 +260,11 @@ func BenchmarkGateway(b *testing.B) {
 	b.ReportMetric(rss, "MiB-rss")
 	b.ReportMetric(rssAtFull, "MiB-rss-at-full")
 	b.ReportMetric(hwm, "MiB-hwm")
+	b.ReportMetric(rssEnd, "MiB-rss-end")
 	report(b, "route-change", routeChange)
 	report(b, "route-watch", routeWatched)
 	report(b, "endpoint-change", epChange)
+	report(b, "endpoint-delta-change", deltaChange)
 	report(b, "endpoint-watch", epWatched)
 	b.ReportMetric(float64(median(routeChange))/float64(median(routeWatched)), "ratio-route-change")
 	b.ReportMetric(float64(median(epChange))/float64(median(epWatched)), "ratio-endpoint-change")

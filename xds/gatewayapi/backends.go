@@ -55,6 +55,10 @@ func (b *backends) resolve(r *gwv1.BackendObjectReference) string {
 	}
 	name := string(r.Name)
 	where := ns + "/" + name
+	if ns != b.ns {
+		b.ix.recordGrants(ns)
+	}
+	b.ix.recordService(ns, name)
 	if group != coreGroup || kind != "Service" {
 		b.fail(gwv1.RouteReasonInvalidKind, "backend %s: kind %s/%s is not supported; use a Service", where, group, kind)
 		return ""

@@ -85,6 +85,10 @@ type index struct {
 	// same backend named by many routes is one value (IR values are never
 	// mutated once built).
 	clusters map[clusterKey]*ir.Cluster
+	// rec, while a Memo compiles a route, records what it reads;
+	// grantVersions caches grantVersion.
+	rec           *recorder
+	grantVersions map[string]string
 }
 
 type clusterKey struct {

@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -25,6 +26,9 @@ type compiledRoute struct {
 	backends        *backends
 	namePrefix      string // "httproute/<ns>/<name>"
 	precedenceOwner string // "<kind>/<ns>/<name>"
+	// hostEntries are the entries appendEntries made per hostname, so a
+	// route compiled once (see Memo) keeps its IR routes.
+	hostEntries map[string][]routeEntry
 }
 
 // compiledRule is one servable rule: its matches and the IR route every
@@ -221,6 +225,10 @@ func duration(d *gwv1.Duration) (time.Duration, error) {
 // irRoutes are the IR routes of the route for one hostname, with their
 // precedence.
 func (cr *compiledRoute) appendEntries(es []routeEntry, host string) []routeEntry {
+	if made, ok := cr.hostEntries[host]; ok {
+		return append(es, made...)
+	}
+	start := len(es)
 	for _, rule := range cr.rules {
 		for _, m := range rule.matches {
 			r := rule.tmpl
@@ -232,5 +240,9 @@ func (cr *compiledRoute) appendEntries(es []routeEntry, host string) []routeEntr
 			es = append(es, routeEntry{key: k.withHost(host), route: &r})
 		}
 	}
+	if cr.hostEntries == nil {
+		cr.hostEntries = map[string][]routeEntry{}
+	}
+	cr.hostEntries[host] = slices.Clone(es[start:])
 	return es
 }

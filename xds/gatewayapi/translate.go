@@ -18,7 +18,13 @@ import (
 // as a whole: a problem in one object becomes that object's status and
 // leaves the others alone. res is only read.
 func Translate(res *Resources, opts Options) *Result {
+	return translate(res, opts, nil)
+}
+
+func translate(res *Resources, opts Options, memo *Memo) *Result {
 	ix := newIndex(res)
+	mt := memo.begin()
+	defer memo.end(mt)
 	out := &Result{}
 	controller := opts.gatewayController()
 
@@ -42,13 +48,13 @@ func Translate(res *Resources, opts Options) *Result {
 	// listener, the one attached first keeps it (hostClaims).
 	routes := make([]*compiledRoute, 0, len(res.HTTPRoutes)+len(res.GRPCRoutes))
 	for i := range res.HTTPRoutes {
-		if mayConcern(res.HTTPRoutes[i].Spec.ParentRefs, res.HTTPRoutes[i].Namespace, gateways) {
-			routes = append(routes, compileHTTPRoute(&res.HTTPRoutes[i], ix))
+		if r := &res.HTTPRoutes[i]; mayConcern(r.Spec.ParentRefs, r.Namespace, gateways) {
+			routes = append(routes, mt.compile("HTTPRoute", r, ix, func() *compiledRoute { return compileHTTPRoute(r, ix) }))
 		}
 	}
 	for i := range res.GRPCRoutes {
-		if mayConcern(res.GRPCRoutes[i].Spec.ParentRefs, res.GRPCRoutes[i].Namespace, gateways) {
-			routes = append(routes, compileGRPCRoute(&res.GRPCRoutes[i], ix))
+		if r := &res.GRPCRoutes[i]; mayConcern(r.Spec.ParentRefs, r.Namespace, gateways) {
+			routes = append(routes, mt.compile("GRPCRoute", r, ix, func() *compiledRoute { return compileGRPCRoute(r, ix) }))
 		}
 	}
 	slices.SortFunc(routes, func(a, b *compiledRoute) int {

@@ -43,21 +43,36 @@ type validator interface{ ValidateAll() error }
 // RouteConfiguration, and nothing else); otherwise Set returns the error and the group keeps
 // being served its last good configuration. A type whose resources are unchanged keeps its
 // previous version, so connected Envoys are not sent it again.
+//
+// Only what changed since the group's served configuration is validated and hashed: a
+// resource given again as the very message served (the same pointer) is known unchanged, and
+// one whose bytes hash as the served one's were validated before. So a caller that keeps the
+// messages of unchanged resources pays for the changed ones only. Resources handed to the
+// server must never be modified afterwards (they are served as they are).
 func (s *Server) Set(ctx context.Context, group, version string, resources map[resource.Type][]types.Resource) error {
-	return s.set(ctx, group, version, resources, true)
+	return s.set(ctx, group, version, func() error { return s.publish(ctx, group, version, resources, true) })
 }
 
 // SetTypes replaces only the types present in resources and keeps the others as they are.
-// This is the cheap path for endpoint updates: SetTypes(ctx, g, v,
-// map[resource.Type][]types.Resource{resource.EndpointType: all of g's ClusterLoadAssignments})
-// validates and hashes only the ClusterLoadAssignments, and only EDS is pushed.
+// SetTypes(ctx, g, v, map[resource.Type][]types.Resource{resource.EndpointType: all of g's
+// ClusterLoadAssignments}) validates and hashes only the ClusterLoadAssignments that changed,
+// and only EDS is pushed.
 func (s *Server) SetTypes(ctx context.Context, group, version string, resources map[resource.Type][]types.Resource) error {
-	return s.set(ctx, group, version, resources, false)
+	return s.set(ctx, group, version, func() error { return s.publish(ctx, group, version, resources, false) })
 }
 
-func (s *Server) set(ctx context.Context, group, version string, resources map[resource.Type][]types.Resource, full bool) error {
-	err := s.publish(ctx, group, version, resources, full)
-	if err != nil {
+// SetEndpoints replaces the ClusterLoadAssignments named in changed (by cluster name) and
+// keeps the group's others: the hot path of an endpoint change, which costs the server the
+// changed assignments only (besides what go-control-plane does per response). Every name
+// must be one the group is served an assignment for (clusters come and go with Set), and
+// every assignment must pass its ValidateAll() and be named by its key; otherwise nothing
+// changes and the error says why.
+func (s *Server) SetEndpoints(ctx context.Context, group, version string, changed map[string]types.Resource) error {
+	return s.set(ctx, group, version, func() error { return s.publishEndpoints(ctx, group, version, changed) })
+}
+
+func (s *Server) set(ctx context.Context, group, version string, publish func() error) error {
+	if err := publish(); err != nil {
 		s.metrics.rejected.Inc()
 		return fmt.Errorf("xds group %s version %s: %w", group, version, err)
 	}
@@ -72,14 +87,23 @@ func (s *Server) publish(ctx context.Context, group, version string, resources m
 	if version == "" {
 		return errors.New("version is empty")
 	}
-	// Build the new parts outside the lock: validation and hashing are the costly steps.
+	// Build the new parts outside the lock: validation and hashing are the costly steps. The
+	// parts served now only spare work (the check against them under the lock decides), so
+	// a concurrent publish of the same group costs at most some work twice.
+	s.mu.Lock()
+	served := s.groups[group]
+	s.mu.Unlock()
 	fresh := make(map[types.ResponseType]*part, len(resources))
 	for typeURL, items := range resources {
 		rt := cachev3.GetResponseType(typeURL)
 		if rt == types.UnknownType {
 			return fmt.Errorf("unknown resource type %q", typeURL)
 		}
-		p, err := newPart(typeURL, version, items)
+		var prev *part
+		if served != nil {
+			prev = served.parts[rt]
+		}
+		p, err := newPart(typeURL, version, items, prev)
 		if err != nil {
 			return err
 		}
@@ -126,7 +150,9 @@ func (s *Server) publish(ctx context.Context, group, version string, resources m
 	return nil
 }
 
-func newPart(typeURL, version string, items []types.Resource) (*part, error) {
+// newPart builds the part of one type from items; prev is the part served now (nil for
+// none), whose resources need no new validation or hashing when given again (see Set).
+func newPart(typeURL, version string, items []types.Resource, prev *part) (*part, error) {
 	p := &part{
 		version: version,
 		items:   make(map[string]types.ResourceWithTTL, len(items)),
@@ -147,21 +173,119 @@ func newPart(typeURL, version string, items []types.Resource) (*part, error) {
 		if _, dup := p.items[name]; dup {
 			return nil, fmt.Errorf("%s %q is given twice", typeURL, name)
 		}
-		v, ok := r.(validator)
-		if !ok {
-			return nil, fmt.Errorf("%s %q cannot be validated", typeURL, name)
-		}
-		if err := v.ValidateAll(); err != nil {
-			return nil, fmt.Errorf("%s %q: %w", typeURL, name, err)
-		}
-		raw, err := cachev3.MarshalResource(r)
+		h, err := checked(typeURL, name, r, prev)
 		if err != nil {
-			return nil, fmt.Errorf("%s %q: marshal: %w", typeURL, name, err)
+			return nil, err
 		}
 		p.items[name] = types.ResourceWithTTL{Resource: r}
-		p.hashes[name] = cachev3.HashResource(raw)
+		p.hashes[name] = h
 	}
 	return p, nil
+}
+
+// checked validates one resource, unless prev serves it already, and returns its hash.
+func checked(typeURL, name string, r types.Resource, prev *part) (string, error) {
+	var was string
+	if prev != nil {
+		if old, ok := prev.items[name]; ok {
+			if old.Resource == r {
+				return prev.hashes[name], nil // the very message served
+			}
+			was = prev.hashes[name]
+		}
+	}
+	raw, err := cachev3.MarshalResource(r)
+	if err != nil {
+		return "", fmt.Errorf("%s %q: marshal: %w", typeURL, name, err)
+	}
+	h := cachev3.HashResource(raw)
+	if h == was {
+		return h, nil // the same bytes as a resource that passed ValidateAll
+	}
+	v, ok := r.(validator)
+	if !ok {
+		return "", fmt.Errorf("%s %q cannot be validated", typeURL, name)
+	}
+	if err := v.ValidateAll(); err != nil {
+		return "", fmt.Errorf("%s %q: %w", typeURL, name, err)
+	}
+	return h, nil
+}
+
+// publishEndpoints merges changed ClusterLoadAssignments into group's served ones.
+func (s *Server) publishEndpoints(ctx context.Context, group, version string, changed map[string]types.Resource) error {
+	if version == "" {
+		return errors.New("version is empty")
+	}
+	rt := cachev3.GetResponseType(resource.EndpointType)
+	s.mu.Lock()
+	served := s.groups[group]
+	s.mu.Unlock()
+	if served == nil || served.parts[rt] == nil {
+		return errors.New("no endpoints are served to the group yet: Set its whole configuration first")
+	}
+	prev := served.parts[rt]
+	hashes := make(map[string]string, len(changed))
+	for name, r := range changed {
+		if r == nil {
+			return fmt.Errorf("%s %q is nil", resource.EndpointType, name)
+		}
+		if _, ok := prev.items[name]; !ok {
+			return fmt.Errorf("%s %q: the group has no such cluster", resource.EndpointType, name)
+		}
+		if got := string(r.ProtoReflect().Descriptor().FullName()); "type.googleapis.com/"+got != resource.EndpointType {
+			return fmt.Errorf("%s %q is a %s", resource.EndpointType, name, got)
+		}
+		if n := cachev3.GetResourceName(r); n != name {
+			return fmt.Errorf("%s %q is named %q", resource.EndpointType, name, n)
+		}
+		h, err := checked(resource.EndpointType, name, r, prev)
+		if err != nil {
+			return err
+		}
+		hashes[name] = h
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.groups[group]
+	if old != served {
+		// Another publish came between: merge into what it left.
+		if old == nil || old.parts[rt] == nil {
+			return errors.New("the group's configuration went away")
+		}
+		for name := range changed {
+			if _, ok := old.parts[rt].items[name]; !ok {
+				return fmt.Errorf("%s %q: the group has no such cluster", resource.EndpointType, name)
+			}
+		}
+	}
+	if old.version == version {
+		return fmt.Errorf("version %s is already served; every change needs a new version", version)
+	}
+	cur := old.parts[rt]
+	same := true
+	for name, h := range hashes {
+		if cur.hashes[name] != h {
+			same = false
+			break
+		}
+	}
+	next := &groupConfig{version: version, parts: old.parts}
+	if !same {
+		// The names stay those of the clusters, so the snapshot stays consistent.
+		p := &part{version: version, given: true, items: maps.Clone(cur.items), hashes: maps.Clone(cur.hashes)}
+		for name, r := range changed {
+			p.items[name] = types.ResourceWithTTL{Resource: r}
+			p.hashes[name] = hashes[name]
+		}
+		next.parts[rt] = p
+	}
+	if err := s.cache.SetSnapshot(ctx, group, next.snapshot()); err != nil {
+		return fmt.Errorf("publish snapshot: %w", err)
+	}
+	s.groups[group] = next
+	return nil
 }
 
 // snapshot assembles a go-control-plane snapshot from the parts without copying them. The

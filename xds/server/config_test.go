@@ -10,6 +10,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -128,5 +129,92 @@ func TestUnchangedTypesKeepTheirVersion(t *testing.T) {
 	}
 	if got := e.srv.TakeChanged(); len(got) != 0 {
 		t.Errorf("TakeChanged again = %v, want nothing", got)
+	}
+}
+
+// TestSetEndpointsMergesChanged is a sequence on one group: SetEndpoints replaces the
+// assignments it is given and keeps the others, moves only EDS, and refuses (keeping the
+// last good) an invalid assignment, an unknown cluster and a misnamed one.
+func TestSetEndpointsMergesChanged(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := config{prefix: "a", backends: 2, endpointIP: 1}
+	if err := e.srv.SetEndpoints(ctx, groupA, "v0", nil); err == nil {
+		t.Error("SetEndpoints before any Set was accepted")
+	}
+	if err := e.srv.Set(ctx, groupA, "v1", cfg.all(t)); err != nil {
+		t.Fatal(err)
+	}
+	first := cfg.endpoints()[0].(*endpoint.ClusterLoadAssignment)
+	cfg.endpointIP = 7
+	moved := cfg.endpoints()[1].(*endpoint.ClusterLoadAssignment)
+	if err := e.srv.SetEndpoints(ctx, groupA, "v2", map[string]types.Resource{moved.ClusterName: moved}); err != nil {
+		t.Fatal(err)
+	}
+	st := e.srv.Status(groupA)
+	if st.Served[resource.EndpointType] != "v2" || st.Served[resource.ClusterType] != "v1" || st.Served[resource.RouteType] != "v1" {
+		t.Errorf("after SetEndpoints: %v", st.Served)
+	}
+	// The same content again is no change: EDS keeps v2.
+	again := cfg.endpoints()[1]
+	if err := e.srv.SetEndpoints(ctx, groupA, "v3", map[string]types.Resource{moved.ClusterName: again}); err != nil {
+		t.Fatal(err)
+	}
+	if st := e.srv.Status(groupA); st.Served[resource.EndpointType] != "v2" || st.Version != "v3" {
+		t.Errorf("after an unchanged SetEndpoints: %+v", st)
+	}
+	bad := &endpoint.ClusterLoadAssignment{ClusterName: first.ClusterName, Endpoints: []*endpoint.LocalityLbEndpoints{{LoadBalancingWeight: nil, Priority: 200}}}
+	bad.Endpoints[0].LbEndpoints = []*endpoint.LbEndpoint{{}}
+	for name, changed := range map[string]map[string]types.Resource{
+		"invalid":   {first.ClusterName: bad},
+		"unknown":   {"stray": &endpoint.ClusterLoadAssignment{ClusterName: "stray"}},
+		"misnamed":  {first.ClusterName: moved},
+		"not a CLA": {first.ClusterName: cfg.clusters()[0]},
+	} {
+		if err := e.srv.SetEndpoints(ctx, groupA, "v4-"+name, changed); err == nil {
+			t.Errorf("%s assignment accepted", name)
+		}
+	}
+	c, rec := connectSotw(t, e, groupA, "envoy-1", groupA, resource.EndpointType)
+	resp := fetch(t, c)
+	if len(resp.Resources) != 2 || rec.last().GetVersionInfo() != "v2" {
+		t.Fatalf("new Envoy got %d assignments at %q, want 2 at v2", len(resp.Resources), rec.last().GetVersionInfo())
+	}
+	for _, a := range resp.Resources {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := first
+		if resourceName(m) == moved.ClusterName {
+			want = moved
+		}
+		if !proto.Equal(m, want) {
+			t.Errorf("served %v, want %v", m, want)
+		}
+	}
+}
+
+// TestSetValidatesChangedResourcesOnly: a message served before is not validated again,
+// but a new message is, even under a name served before.
+func TestSetValidatesChangedResourcesOnly(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	cfg := config{prefix: "a", backends: 2, endpointIP: 1}
+	r := cfg.all(t)
+	if err := e.srv.Set(ctx, groupA, "v1", r); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Set(ctx, groupA, "v2", r); err != nil {
+		t.Fatalf("the same messages again: %v", err)
+	}
+	changed := cfg.all(t)
+	changed[resource.SecretType] = r[resource.SecretType]
+	changed[resource.ClusterType][0].(*cluster.Cluster).ConnectTimeout = durationpb.New(-1)
+	if err := e.srv.Set(ctx, groupA, "v3", changed); err == nil || !strings.Contains(err.Error(), "ConnectTimeout") {
+		t.Errorf("a new invalid cluster under a served name: %v", err)
+	}
+	if st := e.srv.Status(groupA); st.Version != "v2" {
+		t.Errorf("after the refused Set: version %q", st.Version)
 	}
 }

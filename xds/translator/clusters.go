@@ -22,10 +22,10 @@ const connectTimeout = 5 * time.Second
 // from in typed_extension_protocol_options.
 const httpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
-func buildClusters(cs []*ir.Cluster) ([]types.Resource, error) {
+func buildClusters(cs []*ir.Cluster, m *memoTable) ([]types.Resource, error) {
 	out := make([]types.Resource, 0, len(cs))
 	for _, c := range cs {
-		ec, err := buildCluster(c)
+		ec, err := m.cluster(c)
 		if err != nil {
 			return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
 		}

@@ -111,7 +111,7 @@ func moreSpecific(a, b string) bool {
 
 // buildPort makes the Envoy listener of a port and the route
 // configurations its connection managers fetch by RDS.
-func buildPort(p *port) (*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
+func buildPort(p *port, m *memoTable) (*listenerv3.Listener, []*routev3.RouteConfiguration, error) {
 	l := &listenerv3.Listener{
 		Name:    p.listenerName(),
 		Address: socketAddress("0.0.0.0", p.port),
@@ -120,7 +120,7 @@ func buildPort(p *port) (*listenerv3.Listener, []*routev3.RouteConfiguration, er
 		AdditionalAddresses: []*listenerv3.AdditionalAddress{{Address: socketAddress("::", p.port)}},
 	}
 	if !p.tls {
-		rc := buildRouteConfig(p.listenerName(), p.listeners)
+		rc := m.routeConfig(p.listenerName(), p.listeners)
 		hcm, err := connectionManager(p.listenerName(), rc.Name)
 		if err != nil {
 			return nil, nil, err
@@ -139,7 +139,7 @@ func buildPort(p *port) (*listenerv3.Listener, []*routev3.RouteConfiguration, er
 	}}
 	rcs := make([]*routev3.RouteConfiguration, 0, len(p.listeners))
 	for _, il := range p.listeners {
-		chain, rc, err := tlsFilterChain(p.listenerName(), il)
+		chain, rc, err := tlsFilterChain(p.listenerName(), il, m)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listener %s: %w", il.Name, err)
 		}
@@ -153,8 +153,8 @@ func buildPort(p *port) (*listenerv3.Listener, []*routev3.RouteConfiguration, er
 // SNI (any SNI, or none, when the listener has no hostname) that
 // terminates TLS with the listener's certificates, fetched by SDS, and
 // routes with its own route configuration, named after the IR listener.
-func tlsFilterChain(statPrefix string, l *ir.HTTPListener) (*listenerv3.FilterChain, *routev3.RouteConfiguration, error) {
-	rc := buildRouteConfig(l.Name, []*ir.HTTPListener{l})
+func tlsFilterChain(statPrefix string, l *ir.HTTPListener, m *memoTable) (*listenerv3.FilterChain, *routev3.RouteConfiguration, error) {
+	rc := m.routeConfig(l.Name, []*ir.HTTPListener{l})
 	hcm, err := connectionManager(statPrefix, rc.Name)
 	if err != nil {
 		return nil, nil, err

@@ -20,7 +20,7 @@ import (
 // "*.apps.example.com" for x.apps.example.com) has the same name in both,
 // since names name the source match and hostname: it is served once, from
 // the more specific listener, as the second copy could never match.
-func buildRouteConfig(name string, ls []*ir.HTTPListener) *routev3.RouteConfiguration {
+func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3.RouteConfiguration {
 	type vhostRoute struct{ domain, name string }
 	var seen map[vhostRoute]bool
 	if len(ls) > 1 {
@@ -40,7 +40,7 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener) *routev3.RouteConfigur
 				}
 				seen[k] = true
 			}
-			er := buildRoute(r)
+			er := m.route(r)
 			vh := vhosts[domain]
 			if vh == nil {
 				vh = &routev3.VirtualHost{Name: domain, Domains: []string{domain}}
@@ -65,7 +65,7 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener) *routev3.RouteConfigur
 	// its position: sorting only makes the output stable.
 	sort.Strings(domains)
 	for _, d := range domains {
-		rc.VirtualHosts = append(rc.VirtualHosts, vhosts[d])
+		rc.VirtualHosts = append(rc.VirtualHosts, m.virtualHost(name, vhosts[d]))
 	}
 	return rc
 }

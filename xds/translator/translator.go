@@ -41,6 +41,10 @@ type Resources map[resourcev3.Type][]types.Resource
 // names the listener, port or resource at fault; nothing partial is
 // returned with it.
 func Translate(g *ir.Group) (Resources, error) {
+	return translate(g, nil)
+}
+
+func translate(g *ir.Group, m *memoTable) (Resources, error) {
 	if g == nil {
 		return nil, fmt.Errorf("translate: nil group")
 	}
@@ -59,7 +63,7 @@ func Translate(g *ir.Group) (Resources, error) {
 
 	var listeners, routes []types.Resource
 	for _, p := range ports {
-		l, rcs, err := buildPort(p)
+		l, rcs, err := buildPort(p, m)
 		if err != nil {
 			return nil, fmt.Errorf("group %s: port %d: %w", g.Name, p.port, err)
 		}
@@ -68,7 +72,7 @@ func Translate(g *ir.Group) (Resources, error) {
 			routes = append(routes, rc)
 		}
 	}
-	clusters, err := buildClusters(g.Clusters)
+	clusters, err := buildClusters(g.Clusters, m)
 	if err != nil {
 		return nil, fmt.Errorf("group %s: %w", g.Name, err)
 	}

@@ -1,0 +1,172 @@
+package gatewayapi
+
+import (
+	"slices"
+	"strings"
+)
+
+// Memo carries the routes one translation compiled into the next, so that
+// a change to one route of thousands recompiles that route only. A route
+// is compiled again when its resourceVersion moved, or when anything its
+// compilation read did: a Service its backends name (present or missing)
+// or the ReferenceGrants of a namespace they reach into. Everything else
+// (attachment to listeners, precedence, status) is done again on every
+// translation, from the compiled routes, so the result is the one
+// Translate gives; unchanged routes also keep their IR values, which lets
+// the next stage and the engine compare by pointer.
+//
+// Objects without a resourceVersion (tests building them by hand) are
+// never reused. A Memo is not safe for concurrent use; its zero value is
+// ready.
+type Memo struct {
+	routes map[routeKey]*memoRoute
+}
+
+type routeKey struct{ kind, ns, name string }
+
+type memoRoute struct {
+	resourceVersion string
+	cr              *compiledRoute
+	deps            []dep
+}
+
+// dep is one object a compilation read, at the version it read.
+type dep struct {
+	grants   bool // the ReferenceGrants of namespace ns; else Service ns/name
+	ns, name string
+	version  string
+}
+
+// missing is the version of an object that was not there.
+const missing = "-"
+
+// Translate is the package's Translate, reusing what the last call of this
+// Memo compiled where it still holds.
+func (m *Memo) Translate(res *Resources, opts Options) *Result {
+	return translate(res, opts, m)
+}
+
+// recorder collects what one route's compilation reads from the index.
+type recorder struct {
+	deps      []dep
+	unversion bool // read an object without a resourceVersion: do not keep
+}
+
+func (ix *index) recordService(ns, name string) {
+	if ix.rec == nil {
+		return
+	}
+	v := missing
+	if s := ix.services[nn{ns, name}]; s != nil {
+		v = s.ResourceVersion
+		if v == "" {
+			ix.rec.unversion = true
+		}
+	}
+	ix.rec.deps = append(ix.rec.deps, dep{ns: ns, name: name, version: v})
+}
+
+func (ix *index) recordGrants(ns string) {
+	if ix.rec == nil {
+		return
+	}
+	v, ok := ix.grantVersion(ns)
+	if !ok {
+		ix.rec.unversion = true
+	}
+	ix.rec.deps = append(ix.rec.deps, dep{grants: true, ns: ns, version: v})
+}
+
+// grantVersion sums up the ReferenceGrants of a namespace: their names and
+// resourceVersions; ok is false when one has no resourceVersion.
+func (ix *index) grantVersion(ns string) (string, bool) {
+	if v, ok := ix.grantVersions[ns]; ok {
+		return v, v != ""
+	}
+	gs := ix.grants[ns]
+	parts := make([]string, 0, len(gs))
+	ok := true
+	for _, g := range gs {
+		if g.ResourceVersion == "" {
+			ok = false
+		}
+		parts = append(parts, g.Name+"@"+g.ResourceVersion)
+	}
+	slices.Sort(parts)
+	v := missing + strings.Join(parts, ",")
+	if !ok {
+		v = ""
+	}
+	if ix.grantVersions == nil {
+		ix.grantVersions = map[string]string{}
+	}
+	ix.grantVersions[ns] = v
+	return v, ok
+}
+
+// holds reports whether every dependency is at the version it was read at.
+func (e *memoRoute) holds(ix *index) bool {
+	for _, d := range e.deps {
+		if d.grants {
+			if v, ok := ix.grantVersion(d.ns); !ok || v != d.version {
+				return false
+			}
+			continue
+		}
+		v := missing
+		if s := ix.services[nn{d.ns, d.name}]; s != nil {
+			v = s.ResourceVersion
+		}
+		if v != d.version {
+			return false
+		}
+	}
+	return true
+}
+
+// memoTable is one translation's view of a Memo: what it had, what this
+// translation keeps.
+type memoTable struct {
+	prev, next map[routeKey]*memoRoute
+}
+
+func (m *Memo) begin() *memoTable {
+	if m == nil {
+		return nil
+	}
+	return &memoTable{prev: m.routes, next: make(map[routeKey]*memoRoute, len(m.routes))}
+}
+
+func (m *Memo) end(t *memoTable) {
+	if m != nil {
+		m.routes = t.next
+	}
+}
+
+// compile returns the compiled route of an object, reused when it holds.
+func (t *memoTable) compile(kind string, meta interface {
+	GetNamespace() string
+	GetName() string
+	GetResourceVersion() string
+}, ix *index, compile func() *compiledRoute) *compiledRoute {
+	rv := meta.GetResourceVersion()
+	if t == nil || rv == "" {
+		return compile()
+	}
+	k := routeKey{kind, meta.GetNamespace(), meta.GetName()}
+	if e := t.prev[k]; e != nil && e.resourceVersion == rv && e.holds(ix) {
+		t.next[k] = e
+		return e.cr
+	}
+	ix.rec = &recorder{}
+	cr := compile()
+	rec := ix.rec
+	ix.rec = nil
+	if !rec.unversion {
+		// Compilation is over: the route must not keep the index (and
+		// through it the whole snapshot) alive.
+		cr.backends.ix = nil
+		t.next[k] = &memoRoute{resourceVersion: rv, cr: cr, deps: rec.deps}
+	}
+	return cr
+}

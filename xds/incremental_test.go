@@ -1,0 +1,171 @@
+package xds_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthnet/berth/xds"
+	"github.com/berthnet/berth/xds/benchgen"
+	"github.com/berthnet/berth/xds/gatewayapi"
+	"github.com/berthnet/berth/xds/translator"
+)
+
+// TestIncrementalEqualsFull runs random change sequences (benchgen.Mutate)
+// on the input and checks, after every change, that the memoized
+// stages (gatewayapi.Memo, translator.Memo), carried from change to change
+// as the controller carries them, give exactly what a full translation of
+// the same snapshot gives.
+func TestIncrementalEqualsFull(t *testing.T) {
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(seed, 8))
+			data := make([]byte, 400)
+			for i := range data {
+				data[i] = byte(r.UintN(256))
+			}
+			checkIncremental(t, int(seed%6)+2, data)
+		})
+	}
+}
+
+// FuzzIncremental is TestIncrementalEqualsFull on a fuzzer's choices.
+func FuzzIncremental(f *testing.F) {
+	f.Add(uint8(3), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	f.Fuzz(func(t *testing.T, n uint8, data []byte) {
+		checkIncremental(t, int(n%8)+1, data)
+	})
+}
+
+func checkIncremental(t *testing.T, n int, data []byte) {
+	t.Helper()
+	res := benchgen.Resources(benchgen.Generate(n))
+	stamp(res)
+	var memo gatewayapi.Memo
+	stage2 := map[string]*translator.Memo{}
+	c := benchgen.NewChooser(data)
+	for step := 0; ; step++ {
+		// Each change makes new objects, as the API server does; a
+		// changed object gets a new resourceVersion.
+		res = deepCopy(t, res)
+		if step > 0 {
+			benchgen.Mutate(c, res)
+			stamp(res)
+		}
+		got := memo.Translate(res, gatewayapi.Options{})
+		want := gatewayapi.Translate(res, gatewayapi.Options{})
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("step %d: memoized translation differs (-memo +full):\n%s", step, cmp.Diff(got, want))
+		}
+		for _, g := range got.Groups {
+			m := stage2[g.Name]
+			if m == nil {
+				m = &translator.Memo{}
+				stage2[g.Name] = m
+			}
+			inc, ierr := m.Translate(xds.BindPorts(g))
+			full, ferr := translator.Translate(xds.BindPorts(g))
+			if (ierr == nil) != (ferr == nil) {
+				t.Fatalf("step %d group %s: memo error %v, full error %v", step, g.Name, ierr, ferr)
+			}
+			for typ, list := range full {
+				if len(inc[typ]) != len(list) {
+					t.Fatalf("step %d group %s: %d %s, want %d", step, g.Name, len(inc[typ]), typ, len(list))
+				}
+				for i := range list {
+					if !proto.Equal(inc[typ][i], list[i]) {
+						t.Fatalf("step %d group %s: %s #%d differs:\n%v\nwant\n%v", step, g.Name, typ, i, inc[typ][i], list[i])
+					}
+				}
+			}
+		}
+		if !c.More() {
+			return
+		}
+	}
+}
+
+// stamp gives every object the hash of its content as resourceVersion:
+// what changed gets a new one, what did not keeps its own.
+func stamp(res *gatewayapi.Resources) {
+	each(res, func(o client.Object) {
+		o.SetResourceVersion("")
+		raw, err := json.Marshal(o)
+		if err != nil {
+			panic(err)
+		}
+		h := fnv.New64a()
+		h.Write(raw)
+		o.SetResourceVersion(fmt.Sprintf("%x", h.Sum64()))
+	})
+}
+
+func each(res *gatewayapi.Resources, f func(client.Object)) {
+	for i := range res.GatewayClasses {
+		f(&res.GatewayClasses[i])
+	}
+	for i := range res.Gateways {
+		f(&res.Gateways[i])
+	}
+	for i := range res.HTTPRoutes {
+		f(&res.HTTPRoutes[i])
+	}
+	for i := range res.GRPCRoutes {
+		f(&res.GRPCRoutes[i])
+	}
+	for i := range res.ReferenceGrants {
+		f(&res.ReferenceGrants[i])
+	}
+	for i := range res.Namespaces {
+		f(&res.Namespaces[i])
+	}
+	for i := range res.Services {
+		f(&res.Services[i])
+	}
+	for i := range res.Secrets {
+		f(&res.Secrets[i])
+	}
+	for i := range res.Ingresses {
+		f(&res.Ingresses[i])
+	}
+	for i := range res.IngressClasses {
+		f(&res.IngressClasses[i])
+	}
+}
+
+func deepCopy(t *testing.T, res *gatewayapi.Resources) *gatewayapi.Resources {
+	t.Helper()
+	out := *res
+	out.GatewayClasses = copyAll(res.GatewayClasses)
+	out.Gateways = copyAll(res.Gateways)
+	out.HTTPRoutes = copyAll(res.HTTPRoutes)
+	out.GRPCRoutes = copyAll(res.GRPCRoutes)
+	out.ReferenceGrants = copyAll(res.ReferenceGrants)
+	out.Namespaces = copyAll(res.Namespaces)
+	out.Services = copyAll(res.Services)
+	out.Secrets = copyAll(res.Secrets)
+	out.Ingresses = copyAll(res.Ingresses)
+	out.IngressClasses = copyAll(res.IngressClasses)
+	return &out
+}
+
+func copyAll[T any, P interface {
+	*T
+	DeepCopyInto(*T)
+}](in []T) []T {
+	if in == nil {
+		return nil
+	}
+	out := make([]T, len(in))
+	for i := range in {
+		P(&in[i]).DeepCopyInto(&out[i])
+	}
+	return out
+}
