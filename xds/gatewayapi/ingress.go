@@ -29,8 +29,8 @@ type ingressClass struct {
 
 // translateIngresses builds one group per Berth IngressClass from the
 // Ingresses of that class (and, for the default class, those without one)
-// and records which group serves each Ingress.
-func translateIngresses(res *Resources, ix *index, controller string, out *Result) []*ir.Group {
+// and records which group serves each Ingress. valid validates the groups.
+func translateIngresses(res *Resources, ix *index, controller string, out *Result, valid *ir.Validator) []*ir.Group {
 	classes := map[string]*ingressClass{}
 	var names []string
 	defaultClass := ""
@@ -74,7 +74,7 @@ func translateIngresses(res *Resources, ix *index, controller string, out *Resul
 	for _, name := range names {
 		ic := classes[name]
 		g := ic.group()
-		if err := g.Validate(); err != nil {
+		if err := valid.Validate(g); err != nil {
 			g = &ir.Group{Name: g.Name}
 			msg := "internal error, please report: translation produced an invalid configuration: " + strings.ReplaceAll(err.Error(), "\n", "; ")
 			for _, r := range ic.results {

@@ -3,6 +3,8 @@ package gatewayapi
 import (
 	"slices"
 	"strings"
+
+	"github.com/berthnet/berth/xds/ir"
 )
 
 // Memo carries the routes one translation compiled into the next, so that
@@ -20,6 +22,8 @@ import (
 // ready.
 type Memo struct {
 	routes map[routeKey]*memoRoute
+	// valid spares the validation of the groups' unchanged routes.
+	valid ir.Validator
 }
 
 type routeKey struct{ kind, ns, name string }

@@ -25,6 +25,11 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 	ix := newIndex(res)
 	mt := memo.begin()
 	defer memo.end(mt)
+	var valid *ir.Validator
+	if memo != nil {
+		valid = &memo.valid
+		defer valid.Done()
+	}
 	out := &Result{}
 	controller := opts.gatewayController()
 
@@ -82,11 +87,11 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 	slices.SortFunc(out.GRPCRoutes, byName)
 
 	for _, gs := range order {
-		g, gr := finishGateway(gs)
+		g, gr := finishGateway(gs, valid)
 		out.Groups = append(out.Groups, g)
 		out.Gateways = append(out.Gateways, gr)
 	}
-	out.Groups = append(out.Groups, translateIngresses(res, ix, opts.ingressController(), out)...)
+	out.Groups = append(out.Groups, translateIngresses(res, ix, opts.ingressController(), out, valid)...)
 	sort.Slice(out.Groups, func(i, j int) bool { return out.Groups[i].Name < out.Groups[j].Name })
 	return out
 }
@@ -129,10 +134,10 @@ func mayConcern(refs []gwv1.ParentReference, ns string, gateways map[nn]*gateway
 }
 
 // finishGateway builds a Gateway's group from its served listeners and
-// attached routes, validates it, and completes its status. A group that
+// attached routes, validates it with valid, and completes its status. A group that
 // fails validation is a bug in this package: it is replaced by an empty one
 // and the Gateway says why.
-func finishGateway(gs *gatewayState) (*ir.Group, GatewayResult) {
+func finishGateway(gs *gatewayState, valid *ir.Validator) (*ir.Group, GatewayResult) {
 	gw := gs.gw
 	g := &ir.Group{Name: gs.group}
 	gr := GatewayResult{Namespace: gw.Namespace, Name: gw.Name, Generation: gw.Generation, Group: gs.group,
@@ -165,7 +170,7 @@ func finishGateway(gs *gatewayState) (*ir.Group, GatewayResult) {
 	sort.Slice(gr.Ports, func(i, j int) bool { return gr.Ports[i] < gr.Ports[j] })
 
 	reason, msg := gs.acceptReason, gs.acceptMessage
-	if err := g.Validate(); err != nil {
+	if err := valid.Validate(g); err != nil {
 		g = &ir.Group{Name: gs.group}
 		gr.Accepted, clean, gr.Ports = false, false, nil
 		reason, msg = string(gwv1.GatewayReasonInvalid), "internal error, please report: translation produced an invalid configuration: "+strings.ReplaceAll(err.Error(), "\n", "; ")

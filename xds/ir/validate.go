@@ -13,6 +13,68 @@ import (
 // first stage must never produce an invalid Group; a failure here is a bug
 // there, reported rather than served.
 func (g *Group) Validate() error {
+	return g.validate(nil)
+}
+
+// Validator validates groups as Group.Validate does, remembering the routes
+// that passed: IR values are never modified once built, so a route given
+// again as the same value (gatewayapi.Memo keeps those of unchanged routes)
+// needs only its references checked against its group's clusters again.
+// It remembers the routes that passed in the groups of the last translation
+// (the calls between the last two Dones) and of this one. A Validator is not
+// safe for concurrent use; its zero value is ready; a nil one remembers
+// nothing.
+type Validator struct {
+	m routeMemo
+}
+
+// Validate returns what g.Validate() returns.
+func (v *Validator) Validate(g *Group) error {
+	if v == nil {
+		return g.Validate()
+	}
+	if v.m.next == nil {
+		v.m.next = make(map[*HTTPRoute]struct{}, len(v.m.prev))
+	}
+	return g.validate(&v.m)
+}
+
+// Done ends a translation: the routes of the groups validated since the
+// last Done are those the next ones may skip.
+func (v *Validator) Done() {
+	if v == nil {
+		return
+	}
+	v.m.prev, v.m.next = v.m.next, nil
+}
+
+// routeMemo is one validation's view of a Validator: the routes that passed
+// before, and those that pass now.
+type routeMemo struct {
+	prev, next map[*HTTPRoute]struct{}
+}
+
+// validate validates r, sparing the checks of its own fields when m holds it.
+func (m *routeMemo) validate(r *HTTPRoute, clusters map[string]bool) error {
+	if m == nil {
+		return errors.Join(r.validateSelf(), r.validateRefs(clusters))
+	}
+	_, ok := m.prev[r]
+	if !ok {
+		_, ok = m.next[r]
+	}
+	if ok {
+		m.next[r] = struct{}{}
+		return r.validateRefs(clusters)
+	}
+	err := r.validateSelf()
+	if err == nil {
+		m.next[r] = struct{}{}
+	}
+	return errors.Join(err, r.validateRefs(clusters))
+}
+
+func (g *Group) validate(m *routeMemo) error {
 	var errs []error
 	if g.Name == "" {
 		errs = append(errs, errors.New("group has no name"))
@@ -55,7 +117,7 @@ func (g *Group) Validate() error {
 				errs = append(errs, fmt.Errorf("listener %s: route %q: empty or duplicate name", l.Name, r.Name))
 			}
 			routes[r.Name] = true
-			if err := r.validate(clusters); err != nil {
+			if err := m.validate(r, clusters); err != nil {
 				errs = append(errs, fmt.Errorf("listener %s: route %s: %w", l.Name, r.Name, err))
 			}
 		}
@@ -63,7 +125,24 @@ func (g *Group) Validate() error {
 	return errors.Join(errs...)
 }
 
-func (r *HTTPRoute) validate(clusters map[string]bool) error {
+// validateRefs checks that r's backends and mirrors name clusters of the group.
+func (r *HTTPRoute) validateRefs(clusters map[string]bool) error {
+	var errs []error
+	for _, b := range r.Backends {
+		if b.Cluster != "" && !clusters[b.Cluster] {
+			errs = append(errs, fmt.Errorf("backend names unknown cluster %q", b.Cluster))
+		}
+	}
+	for _, m := range r.Mirrors {
+		if !clusters[m.Cluster] {
+			errs = append(errs, fmt.Errorf("mirror names unknown cluster %q", m.Cluster))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validateSelf checks r's own fields, which hold whatever the group around it.
+func (r *HTTPRoute) validateSelf() error {
 	var errs []error
 	errs = appendErr(errs, r.RequestHeaders.validate("request headers"))
 	errs = appendErr(errs, r.ResponseHeaders.validate("response headers"))
@@ -85,9 +164,6 @@ func (r *HTTPRoute) validate(clusters map[string]bool) error {
 		actions++
 		var total uint32
 		for _, b := range r.Backends {
-			if b.Cluster != "" && !clusters[b.Cluster] {
-				errs = append(errs, fmt.Errorf("backend names unknown cluster %q", b.Cluster))
-			}
 			total += b.Weight
 		}
 		if total == 0 {
@@ -101,9 +177,6 @@ func (r *HTTPRoute) validate(clusters map[string]bool) error {
 		errs = appendErr(errs, r.Rewrite.Path.validate(r.Path))
 	}
 	for _, m := range r.Mirrors {
-		if !clusters[m.Cluster] {
-			errs = append(errs, fmt.Errorf("mirror names unknown cluster %q", m.Cluster))
-		}
 		if m.Percent < 0 || m.Percent > 100 {
 			errs = append(errs, fmt.Errorf("mirror percent %v", m.Percent))
 		}

@@ -67,6 +67,35 @@ func TestValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tc.want)
 			}
+			// A Validator says the same, the second time too (a route that failed is
+			// not remembered as valid).
+			var v Validator
+			for i := range 2 {
+				if err := v.Validate(g); err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("Validator.Validate() #%d = %v, want an error containing %q", i, err, tc.want)
+				}
+				v.Done()
+			}
 		})
+	}
+}
+
+// TestValidatorChecksReferencesOfKnownRoutes: a route that passed is given again in a
+// group without the cluster it names; its own fields are not checked again, its
+// references are.
+func TestValidatorChecksReferencesOfKnownRoutes(t *testing.T) {
+	var v Validator
+	g := validGroup()
+	if err := v.Validate(g); err != nil {
+		t.Fatal(err)
+	}
+	v.Done()
+	if err := v.Validate(g); err != nil {
+		t.Fatalf("the same group again: %v", err)
+	}
+	v.Done()
+	without := &Group{Name: g.Name, HTTP: g.HTTP}
+	if err := v.Validate(without); err == nil || !strings.Contains(err.Error(), `unknown cluster "default/web/8080"`) {
+		t.Fatalf("known routes in a group without their cluster: %v", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -26,6 +27,8 @@ type part struct {
 	// given is false for the empty part a full Set puts in place of a type it was not
 	// given, so that Status does not list types the group never had.
 	given bool
+	// vhosts are the checked VirtualHosts of a RouteConfiguration part (see vhostSums).
+	vhosts vhostSums
 }
 
 // groupConfig is what a group is served: one part per resource type.
@@ -47,7 +50,9 @@ type validator interface{ ValidateAll() error }
 // Only what changed since the group's served configuration is validated and hashed: a
 // resource given again as the very message served (the same pointer) is known unchanged, and
 // one whose bytes hash as the served one's were validated before. So a caller that keeps the
-// messages of unchanged resources pays for the changed ones only. Resources handed to the
+// messages of unchanged resources pays for the changed ones only. A RouteConfiguration is
+// checked one VirtualHost at a time (see vhostSums): a changed one whose VirtualHosts are
+// mostly the messages served pays for its new VirtualHosts only. Resources handed to the
 // server must never be modified afterwards (they are served as they are).
 func (s *Server) Set(ctx context.Context, group, version string, resources map[resource.Type][]types.Resource) error {
 	return s.set(ctx, group, version, func() error { return s.publish(ctx, group, version, resources, true) })
@@ -159,6 +164,9 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 		hashes:  make(map[string]string, len(items)),
 		given:   true,
 	}
+	if typeURL == resource.RouteType {
+		p.vhosts = make(vhostSums)
+	}
 	for i, r := range items {
 		if r == nil {
 			return nil, fmt.Errorf("%s #%d is nil", typeURL, i)
@@ -173,7 +181,13 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 		if _, dup := p.items[name]; dup {
 			return nil, fmt.Errorf("%s %q is given twice", typeURL, name)
 		}
-		h, err := checked(typeURL, name, r, prev)
+		var h string
+		var err error
+		if rc, ok := r.(*routev3.RouteConfiguration); ok {
+			h, err = checkedRouteConfig(name, rc, prev, p)
+		} else {
+			h, err = checked(typeURL, name, r, prev)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -181,6 +195,23 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 		p.hashes[name] = h
 	}
 	return p, nil
+}
+
+// checkedRouteConfig is checked for a RouteConfiguration, one VirtualHost at a time.
+func checkedRouteConfig(name string, rc *routev3.RouteConfiguration, prev, next *part) (string, error) {
+	var served vhostSums
+	if prev != nil {
+		served = prev.vhosts
+		if old, ok := prev.items[name]; ok && old.Resource == rc {
+			carryVirtualHosts(rc, served, next.vhosts)
+			return prev.hashes[name], nil // the very message served
+		}
+	}
+	h, err := checkRouteConfig(name, rc, served, next.vhosts)
+	if err != nil {
+		return "", fmt.Errorf("%s %q: %w", resource.RouteType, name, err)
+	}
+	return h, nil
 }
 
 // checked validates one resource, unless prev serves it already, and returns its hash.

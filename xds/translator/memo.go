@@ -24,6 +24,8 @@ type Memo struct {
 	vhosts   map[vhostKey]*routev3.VirtualHost
 	configs  map[string]*routev3.RouteConfiguration
 	clusters map[ir.Cluster]*clusterv3.Cluster
+	// valid spares the validation of the group's unchanged routes.
+	valid *ir.Validator
 }
 
 type vhostKey struct{ config, domain string }
@@ -31,8 +33,13 @@ type vhostKey struct{ config, domain string }
 // Translate is the package's Translate, reusing the messages of this
 // Memo's last successful call where they still hold.
 func (m *Memo) Translate(g *ir.Group) (Resources, error) {
+	if m.valid == nil {
+		m.valid = &ir.Validator{}
+	}
 	t := &memoTable{prev: *m}
+	t.next.valid = m.valid
 	res, err := translate(g, t)
+	m.valid.Done()
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +51,14 @@ func (m *Memo) Translate(g *ir.Group) (Resources, error) {
 // translation keeps. A nil memoTable builds everything.
 type memoTable struct {
 	prev, next Memo
+}
+
+// validator is the Memo's Validator; nil (none) without a Memo.
+func (m *memoTable) validator() *ir.Validator {
+	if m == nil {
+		return nil
+	}
+	return m.prev.valid
 }
 
 func (m *memoTable) route(r *ir.HTTPRoute) *routev3.Route {
