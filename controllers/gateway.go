@@ -95,9 +95,9 @@ func GatewayCacheByObject() map[client.Object]crcache.ByObject {
 // run without them as a load-balancer controller alone.
 func GatewayAPIInstalled(mgr ctrl.Manager) (bool, error) {
 	for _, gvk := range []schema.GroupVersionKind{
-		gwv1.SchemeGroupVersion.WithKind("GatewayClass"), gwv1.SchemeGroupVersion.WithKind("Gateway"),
-		gwv1.SchemeGroupVersion.WithKind("HTTPRoute"), gwv1.SchemeGroupVersion.WithKind("GRPCRoute"),
-		gwv1b1.SchemeGroupVersion.WithKind("ReferenceGrant"),
+		gwv1.GroupVersion.WithKind("GatewayClass"), gwv1.GroupVersion.WithKind("Gateway"),
+		gwv1.GroupVersion.WithKind("HTTPRoute"), gwv1.GroupVersion.WithKind("GRPCRoute"),
+		gwv1b1.GroupVersion.WithKind("ReferenceGrant"),
 	} {
 		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 			if meta.IsNoMatchError(err) {
