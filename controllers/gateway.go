@@ -94,10 +94,11 @@ func GatewayCacheByObject() map[client.Object]crcache.ByObject {
 // API kinds Berth reads (its CRDs are installed), so the controller can
 // run without them as a load-balancer controller alone.
 func GatewayAPIInstalled(mgr ctrl.Manager) (bool, error) {
+	v1 := schema.GroupVersion{Group: gwv1.GroupVersion.Group, Version: gwv1.GroupVersion.Version}
+	v1beta1 := schema.GroupVersion{Group: gwv1b1.GroupVersion.Group, Version: gwv1b1.GroupVersion.Version}
 	for _, gvk := range []schema.GroupVersionKind{
-		gwv1.GroupVersion.WithKind("GatewayClass"), gwv1.GroupVersion.WithKind("Gateway"),
-		gwv1.GroupVersion.WithKind("HTTPRoute"), gwv1.GroupVersion.WithKind("GRPCRoute"),
-		gwv1b1.GroupVersion.WithKind("ReferenceGrant"),
+		v1.WithKind("GatewayClass"), v1.WithKind("Gateway"), v1.WithKind("HTTPRoute"), v1.WithKind("GRPCRoute"),
+		v1beta1.WithKind("ReferenceGrant"),
 	} {
 		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
 			if meta.IsNoMatchError(err) {
