@@ -27,8 +27,11 @@ type part struct {
 	// given is false for the empty part a full Set puts in place of a type it was not
 	// given, so that Status does not list types the group never had.
 	given bool
-	// vhosts are the checked VirtualHosts of a RouteConfiguration part (see vhostSums).
-	vhosts vhostSums
+	// vhosts are the checked VirtualHosts of a RouteConfiguration part (see vhostSums), and
+	// routeConfigs the RouteConfigurations given, by name, which items holds encoded (see
+	// checkRouteConfig).
+	vhosts       vhostSums
+	routeConfigs map[string]*routev3.RouteConfiguration
 }
 
 // groupConfig is what a group is served: one part per resource type.
@@ -166,6 +169,7 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 	}
 	if typeURL == resource.RouteType {
 		p.vhosts = make(vhostSums)
+		p.routeConfigs = make(map[string]*routev3.RouteConfiguration, len(items))
 	}
 	for i, r := range items {
 		if r == nil {
@@ -183,35 +187,38 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 		}
 		var h string
 		var err error
+		served := r
 		if rc, ok := r.(*routev3.RouteConfiguration); ok {
-			h, err = checkedRouteConfig(name, rc, prev, p)
+			h, served, err = checkedRouteConfig(name, rc, prev, p)
+			p.routeConfigs[name] = rc
 		} else {
 			h, err = checked(typeURL, name, r, prev)
 		}
 		if err != nil {
 			return nil, err
 		}
-		p.items[name] = types.ResourceWithTTL{Resource: r}
+		p.items[name] = types.ResourceWithTTL{Resource: served}
 		p.hashes[name] = h
 	}
 	return p, nil
 }
 
-// checkedRouteConfig is checked for a RouteConfiguration, one VirtualHost at a time.
-func checkedRouteConfig(name string, rc *routev3.RouteConfiguration, prev, next *part) (string, error) {
+// checkedRouteConfig is checked for a RouteConfiguration, one VirtualHost at a time; it
+// also returns the message to serve for rc (see checkRouteConfig).
+func checkedRouteConfig(name string, rc *routev3.RouteConfiguration, prev, next *part) (string, types.Resource, error) {
 	var served vhostSums
 	if prev != nil {
 		served = prev.vhosts
-		if old, ok := prev.items[name]; ok && old.Resource == rc {
+		if prev.routeConfigs[name] == rc {
 			carryVirtualHosts(rc, served, next.vhosts)
-			return prev.hashes[name], nil // the very message served
+			return prev.hashes[name], prev.items[name].Resource, nil // the very message served
 		}
 	}
-	h, err := checkRouteConfig(name, rc, served, next.vhosts)
+	h, enc, err := checkRouteConfig(rc, served, next.vhosts)
 	if err != nil {
-		return "", fmt.Errorf("%s %q: %w", resource.RouteType, name, err)
+		return "", nil, fmt.Errorf("%s %q: %w", resource.RouteType, name, err)
 	}
-	return h, nil
+	return h, enc, nil
 }
 
 // checked validates one resource, unless prev serves it already, and returns its hash.

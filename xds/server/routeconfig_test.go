@@ -7,6 +7,7 @@ import (
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 )
@@ -51,6 +52,26 @@ func TestRouteConfigurationByVirtualHost(t *testing.T) {
 	if got := rds(); got != "v3" {
 		t.Errorf("a virtual host added: RDS at %q, want v3", got)
 	}
+	// What is served decodes as the RouteConfiguration given.
+	given := with(good)[resource.RouteType][0]
+	assertServedRoutes := func(want types.Resource) {
+		t.Helper()
+		e.srv.mu.Lock()
+		res := e.srv.groups[groupA].parts[cachev3.GetResponseType(resource.RouteType)].items[served.Name].Resource
+		e.srv.mu.Unlock()
+		raw, err := cachev3.MarshalResource(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := &route.RouteConfiguration{}
+		if err := proto.Unmarshal(raw, got); err != nil {
+			t.Fatal(err)
+		}
+		if !proto.Equal(got, want) {
+			t.Errorf("served %v, want %v", got, want)
+		}
+	}
+	assertServedRoutes(given)
 
 	// The same content in new messages (every VirtualHost checked afresh): nothing to push.
 	copied := with(proto.Clone(good).(*route.VirtualHost))
@@ -72,4 +93,5 @@ func TestRouteConfigurationByVirtualHost(t *testing.T) {
 	if got := rds(); got != "v5" {
 		t.Errorf("a RouteConfiguration field changed: RDS at %q, want v5", got)
 	}
+	assertServedRoutes(changedHead[resource.RouteType][0])
 }
