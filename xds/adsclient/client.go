@@ -31,12 +31,10 @@ type Client struct {
 	node   *core.Node
 	cancel context.CancelFunc
 
-	mu      sync.Mutex
-	queues  map[string][]*discovery.DiscoveryResponse
-	names   map[string][]string
-	arrived chan struct{} // closed and replaced on every response
-	err     error         // the stream's end
-	sendMu  sync.Mutex
+	in     *inbox[*discovery.DiscoveryResponse]
+	mu     sync.Mutex
+	names  map[string][]string
+	sendMu sync.Mutex
 }
 
 // Open starts an ADS stream for node on conn. Close ends it.
@@ -47,32 +45,13 @@ func Open(ctx context.Context, conn grpc.ClientConnInterface, node *core.Node) (
 		cancel()
 		return nil, err
 	}
-	c := &Client{stream: stream, node: node, cancel: cancel, queues: map[string][]*discovery.DiscoveryResponse{},
-		names: map[string][]string{}, arrived: make(chan struct{})}
-	go c.read()
+	c := &Client{stream: stream, node: node, cancel: cancel, in: newInbox[*discovery.DiscoveryResponse](), names: map[string][]string{}}
+	go c.in.receive(stream.Recv)
 	return c, nil
 }
 
 // Close ends the stream.
 func (c *Client) Close() { c.cancel() }
-
-func (c *Client) read() {
-	for {
-		resp, err := c.stream.Recv()
-		c.mu.Lock()
-		if err != nil {
-			c.err = err
-		} else {
-			c.queues[resp.TypeUrl] = append(c.queues[resp.TypeUrl], resp)
-		}
-		close(c.arrived)
-		c.arrived = make(chan struct{})
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
 
 // Subscribe asks for resources of a type: names, or all of them (nil) for
 // the wildcard types (listeners, clusters).
@@ -86,26 +65,7 @@ func (c *Client) Subscribe(typeURL string, names []string) error {
 // Next returns the next response of a type, waiting until one comes, the
 // stream ends, or ctx ends.
 func (c *Client) Next(ctx context.Context, typeURL string) (*discovery.DiscoveryResponse, error) {
-	for {
-		c.mu.Lock()
-		if q := c.queues[typeURL]; len(q) > 0 {
-			c.queues[typeURL] = q[1:]
-			c.mu.Unlock()
-			return q[0], nil
-		}
-		if c.err != nil {
-			err := c.err
-			c.mu.Unlock()
-			return nil, fmt.Errorf("stream ended: %w", err)
-		}
-		arrived := c.arrived
-		c.mu.Unlock()
-		select {
-		case <-arrived:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", typeURL, ctx.Err())
-		}
-	}
+	return c.in.next(ctx, typeURL)
 }
 
 // Ack accepts a response, as Envoy does once it applied it.

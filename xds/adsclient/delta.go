@@ -22,10 +22,7 @@ type DeltaClient struct {
 	node   *core.Node
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	queues   map[string][]*discovery.DeltaDiscoveryResponse
-	arrived  chan struct{} // closed and replaced on every response
-	err      error         // the stream's end
+	in       *inbox[*discovery.DeltaDiscoveryResponse]
 	sendMu   sync.Mutex
 	nodeSent bool
 }
@@ -38,32 +35,13 @@ func OpenDelta(ctx context.Context, conn grpc.ClientConnInterface, node *core.No
 		cancel()
 		return nil, err
 	}
-	c := &DeltaClient{stream: stream, node: node, cancel: cancel,
-		queues: map[string][]*discovery.DeltaDiscoveryResponse{}, arrived: make(chan struct{})}
-	go c.read()
+	c := &DeltaClient{stream: stream, node: node, cancel: cancel, in: newInbox[*discovery.DeltaDiscoveryResponse]()}
+	go c.in.receive(stream.Recv)
 	return c, nil
 }
 
 // Close ends the stream.
 func (c *DeltaClient) Close() { c.cancel() }
-
-func (c *DeltaClient) read() {
-	for {
-		resp, err := c.stream.Recv()
-		c.mu.Lock()
-		if err != nil {
-			c.err = err
-		} else {
-			c.queues[resp.TypeUrl] = append(c.queues[resp.TypeUrl], resp)
-		}
-		close(c.arrived)
-		c.arrived = make(chan struct{})
-		c.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
-}
 
 // Subscribe asks for resources of a type by name; no names subscribes to
 // all of them (the wildcard, for listeners and clusters).
@@ -74,26 +52,7 @@ func (c *DeltaClient) Subscribe(typeURL string, names ...string) error {
 // Next returns the next response of a type, waiting until one comes, the
 // stream ends, or ctx ends.
 func (c *DeltaClient) Next(ctx context.Context, typeURL string) (*discovery.DeltaDiscoveryResponse, error) {
-	for {
-		c.mu.Lock()
-		if q := c.queues[typeURL]; len(q) > 0 {
-			c.queues[typeURL] = q[1:]
-			c.mu.Unlock()
-			return q[0], nil
-		}
-		if c.err != nil {
-			err := c.err
-			c.mu.Unlock()
-			return nil, fmt.Errorf("stream ended: %w", err)
-		}
-		arrived := c.arrived
-		c.mu.Unlock()
-		select {
-		case <-arrived:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for %s: %w", typeURL, ctx.Err())
-		}
-	}
+	return c.in.next(ctx, typeURL)
 }
 
 // Ack accepts a response, as Envoy does once it applied it.
