@@ -10,33 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/berthnet/berth/test/kubetest"
+	"github.com/berthnet/berth/test/proctest"
 )
-
-// controllerBinary is $BERTH_GWBENCH_CONTROLLER, or berth-controller built
-// from this checkout the way `make build` builds it.
-func controllerBinary(b *testing.B) string {
-	b.Helper()
-	if p := os.Getenv("BERTH_GWBENCH_CONTROLLER"); p != "" {
-		return p
-	}
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		b.Fatal(err)
-	}
-	out := filepath.Join(b.TempDir(), "berth-controller")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/berth-controller")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build berth-controller: %v\n%s", err, msg)
-	}
-	return out
-}
 
 // freePort is a loopback host:port nobody listens on now.
 func freePort(b *testing.B) string {
@@ -49,13 +27,16 @@ func freePort(b *testing.B) string {
 	return l.Addr().String()
 }
 
+// controllerBinary is $BERTH_GWBENCH_CONTROLLER, or berth-controller built
+// from this checkout the way `make build` builds it.
+func controllerBinary(b *testing.B) string {
+	return proctest.Build(b, "./cmd/berth-controller", "BERTH_GWBENCH_CONTROLLER")
+}
+
 // proc is berth-controller running as a process of its own.
 type proc struct {
-	cmd    *exec.Cmd
-	log    string
-	pprof  string // host:port, "" when off
-	exited chan struct{}
-	err    error
+	*proctest.Proc
+	pprof string // host:port, "" when off
 }
 
 // startController runs berth-controller against the cluster with its xDS
@@ -72,85 +53,20 @@ func startController(b *testing.B, bin string, c *cluster, xdsAddr, name string,
 		"--xds-bind-address", xdsAddr, "--xds-address", xdsAddr, "--xds-server-names", host,
 		"--metrics-bind-address", freePort(b), "--health-probe-bind-address", freePort(b),
 	}
-	p := &proc{exited: make(chan struct{}), log: filepath.Join(b.TempDir(), name+".log")}
+	p := &proc{}
 	if pprof {
 		p.pprof = freePort(b)
 		args = append(args, "--pprof-bind-address", p.pprof)
 	}
-	f, err := os.Create(p.log)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	start := time.Now()
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		b.Fatalf("start berth-controller: %v", err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		f.Close()
-		close(p.exited)
-	}()
-	b.Cleanup(func() {
-		p.stop()
-		if b.Failed() {
-			b.Logf("berth-controller (%s) log, last lines:\n%s", name, tail(p.log, 40))
-		}
-	})
+	var start time.Time
+	p.Proc, start = proctest.Start(b, "berth-controller ("+name+")", exec.Command(bin, args...))
 	return p, start
-}
-
-// alive fails b when the controller has exited.
-func (p *proc) alive(b *testing.B) {
-	b.Helper()
-	select {
-	case <-p.exited:
-		b.Fatalf("berth-controller exited: %v\n%s", p.err, tail(p.log, 40))
-	default:
-	}
-}
-
-func (p *proc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// memMiB is a /proc/PID/status figure (VmRSS, VmHWM) in MiB.
-func (p *proc) memMiB(b *testing.B, field string) float64 {
-	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		b.Fatalf("controller memory: %v", err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == field+":" {
-			kb, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				b.Fatalf("%s: %v", line, err)
-			}
-			return kb / 1024
-		}
-	}
-	b.Fatalf("no %s in /proc/%d/status", field, p.cmd.Process.Pid)
-	return 0
 }
 
 // cpu is the controller's CPU time so far (user and system).
 func (p *proc) cpu(b *testing.B) time.Duration {
 	b.Helper()
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Cmd.Process.Pid))
 	if err != nil {
 		b.Fatalf("controller CPU: %v", err)
 	}
@@ -161,7 +77,7 @@ func (p *proc) cpu(b *testing.B) time.Duration {
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		b.Fatalf("controller /proc/%d/stat: %q", p.cmd.Process.Pid, s)
+		b.Fatalf("controller /proc/%d/stat: %q", p.Cmd.Process.Pid, s)
 	}
 	// USER_HZ is 100 on Linux.
 	return time.Duration(ut+st) * 10 * time.Millisecond
@@ -176,7 +92,7 @@ func (p *proc) settle(b *testing.B) {
 	last, lastAt := p.cpu(b), time.Now()
 	for time.Now().Before(deadline) {
 		time.Sleep(250 * time.Millisecond)
-		p.alive(b)
+		p.Alive(b)
 		if time.Since(lastAt) < time.Second {
 			continue
 		}
@@ -218,16 +134,4 @@ func (p *proc) profile(b *testing.B, dir, path, name string) {
 	if _, err := io.Copy(out, resp.Body); err != nil {
 		b.Logf("pprof %s: %v", path, err)
 	}
-}
-
-func tail(path string, n int) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -102,16 +102,16 @@ func BenchmarkGateway(b *testing.B) {
 	idle, _ := startController(b, bin, c, xdsAddr, "idle", false)
 	tlsCfg, err := fleetTLS(ctx, c, serverName)
 	if err != nil {
-		idle.alive(b)
+		idle.Alive(b)
 		b.Fatal(err)
 	}
 	if _, _, err := connect(ctx, b, xdsAddr, tlsCfg, "idle", 0); err != nil {
-		idle.alive(b)
+		idle.Alive(b)
 		b.Fatal(err)
 	}
 	idle.settle(b)
-	rssIdle := idle.memMiB(b, "VmRSS")
-	idle.stop()
+	rssIdle := idle.MemMiB(b, "VmRSS")
+	idle.Stop()
 
 	start := time.Now()
 	c.createAll(b, objs[serial:], 0)
@@ -136,14 +136,14 @@ func BenchmarkGateway(b *testing.B) {
 	}
 	env, full, err := connect(ctx, b, xdsAddr, tlsCfg, "envoy-0", n)
 	if err != nil {
-		p.alive(b)
+		p.Alive(b)
 		b.Fatal(err)
 	}
 	fullConfig := full.Sub(started)
-	rssAtFull := p.memMiB(b, "VmRSS")
+	rssAtFull := p.MemMiB(b, "VmRSS")
 	b.Logf("the client had all %d routes %s after the controller started (RSS %.0f MiB)", n, fullConfig.Round(time.Millisecond), rssAtFull)
 	if err := routeWatch.until(ctx, func(objs map[string]client.Object) bool { return accepted(objs) >= n }); err != nil {
-		p.alive(b)
+		p.Alive(b)
 		b.Fatalf("route status: %v", err)
 	}
 	statusAll := time.Since(started)
@@ -151,7 +151,7 @@ func BenchmarkGateway(b *testing.B) {
 		<-coldCPU
 	}
 	p.settle(b)
-	rss := p.memMiB(b, "VmRSS")
+	rss := p.MemMiB(b, "VmRSS")
 	b.Logf("every route Accepted %s after the start; RSS at steady state %.0f MiB", statusAll.Round(time.Millisecond), rss)
 	if pprofDir() != "" {
 		p.profile(b, pprofDir(), "heap", "heap-steady.pb.gz")
@@ -180,7 +180,7 @@ func BenchmarkGateway(b *testing.B) {
 		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 		got, err := env.waitPath(wctx, host, path)
 		if err != nil {
-			p.alive(b)
+			p.Alive(b)
 			b.Fatal(err)
 		}
 		seen, err := routeWatch.at(wctx, rv)
@@ -205,7 +205,7 @@ func BenchmarkGateway(b *testing.B) {
 		wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 		got, err := env.waitEndpoint(wctx, addr)
 		if err != nil {
-			p.alive(b)
+			p.Alive(b)
 			b.Fatal(err)
 		}
 		seen, err := sliceWatch.at(wctx, rv)
@@ -226,7 +226,7 @@ func BenchmarkGateway(b *testing.B) {
 	env.c.Close()
 	delta, err := connectDelta(ctx, b, xdsAddr, tlsCfg, "envoy-delta", n)
 	if err != nil {
-		p.alive(b)
+		p.Alive(b)
 		b.Fatal(err)
 	}
 	p.settle(b)
@@ -241,14 +241,14 @@ func BenchmarkGateway(b *testing.B) {
 		got, err := delta.waitEndpoint(wctx, addr)
 		wcancel()
 		if err != nil {
-			p.alive(b)
+			p.Alive(b)
 			b.Fatal(err)
 		}
 		deltaChange = append(deltaChange, got.Sub(sent))
 		p.settle(b)
 	}
-	rssEnd := p.memMiB(b, "VmRSS")
-	hwm := p.memMiB(b, "VmHWM")
+	rssEnd := p.MemMiB(b, "VmRSS")
+	hwm := p.MemMiB(b, "VmHWM")
 	b.Logf("route change %v (watch %v); endpoint change %v (watch %v), delta client %v; RSS at the end %.0f MiB, peak %.0f MiB",
 		ms(routeChange), ms(routeWatched), ms(epChange), ms(epWatched), ms(deltaChange), rssEnd, hwm)
 

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthnet/berth/test/netnstest"
+	"github.com/berthnet/berth/test/proctest"
 )
 
 // result is what one proxy measured at one size.
@@ -100,12 +101,12 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	}
 	p, start := startProxy(b, ns, k)
 	r.firstCommit, r.fullSync = waitFullSync(b, nf, p, k, c, n, start, gen0)
-	r.rssAtSync = p.memMiB(b, "VmRSS")
+	r.rssAtSync = p.MemMiB(b, "VmRSS")
 	w := watchNF(b, ns)
 	settle(b, nf, p)
 	// The resident set once the proxy is quiet: what it costs a node to
 	// keep it (both proxies are read the same way).
-	r.rss = p.memMiB(b, "VmRSS")
+	r.rss = p.MemMiB(b, "VmRSS")
 	b.Logf("%s: %d Services in the kernel after %s, RSS %.0f MiB then, %.0f MiB settled", k.name, n, r.fullSync.Round(time.Millisecond), r.rssAtSync, r.rss)
 	profiling := k.name == "berth" && pprofDir() != ""
 	var cpuDone chan struct{}
@@ -133,7 +134,7 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	}
 	at, err := w.wait(mark, 2*time.Minute, newElement("service-ips", serviceKey(c.clusterIPs[svc], unix.IPPROTO_TCP, changedPort)))
 	if err != nil {
-		p.alive(b)
+		p.Alive(b)
 		b.Fatalf("%s: Service %d port change: %v", k.name, svc, err)
 	}
 	r.serviceChange = at.Sub(t0)
@@ -155,14 +156,14 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	}
 	at, err = w.wait(mark, 2*time.Minute, newEndpoint(addr))
 	if err != nil {
-		p.alive(b)
+		p.Alive(b)
 		b.Fatalf("%s: endpoint change in Service %d: %v", k.name, epSvc, err)
 	}
 	r.endpointChange = at.Sub(t0)
 	if cpuDone != nil {
 		<-cpuDone
 	}
-	r.hwm = p.memMiB(b, "VmHWM")
+	r.hwm = p.MemMiB(b, "VmHWM")
 	b.Logf("%s: one Service change %s, one endpoint change %s, peak RSS %.0f MiB", k.name,
 		r.serviceChange.Round(time.Millisecond), r.endpointChange.Round(time.Millisecond), r.hwm)
 	return r
@@ -172,14 +173,14 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 // it moves, counts the benchmark's Services in the proxy's service-ips
 // map. The sync is complete at the first generation with all n of them.
 // It returns that, and when the generation first moved from gen0.
-func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n int, start time.Time, gen0 uint32) (first, full time.Duration) {
+func waitFullSync(b *testing.B, nf *nfConn, p *proctest.Proc, k proxyKind, c *cluster, n int, start time.Time, gen0 uint32) (first, full time.Duration) {
 	b.Helper()
 	// Generous: kube-proxy needs about 46 s for 10k Services on 2 cores.
 	deadline := start.Add(2*time.Minute + time.Duration(n)*20*time.Millisecond)
 	var last uint32
 	counted, have := false, 0
 	for {
-		p.alive(b)
+		p.Alive(b)
 		g1, err := nf.generation()
 		seen := time.Now()
 		if err != nil {
@@ -217,7 +218,7 @@ func waitFullSync(b *testing.B, nf *nfConn, p *proc, k proxyKind, c *cluster, n 
 // settle waits until the proxy has committed nothing for two seconds (at
 // most a minute), so a change is not measured behind a sync already
 // under way.
-func settle(b *testing.B, nf *nfConn, p *proc) {
+func settle(b *testing.B, nf *nfConn, p *proctest.Proc) {
 	b.Helper()
 	g, err := nf.generation()
 	if err != nil {
@@ -226,7 +227,7 @@ func settle(b *testing.B, nf *nfConn, p *proc) {
 	quiet, deadline := time.Now(), time.Now().Add(time.Minute)
 	for time.Since(quiet) < 2*time.Second && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		p.alive(b)
+		p.Alive(b)
 		now, err := nf.generation()
 		if err != nil {
 			b.Fatal(err)
