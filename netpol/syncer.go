@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/knftables"
+
+	"github.com/berthnet/berth/internal/sysctl"
 )
 
 // Syncer applies compiled rulesets to the kernel. It keeps the ruleset it
@@ -136,7 +137,7 @@ func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 func EnableBridgeFiltering() error {
 	for _, fam := range []string{"iptables", "ip6tables"} {
 		path := "/proc/sys/net/bridge/bridge-nf-call-" + fam
-		if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		if err := sysctl.Ensure(path, "1"); err != nil {
 			return fmt.Errorf("NetworkPolicy between pods of one node needs br_netfilter (modprobe br_netfilter): %w", err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/knftables"
+
+	"github.com/berthnet/berth/internal/sysctl"
 )
 
 // NFTable is the nftables table the pod network owns alone.
@@ -54,11 +56,11 @@ func (a *Applier) Apply(ctx context.Context, st State, up Uplink) error {
 }
 
 func enableForwarding() error {
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644); err != nil {
+	if err := sysctl.Ensure("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
 	// IPv6 may be off on the node; then there is nothing to forward.
-	if err := os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0o644); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := sysctl.Ensure("/proc/sys/net/ipv6/conf/all/forwarding", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("enable IPv6 forwarding: %w", err)
 	}
 	return nil
