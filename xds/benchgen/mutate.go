@@ -1,6 +1,9 @@
 package benchgen
 
 import (
+	"strconv"
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -49,7 +52,8 @@ func fuzzHostnames() []gwv1.Hostname {
 // Mutate makes one change, drawn from c, to a snapshot made by Resources:
 // matches, hostnames, parentRefs, backends, filters, timeouts, listeners,
 // Secrets, ReferenceGrants, missing Services, appProtocols, addresses,
-// class parameters, GRPCRoutes sharing an HTTPRoute's hostnames. The
+// class parameters, GRPCRoutes sharing an HTTPRoute's hostnames, routes
+// added and removed, hostnames replaced, creation times tied. The
 // result is what a user could apply (invalid values included, which
 // translation must refuse in status), for fuzz targets of the pipeline.
 func Mutate(c *Chooser, res *gatewayapi.Resources) {
@@ -57,7 +61,7 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 	gw := &res.Gateways[0]
 	r := &res.HTTPRoutes[c.N(len(res.HTTPRoutes))]
 	rule := &r.Spec.Rules[c.N(len(r.Spec.Rules))]
-	switch c.N(16) {
+	switch c.N(21) {
 	case 0: // path
 		t := pick(c, gwv1.PathMatchExact, gwv1.PathMatchPathPrefix, gwv1.PathMatchRegularExpression)
 		v := pick(c, "/", "/a", "/a/", "(", "/x/[0-9]+", "", "noslash", "//")
@@ -158,6 +162,42 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 				Name: "svc-0", Port: ptr(gwv1.PortNumber(8080))}}}},
 		}}
 		res.GRPCRoutes = append(res.GRPCRoutes, g)
+	case 16: // a route removed
+		if len(res.HTTPRoutes) > 1 {
+			i := c.N(len(res.HTTPRoutes))
+			res.HTTPRoutes = append(res.HTTPRoutes[:i:i], res.HTTPRoutes[i+1:]...)
+		}
+	case 17: // a route added, as old as r or newer than all
+		n := *r.DeepCopy()
+		n.Name = unusedName(res, r.Name+"-copy")
+		n.Spec.Hostnames = pick(c, n.Spec.Hostnames, nil, []gwv1.Hostname{pick(c, hostnames...)})
+		if c.N(2) == 0 {
+			n.CreationTimestamp = metav1.NewTime(n.CreationTimestamp.Add(time.Hour))
+		}
+		res.HTTPRoutes = append(res.HTTPRoutes, n)
+	case 18: // hostnames replaced
+		r.Spec.Hostnames = pick(c, nil, []gwv1.Hostname{pick(c, hostnames...)}, []gwv1.Hostname{pick(c, hostnames...), pick(c, hostnames...)})
+	case 19: // as old as another route
+		r.CreationTimestamp = res.HTTPRoutes[c.N(len(res.HTTPRoutes))].CreationTimestamp
+	case 20: // the parentRef names another Gateway, or this one again
+		p := &r.Spec.ParentRefs[0]
+		p.Name = pick(c, p.Name, "elsewhere", gwv1.ObjectName(gw.Name))
+	}
+}
+
+// unusedName is base, or base with a number, whichever no HTTPRoute in
+// the namespace of base's route has.
+func unusedName(res *gatewayapi.Resources, base string) string {
+	name := base
+	for i := 0; ; i++ {
+		used := false
+		for j := range res.HTTPRoutes {
+			used = used || res.HTTPRoutes[j].Name == name
+		}
+		if !used {
+			return name
+		}
+		name = base + "-" + strconv.Itoa(i)
 	}
 }
 
