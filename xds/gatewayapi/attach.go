@@ -13,7 +13,9 @@ import (
 // name and returns one parent status per such parentRef, in spec order.
 // ParentRefs to other Gateways (or other kinds) are not Berth's and get no
 // status.
-func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, controller gwv1.GatewayController) []gwv1.RouteParentStatus {
+// When on is not nil, every listener the route newly attaches to is
+// recorded there (see attachMemo).
+func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, controller gwv1.GatewayController, on *[]attachment) []gwv1.RouteParentStatus {
 	var out []gwv1.RouteParentStatus
 	okRefs, refsReason, refsMsg := cr.backends.resolvedRefs(cr.generation)
 	for i := range cr.parentRefs {
@@ -29,7 +31,7 @@ func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, control
 		if gs == nil {
 			continue
 		}
-		reason, msg := cr.attachTo(gs, pr, ix)
+		reason, msg := cr.attachTo(gs, pr, ix, on)
 		st := gwv1.RouteParentStatus{ParentRef: *pr, ControllerName: controller}
 		st.Conditions = append(st.Conditions,
 			condition(string(gwv1.RouteConditionAccepted), reason == gwv1.RouteReasonAccepted, string(reason), msg, cr.generation),
@@ -47,7 +49,7 @@ func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, control
 // parentRef selects (by sectionName and port), that allow it (namespace
 // and kind) and whose hostname intersects the route's; it returns the
 // Accepted reason and message.
-func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix *index) (gwv1.RouteConditionReason, string) {
+func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix *index, on *[]attachment) (gwv1.RouteConditionReason, string) {
 	if !gs.accepted {
 		return gwv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s/%s is not accepted: %s", gs.gw.Namespace, gs.gw.Name, gs.acceptMessage)
 	}
@@ -111,6 +113,9 @@ func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix
 			t.l.entries = cr.appendEntries(t.l.entries, h)
 		}
 		mergeClusters(gs.clusters, cr.backends.clusters)
+		if on != nil {
+			*on = append(*on, attachment{gs: gs, l: t.l, hosts: t.hosts})
+		}
 	}
 	return gwv1.RouteReasonAccepted, "route accepted"
 }

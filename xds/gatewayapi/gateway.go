@@ -23,6 +23,13 @@ type gatewayState struct {
 	addresses                   []string
 	listeners                   []*listenerState
 	clusters                    map[string]*ir.Cluster
+	// clusterRefs counts the attachments (route to listener) that use
+	// each cluster, so that an attachMemo can drop a cluster with the
+	// last route that used it.
+	clusterRefs map[string]int
+	// clusterList is clusters sorted by name as the last finishGateway
+	// gave them, for an attachMemo to patch.
+	clusterList []*ir.Cluster
 }
 
 // listenerState is one listener of a managed Gateway.
@@ -53,9 +60,10 @@ type listenerState struct {
 // non-empty when its GatewayClass is not accepted.
 func buildGateway(gw *gwv1.Gateway, classProblem string, ix *index) *gatewayState {
 	gs := &gatewayState{
-		gw:       gw,
-		group:    "gateway/" + gw.Namespace + "/" + gw.Name,
-		clusters: map[string]*ir.Cluster{},
+		gw:          gw,
+		group:       "gateway/" + gw.Namespace + "/" + gw.Name,
+		clusters:    map[string]*ir.Cluster{},
+		clusterRefs: map[string]int{},
 	}
 	gen := gw.Generation
 	switch {

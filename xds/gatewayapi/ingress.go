@@ -216,7 +216,7 @@ func ingressPortString(p networkingv1.ServiceBackendPort) string {
 // HTTPS on 443 with the same routes.
 func (ic *ingressClass) group() *ir.Group {
 	g := &ir.Group{Name: "ingress/" + ic.name, Clusters: sortedClusters(ic.clusters)}
-	routes := sortRoutes(ic.entries)
+	routes := sortRoutes(ic.entries, false)
 	g.HTTP = append(g.HTTP, &ir.HTTPListener{Name: "ingress/" + ic.name + "/http", Port: ingressHTTPPort, Routes: routes})
 	if len(ic.certs) > 0 {
 		tls := &ir.TLS{}

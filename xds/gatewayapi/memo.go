@@ -8,13 +8,14 @@ import (
 )
 
 // Memo carries the routes one translation compiled into the next, so that
-// a change to one route of thousands recompiles that route only. A route
+// a change to one route of thousands recompiles that route only; and the
+// attachment of routes to listeners, so that it is updated only for the
+// routes that changed when nothing else did (attachMemo). A route
 // is compiled again when its resourceVersion moved, or when anything its
 // compilation read did: a Service its backends name (present or missing)
-// or the ReferenceGrants of a namespace they reach into. Everything else
-// (attachment to listeners, precedence, status) is done again on every
-// translation, from the compiled routes, so the result is the one
-// Translate gives; unchanged routes also keep their IR values, which lets
+// or the ReferenceGrants of a namespace they reach into. Attachment to
+// listeners, precedence and status are updated from the compiled routes
+// (or done again in full), so the result is the one Translate gives; unchanged routes also keep their IR values, which lets
 // the next stage and the engine compare by pointer.
 //
 // Objects without a resourceVersion (tests building them by hand) are
@@ -22,6 +23,8 @@ import (
 // ready.
 type Memo struct {
 	routes map[routeKey]*memoRoute
+	// attach is the last attachment, when it can be updated.
+	attach *attachMemo
 	// valid spares the validation of the groups' unchanged routes.
 	valid ir.Validator
 }

@@ -121,17 +121,23 @@ func (a *precedence) less(b *precedence) bool {
 	return a.match < b.match
 }
 
-// sortRoutes orders a listener's routes by precedence and returns them.
-func sortRoutes(es []routeEntry) []*ir.HTTPRoute {
-	slices.SortFunc(es, func(a, b routeEntry) int {
-		switch {
-		case a.key.less(b.key):
-			return -1
-		case b.key.less(a.key):
-			return 1
-		}
-		return 0
-	})
+// compareEntries orders entries by precedence.
+func compareEntries(a, b routeEntry) int {
+	switch {
+	case a.key.less(b.key):
+		return -1
+	case b.key.less(a.key):
+		return 1
+	}
+	return 0
+}
+
+// sortRoutes orders a listener's routes by precedence (in place, unless
+// sorted says they are in order already) and returns them.
+func sortRoutes(es []routeEntry, sorted bool) []*ir.HTTPRoute {
+	if !sorted {
+		slices.SortFunc(es, compareEntries)
+	}
 	out := make([]*ir.HTTPRoute, len(es))
 	for i, e := range es {
 		out[i] = e.route

@@ -34,7 +34,39 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 	controller := opts.gatewayController()
 
 	classes := gatewayClasses(res, controller, out)
+	// Attachment is the one step where routes meet: it is redone in
+	// full, or, when a Memo kept the last one and nothing but routes
+	// changed, updated for the routes that changed (attachMemo).
 
+	var order []*gatewayState
+	ok := false
+	if memo != nil {
+		order, ok = memo.attach.update(res, opts, ix, mt, controller, out)
+	}
+	if !ok {
+		var att *attachMemo
+		order, att = attachAll(res, opts, classes, ix, mt, controller, out, memo != nil)
+		if memo != nil {
+			memo.attach = att
+		}
+	}
+
+	for _, gs := range order {
+		g, gr := finishGateway(gs, valid, ok)
+		out.Groups = append(out.Groups, g)
+		out.Gateways = append(out.Gateways, gr)
+	}
+	out.Groups = append(out.Groups, translateIngresses(res, ix, opts.ingressController(), out, valid)...)
+	sort.Slice(out.Groups, func(i, j int) bool { return out.Groups[i].Name < out.Groups[j].Name })
+	return out
+}
+
+// attachAll builds the managed Gateways and attaches every route that
+// names one, recording the route statuses in out. With record, it also
+// returns what an attachMemo needs to update the attachment later (nil
+// when that cannot be done for this snapshot).
+func attachAll(res *Resources, opts Options, classes map[string]string, ix *index, mt *memoTable,
+	controller gwv1.GatewayController, out *Result, record bool) ([]*gatewayState, *attachMemo) {
 	gateways := map[nn]*gatewayState{}
 	var order []*gatewayState
 	for _, i := range sortedBy(len(res.Gateways), func(i int) (string, string) { return res.Gateways[i].Namespace, res.Gateways[i].Name }) {
@@ -46,6 +78,10 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 		gs := buildGateway(gw, problem, ix)
 		gateways[nn{gw.Namespace, gw.Name}] = gs
 		order = append(order, gs)
+	}
+	var att *attachMemo
+	if record {
+		att = newAttachMemo(res, opts, gateways, order)
 	}
 
 	// Routes attach oldest first (then by namespace/name), whatever their
@@ -59,17 +95,25 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 	}
 	for i := range res.GRPCRoutes {
 		if r := &res.GRPCRoutes[i]; mayConcern(r.Spec.ParentRefs, r.Namespace, gateways) {
+			att = nil // kind conflicts depend on the order of all routes
 			routes = append(routes, mt.compile("GRPCRoute", r, ix, func() *compiledRoute { return compileGRPCRoute(r, ix) }))
 		}
 	}
-	slices.SortFunc(routes, func(a, b *compiledRoute) int {
-		if c := a.created.Compare(b.created); c != 0 {
-			return c
-		}
-		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name), cmp.Compare(a.kind, b.kind))
-	})
+	slices.SortFunc(routes, attachOrder)
 	for _, cr := range routes {
-		parents := attach(cr, gateways, ix, controller)
+		var on *[]attachment
+		var ar *attachedRoute
+		if att != nil {
+			ar = &attachedRoute{cr: cr}
+			on = &ar.on
+		}
+		parents := attach(cr, gateways, ix, controller, on)
+		if att != nil {
+			ar.parents = parents
+			if !att.add(ar) {
+				att = nil
+			}
+		}
 		if len(parents) == 0 {
 			continue
 		}
@@ -80,20 +124,25 @@ func translate(res *Resources, opts Options, memo *Memo) *Result {
 			out.HTTPRoutes = append(out.HTTPRoutes, rr)
 		}
 	}
-	byName := func(a, b RouteResult) int {
-		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	slices.SortFunc(out.HTTPRoutes, routeResultOrder)
+	slices.SortFunc(out.GRPCRoutes, routeResultOrder)
+	if att != nil {
+		att.results = slices.Clone(out.HTTPRoutes)
 	}
-	slices.SortFunc(out.HTTPRoutes, byName)
-	slices.SortFunc(out.GRPCRoutes, byName)
+	return order, att
+}
 
-	for _, gs := range order {
-		g, gr := finishGateway(gs, valid)
-		out.Groups = append(out.Groups, g)
-		out.Gateways = append(out.Gateways, gr)
+// attachOrder is the order routes attach in: oldest first, then by
+// namespace, name and kind.
+func attachOrder(a, b *compiledRoute) int {
+	if c := a.created.Compare(b.created); c != 0 {
+		return c
 	}
-	out.Groups = append(out.Groups, translateIngresses(res, ix, opts.ingressController(), out, valid)...)
-	sort.Slice(out.Groups, func(i, j int) bool { return out.Groups[i].Name < out.Groups[j].Name })
-	return out
+	return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.name, b.name), cmp.Compare(a.kind, b.kind))
+}
+
+func routeResultOrder(a, b RouteResult) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 }
 
 // gatewayClasses returns Berth's GatewayClasses by name, each with the
@@ -137,7 +186,8 @@ func mayConcern(refs []gwv1.ParentReference, ns string, gateways map[nn]*gateway
 // attached routes, validates it with valid, and completes its status. A group that
 // fails validation is a bug in this package: it is replaced by an empty one
 // and the Gateway says why.
-func finishGateway(gs *gatewayState, valid *ir.Validator) (*ir.Group, GatewayResult) {
+// sorted says the listeners' entries are in precedence order already.
+func finishGateway(gs *gatewayState, valid *ir.Validator, sorted bool) (*ir.Group, GatewayResult) {
 	gw := gs.gw
 	g := &ir.Group{Name: gs.group}
 	gr := GatewayResult{Namespace: gw.Namespace, Name: gw.Name, Generation: gw.Generation, Group: gs.group,
@@ -159,11 +209,14 @@ func finishGateway(gs *gatewayState, valid *ir.Validator) (*ir.Group, GatewayRes
 			Port:     uint32(l.spec.Port),
 			Hostname: l.hostname,
 			TLS:      l.tls,
-			Routes:   sortRoutes(l.entries),
+			Routes:   sortRoutes(l.entries, sorted),
 		})
 	}
 	sort.Slice(g.HTTP, func(i, j int) bool { return g.HTTP[i].Name < g.HTTP[j].Name })
-	g.Clusters = sortedClusters(gs.clusters)
+	if !sorted || gs.clusterList == nil {
+		gs.clusterList = sortedClusters(gs.clusters)
+	}
+	g.Clusters = slices.Clone(gs.clusterList)
 	for p := range ports {
 		gr.Ports = append(gr.Ports, p)
 	}
