@@ -2,6 +2,7 @@ package gatewayapi
 
 import (
 	"cmp"
+	"reflect"
 	"slices"
 	"sort"
 
@@ -23,11 +24,11 @@ import (
 // It is kept only for snapshots with no GRPCRoute for a managed Gateway:
 // which of an HTTPRoute and a GRPCRoute keeps a hostname depends on every
 // route attached before (hostClaims), and without GRPCRoutes no route's
-// attachment depends on another's. Anything else changing (a
-// GatewayClass, Gateway, Namespace, Secret or ReferenceGrant, the
+// attachment depends on another's. Anything else changing (the spec of a
+// GatewayClass or Gateway, a Namespace, Secret or ReferenceGrant, the
 // options) means a full attachment.
 type attachMemo struct {
-	context  []string // what the Gateways were built from (attachContext)
+	context  *attachContext // what the Gateways were built from
 	gateways map[nn]*gatewayState
 	order    []*gatewayState
 	routes   map[routeKey]*attachedRoute
@@ -50,23 +51,34 @@ type attachment struct {
 	hosts []string
 }
 
-// attachContext lists the versions of everything but routes, Services
-// and EndpointSlices that attachment reads, sorted (snapshots list
-// objects in any order); nil when one has no resourceVersion.
-func attachContext(res *Resources, opts Options) []string {
-	out := []string{string(opts.gatewayController())}
+// attachContext is what attachment read besides routes, Services and
+// EndpointSlices: the GatewayClasses and Gateways (kept to compare their
+// specs: the controller's own status writes change their
+// resourceVersions on every sync) and the versions of the rest.
+type attachContext struct {
+	classes  []*gwv1.GatewayClass // by name
+	gateways []*gwv1.Gateway      // by namespace/name
+	versions []string             // options, Namespaces, Secrets, ReferenceGrants
+}
+
+// newAttachContext is the context of a snapshot; nil when an object has
+// no resourceVersion.
+func newAttachContext(res *Resources, opts Options) *attachContext {
+	c := &attachContext{versions: []string{string(opts.gatewayController())}}
 	ok := true
 	add := func(kind, ns, name, rv string) {
 		ok = ok && rv != ""
-		out = append(out, kind+"/"+ns+"/"+name+"@"+rv)
+		c.versions = append(c.versions, kind+"/"+ns+"/"+name+"@"+rv)
 	}
-	for i := range res.GatewayClasses {
+	for _, i := range sortedBy(len(res.GatewayClasses), func(i int) (string, string) { return "", res.GatewayClasses[i].Name }) {
 		o := &res.GatewayClasses[i]
-		add("GatewayClass", "", o.Name, o.ResourceVersion)
+		ok = ok && o.ResourceVersion != ""
+		c.classes = append(c.classes, o)
 	}
-	for i := range res.Gateways {
+	for _, i := range sortedBy(len(res.Gateways), func(i int) (string, string) { return res.Gateways[i].Namespace, res.Gateways[i].Name }) {
 		o := &res.Gateways[i]
-		add("Gateway", o.Namespace, o.Name, o.ResourceVersion)
+		ok = ok && o.ResourceVersion != ""
+		c.gateways = append(c.gateways, o)
 	}
 	for i := range res.Namespaces {
 		o := &res.Namespaces[i]
@@ -83,14 +95,41 @@ func attachContext(res *Resources, opts Options) []string {
 	if !ok {
 		return nil
 	}
-	slices.Sort(out[1:])
-	return out
+	// Snapshots list objects in any order.
+	slices.Sort(c.versions[1:])
+	return c
+}
+
+// same reports whether attachment would read the same in both contexts.
+// A GatewayClass or Gateway is the same at the same resourceVersion, or
+// with the same generation and spec (translation reads nothing else of
+// them but the name).
+func (c *attachContext) same(o *attachContext) bool {
+	if c == nil || o == nil || !slices.Equal(c.versions, o.versions) ||
+		len(c.classes) != len(o.classes) || len(c.gateways) != len(o.gateways) {
+		return false
+	}
+	for i, a := range c.classes {
+		b := o.classes[i]
+		if a.Name != b.Name || (a.ResourceVersion != b.ResourceVersion &&
+			(a.Generation != b.Generation || !reflect.DeepEqual(a.Spec, b.Spec))) {
+			return false
+		}
+	}
+	for i, a := range c.gateways {
+		b := o.gateways[i]
+		if a.Namespace != b.Namespace || a.Name != b.Name || (a.ResourceVersion != b.ResourceVersion &&
+			(a.Generation != b.Generation || !reflect.DeepEqual(a.Spec, b.Spec))) {
+			return false
+		}
+	}
+	return true
 }
 
 // newAttachMemo starts recording the attachment to freshly built
 // Gateways; nil when the snapshot cannot be updated later.
 func newAttachMemo(res *Resources, opts Options, gateways map[nn]*gatewayState, order []*gatewayState) *attachMemo {
-	ctx := attachContext(res, opts)
+	ctx := newAttachContext(res, opts)
 	if ctx == nil {
 		return nil
 	}
@@ -137,7 +176,8 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 	if a == nil {
 		return nil, false
 	}
-	if ctx := attachContext(res, opts); ctx == nil || !slices.Equal(ctx, a.context) {
+	ctx := newAttachContext(res, opts)
+	if !ctx.same(a.context) {
 		return nil, false
 	}
 	for i := range res.GRPCRoutes {
@@ -165,6 +205,7 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 		changed = append(changed, cr)
 	}
 	if len(changed) == 0 && len(next) == len(a.routes) {
+		a.context = ctx
 		out.HTTPRoutes = a.resultsCopy()
 		return a.order, true
 	}
@@ -198,6 +239,7 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 		gs.patchClusterList(names)
 	}
 	a.routes = next
+	a.context = ctx
 	out.HTTPRoutes = a.resultsCopy()
 	return a.order, true
 }
