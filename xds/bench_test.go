@@ -6,6 +6,7 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/berthnet/berth/xds"
@@ -124,21 +125,7 @@ func BenchmarkRouteChange(b *testing.B) {
 	const n = 5000
 	in := benchgen.Generate(n)
 	res := benchgen.Resources(in)
-	for i := range res.GatewayClasses {
-		res.GatewayClasses[i].ResourceVersion = "1"
-	}
-	for i := range res.Gateways {
-		res.Gateways[i].ResourceVersion = "1"
-	}
-	for i := range res.Namespaces {
-		res.Namespaces[i].ResourceVersion = "1"
-	}
-	for i := range res.Services {
-		res.Services[i].ResourceVersion = "1"
-	}
-	for i := range res.HTTPRoutes {
-		res.HTTPRoutes[i].ResourceVersion = "1"
-	}
+	each(res, func(o client.Object) { o.SetResourceVersion("1") })
 	var memo gatewayapi.Memo
 	var stage2 translator.Memo
 	both := func(translate func(*gatewayapi.Resources, gatewayapi.Options) *gatewayapi.Result, build func(*ir.Group) (translator.Resources, error)) (time.Duration, time.Duration) {

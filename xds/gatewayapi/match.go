@@ -57,35 +57,18 @@ func httpMatch(m *gwv1.HTTPRouteMatch) (*compiledMatch, error) {
 			return nil, fmt.Errorf("path %q does not start with /", v)
 		}
 	}
-	seen := map[string]bool{}
-	for _, h := range m.Headers {
-		// Header names are case-insensitive; the first of a name wins.
-		name := strings.ToLower(string(h.Name))
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		regex := h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression
-		nm, err := namedMatch(name, h.Value, regex)
-		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", h.Name, err)
-		}
-		out.headers = append(out.headers, nm)
+	var err error
+	out.headers, err = namedMatches("header", m.Headers, true, func(h gwv1.HTTPHeaderMatch) (string, string, bool) {
+		return string(h.Name), h.Value, h.Type != nil && *h.Type == gwv1.HeaderMatchRegularExpression
+	})
+	if err != nil {
+		return nil, err
 	}
-	seen = map[string]bool{}
-	for _, q := range m.QueryParams {
-		// Query parameter names are case-sensitive.
-		name := string(q.Name)
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		regex := q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression
-		nm, err := namedMatch(name, q.Value, regex)
-		if err != nil {
-			return nil, fmt.Errorf("query parameter %s: %w", q.Name, err)
-		}
-		out.query = append(out.query, nm)
+	out.query, err = namedMatches("query parameter", m.QueryParams, false, func(q gwv1.HTTPQueryParamMatch) (string, string, bool) {
+		return string(q.Name), q.Value, q.Type != nil && *q.Type == gwv1.QueryParamMatchRegularExpression
+	})
+	if err != nil {
+		return nil, err
 	}
 	if m.Method != nil {
 		out.method = string(*m.Method)
@@ -108,6 +91,30 @@ func checkRegex(re string) error {
 		return fmt.Errorf("regular expression %q: %w", re, err)
 	}
 	return nil
+}
+
+// namedMatches turns header or query parameter matches into IR matches;
+// the first of a name wins. Header names are case-insensitive (fold
+// lowercases them), query parameter names are not.
+func namedMatches[T any](what string, items []T, fold bool, get func(T) (name, value string, regex bool)) ([]*ir.NamedMatch, error) {
+	var out []*ir.NamedMatch
+	seen := map[string]bool{}
+	for _, it := range items {
+		name, value, regex := get(it)
+		if fold {
+			name = strings.ToLower(name)
+		}
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		nm, err := namedMatch(name, value, regex)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", what, name, err)
+		}
+		out = append(out, nm)
+	}
+	return out, nil
 }
 
 func namedMatch(name, value string, regex bool) (*ir.NamedMatch, error) {
@@ -165,19 +172,12 @@ func grpcMatch(m *gwv1.GRPCRouteMatch) (*compiledMatch, error) {
 			out.path = &ir.StringMatch{Type: ir.Regex, Value: v}
 		}
 	}
-	seen := map[string]bool{}
-	for _, h := range m.Headers {
-		name := strings.ToLower(string(h.Name))
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		regex := h.Type != nil && *h.Type == gwv1.GRPCHeaderMatchRegularExpression
-		nm, err := namedMatch(name, h.Value, regex)
-		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", h.Name, err)
-		}
-		out.headers = append(out.headers, nm)
+	var err error
+	out.headers, err = namedMatches("header", m.Headers, true, func(h gwv1.GRPCHeaderMatch) (string, string, bool) {
+		return string(h.Name), h.Value, h.Type != nil && *h.Type == gwv1.GRPCHeaderMatchRegularExpression
+	})
+	if err != nil {
+		return nil, err
 	}
 	out.key.headers = len(out.headers)
 	return out, nil
