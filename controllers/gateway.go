@@ -123,6 +123,10 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 	if opts.Bootstrap == nil {
 		return fmt.Errorf("gateway: no bootstrap renderer")
 	}
+	metrics, err := newGatewayMetrics(reg)
+	if err != nil {
+		return err
+	}
 	p := &xdsPKI{client: mgr.GetClient(), namespace: opts.Namespace, name: xdsCASecret, names: opts.ServerNames, now: time.Now}
 	e := &gatewayEngine{
 		client:   mgr.GetClient(),
@@ -130,12 +134,14 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 		opts:     opts,
 		pki:      p,
 		reg:      reg,
+		metrics:  metrics,
 		recorder: mgr.GetEventRecorder("berth-controller"),
 		groups:   map[string]*groupState{},
 		applied:  map[string]string{},
 
 		ingressProblems: map[string]string{},
 		dirty:           map[string]bool{},
+		lists:           newGatewayLists(),
 	}
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &discoveryv1.EndpointSlice{}, sliceServiceIndex, func(o client.Object) []string {
 		if n := o.GetLabels()[discoveryv1.LabelServiceName]; n != "" {
@@ -145,24 +151,34 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 	}); err != nil {
 		return err
 	}
-	translate := func(client.Object) { e.translate.Fire() }
+	// translate asks for a sync after an event of a kind, and for the
+	// kind's list to be read again (-1: a kind translation does not list).
+	translate := func(kind int) func(client.Object) {
+		return func(client.Object) {
+			if kind >= 0 {
+				e.lists[kind].changed()
+			}
+			e.metrics.event()
+			e.translate.Fire()
+		}
+	}
 	// The engine writes the status of these kinds, and translation reads
 	// none of it: an update of status alone (our own writes, mostly) is
 	// no work, and taking it as work made every change cost two syncs.
 	subs := []watch.Sub{
-		{Object: &gwv1.GatewayClass{}, Func: translate, Changed: watch.SpecChanged},
-		{Object: &gwv1.Gateway{}, Func: translate, Changed: watch.SpecChanged},
-		{Object: &gwv1.HTTPRoute{}, Func: translate, Changed: watch.SpecChanged},
-		{Object: &gwv1.GRPCRoute{}, Func: translate, Changed: watch.SpecChanged},
-		{Object: &gwv1b1.ReferenceGrant{}, Func: translate},
-		{Object: &corev1.Namespace{}, Func: translate},
-		{Object: &corev1.Secret{}, Func: translate},
-		{Object: &networkingv1.Ingress{}, Func: translate, Changed: watch.SpecChanged},
-		{Object: &networkingv1.IngressClass{}, Func: translate},
+		{Object: &gwv1.GatewayClass{}, Func: translate(listClasses), Changed: watch.SpecChanged},
+		{Object: &gwv1.Gateway{}, Func: translate(listGateways), Changed: watch.SpecChanged},
+		{Object: &gwv1.HTTPRoute{}, Func: translate(listHTTPRoutes), Changed: watch.SpecChanged},
+		{Object: &gwv1.GRPCRoute{}, Func: translate(listGRPCRoutes), Changed: watch.SpecChanged},
+		{Object: &gwv1b1.ReferenceGrant{}, Func: translate(listGrants)},
+		{Object: &corev1.Namespace{}, Func: translate(listNamespaces)},
+		{Object: &corev1.Secret{}, Func: translate(listSecrets)},
+		{Object: &networkingv1.Ingress{}, Func: translate(listIngresses), Changed: watch.SpecChanged},
+		{Object: &networkingv1.IngressClass{}, Func: translate(listIngressClasses)},
 		// A Service matters for translation (ports, appProtocol) and, when
 		// it is a fleet's, for its address in the owner's status.
-		{Object: &corev1.Service{}, Func: translate},
-		{Object: &appsv1.Deployment{}, Func: translate},
+		{Object: &corev1.Service{}, Func: translate(listServices)},
+		{Object: &appsv1.Deployment{}, Func: translate(-1)},
 		{Object: &discoveryv1.EndpointSlice{}, Func: e.endpointsChanged},
 	}
 	if err := watch.Subscribe(context.Background(), mgr.GetCache(), subs...); err != nil {
@@ -210,18 +226,27 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 		case err := <-served:
 			return fmt.Errorf("xDS server: %w", err)
 		case <-e.translate.C():
+			// One update Fires twice (old and new object): what Fired
+			// before this sync began does not need another.
+			m := e.translate.Take()
 			if err := e.sync(ctx); err != nil {
 				log.Error(err, "gateway sync failed; retrying")
 				time.AfterFunc(2*time.Second, e.translate.Fire)
-			} else if !synced {
+				break
+			}
+			e.translate.Done(m)
+			if !synced {
 				synced = true
 				e.leanGC(log)
 			}
 		case <-e.eds.C():
+			m := e.eds.Take()
 			if err := e.syncEndpoints(ctx); err != nil {
 				log.Error(err, "endpoint sync failed; retrying")
 				time.AfterFunc(2*time.Second, e.eds.Fire)
+				break
 			}
+			e.eds.Done(m)
 		case <-srv.Changed():
 			if err := e.writeStatuses(ctx, srv.TakeChanged()); err != nil {
 				log.Error(err, "gateway status after an Envoy change failed; retrying")
@@ -241,6 +266,9 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			}
 			renew.Reset(next)
 		case <-resync.C:
+			for _, k := range e.lists {
+				k.changed() // list everything again, as a repair
+			}
 			e.translate.Fire()
 		}
 	}

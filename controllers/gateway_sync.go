@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -44,12 +45,15 @@ type gatewayEngine struct {
 	opts     GatewayOptions
 	pki      *xdsPKI
 	reg      prometheus.Registerer
+	metrics  *gatewayMetrics
 	recorder events.EventRecorder
 	server   *server.Server
 	// serving is true while this replica serves xDS (it is the leader).
 	serving atomic.Bool
 
 	translate, eds watch.Trigger
+	// lists are the last lists of the kinds translation reads.
+	lists [listKinds]*kindList
 
 	// groups are the node groups being served, by name.
 	groups  map[string]*groupState
@@ -76,8 +80,10 @@ type groupState struct {
 	// bound is ir with the ports Envoy binds, as translated.
 	bound *ir.Group
 	eps   ir.Endpoints
-	// loads are the ClusterLoadAssignments by cluster name.
-	loads map[string]types.Resource
+	// loads are the ClusterLoadAssignments by cluster name; sorted is
+	// them in name order, as last served, nil when loads moved since.
+	loads  map[string]types.Resource
+	sorted []types.Resource
 	// services maps "<ns>/<service>" to the group's clusters of it.
 	services map[string][]*ir.Cluster
 	// clusters are the group's clusters by name, for the next serve to
@@ -105,44 +111,77 @@ func (e *gatewayEngine) nextVersion() string {
 	return strconv.FormatUint(e.version, 10)
 }
 
-// gather reads the snapshot translation needs from the cache.
+// The kinds translation reads, in gatewayEngine.lists.
+const (
+	listClasses = iota
+	listGateways
+	listHTTPRoutes
+	listGRPCRoutes
+	listGrants
+	listNamespaces
+	listServices
+	listSecrets
+	listIngresses
+	listIngressClasses
+	listKinds
+)
+
+func newGatewayLists() [listKinds]*kindList {
+	return [listKinds]*kindList{
+		listClasses:        newKindList(func() client.ObjectList { return &gwv1.GatewayClassList{} }),
+		listGateways:       newKindList(func() client.ObjectList { return &gwv1.GatewayList{} }),
+		listHTTPRoutes:     newKindList(func() client.ObjectList { return &gwv1.HTTPRouteList{} }),
+		listGRPCRoutes:     newKindList(func() client.ObjectList { return &gwv1.GRPCRouteList{} }),
+		listGrants:         newKindList(func() client.ObjectList { return &gwv1b1.ReferenceGrantList{} }),
+		listNamespaces:     newKindList(func() client.ObjectList { return &corev1.NamespaceList{} }),
+		listServices:       newKindList(func() client.ObjectList { return &corev1.ServiceList{} }),
+		listSecrets:        newKindList(func() client.ObjectList { return &corev1.SecretList{} }),
+		listIngresses:      newKindList(func() client.ObjectList { return &networkingv1.IngressList{} }),
+		listIngressClasses: newKindList(func() client.ObjectList { return &networkingv1.IngressClassList{} }),
+	}
+}
+
+// gather reads the snapshot translation needs from the cache, listing
+// again only the kinds that had events since the last gather.
 func (e *gatewayEngine) gather(ctx context.Context) (*gatewayapi.Resources, error) {
-	var (
-		classes  gwv1.GatewayClassList
-		gws      gwv1.GatewayList
-		https    gwv1.HTTPRouteList
-		grpcs    gwv1.GRPCRouteList
-		grants   gwv1b1.ReferenceGrantList
-		nss      corev1.NamespaceList
-		svcs     corev1.ServiceList
-		secrets  corev1.SecretList
-		ings     networkingv1.IngressList
-		ingClass networkingv1.IngressClassList
-	)
-	for _, l := range []client.ObjectList{&classes, &gws, &https, &grpcs, &grants, &nss, &svcs, &secrets, &ings, &ingClass} {
-		// Translate only reads its input: the cache's own objects spare a
-		// deep copy of every route and Service each sync.
-		if err := e.client.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return nil, fmt.Errorf("list %T: %w", l, err)
+	var ls [listKinds]client.ObjectList
+	for i, k := range e.lists {
+		l, err := k.get(ctx, e.client)
+		if err != nil {
+			return nil, err
 		}
+		ls[i] = l
 	}
 	return &gatewayapi.Resources{
-		GatewayClasses: classes.Items, Gateways: gws.Items, HTTPRoutes: https.Items, GRPCRoutes: grpcs.Items,
-		ReferenceGrants: grants.Items, Namespaces: nss.Items, Services: svcs.Items, Secrets: secrets.Items,
-		Ingresses: ings.Items, IngressClasses: ingClass.Items,
+		GatewayClasses:  ls[listClasses].(*gwv1.GatewayClassList).Items,
+		Gateways:        ls[listGateways].(*gwv1.GatewayList).Items,
+		HTTPRoutes:      ls[listHTTPRoutes].(*gwv1.HTTPRouteList).Items,
+		GRPCRoutes:      ls[listGRPCRoutes].(*gwv1.GRPCRouteList).Items,
+		ReferenceGrants: ls[listGrants].(*gwv1b1.ReferenceGrantList).Items,
+		Namespaces:      ls[listNamespaces].(*corev1.NamespaceList).Items,
+		Services:        ls[listServices].(*corev1.ServiceList).Items,
+		Secrets:         ls[listSecrets].(*corev1.SecretList).Items,
+		Ingresses:       ls[listIngresses].(*networkingv1.IngressList).Items,
+		IngressClasses:  ls[listIngressClasses].(*networkingv1.IngressClassList).Items,
 	}, nil
 }
 
 // sync translates everything, serves the groups whose IR changed, then
 // provisions fleets and writes status.
 func (e *gatewayEngine) sync(ctx context.Context) error {
+	since := e.metrics.take()
+	t := time.Now()
 	res, err := e.gather(ctx)
 	if err != nil {
+		e.metrics.retake(since)
 		return err
 	}
+	t = e.metrics.step(stepGather, t)
 	result := e.stage1.Translate(res, gatewayapi.Options{})
 	e.result = result
+	t = e.metrics.step(stepTranslate, t)
 	seen := make(map[string]bool, len(result.Groups))
+	served := false
 	for _, g := range result.Groups {
 		seen[g.Name] = true
 		st := e.groups[g.Name]
@@ -151,7 +190,9 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 		}
 		if err := e.serve(ctx, g); err != nil {
 			ctrl.LoggerFrom(ctx).Error(err, "node group not served; its Envoys keep the last good configuration", "group", g.Name)
+			continue
 		}
+		served = true
 	}
 	for name := range e.groups {
 		if !seen[name] {
@@ -159,9 +200,17 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 			delete(e.groups, name)
 		}
 	}
+	t = e.metrics.step(stepServe, t)
+	if served && !since.IsZero() {
+		e.metrics.served.Observe(t.Sub(since).Seconds())
+	}
 	// A fleet that cannot be provisioned must not hold back the status of
 	// every other object: do both, report both.
-	return errors.Join(e.provision(ctx, result), e.writeStatuses(ctx, nil))
+	provisioned := e.provision(ctx, result)
+	t = e.metrics.step(stepProvision, t)
+	written := e.writeStatuses(ctx, nil)
+	e.metrics.step(stepStatus, t)
+	return errors.Join(provisioned, written)
 }
 
 // serve translates one group and publishes it with its endpoints. The
@@ -172,7 +221,7 @@ func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
 	prev := e.groups[g.Name]
 	st := &groupState{ir: g, bound: xds.BindPorts(g), services: map[string][]*ir.Cluster{},
 		clusters: make(map[string]ir.Cluster, len(g.Clusters)), loads: make(map[string]types.Resource, len(g.Clusters)),
-		eps: make(ir.Endpoints, len(g.Clusters)), memo: &translator.Memo{}}
+		eps: make(ir.Endpoints, len(g.Clusters)), memo: &translator.Memo{Validated: true}}
 	if prev != nil {
 		st.memo = prev.memo
 	}
@@ -204,7 +253,14 @@ func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
 		e.keepError(g.Name, err)
 		return err
 	}
-	res[resourcev3.EndpointType] = st.sortedLoads()
+	if prev != nil && len(fresh) == 0 && len(st.loads) == len(prev.loads) && prev.sorted != nil {
+		// The same clusters with the same assignments: the very list, which
+		// the server takes without looking at each of thousands.
+		st.sorted = prev.sorted
+	} else {
+		st.sorted = st.sortedLoads()
+	}
+	res[resourcev3.EndpointType] = st.sorted
 	st.version = e.nextVersion()
 	if err := e.server.Set(ctx, g.Name, st.version, res); err != nil {
 		e.keepError(g.Name, err)
@@ -295,6 +351,7 @@ func (e *gatewayEngine) syncEndpoints(ctx context.Context) error {
 			continue
 		}
 		st.version = version
+		st.sorted = nil
 		for n, l := range changed {
 			st.eps[n], st.loads[n] = eps[n], l
 		}

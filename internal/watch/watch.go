@@ -6,6 +6,7 @@ import (
 	"context"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/tools/cache"
@@ -86,17 +87,34 @@ func Object(obj any) client.Object {
 }
 
 // Trigger coalesces requests for work: Fire never blocks, and C yields
-// one value for any number of Fires since it was last read.
+// one value for any number of Fires since it was last read. The zero value
+// is ready.
+//
+// An informer calls an update handler for the old and the new object, so
+// one change often Fires twice: the owner takes the first, and the second
+// would ask for the same work again. Take and Done let the owner drop such
+// a request: every Fire before Take is covered by work that starts after
+// it (informers update their cache before they call handlers, so what
+// Fired is in the cache the work reads).
 type Trigger struct {
-	once sync.Once
-	ch   chan struct{}
+	once  sync.Once
+	ch    chan struct{}
+	fired atomic.Uint64
 }
+
+// Mark is how many Fires a Trigger had seen when work began.
+type Mark uint64
 
 func (t *Trigger) init() { t.once.Do(func() { t.ch = make(chan struct{}, 1) }) }
 
 // Fire asks for the work to be done.
 func (t *Trigger) Fire() {
 	t.init()
+	t.fired.Add(1)
+	t.signal()
+}
+
+func (t *Trigger) signal() {
 	select {
 	case t.ch <- struct{}{}:
 	default:
@@ -107,6 +125,28 @@ func (t *Trigger) Fire() {
 func (t *Trigger) C() <-chan struct{} {
 	t.init()
 	return t.ch
+}
+
+// Take is called as the work begins, before it reads anything.
+func (t *Trigger) Take() Mark { return Mark(t.fired.Load()) }
+
+// Done is called when the work that began at m succeeded: a request made
+// by Fires before m is dropped, one made after is kept.
+func (t *Trigger) Done(m Mark) {
+	t.init()
+	if t.fired.Load() != uint64(m) {
+		return
+	}
+	select {
+	case <-t.ch:
+	default:
+		return
+	}
+	// A Fire between the check and the drain found the channel full: its
+	// count is visible now, and its request must stand.
+	if t.fired.Load() != uint64(m) {
+		t.signal()
+	}
 }
 
 // DefaultResync is how often a component redoes its work when nothing

@@ -36,7 +36,8 @@ func controllerBinary(b *testing.B) string {
 // proc is berth-controller running as a process of its own.
 type proc struct {
 	*proctest.Proc
-	pprof string // host:port, "" when off
+	pprof   string // host:port, "" when off
+	metrics string // host:port
 }
 
 // startController runs berth-controller against the cluster with its xDS
@@ -48,12 +49,12 @@ func startController(b *testing.B, bin string, c *cluster, xdsAddr, name string,
 	if err != nil {
 		b.Fatal(err)
 	}
+	p := &proc{metrics: freePort(b)}
 	args := []string{
 		"--kubeconfig", c.kubeconfig, "--leader-elect=false", "--namespace", controllerNS,
 		"--xds-bind-address", xdsAddr, "--xds-address", xdsAddr, "--xds-server-names", host,
-		"--metrics-bind-address", freePort(b), "--health-probe-bind-address", freePort(b),
+		"--metrics-bind-address", p.metrics, "--health-probe-bind-address", freePort(b),
 	}
-	p := &proc{}
 	if pprof {
 		p.pprof = freePort(b)
 		args = append(args, "--pprof-bind-address", p.pprof)

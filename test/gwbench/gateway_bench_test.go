@@ -168,6 +168,7 @@ func BenchmarkGateway(b *testing.B) {
 	route := 1234 % n
 	host := fmt.Sprintf("r%d.example.com", route)
 	var routeChange, routeWatched []time.Duration
+	beforeRoutes := p.steps(b)
 	for k := range rounds {
 		if err := env.drain(); err != nil {
 			b.Fatal(err)
@@ -190,6 +191,11 @@ func BenchmarkGateway(b *testing.B) {
 		}
 		routeChange, routeWatched = append(routeChange, got.Sub(sent)), append(routeWatched, seen.Sub(sent))
 		p.settle(b)
+	}
+	b.Logf("controller during the route changes: %s", p.steps(b).since(beforeRoutes))
+	if pprofDir() != "" {
+		// Against heap-steady.pb.gz (pprof -base), what the route changes allocated.
+		p.profile(b, pprofDir(), "heap", "heap-after-routes.pb.gz")
 	}
 	slice := 4321 % n
 	var epChange, epWatched []time.Duration

@@ -21,7 +21,9 @@ func (g *Group) Validate() error {
 // again as the same value (gatewayapi.Memo keeps those of unchanged routes)
 // needs only its references checked against its group's clusters again.
 // It remembers the routes that passed in the groups of the last translation
-// (the calls between the last two Dones) and of this one. A Validator is not
+// (the calls between the last two Dones) and of this one. Its tables are
+// kept from call to call, so validating a group of thousands of routes of
+// which one changed allocates nothing for the others. A Validator is not
 // safe for concurrent use; its zero value is ready; a nil one remembers
 // nothing.
 type Validator struct {
@@ -33,8 +35,9 @@ func (v *Validator) Validate(g *Group) error {
 	if v == nil {
 		return g.Validate()
 	}
-	if v.m.next == nil {
-		v.m.next = make(map[*HTTPRoute]struct{}, len(v.m.prev))
+	if v.m.passed == nil {
+		v.m.passed = map[*HTTPRoute]uint64{}
+		v.m.epoch = 1
 	}
 	return g.validate(&v.m)
 }
@@ -42,16 +45,37 @@ func (v *Validator) Validate(g *Group) error {
 // Done ends a translation: the routes of the groups validated since the
 // last Done are those the next ones may skip.
 func (v *Validator) Done() {
-	if v == nil {
+	if v == nil || v.m.passed == nil {
 		return
 	}
-	v.m.prev, v.m.next = v.m.next, nil
+	for r, e := range v.m.passed {
+		if e != v.m.epoch {
+			delete(v.m.passed, r)
+		}
+	}
+	v.m.epoch++
 }
 
-// routeMemo is one validation's view of a Validator: the routes that passed
-// before, and those that pass now.
+// routeMemo is a Validator's state: each route that passed, with the
+// translation (epoch) it last passed in, and scratch tables.
 type routeMemo struct {
-	prev, next map[*HTTPRoute]struct{}
+	epoch  uint64
+	passed map[*HTTPRoute]uint64
+	// clusters, listeners and routes are Group.validate's name tables.
+	clusters, listeners, routes map[string]bool
+}
+
+// table returns an empty name table, reusing *t when m is not nil.
+func (m *routeMemo) table(t *map[string]bool, size int) map[string]bool {
+	if m == nil {
+		return make(map[string]bool, size)
+	}
+	if *t == nil {
+		*t = make(map[string]bool, size)
+	} else {
+		clear(*t)
+	}
+	return *t
 }
 
 // validate validates r, sparing the checks of its own fields when m holds it.
@@ -59,17 +83,15 @@ func (m *routeMemo) validate(r *HTTPRoute, clusters map[string]bool) error {
 	if m == nil {
 		return errors.Join(r.validateSelf(), r.validateRefs(clusters))
 	}
-	_, ok := m.prev[r]
-	if !ok {
-		_, ok = m.next[r]
-	}
-	if ok {
-		m.next[r] = struct{}{}
+	if e, ok := m.passed[r]; ok {
+		if e != m.epoch {
+			m.passed[r] = m.epoch
+		}
 		return r.validateRefs(clusters)
 	}
 	err := r.validateSelf()
 	if err == nil {
-		m.next[r] = struct{}{}
+		m.passed[r] = m.epoch
 	}
 	return errors.Join(err, r.validateRefs(clusters))
 }
@@ -79,7 +101,12 @@ func (g *Group) validate(m *routeMemo) error {
 	if g.Name == "" {
 		errs = append(errs, errors.New("group has no name"))
 	}
-	clusters := make(map[string]bool, len(g.Clusters))
+	var scratch routeMemo
+	tables := &scratch
+	if m != nil {
+		tables = m
+	}
+	clusters := m.table(&tables.clusters, len(g.Clusters))
 	for _, c := range g.Clusters {
 		if c.Name == "" || clusters[c.Name] {
 			errs = append(errs, fmt.Errorf("cluster %q: empty or duplicate name", c.Name))
@@ -92,7 +119,7 @@ func (g *Group) validate(m *routeMemo) error {
 			errs = append(errs, fmt.Errorf("cluster %s: protocol %q is not HTTP or HTTP2", c.Name, c.Protocol))
 		}
 	}
-	listeners := make(map[string]bool, len(g.HTTP))
+	listeners := m.table(&tables.listeners, len(g.HTTP))
 	for _, l := range g.HTTP {
 		if l.Name == "" || listeners[l.Name] {
 			errs = append(errs, fmt.Errorf("listener %q: empty or duplicate name", l.Name))
@@ -111,7 +138,7 @@ func (g *Group) validate(m *routeMemo) error {
 				}
 			}
 		}
-		routes := make(map[string]bool, len(l.Routes))
+		routes := m.table(&tables.routes, len(l.Routes))
 		for _, r := range l.Routes {
 			if r.Name == "" || routes[r.Name] {
 				errs = append(errs, fmt.Errorf("listener %s: route %q: empty or duplicate name", l.Name, r.Name))

@@ -32,6 +32,10 @@ type part struct {
 	// checkRouteConfig).
 	vhosts       vhostSums
 	routeConfigs map[string]*routev3.RouteConfiguration
+	// list is the resources as given to Set or SetTypes; nil for a part SetEndpoints
+	// merged. Given the very same list again (the same messages in the same order),
+	// newPart returns this part without looking at each resource.
+	list []types.Resource
 }
 
 // groupConfig is what a group is served: one part per resource type.
@@ -142,14 +146,16 @@ func (s *Server) publish(ctx context.Context, group, version string, resources m
 			}
 		}
 		// Unchanged content keeps its version: nothing to push and nothing new to ACK.
-		if old != nil && old.parts[rt] != nil && maps.Equal(old.parts[rt].hashes, p.hashes) {
+		if old != nil && old.parts[rt] != nil && (old.parts[rt] == p || maps.Equal(old.parts[rt].hashes, p.hashes)) {
 			p = old.parts[rt]
 		}
 		next.parts[rt] = p
 	}
 	snap := next.snapshot()
-	if err := snap.Consistent(); err != nil {
-		return fmt.Errorf("inconsistent snapshot: %w", err)
+	if !stillConsistent(old, next) {
+		if err := snap.Consistent(); err != nil {
+			return fmt.Errorf("inconsistent snapshot: %w", err)
+		}
 	}
 	if err := s.cache.SetSnapshot(ctx, group, snap); err != nil {
 		return fmt.Errorf("publish snapshot: %w", err)
@@ -161,7 +167,11 @@ func (s *Server) publish(ctx context.Context, group, version string, resources m
 // newPart builds the part of one type from items; prev is the part served now (nil for
 // none), whose resources need no new validation or hashing when given again (see Set).
 func newPart(typeURL, version string, items []types.Resource, prev *part) (*part, error) {
+	if prev != nil && prev.list != nil && len(items) > 0 && slices.Equal(prev.list, items) {
+		return prev, nil
+	}
 	p := &part{
+		list:    items,
 		version: version,
 		items:   make(map[string]types.ResourceWithTTL, len(items)),
 		hashes:  make(map[string]string, len(items)),
@@ -324,6 +334,34 @@ func (s *Server) publishEndpoints(ctx context.Context, group, version string, ch
 	}
 	s.groups[group] = next
 	return nil
+}
+
+// stillConsistent reports whether next is consistent because old was (it was served) and
+// nothing the check reads moved: the same listeners, clusters and assignments, and
+// RouteConfigurations of the same names. A route change then skips a check that lists
+// every cluster and assignment.
+func stillConsistent(old, next *groupConfig) bool {
+	if old == nil {
+		return false
+	}
+	for _, t := range []types.ResponseType{types.Listener, types.Cluster, types.Endpoint} {
+		if old.parts[t] != next.parts[t] {
+			return false
+		}
+	}
+	a, b := old.parts[types.Route], next.parts[types.Route]
+	if a == nil || b == nil {
+		return a == b
+	}
+	if len(a.hashes) != len(b.hashes) {
+		return false
+	}
+	for name := range b.hashes {
+		if _, ok := a.hashes[name]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // snapshot assembles a go-control-plane snapshot from the parts without copying them. The

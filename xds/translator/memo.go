@@ -19,90 +19,120 @@ import (
 // Messages handed out are shared with later results and must not be
 // modified. A Memo serves one group; it is not safe for concurrent use;
 // its zero value is ready.
+//
+// Entries are kept in place, stamped with the translation that last used
+// them, and those a successful translation did not use are dropped: a
+// change to one route of thousands allocates that route's messages, not
+// new tables of every message.
 type Memo struct {
-	routes   map[*ir.HTTPRoute]*routev3.Route
-	vhosts   map[vhostKey]*routev3.VirtualHost
-	configs  map[string]*routev3.RouteConfiguration
-	clusters map[ir.Cluster]*clusterv3.Cluster
+	// Validated says that every group given to Translate passed
+	// ir.Validate before, as the groups gatewayapi.Translate returns have
+	// (and xds.BindPorts keeps them valid): Translate then does not
+	// validate them again. A group of thousands of routes costs a
+	// validation of every route name and reference, twice per change
+	// without it.
+	Validated bool
+
+	epoch    uint64
+	routes   map[*ir.HTTPRoute]memoEntry[*routev3.Route]
+	vhosts   map[vhostKey]memoEntry[*routev3.VirtualHost]
+	configs  map[string]memoEntry[*routev3.RouteConfiguration]
+	clusters map[ir.Cluster]memoEntry[*clusterv3.Cluster]
 	// valid spares the validation of the group's unchanged routes.
 	valid *ir.Validator
 }
 
+// memoEntry is a message and the translation that last used it. Entries
+// are keyed by what they are built from (an IR route, an IR cluster's
+// value), or checked against it before reuse (a virtual host's routes, a
+// configuration's virtual hosts), so one left by a failed translation is
+// as good as any.
+type memoEntry[T any] struct {
+	msg   T
+	epoch uint64
+}
+
 type vhostKey struct{ config, domain string }
 
+// memoTable is one translation's view of a Memo. A nil memoTable builds
+// everything.
+type memoTable = Memo
+
 // Translate is the package's Translate, reusing the messages of this
-// Memo's last successful call where they still hold.
+// Memo's earlier calls where they still hold.
 func (m *Memo) Translate(g *ir.Group) (Resources, error) {
 	if m.valid == nil {
 		m.valid = &ir.Validator{}
 	}
-	t := &memoTable{prev: *m}
-	t.next.valid = m.valid
-	res, err := translate(g, t)
+	if m.routes == nil {
+		m.routes = map[*ir.HTTPRoute]memoEntry[*routev3.Route]{}
+		m.vhosts = map[vhostKey]memoEntry[*routev3.VirtualHost]{}
+		m.configs = map[string]memoEntry[*routev3.RouteConfiguration]{}
+		m.clusters = map[ir.Cluster]memoEntry[*clusterv3.Cluster]{}
+	}
+	m.epoch++
+	res, err := translate(g, m)
 	m.valid.Done()
 	if err != nil {
 		return nil, err
 	}
-	*m = t.next
+	sweep(m.routes, m.epoch)
+	sweep(m.vhosts, m.epoch)
+	sweep(m.configs, m.epoch)
+	sweep(m.clusters, m.epoch)
 	return res, nil
 }
 
-// memoTable is one translation's view of a Memo: what it had, what this
-// translation keeps. A nil memoTable builds everything.
-type memoTable struct {
-	prev, next Memo
+// sweep drops the entries the translation of epoch did not use.
+func sweep[K comparable, T any](t map[K]memoEntry[T], epoch uint64) {
+	for k, e := range t {
+		if e.epoch != epoch {
+			delete(t, k)
+		}
+	}
 }
 
-// validator is the Memo's Validator; nil (none) without a Memo.
-func (m *memoTable) validator() *ir.Validator {
+// validate validates g unless the Memo says it was.
+func (m *memoTable) validate(g *ir.Group) error {
 	if m == nil {
+		return g.Validate()
+	}
+	if m.Validated {
 		return nil
 	}
-	return m.prev.valid
+	return m.valid.Validate(g)
 }
 
 func (m *memoTable) route(r *ir.HTTPRoute) *routev3.Route {
 	if m == nil {
 		return buildRoute(r)
 	}
-	er, ok := m.prev.routes[r]
+	e, ok := m.routes[r]
 	if !ok {
-		er = buildRoute(r)
+		e.msg = buildRoute(r)
 	}
-	if m.next.routes == nil {
-		m.next.routes = make(map[*ir.HTTPRoute]*routev3.Route, len(m.prev.routes))
+	if e.epoch != m.epoch {
+		e.epoch = m.epoch
+		m.routes[r] = e
 	}
-	m.next.routes[r] = er
-	return er
+	return e.msg
 }
 
-// virtualHost returns the previous virtual host of the route configuration
-// and domain when it had the same routes, else vh.
-func (m *memoTable) virtualHost(config string, vh *routev3.VirtualHost) *routev3.VirtualHost {
+// lastVirtualHost is the virtual host the route configuration had for the
+// domain, nil for none.
+func (m *memoTable) lastVirtualHost(config, domain string) *routev3.VirtualHost {
 	if m == nil {
-		return vh
+		return nil
 	}
-	k := vhostKey{config, vh.Name}
-	if old := m.prev.vhosts[k]; old != nil && sameRoutes(old.Routes, vh.Routes) {
-		vh = old
-	}
-	if m.next.vhosts == nil {
-		m.next.vhosts = make(map[vhostKey]*routev3.VirtualHost, len(m.prev.vhosts))
-	}
-	m.next.vhosts[k] = vh
-	return vh
+	return m.vhosts[vhostKey{config, domain}].msg
 }
 
-func sameRoutes(a, b []*routev3.Route) bool {
-	if len(a) != len(b) {
-		return false
+// useVirtualHost records vh as the route configuration's virtual host for
+// its domain.
+func (m *memoTable) useVirtualHost(config string, vh *routev3.VirtualHost) {
+	if m != nil {
+		m.vhosts[vhostKey{config, vh.Name}] = memoEntry[*routev3.VirtualHost]{vh, m.epoch}
 	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // routeConfig builds a route configuration, or returns the previous one of
@@ -112,7 +142,7 @@ func (m *memoTable) routeConfig(name string, ls []*ir.HTTPListener) *routev3.Rou
 	if m == nil {
 		return rc
 	}
-	if old := m.prev.configs[name]; old != nil && len(old.VirtualHosts) == len(rc.VirtualHosts) {
+	if old := m.configs[name].msg; old != nil && len(old.VirtualHosts) == len(rc.VirtualHosts) {
 		same := true
 		for i := range old.VirtualHosts {
 			if old.VirtualHosts[i] != rc.VirtualHosts[i] {
@@ -124,10 +154,7 @@ func (m *memoTable) routeConfig(name string, ls []*ir.HTTPListener) *routev3.Rou
 			rc = old
 		}
 	}
-	if m.next.configs == nil {
-		m.next.configs = map[string]*routev3.RouteConfiguration{}
-	}
-	m.next.configs[name] = rc
+	m.configs[name] = memoEntry[*routev3.RouteConfiguration]{rc, m.epoch}
 	return rc
 }
 
@@ -135,16 +162,16 @@ func (m *memoTable) cluster(c *ir.Cluster) (*clusterv3.Cluster, error) {
 	if m == nil {
 		return buildCluster(c)
 	}
-	ec, ok := m.prev.clusters[*c]
+	e, ok := m.clusters[*c]
 	if !ok {
 		var err error
-		if ec, err = buildCluster(c); err != nil {
+		if e.msg, err = buildCluster(c); err != nil {
 			return nil, err
 		}
 	}
-	if m.next.clusters == nil {
-		m.next.clusters = make(map[ir.Cluster]*clusterv3.Cluster, len(m.prev.clusters))
+	if e.epoch != m.epoch {
+		e.epoch = m.epoch
+		m.clusters[*c] = e
 	}
-	m.next.clusters[*c] = ec
-	return ec, nil
+	return e.msg, nil
 }

@@ -2,7 +2,7 @@ package translator
 
 import (
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -26,7 +26,8 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3
 	if len(ls) > 1 {
 		seen = map[vhostRoute]bool{}
 	}
-	vhosts := map[string]*routev3.VirtualHost{}
+	var hosts []vhostBuild
+	byDomain := map[string]int{}
 	for _, l := range ls {
 		for _, r := range l.Routes {
 			domain := r.Hostname
@@ -40,13 +41,13 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3
 				}
 				seen[k] = true
 			}
-			er := m.route(r)
-			vh := vhosts[domain]
-			if vh == nil {
-				vh = &routev3.VirtualHost{Name: domain, Domains: []string{domain}}
-				vhosts[domain] = vh
+			i, ok := byDomain[domain]
+			if !ok {
+				i = len(hosts)
+				byDomain[domain] = i
+				hosts = append(hosts, vhostBuild{domain: domain, old: m.lastVirtualHost(name, domain)})
 			}
-			vh.Routes = append(vh.Routes, er)
+			hosts[i].add(m.route(r))
 		}
 	}
 	rc := &routev3.RouteConfiguration{
@@ -57,17 +58,51 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3
 		// does not exist (see invalidBackendCluster).
 		ValidateClusters: wrapperspb.Bool(false),
 	}
-	domains := make([]string, 0, len(vhosts))
-	for d := range vhosts {
-		domains = append(domains, d)
-	}
 	// Envoy chooses a virtual host by the specificity of its domain, not by
 	// its position: sorting only makes the output stable.
-	sort.Strings(domains)
-	for _, d := range domains {
-		rc.VirtualHosts = append(rc.VirtualHosts, m.virtualHost(name, vhosts[d]))
+	slices.SortFunc(hosts, func(a, b vhostBuild) int { return strings.Compare(a.domain, b.domain) })
+	rc.VirtualHosts = make([]*routev3.VirtualHost, len(hosts))
+	for i := range hosts {
+		vh := hosts[i].finish()
+		m.useVirtualHost(name, vh)
+		rc.VirtualHosts[i] = vh
 	}
 	return rc
+}
+
+// vhostBuild gathers the routes of one virtual host. While they are the
+// routes of the last virtual host of the domain, in order, nothing is
+// allocated: a route configuration of thousands of unchanged virtual hosts
+// costs a comparison each.
+type vhostBuild struct {
+	domain string
+	old    *routev3.VirtualHost
+	n      int              // routes so far equal to old's first n
+	routes []*routev3.Route // once they differ: all of them
+}
+
+func (b *vhostBuild) add(er *routev3.Route) {
+	if b.routes == nil && b.old != nil && b.n < len(b.old.Routes) && b.old.Routes[b.n] == er {
+		b.n++
+		return
+	}
+	if b.routes == nil {
+		b.routes = make([]*routev3.Route, b.n, b.n+1)
+		if b.n > 0 {
+			copy(b.routes, b.old.Routes[:b.n])
+		}
+	}
+	b.routes = append(b.routes, er)
+}
+
+func (b *vhostBuild) finish() *routev3.VirtualHost {
+	if b.routes == nil {
+		if b.n == len(b.old.Routes) {
+			return b.old
+		}
+		b.routes = slices.Clone(b.old.Routes[:b.n])
+	}
+	return &routev3.VirtualHost{Name: b.domain, Domains: []string{b.domain}, Routes: b.routes}
 }
 
 // buildRoute makes the Envoy route of one IR route: its match, header

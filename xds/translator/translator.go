@@ -48,7 +48,7 @@ func translate(g *ir.Group, m *memoTable) (Resources, error) {
 	if g == nil {
 		return nil, fmt.Errorf("translate: nil group")
 	}
-	if err := m.validator().Validate(g); err != nil {
+	if err := m.validate(g); err != nil {
 		return nil, fmt.Errorf("group %s: invalid IR: %w", g.Name, err)
 	}
 	for _, c := range g.Clusters {
