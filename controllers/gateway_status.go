@@ -65,51 +65,107 @@ const routeStatusWorkers = 8
 type routeWritten struct {
 	resourceVersion string
 	parents         []gwv1.RouteParentStatus
+	pass            uint64 // the last status pass that found it so
 }
+
+// routeStatusKey names a route in gatewayEngine.routesWritten.
+type routeStatusKey struct{ kind, namespace, name string }
 
 // writeRoutes writes the status of every route, routeStatusWorkers at a
 // time. A route whose cached resourceVersion is the one the engine last
 // saw holding what translation still wants is skipped without a compare:
-// a sync after one route changed costs one status check, not 5,000.
+// a sync after one route changed costs one status check, not 5,000. That
+// check runs here, without copying or allocating (translation hands an
+// unchanged route the very status slice it had: a pointer compare); the
+// workers get only the routes that need a look.
 func (e *gatewayEngine) writeRoutes(ctx context.Context, r *gatewayapi.Result) error {
+	if e.routesWritten == nil {
+		e.routesWritten = map[routeStatusKey]*routeWritten{}
+	}
+	e.statusPass++
+	pass := e.statusPass
 	n := len(r.HTTPRoutes) + len(r.GRPCRoutes)
-	errs := make([]error, n)
-	known := make([]*routeWritten, n)
-	key := func(i int) (string, client.Object, gatewayapi.RouteResult) {
+	route := func(i int) (routeStatusKey, gatewayapi.RouteResult) {
 		if i < len(r.HTTPRoutes) {
 			rt := r.HTTPRoutes[i]
-			return "HTTPRoute/" + rt.Namespace + "/" + rt.Name, &gwv1.HTTPRoute{}, rt
+			return routeStatusKey{"HTTPRoute", rt.Namespace, rt.Name}, rt
 		}
 		rt := r.GRPCRoutes[i-len(r.HTTPRoutes)]
-		return "GRPCRoute/" + rt.Namespace + "/" + rt.Name, &gwv1.GRPCRoute{}, rt
+		return routeStatusKey{"GRPCRoute", rt.Namespace, rt.Name}, rt
 	}
+	var (
+		httpRoute gwv1.HTTPRoute
+		grpcRoute gwv1.GRPCRoute
+		slow      []int
+	)
+	for i := range n {
+		k, rt := route(i)
+		last := e.routesWritten[k]
+		if last == nil || !sameParents(last.parents, rt.Parents) {
+			slow = append(slow, i)
+			continue
+		}
+		var cached client.Object = &httpRoute
+		if k.kind == "GRPCRoute" {
+			cached = &grpcRoute
+		}
+		err := e.client.Get(ctx, types.NamespacedName{Namespace: k.namespace, Name: k.name}, cached, client.UnsafeDisableDeepCopy)
+		if err != nil || cached.GetResourceVersion() != last.resourceVersion {
+			slow = append(slow, i)
+			continue
+		}
+		last.pass = pass
+	}
+
+	errs := make([]error, len(slow))
+	known := make([]*routeWritten, len(slow))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(routeStatusWorkers, n) {
+	for range min(routeStatusWorkers, len(slow)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
-				k, obj, rt := key(i)
+			for j := range next {
+				k, rt := route(slow[j])
+				var obj client.Object = &gwv1.HTTPRoute{}
+				if k.kind == "GRPCRoute" {
+					obj = &gwv1.GRPCRoute{}
+				}
 				// The map is only read while the workers run.
-				known[i], errs[i] = e.writeRoute(ctx, obj, rt, e.routesWritten[k])
+				known[j], errs[j] = e.writeRoute(ctx, obj, rt, e.routesWritten[k])
 			}
 		}()
 	}
-	for i := range n {
-		next <- i
+	for j := range slow {
+		next <- j
 	}
 	close(next)
 	wg.Wait()
-	seen := make(map[string]*routeWritten, n)
-	for i := range n {
-		if known[i] != nil {
-			k, _, _ := key(i)
-			seen[k] = known[i]
+	for j, i := range slow {
+		if known[j] != nil {
+			k, _ := route(i)
+			known[j].pass = pass
+			e.routesWritten[k] = known[j]
 		}
 	}
-	e.routesWritten = seen
+	for k, w := range e.routesWritten {
+		if w.pass != pass {
+			delete(e.routesWritten, k) // gone, or unknown after a failed write
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// sameParents compares what translation wants for a route, first by
+// identity: translation hands an unchanged route the slice it had before.
+func sameParents(a, b []gwv1.RouteParentStatus) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return reflect.DeepEqual(a, b)
 }
 
 func (e *gatewayEngine) writeGatewayClass(ctx context.Context, c gatewayapi.GatewayClassResult) error {
@@ -193,7 +249,7 @@ func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt
 	}
 	// Translation gives conditions without transition times, so the same
 	// wish is the same value; the same resourceVersion is the same object.
-	if last != nil && last.resourceVersion == cached.GetResourceVersion() && reflect.DeepEqual(last.parents, rt.Parents) {
+	if last != nil && last.resourceVersion == cached.GetResourceVersion() && sameParents(last.parents, rt.Parents) {
 		return last, nil
 	}
 	parents := routeParents(cached)

@@ -68,7 +68,8 @@ type gatewayEngine struct {
 	ingressProblems map[string]string
 	// routesWritten is what each route's status was known to hold after
 	// the last status pass, by "<kind>/<namespace>/<name>".
-	routesWritten map[string]*routeWritten
+	routesWritten map[routeStatusKey]*routeWritten
+	statusPass    uint64
 
 	dirtyMu sync.Mutex
 	dirty   map[string]bool // services whose EndpointSlices changed

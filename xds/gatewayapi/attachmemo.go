@@ -32,6 +32,9 @@ type attachMemo struct {
 	gateways map[nn]*gatewayState
 	order    []*gatewayState
 	routes   map[routeKey]*attachedRoute
+	// epoch counts updates; an attachedRoute an update found unchanged
+	// carries it.
+	epoch uint64
 	// results are the statuses of the attached routes, sorted as in a
 	// Result.
 	results []RouteResult
@@ -39,6 +42,7 @@ type attachMemo struct {
 
 // attachedRoute is what one compiled route attached.
 type attachedRoute struct {
+	seen    uint64 // the last update that found it unchanged
 	cr      *compiledRoute
 	parents []gwv1.RouteParentStatus
 	on      []attachment
@@ -185,26 +189,37 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 			return nil, false
 		}
 	}
-	next := make(map[routeKey]*attachedRoute, len(a.routes))
-	var changed []*compiledRoute
+	// Which routes are unchanged is marked on them (no table of 5,000
+	// built per change); only the changed ones are gathered.
+	a.epoch++
+	var (
+		changed []*compiledRoute
+		fresh   map[routeKey]bool
+		kept    int
+	)
 	for i := range res.HTTPRoutes {
 		r := &res.HTTPRoutes[i]
 		if !mayConcern(r.Spec.ParentRefs, r.Namespace, a.gateways) {
 			continue
 		}
 		k := routeKey{"HTTPRoute", r.Namespace, r.Name}
-		if _, dup := next[k]; dup {
-			return nil, false
+		ar := a.routes[k]
+		if (ar != nil && ar.seen == a.epoch) || fresh[k] {
+			return nil, false // the same name twice
 		}
 		cr := mt.compile("HTTPRoute", r, ix, func() *compiledRoute { return compileHTTPRoute(r, ix) })
-		if ar := a.routes[k]; ar != nil && ar.cr == cr {
-			next[k] = ar
+		if ar != nil && ar.cr == cr {
+			ar.seen = a.epoch
+			kept++
 			continue
 		}
-		next[k] = nil // attached below
+		if fresh == nil {
+			fresh = map[routeKey]bool{}
+		}
+		fresh[k] = true
 		changed = append(changed, cr)
 	}
-	if len(changed) == 0 && len(next) == len(a.routes) {
+	if len(changed) == 0 && kept == len(a.routes) {
 		a.context = ctx
 		out.HTTPRoutes = a.resultsCopy()
 		return a.order, true
@@ -214,8 +229,11 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 	// it, and the caller attaches in full to Gateways built afresh.
 	touched := map[*gatewayState]map[string]bool{}
 	for k, ar := range a.routes {
-		if next[k] != ar && !a.detach(ar, touched) {
-			return nil, false
+		if ar.seen != a.epoch {
+			if !a.detach(ar, touched) {
+				return nil, false
+			}
+			delete(a.routes, k)
 		}
 	}
 	mark := map[*listenerState]int{}
@@ -226,9 +244,9 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 	}
 	slices.SortFunc(changed, attachOrder)
 	for _, cr := range changed {
-		ar := &attachedRoute{cr: cr}
+		ar := &attachedRoute{seen: a.epoch, cr: cr}
 		ar.parents = attach(cr, a.gateways, ix, controller, &ar.on)
-		next[routeKey{cr.kind, cr.ns, cr.name}] = ar
+		a.routes[routeKey{cr.kind, cr.ns, cr.name}] = ar
 		a.refClusters(ar, 1, touched)
 		a.setResult(ar, true)
 	}
@@ -238,7 +256,6 @@ func (a *attachMemo) update(res *Resources, opts Options, ix *index, mt *memoTab
 	for gs, names := range touched {
 		gs.patchClusterList(names)
 	}
-	a.routes = next
 	a.context = ctx
 	out.HTTPRoutes = a.resultsCopy()
 	return a.order, true

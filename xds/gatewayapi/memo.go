@@ -22,6 +22,9 @@ import (
 // never reused. A Memo is not safe for concurrent use; its zero value is
 // ready.
 type Memo struct {
+	// routes are kept in place from one translation to the next, stamped
+	// with the last that used them; the others are dropped at its end.
+	epoch  uint64
 	routes map[routeKey]*memoRoute
 	// attach is the last attachment, when it can be updated.
 	attach *attachMemo
@@ -32,6 +35,7 @@ type Memo struct {
 type routeKey struct{ kind, ns, name string }
 
 type memoRoute struct {
+	epoch           uint64 // the last translation that used it
 	resourceVersion string
 	cr              *compiledRoute
 	deps            []dep
@@ -131,22 +135,32 @@ func (e *memoRoute) holds(ix *index) bool {
 	return true
 }
 
-// memoTable is one translation's view of a Memo: what it had, what this
-// translation keeps.
+// memoTable is one translation's view of a Memo: its routes, and the
+// translation's epoch.
 type memoTable struct {
-	prev, next map[routeKey]*memoRoute
+	routes map[routeKey]*memoRoute
+	epoch  uint64
 }
 
 func (m *Memo) begin() *memoTable {
 	if m == nil {
 		return nil
 	}
-	return &memoTable{prev: m.routes, next: make(map[routeKey]*memoRoute, len(m.routes))}
+	if m.routes == nil {
+		m.routes = map[routeKey]*memoRoute{}
+	}
+	m.epoch++
+	return &memoTable{routes: m.routes, epoch: m.epoch}
 }
 
 func (m *Memo) end(t *memoTable) {
-	if m != nil {
-		m.routes = t.next
+	if m == nil {
+		return
+	}
+	for k, e := range m.routes {
+		if e.epoch != t.epoch {
+			delete(m.routes, k)
+		}
 	}
 }
 
@@ -161,8 +175,8 @@ func (t *memoTable) compile(kind string, meta interface {
 		return compile()
 	}
 	k := routeKey{kind, meta.GetNamespace(), meta.GetName()}
-	if e := t.prev[k]; e != nil && e.resourceVersion == rv && e.holds(ix) {
-		t.next[k] = e
+	if e := t.routes[k]; e != nil && e.resourceVersion == rv && e.holds(ix) {
+		e.epoch = t.epoch
 		return e.cr
 	}
 	ix.rec = &recorder{}
@@ -173,7 +187,9 @@ func (t *memoTable) compile(kind string, meta interface {
 		// Compilation is over: the route must not keep the index (and
 		// through it the whole snapshot) alive.
 		cr.backends.ix = nil
-		t.next[k] = &memoRoute{resourceVersion: rv, cr: cr, deps: rec.deps}
+		t.routes[k] = &memoRoute{epoch: t.epoch, resourceVersion: rv, cr: cr, deps: rec.deps}
+	} else {
+		delete(t.routes, k)
 	}
 	return cr
 }

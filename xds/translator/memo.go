@@ -33,11 +33,13 @@ type Memo struct {
 	// without it.
 	Validated bool
 
-	epoch    uint64
-	routes   map[*ir.HTTPRoute]memoEntry[*routev3.Route]
-	vhosts   map[vhostKey]memoEntry[*routev3.VirtualHost]
-	configs  map[string]memoEntry[*routev3.RouteConfiguration]
-	clusters map[ir.Cluster]memoEntry[*clusterv3.Cluster]
+	epoch   uint64
+	routes  map[*ir.HTTPRoute]memoEntry[*routev3.Route]
+	vhosts  map[vhostKey]memoEntry[*routev3.VirtualHost]
+	configs map[string]memoEntry[*routev3.RouteConfiguration]
+	// clusters are keyed by name (hashing a name is cheaper than hashing
+	// the whole IR cluster) and hold the IR cluster each was built from.
+	clusters map[string]clusterEntry
 	// valid spares the validation of the group's unchanged routes.
 	valid *ir.Validator
 }
@@ -50,6 +52,11 @@ type Memo struct {
 type memoEntry[T any] struct {
 	msg   T
 	epoch uint64
+}
+
+type clusterEntry struct {
+	memoEntry[*clusterv3.Cluster]
+	from ir.Cluster
 }
 
 type vhostKey struct{ config, domain string }
@@ -68,7 +75,7 @@ func (m *Memo) Translate(g *ir.Group) (Resources, error) {
 		m.routes = map[*ir.HTTPRoute]memoEntry[*routev3.Route]{}
 		m.vhosts = map[vhostKey]memoEntry[*routev3.VirtualHost]{}
 		m.configs = map[string]memoEntry[*routev3.RouteConfiguration]{}
-		m.clusters = map[ir.Cluster]memoEntry[*clusterv3.Cluster]{}
+		m.clusters = map[string]clusterEntry{}
 	}
 	m.epoch++
 	res, err := translate(g, m)
@@ -79,7 +86,11 @@ func (m *Memo) Translate(g *ir.Group) (Resources, error) {
 	sweep(m.routes, m.epoch)
 	sweep(m.vhosts, m.epoch)
 	sweep(m.configs, m.epoch)
-	sweep(m.clusters, m.epoch)
+	for k, e := range m.clusters {
+		if e.epoch != m.epoch {
+			delete(m.clusters, k)
+		}
+	}
 	return res, nil
 }
 
@@ -162,16 +173,17 @@ func (m *memoTable) cluster(c *ir.Cluster) (*clusterv3.Cluster, error) {
 	if m == nil {
 		return buildCluster(c)
 	}
-	e, ok := m.clusters[*c]
-	if !ok {
-		var err error
-		if e.msg, err = buildCluster(c); err != nil {
+	e, ok := m.clusters[c.Name]
+	if !ok || e.from != *c {
+		msg, err := buildCluster(c)
+		if err != nil {
 			return nil, err
 		}
+		e = clusterEntry{memoEntry: memoEntry[*clusterv3.Cluster]{msg: msg}, from: *c}
 	}
 	if e.epoch != m.epoch {
 		e.epoch = m.epoch
-		m.clusters[*c] = e
+		m.clusters[c.Name] = e
 	}
 	return e.msg, nil
 }
