@@ -115,6 +115,7 @@ func (e *gatewayEngine) writeRoutes(ctx context.Context, r *gatewayapi.Result) e
 			continue
 		}
 		last.pass = pass
+		last.parents = rt.Parents // the same: next time, the same slice
 	}
 
 	errs := make([]error, len(slow))
@@ -250,6 +251,7 @@ func (e *gatewayEngine) writeRoute(ctx context.Context, cached client.Object, rt
 	// Translation gives conditions without transition times, so the same
 	// wish is the same value; the same resourceVersion is the same object.
 	if last != nil && last.resourceVersion == cached.GetResourceVersion() && sameParents(last.parents, rt.Parents) {
+		last.parents = rt.Parents
 		return last, nil
 	}
 	parents := routeParents(cached)

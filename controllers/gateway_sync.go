@@ -220,6 +220,13 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 // clusters' are read.
 func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
 	prev := e.groups[g.Name]
+	if prev != nil && prev.ir != nil && sameClusters(prev.ir.Clusters, g.Clusters) {
+		// The same clusters (a route changed): the endpoint tables of
+		// thousands of clusters stay as they are.
+		st := *prev
+		st.ir, st.bound, st.err = g, xds.BindPorts(g), nil
+		return e.publish(ctx, &st)
+	}
 	st := &groupState{ir: g, bound: xds.BindPorts(g), services: map[string][]*ir.Cluster{},
 		clusters: make(map[string]ir.Cluster, len(g.Clusters)), loads: make(map[string]types.Resource, len(g.Clusters)),
 		eps: make(ir.Endpoints, len(g.Clusters)), memo: &translator.Memo{Validated: true}}
@@ -249,17 +256,27 @@ func (e *gatewayEngine) serve(ctx context.Context, g *ir.Group) error {
 		st.eps[c.Name] = eps[c.Name]
 		st.loads[c.Name] = translator.ClusterLoadAssignment(c.Name, eps[c.Name])
 	}
-	res, err := st.memo.Translate(st.bound)
-	if err != nil {
-		e.keepError(g.Name, err)
-		return err
-	}
 	if prev != nil && len(fresh) == 0 && len(st.loads) == len(prev.loads) && prev.sorted != nil {
 		// The same clusters with the same assignments: the very list, which
 		// the server takes without looking at each of thousands.
 		st.sorted = prev.sorted
 	} else {
 		st.sorted = st.sortedLoads()
+	}
+	return e.publish(ctx, st)
+}
+
+// publish translates a group's IR and hands it, with its assignments, to
+// the xDS server; st becomes what the group is served.
+func (e *gatewayEngine) publish(ctx context.Context, st *groupState) error {
+	g := st.ir
+	res, err := st.memo.Translate(st.bound)
+	if err != nil {
+		e.keepError(g.Name, err)
+		return err
+	}
+	if st.sorted == nil {
+		st.sorted = st.sortedLoads() // assignments moved since (syncEndpoints)
 	}
 	res[resourcev3.EndpointType] = st.sorted
 	st.version = e.nextVersion()
@@ -367,6 +384,12 @@ func (e *gatewayEngine) syncEndpoints(ctx context.Context) error {
 		return fmt.Errorf("%d groups: %v", len(errs), errs[0])
 	}
 	return nil
+}
+
+// sameClusters reports whether two cluster lists are equal, by pointer
+// first (gatewayapi.Memo hands unchanged clusters again).
+func sameClusters(a, b []*ir.Cluster) bool {
+	return slices.EqualFunc(a, b, func(x, y *ir.Cluster) bool { return x == y || *x == *y })
 }
 
 // sameGroup reports whether two IRs of a group are equal, cheaply where

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/proto"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/xds"
@@ -93,18 +94,36 @@ func checkIncremental(t *testing.T, n int, data []byte) {
 }
 
 // stamp gives every object the hash of its content as resourceVersion:
-// what changed gets a new one, what did not keeps its own.
+// what changed gets a new one, what did not keeps its own; and, as the API
+// server does, a UID for its name and creation, and a generation that
+// moves with its spec only (gatewayapi.Memo knows routes by those).
 func stamp(res *gatewayapi.Resources) {
 	each(res, func(o client.Object) {
 		o.SetResourceVersion("")
+		o.SetUID("")
+		o.SetGeneration(0)
 		raw, err := json.Marshal(o)
 		if err != nil {
 			panic(err)
 		}
-		h := fnv.New64a()
-		h.Write(raw)
-		o.SetResourceVersion(fmt.Sprintf("%x", h.Sum64()))
+		o.SetResourceVersion(hash(raw))
+		o.SetUID(types.UID(hash([]byte(fmt.Sprintf("%T/%s/%s/%s", o, o.GetNamespace(), o.GetName(), o.GetCreationTimestamp())))))
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &fields); err != nil {
+			panic(err)
+		}
+		if spec, ok := fields["spec"]; ok {
+			h := fnv.New32a()
+			h.Write(spec)
+			o.SetGeneration(int64(h.Sum32()) + 1)
+		}
 	})
+}
+
+func hash(b []byte) string {
+	h := fnv.New64a()
+	h.Write(b)
+	return fmt.Sprintf("%x", h.Sum64())
 }
 
 func each(res *gatewayapi.Resources, f func(client.Object)) {

@@ -169,6 +169,7 @@ func BenchmarkGateway(b *testing.B) {
 	host := fmt.Sprintf("r%d.example.com", route)
 	var routeChange, routeWatched []time.Duration
 	beforeRoutes := p.steps(b)
+	before := beforeRoutes
 	for k := range rounds {
 		if err := env.drain(); err != nil {
 			b.Fatal(err)
@@ -191,6 +192,9 @@ func BenchmarkGateway(b *testing.B) {
 		}
 		routeChange, routeWatched = append(routeChange, got.Sub(sent)), append(routeWatched, seen.Sub(sent))
 		p.settle(b)
+		after := p.steps(b)
+		b.Logf("route change %d: %.1f ms; controller: %s", k, float64(got.Sub(sent))/float64(time.Millisecond), after.since(before))
+		before = after
 	}
 	b.Logf("controller during the route changes: %s", p.steps(b).since(beforeRoutes))
 	if pprofDir() != "" {

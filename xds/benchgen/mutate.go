@@ -54,7 +54,7 @@ func fuzzHostnames() []gwv1.Hostname {
 // Secrets, ReferenceGrants, missing Services, appProtocols, addresses,
 // class parameters, GRPCRoutes sharing an HTTPRoute's hostnames, routes
 // added and removed, hostnames replaced, creation times tied, Gateway
-// status written. The
+// and route status written. The
 // result is what a user could apply (invalid values included, which
 // translation must refuse in status), for fuzz targets of the pipeline.
 func Mutate(c *Chooser, res *gatewayapi.Resources) {
@@ -62,7 +62,7 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 	gw := &res.Gateways[0]
 	r := &res.HTTPRoutes[c.N(len(res.HTTPRoutes))]
 	rule := &r.Spec.Rules[c.N(len(r.Spec.Rules))]
-	switch c.N(22) {
+	switch c.N(23) {
 	case 0: // path
 		t := pick(c, gwv1.PathMatchExact, gwv1.PathMatchPathPrefix, gwv1.PathMatchRegularExpression)
 		v := pick(c, "/", "/a", "/a/", "(", "/x/[0-9]+", "", "noslash", "//")
@@ -185,6 +185,8 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 		p.Name = pick(c, p.Name, "elsewhere", gwv1.ObjectName(gw.Name))
 	case 21: // the controller's own status write
 		gw.Status.Addresses = append(gw.Status.Addresses, gwv1.GatewayStatusAddress{Value: "10.0.0.2"})
+	case 22: // the same on a route: a new resourceVersion, the same spec
+		r.Status.Parents = append(r.Status.Parents, gwv1.RouteParentStatus{ControllerName: "berth.dev/gateway", ParentRef: r.Spec.ParentRefs[0]})
 	}
 }
 

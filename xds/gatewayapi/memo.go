@@ -2,7 +2,10 @@ package gatewayapi
 
 import (
 	"slices"
+	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berthnet/berth/xds/ir"
 )
@@ -35,7 +38,9 @@ type Memo struct {
 type routeKey struct{ kind, ns, name string }
 
 type memoRoute struct {
-	epoch           uint64 // the last translation that used it
+	epoch uint64 // the last translation that used it
+	// resourceVersion is the version compiled: UID and generation, or
+	// the resourceVersion (see compile).
 	resourceVersion string
 	cr              *compiledRoute
 	deps            []dep
@@ -165,14 +170,25 @@ func (m *Memo) end(t *memoTable) {
 }
 
 // compile returns the compiled route of an object, reused when it holds.
+// A compilation reads the route's spec, name, generation and creation
+// time: the object's UID and generation name that content (the Gateway
+// API kinds bump the generation on every spec change), so a route whose
+// status alone was written (by this controller, after each change: every
+// route's resourceVersion moves) is not compiled again. Objects without a
+// UID or generation are known by resourceVersion.
 func (t *memoTable) compile(kind string, meta interface {
 	GetNamespace() string
 	GetName() string
 	GetResourceVersion() string
+	GetUID() types.UID
+	GetGeneration() int64
 }, ix *index, compile func() *compiledRoute) *compiledRoute {
 	rv := meta.GetResourceVersion()
 	if t == nil || rv == "" {
 		return compile()
+	}
+	if uid, gen := meta.GetUID(), meta.GetGeneration(); uid != "" && gen != 0 {
+		rv = string(uid) + "@" + strconv.FormatInt(gen, 10)
 	}
 	k := routeKey{kind, meta.GetNamespace(), meta.GetName()}
 	if e := t.routes[k]; e != nil && e.resourceVersion == rv && e.holds(ix) {
