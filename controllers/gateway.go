@@ -217,6 +217,8 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	defer renew.Stop()
 	resync := watch.Resync(0)
 	defer resync.Stop()
+	var status settleTimer
+	defer status.stop()
 	e.translate.Fire()
 	synced := false
 	for {
@@ -229,7 +231,11 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			// One update Fires twice (old and new object): what Fired
 			// before this sync began does not need another.
 			m := e.translate.Take()
-			if err := e.sync(ctx); err != nil {
+			err := e.sync(ctx)
+			if e.result != nil {
+				status.arm(time.Now())
+			}
+			if err != nil {
 				log.Error(err, "gateway sync failed; retrying")
 				time.AfterFunc(2*time.Second, e.translate.Fire)
 				break
@@ -247,6 +253,15 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 				break
 			}
 			e.eds.Done(m)
+		case <-status.C():
+			status.fired()
+			t := time.Now()
+			err := e.writeStatuses(ctx, nil)
+			e.metrics.step(stepStatus, t)
+			if err != nil {
+				log.Error(err, "gateway status failed; retrying")
+				time.AfterFunc(2*time.Second, e.translate.Fire)
+			}
 		case <-srv.Changed():
 			if err := e.writeStatuses(ctx, srv.TakeChanged()); err != nil {
 				log.Error(err, "gateway status after an Envoy change failed; retrying")

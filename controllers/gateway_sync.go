@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -168,7 +167,7 @@ func (e *gatewayEngine) gather(ctx context.Context) (*gatewayapi.Resources, erro
 }
 
 // sync translates everything, serves the groups whose IR changed, then
-// provisions fleets and writes status.
+// provisions fleets; Start writes status after it.
 func (e *gatewayEngine) sync(ctx context.Context) error {
 	since := e.metrics.take()
 	t := time.Now()
@@ -205,13 +204,12 @@ func (e *gatewayEngine) sync(ctx context.Context) error {
 	if served && !since.IsZero() {
 		e.metrics.served.Observe(t.Sub(since).Seconds())
 	}
-	// A fleet that cannot be provisioned must not hold back the status of
-	// every other object: do both, report both.
-	provisioned := e.provision(ctx, result)
-	t = e.metrics.step(stepProvision, t)
-	written := e.writeStatuses(ctx, nil)
-	e.metrics.step(stepStatus, t)
-	return errors.Join(provisioned, written)
+	// Status follows once syncs pause (Start, settleTimer), also when a
+	// fleet cannot be provisioned: it must not hold back the status of
+	// every other object.
+	err = e.provision(ctx, result)
+	e.metrics.step(stepProvision, t)
+	return err
 }
 
 // serve translates one group and publishes it with its endpoints. The

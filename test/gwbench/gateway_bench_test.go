@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,6 +171,7 @@ func BenchmarkGateway(b *testing.B) {
 	var routeChange, routeWatched []time.Duration
 	beforeRoutes := p.steps(b)
 	before := beforeRoutes
+	var steps []string // each change: its time, and the controller's steps
 	for k := range rounds {
 		if err := env.drain(); err != nil {
 			b.Fatal(err)
@@ -193,10 +195,10 @@ func BenchmarkGateway(b *testing.B) {
 		routeChange, routeWatched = append(routeChange, got.Sub(sent)), append(routeWatched, seen.Sub(sent))
 		p.settle(b)
 		after := p.steps(b)
-		b.Logf("route change %d: %.1f ms; controller: %s", k, float64(got.Sub(sent))/float64(time.Millisecond), after.since(before))
+		steps = append(steps, fmt.Sprintf("%.0f ms: %s", float64(got.Sub(sent))/float64(time.Millisecond), after.since(before)))
 		before = after
 	}
-	b.Logf("controller during the route changes: %s", p.steps(b).since(beforeRoutes))
+	b.Logf("controller during the route changes: %s\n%s", p.steps(b).since(beforeRoutes), strings.Join(steps, "\n"))
 	if pprofDir() != "" {
 		// Against heap-steady.pb.gz (pprof -base), what the route changes allocated.
 		p.profile(b, pprofDir(), "heap", "heap-after-routes.pb.gz")

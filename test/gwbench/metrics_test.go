@@ -80,7 +80,7 @@ func (t stepTotals) since(before stepTotals) string {
 		if n <= 0 {
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%s %.1f ms (x%.0f)", k, 1000*(t[k].sum-before[k].sum)/n, n))
+		parts = append(parts, fmt.Sprintf("%s %.1f (x%.0f)", k, 1000*(t[k].sum-before[k].sum)/n, n))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -20,9 +20,18 @@ import (
 	"google.golang.org/grpc/credentials"
 )
 
-// Dial connects to an xDS server with mutual TLS.
+// envoyWindow is Envoy's default HTTP/2 flow-control window, of a stream
+// and of a connection (Http2ProtocolOptions initial_stream_window_size and
+// initial_connection_window_size: 256 MiB), which the xDS cluster of
+// Berth's bootstrap leaves as it is.
+const envoyWindow = 256 << 20
+
+// Dial connects to an xDS server with mutual TLS, receiving as Envoy does:
+// with gRPC's default 64 KiB windows, a RouteConfiguration of megabytes
+// would come in a window update at a time.
 func Dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
 }
 
 // Client is one ADS stream of one node.

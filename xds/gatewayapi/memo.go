@@ -14,7 +14,7 @@ import (
 // a change to one route of thousands recompiles that route only; and the
 // attachment of routes to listeners, so that it is updated only for the
 // routes that changed when nothing else did (attachMemo). A route
-// is compiled again when its resourceVersion moved, or when anything its
+// is compiled again when its spec moved (see compile), or when anything its
 // compilation read did: a Service its backends name (present or missing)
 // or the ReferenceGrants of a namespace they reach into. Attachment to
 // listeners, precedence and status are updated from the compiled routes
