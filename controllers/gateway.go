@@ -220,7 +220,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	var status settleTimer
 	defer status.stop()
 	e.translate.Fire()
-	synced := false
+	synced, statusDone := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -261,6 +261,9 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			if err != nil {
 				log.Error(err, "gateway status failed; retrying")
 				time.AfterFunc(2*time.Second, e.translate.Fire)
+			} else if !statusDone {
+				statusDone = true
+				e.leanAfterStatus(log)
 			}
 		case <-srv.Changed():
 			if err := e.writeStatuses(ctx, srv.TakeChanged()); err != nil {
@@ -296,10 +299,25 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 // controller's memory is then what it holds, not what it once built.
 // GOGC or GOMEMLIMIT in the environment, or KeepGC, leave the runtime be.
 func (e *gatewayEngine) leanGC(log logr.Logger) {
-	if e.opts.KeepGC || os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+	if !e.tuneGC() {
 		return
 	}
 	debug.SetGCPercent(25)
 	debug.FreeOSMemory()
 	log.V(1).Info("first sync done; garbage collector tightened (GOGC=25)")
+}
+
+// leanAfterStatus hands back what the first status pass built: at start
+// every route's status is written (thousands of patches, their requests
+// and answers), after the first sync's leanGC.
+func (e *gatewayEngine) leanAfterStatus(log logr.Logger) {
+	if !e.tuneGC() {
+		return
+	}
+	debug.FreeOSMemory()
+	log.V(1).Info("first status pass done; its memory returned")
+}
+
+func (e *gatewayEngine) tuneGC() bool {
+	return !e.opts.KeepGC && os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
 }

@@ -195,10 +195,10 @@ func BenchmarkGateway(b *testing.B) {
 		routeChange, routeWatched = append(routeChange, got.Sub(sent)), append(routeWatched, seen.Sub(sent))
 		p.settle(b)
 		after := p.steps(b)
-		steps = append(steps, fmt.Sprintf("%.0f ms: %s", float64(got.Sub(sent))/float64(time.Millisecond), after.since(before)))
+		steps = append(steps, fmt.Sprintf("%.0f ms (%s)", float64(got.Sub(sent))/float64(time.Millisecond), after.since(before)))
 		before = after
 	}
-	b.Logf("controller during the route changes: %s\n%s", p.steps(b).since(beforeRoutes), strings.Join(steps, "\n"))
+	b.Logf("controller during the route changes: %s; each change: %s", p.steps(b).since(beforeRoutes), strings.Join(steps, " | "))
 	if pprofDir() != "" {
 		// Against heap-steady.pb.gz (pprof -base), what the route changes allocated.
 		p.profile(b, pprofDir(), "heap", "heap-after-routes.pb.gz")
