@@ -284,9 +284,8 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			}
 			renew.Reset(next)
 		case <-resync.C:
-			for _, k := range e.lists {
-				k.changed() // list everything again, as a repair
-			}
+			// A repair of what a failed step left; the lists are the
+			// informers' and follow their events.
 			e.translate.Fire()
 		}
 	}
