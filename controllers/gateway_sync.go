@@ -49,6 +49,8 @@ type gatewayEngine struct {
 	server   *server.Server
 	// serving is true while this replica serves xDS (it is the leader).
 	serving atomic.Bool
+	// collecting is true while collectIdle's collection runs.
+	collecting atomic.Bool
 
 	translate, eds watch.Trigger
 	// lists are the last lists of the kinds translation reads.
