@@ -120,13 +120,19 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 }
 
 // cacheLogger hands go-control-plane's messages to logr, its chatter at debug levels.
+// A message is formatted only when its level is on: the cache's debug lines print
+// whole resource-name lists (thousands of clusters) on every push.
 type cacheLogger struct{ log logr.Logger }
 
-func (l cacheLogger) Debugf(format string, args ...any) {
-	l.log.V(2).Info(fmt.Sprintf(format, args...))
+func (l cacheLogger) at(v int, format string, args []any) {
+	if lv := l.log.V(v); lv.Enabled() {
+		lv.Info(fmt.Sprintf(format, args...))
+	}
 }
-func (l cacheLogger) Infof(format string, args ...any) { l.log.V(1).Info(fmt.Sprintf(format, args...)) }
-func (l cacheLogger) Warnf(format string, args ...any) { l.log.Info(fmt.Sprintf(format, args...)) }
+
+func (l cacheLogger) Debugf(format string, args ...any) { l.at(2, format, args) }
+func (l cacheLogger) Infof(format string, args ...any)  { l.at(1, format, args) }
+func (l cacheLogger) Warnf(format string, args ...any)  { l.at(0, format, args) }
 func (l cacheLogger) Errorf(format string, args ...any) {
 	l.log.Error(nil, fmt.Sprintf(format, args...))
 }
