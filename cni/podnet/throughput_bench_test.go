@@ -3,6 +3,8 @@ package podnet_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -97,9 +99,14 @@ func iperf(b *testing.B, srv, cli *netns.Namespace, bind, target string) float64
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	var out []byte
 	var err error
-	// The client retries until the server listens.
+	// The client retries until the server listens. With -J, iperf3 may
+	// exit 0 having only printed {"error": "unable to connect ..."}: that
+	// is a failure to retry too, not a run of 0 bit/s.
 	for try := 0; try < 100; try++ {
 		out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", target, "-t", "3", "-J", "--connect-timeout", "1000").Output()
+		if err == nil {
+			err = iperfError(out)
+		}
 		if err == nil {
 			break
 		}
@@ -131,4 +138,18 @@ func iperf(b *testing.B, srv, cli *netns.Namespace, bind, target string) float64
 		b.Fatalf("iperf3 output: %v", err)
 	}
 	return res.End.SumReceived.BitsPerSecond
+}
+
+// iperfError is the error iperf3 reported in its JSON output, if any.
+func iperfError(out []byte) error {
+	var res struct {
+		Error string `json:"error"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil {
+		return fmt.Errorf("iperf3 output: %w", err)
+	}
+	if res.Error != "" {
+		return errors.New(res.Error)
+	}
+	return nil
 }
