@@ -2,12 +2,10 @@ package netpol
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -15,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/knftables"
@@ -199,11 +196,11 @@ func BenchmarkNetpolThroughput(b *testing.B) {
 	for i := range b.N {
 		var x, y float64
 		if i%2 == 0 {
-			x = iperf(b, bare.pods["srv"], bare.pods["cli"], "10.77.0.3")
-			y = iperf(b, enforced.pods["srv"], enforced.pods["cli"], "10.77.0.3")
+			x = netnstest.Iperf(b, bare.pods["srv"], bare.pods["cli"], "10.77.0.3", "10.77.0.3")
+			y = netnstest.Iperf(b, enforced.pods["srv"], enforced.pods["cli"], "10.77.0.3", "10.77.0.3")
 		} else {
-			y = iperf(b, enforced.pods["srv"], enforced.pods["cli"], "10.77.0.3")
-			x = iperf(b, bare.pods["srv"], bare.pods["cli"], "10.77.0.3")
+			y = netnstest.Iperf(b, enforced.pods["srv"], enforced.pods["cli"], "10.77.0.3", "10.77.0.3")
+			x = netnstest.Iperf(b, bare.pods["srv"], bare.pods["cli"], "10.77.0.3", "10.77.0.3")
 		}
 		base, pols = base+x, pols+y
 		ratios = append(ratios, y/x)
@@ -212,49 +209,4 @@ func BenchmarkNetpolThroughput(b *testing.B) {
 	b.ReportMetric(base/float64(b.N)/1e9, "none-Gbit/s")
 	b.ReportMetric(pols/float64(b.N)/1e9, "policies-Gbit/s")
 	b.ReportMetric(ratios[len(ratios)/2], "policies/none")
-}
-
-// iperf runs an iperf3 server in srv and a 3-second client in cli, and
-// returns the received throughput in bit/s.
-func iperf(b *testing.B, srv, cli *netns.Namespace, ip string) float64 {
-	b.Helper()
-	server := netns.EnterCommand(filepath.Join(netns.Dir, srv.Name), "iperf3", "-s", "-1", "-B", ip)
-	if err := server.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() {
-		done := make(chan error, 1)
-		go func() { done <- server.Wait() }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = server.Process.Kill()
-			<-done
-		}
-	}()
-	var out []byte
-	var err error
-	var res struct {
-		Error string `json:"error"`
-		End   struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	// Until the server listens and a run completes (iperf3 may exit 0 with
-	// an error in its JSON when it met the server starting up).
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		out, err = exec.Command("nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", ip, "-t", "3", "-J", "--connect-timeout", "1000").Output()
-		if err == nil {
-			res.Error = ""
-			err = json.Unmarshal(out, &res)
-		}
-		if err == nil && res.Error == "" && res.End.SumReceived.BitsPerSecond > 0 {
-			return res.End.SumReceived.BitsPerSecond
-		}
-	}
-	b.Fatalf("iperf3 client: %v %s\n%s", err, res.Error, out)
-	return 0
 }

@@ -2,14 +2,9 @@ package podnet_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/netip"
 	"os/exec"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
@@ -61,8 +56,8 @@ func BenchmarkPodThroughput(b *testing.B) {
 		}
 		var direct, service float64
 		for range b.N {
-			direct += iperf(b, c.pods[1], c.pods[0], podIP(1), podIP(1))
-			service += iperf(b, c.pods[1], c.pods[0], podIP(1), "10.96.0.100")
+			direct += netnstest.Iperf(b, c.pods[1], c.pods[0], podIP(1), podIP(1))
+			service += netnstest.Iperf(b, c.pods[1], c.pods[0], podIP(1), "10.96.0.100")
 		}
 		b.ReportMetric(direct/float64(b.N)/1e9, "direct-Gbit/s")
 		b.ReportMetric(service/float64(b.N)/1e9, "clusterip-Gbit/s")
@@ -83,73 +78,7 @@ func runIperf(b *testing.B, srv, cli *netns.Namespace, ip string) {
 	b.Helper()
 	var total float64
 	for range b.N {
-		total += iperf(b, srv, cli, ip, ip)
+		total += netnstest.Iperf(b, srv, cli, ip, ip)
 	}
 	b.ReportMetric(total/float64(b.N)/1e9, "Gbit/s")
-}
-
-// iperf runs an iperf3 server on bind in srv and a 3-second client to
-// target in cli, and returns the received throughput in bit/s.
-func iperf(b *testing.B, srv, cli *netns.Namespace, bind, target string) float64 {
-	b.Helper()
-	server := netns.EnterCommand(filepath.Join(netns.Dir, srv.Name), "iperf3", "-s", "-1", "-B", bind)
-	if err := server.Start(); err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	var out []byte
-	var err error
-	// The client retries until the server listens. With -J, iperf3 may
-	// exit 0 having only printed {"error": "unable to connect ..."}: that
-	// is a failure to retry too, not a run of 0 bit/s.
-	for try := 0; try < 100; try++ {
-		out, err = exec.CommandContext(ctx, "nsenter", "--net="+cli.Path(), "--", "iperf3", "-c", target, "-t", "3", "-J", "--connect-timeout", "1000").Output()
-		if err == nil {
-			err = iperfError(out)
-		}
-		if err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	cancel()
-	// The server ends after its one client; if that client never got
-	// through, or left a session half open, the server would wait forever:
-	// it gets a few seconds, then it is stopped.
-	done := make(chan error, 1)
-	go func() { done <- server.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = server.Process.Kill()
-		<-done
-	}
-	if err != nil {
-		b.Fatalf("iperf3 client to %s: %v\n%s", target, err, out)
-	}
-	var res struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		b.Fatalf("iperf3 output: %v", err)
-	}
-	return res.End.SumReceived.BitsPerSecond
-}
-
-// iperfError is the error iperf3 reported in its JSON output, if any.
-func iperfError(out []byte) error {
-	var res struct {
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		return fmt.Errorf("iperf3 output: %w", err)
-	}
-	if res.Error != "" {
-		return errors.New(res.Error)
-	}
-	return nil
 }
