@@ -44,6 +44,17 @@ func TestGatewayLifecycle(t *testing.T) {
 	e.gatewayCondition("shop", "edge", "Programmed", metav1.ConditionUnknown, "Pending")
 	e.routeCondition("shop", "web", "Accepted", metav1.ConditionTrue, "Accepted")
 	e.routeCondition("shop", "web", "ResolvedRefs", metav1.ConditionTrue, "ResolvedRefs")
+	// What the syncs took is in the metrics: every step, and the time from
+	// the events to the served configuration.
+	steps := e.histogramCounts("berth_controller_gateway_sync_step_seconds")
+	for _, step := range []string{"gather", "translate", "serve", "provision", "status"} {
+		if steps["step="+step] == 0 {
+			t.Errorf("no sync step %q observed: %v", step, steps)
+		}
+	}
+	if served := e.histogramCounts("berth_controller_gateway_event_to_serve_seconds"); served[""] == 0 {
+		t.Errorf("no event-to-serve time observed: %v", served)
+	}
 
 	// The fleet: every object owned by the Gateway; the Service on the
 	// listener port, to the port Envoy binds.

@@ -45,6 +45,7 @@ type gwEnv struct {
 	c       client.Client
 	xdsAddr string
 	ctx     context.Context
+	reg     *prometheus.Registry // the controller's metrics
 }
 
 const gwWait = 30 * time.Second
@@ -87,6 +88,7 @@ func newGWEnvWith(t *testing.T, opt func(*controllers.GatewayOptions), before ..
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
+	e.reg = reg
 	if err := controllers.SetupLBIPAM(mgr, controllers.LBIPAMOptions{ServeUnclassed: true}, reg); err != nil {
 		t.Fatal(err)
 	}
@@ -128,6 +130,30 @@ func (e *gwEnv) create(obj client.Object) {
 	if err := e.c.Create(e.ctx, obj); err != nil {
 		e.t.Fatalf("create %T %s: %v", obj, obj.GetName(), err)
 	}
+}
+
+// histogramCounts returns the sample count of each series of a histogram
+// metric, by its labels ("step=serve"; "" for none).
+func (e *gwEnv) histogramCounts(name string) map[string]uint64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			out[strings.Join(labels, ",")] = m.GetHistogram().GetSampleCount()
+		}
+	}
+	return out
 }
 
 // eventually polls f until it returns nil, failing the test with its last
