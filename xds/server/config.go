@@ -7,10 +7,12 @@ import (
 	"maps"
 	"slices"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/berthnet/berth/xds/pki"
 )
@@ -32,6 +34,9 @@ type part struct {
 	// checkRouteConfig).
 	vhosts       vhostSums
 	routeConfigs map[string]*routev3.RouteConfiguration
+	// sources are the messages given for a type served in another form (assignments,
+	// served encoded: see encodedAssignment), by name; nil for other types.
+	sources map[string]types.Resource
 	// list is the resources as given to Set or SetTypes; nil for a part SetEndpoints
 	// merged. Given the very same list again (the same messages in the same order),
 	// newPart returns this part without looking at each resource.
@@ -177,9 +182,12 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 		hashes:  make(map[string]string, len(items)),
 		given:   true,
 	}
-	if typeURL == resource.RouteType {
+	switch typeURL {
+	case resource.RouteType:
 		p.vhosts = make(vhostSums)
 		p.routeConfigs = make(map[string]*routev3.RouteConfiguration, len(items))
+	case resource.EndpointType:
+		p.sources = make(map[string]types.Resource, len(items))
 	}
 	for i, r := range items {
 		if r == nil {
@@ -202,10 +210,13 @@ func newPart(typeURL, version string, items []types.Resource, prev *part) (*part
 			h, served, err = checkedRouteConfig(name, rc, prev, p)
 			p.routeConfigs[name] = rc
 		} else {
-			h, err = checked(typeURL, name, r, prev)
+			h, served, err = checked(typeURL, name, r, prev)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if p.sources != nil {
+			p.sources[name] = r
 		}
 		p.items[name] = types.ResourceWithTTL{Resource: served}
 		p.hashes[name] = h
@@ -231,34 +242,73 @@ func checkedRouteConfig(name string, rc *routev3.RouteConfiguration, prev, next 
 	return h, enc, nil
 }
 
-// checked validates one resource, unless prev serves it already, and returns its hash.
-func checked(typeURL, name string, r types.Resource, prev *part) (string, error) {
+// checked validates one resource, unless prev serves it already, and returns its hash and
+// the message to serve for it: r, or for a ClusterLoadAssignment r encoded (see
+// encodedAssignment).
+func checked(typeURL, name string, r types.Resource, prev *part) (string, types.Resource, error) {
 	var was string
+	var wasServed types.Resource
 	if prev != nil {
 		if old, ok := prev.items[name]; ok {
-			if old.Resource == r {
-				return prev.hashes[name], nil // the very message served
+			if old.Resource == r || (prev.sources != nil && prev.sources[name] == r) {
+				return prev.hashes[name], old.Resource, nil // the very message served
 			}
-			was = prev.hashes[name]
+			was, wasServed = prev.hashes[name], old.Resource
 		}
 	}
 	raw, err := cachev3.MarshalResource(r)
 	if err != nil {
-		return "", fmt.Errorf("%s %q: marshal: %w", typeURL, name, err)
+		return "", nil, fmt.Errorf("%s %q: marshal: %w", typeURL, name, err)
 	}
 	h := cachev3.HashResource(raw)
 	if h == was {
-		return h, nil // the same bytes as a resource that passed ValidateAll
+		return h, wasServed, nil // the same bytes as a resource that passed ValidateAll
 	}
 	v, ok := r.(validator)
 	if !ok {
-		return "", fmt.Errorf("%s %q cannot be validated", typeURL, name)
+		return "", nil, fmt.Errorf("%s %q cannot be validated", typeURL, name)
 	}
 	if err := v.ValidateAll(); err != nil {
-		return "", fmt.Errorf("%s %q: %w", typeURL, name, err)
+		return "", nil, fmt.Errorf("%s %q: %w", typeURL, name, err)
 	}
-	return h, nil
+	if typeURL == resource.EndpointType {
+		served, err := encodedAssignment(name, raw)
+		if err != nil {
+			return "", nil, fmt.Errorf("%s %q: %w", typeURL, name, err)
+		}
+		return h, served, nil
+	}
+	return h, r, nil
 }
+
+// encodedAssignment is the ClusterLoadAssignment whose deterministic encoding is raw, as a
+// message holding its cluster name and the rest of raw as unknown fields. go-control-plane
+// marshals every resource of a state-of-the-world response again, for each stream; an EDS
+// response carries every assignment of the group (thousands), and marshalling this form is
+// a copy. It decodes as the original does.
+func encodedAssignment(name string, raw []byte) (types.Resource, error) {
+	rest := make([]byte, 0, len(raw))
+	for b := raw; len(b) > 0; {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return nil, protowire.ParseError(m)
+		}
+		if num != clusterNameField {
+			rest = append(rest, b[:n+m]...)
+		}
+		b = b[n+m:]
+	}
+	served := &endpointv3.ClusterLoadAssignment{ClusterName: name}
+	served.ProtoReflect().SetUnknown(rest)
+	return served, nil
+}
+
+// clusterNameField is ClusterLoadAssignment's cluster_name.
+const clusterNameField protowire.Number = 1
 
 // publishEndpoints merges changed ClusterLoadAssignments into group's served ones.
 func (s *Server) publishEndpoints(ctx context.Context, group, version string, changed map[string]types.Resource) error {
@@ -274,6 +324,7 @@ func (s *Server) publishEndpoints(ctx context.Context, group, version string, ch
 	}
 	prev := served.parts[rt]
 	hashes := make(map[string]string, len(changed))
+	encoded := make(map[string]types.Resource, len(changed))
 	for name, r := range changed {
 		if r == nil {
 			return fmt.Errorf("%s %q is nil", resource.EndpointType, name)
@@ -287,11 +338,12 @@ func (s *Server) publishEndpoints(ctx context.Context, group, version string, ch
 		if n := cachev3.GetResourceName(r); n != name {
 			return fmt.Errorf("%s %q is named %q", resource.EndpointType, name, n)
 		}
-		h, err := checked(resource.EndpointType, name, r, prev)
+		h, enc, err := checked(resource.EndpointType, name, r, prev)
 		if err != nil {
 			return err
 		}
 		hashes[name] = h
+		encoded[name] = enc
 	}
 
 	s.mu.Lock()
@@ -322,10 +374,14 @@ func (s *Server) publishEndpoints(ctx context.Context, group, version string, ch
 	next := &groupConfig{version: version, parts: old.parts}
 	if !same {
 		// The names stay those of the clusters, so the snapshot stays consistent.
-		p := &part{version: version, given: true, items: maps.Clone(cur.items), hashes: maps.Clone(cur.hashes)}
+		p := &part{version: version, given: true, items: maps.Clone(cur.items), hashes: maps.Clone(cur.hashes), sources: maps.Clone(cur.sources)}
+		if p.sources == nil {
+			p.sources = map[string]types.Resource{}
+		}
 		for name, r := range changed {
-			p.items[name] = types.ResourceWithTTL{Resource: r}
+			p.items[name] = types.ResourceWithTTL{Resource: encoded[name]}
 			p.hashes[name] = hashes[name]
+			p.sources[name] = r
 		}
 		next.parts[rt] = p
 	}
