@@ -126,36 +126,26 @@ func hash(b []byte) string {
 	return fmt.Sprintf("%x", h.Sum64())
 }
 
+// each calls f with every object of res.
 func each(res *gatewayapi.Resources, f func(client.Object)) {
-	for i := range res.GatewayClasses {
-		f(&res.GatewayClasses[i])
-	}
-	for i := range res.Gateways {
-		f(&res.Gateways[i])
-	}
-	for i := range res.HTTPRoutes {
-		f(&res.HTTPRoutes[i])
-	}
-	for i := range res.GRPCRoutes {
-		f(&res.GRPCRoutes[i])
-	}
-	for i := range res.ReferenceGrants {
-		f(&res.ReferenceGrants[i])
-	}
-	for i := range res.Namespaces {
-		f(&res.Namespaces[i])
-	}
-	for i := range res.Services {
-		f(&res.Services[i])
-	}
-	for i := range res.Secrets {
-		f(&res.Secrets[i])
-	}
-	for i := range res.Ingresses {
-		f(&res.Ingresses[i])
-	}
-	for i := range res.IngressClasses {
-		f(&res.IngressClasses[i])
+	eachOf(res.GatewayClasses, f)
+	eachOf(res.Gateways, f)
+	eachOf(res.HTTPRoutes, f)
+	eachOf(res.GRPCRoutes, f)
+	eachOf(res.ReferenceGrants, f)
+	eachOf(res.Namespaces, f)
+	eachOf(res.Services, f)
+	eachOf(res.Secrets, f)
+	eachOf(res.Ingresses, f)
+	eachOf(res.IngressClasses, f)
+}
+
+func eachOf[T any, P interface {
+	*T
+	client.Object
+}](in []T, f func(client.Object)) {
+	for i := range in {
+		f(P(&in[i]))
 	}
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,7 +19,6 @@ import (
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // LoadBalancer addresses over BGP to the lab router (BIRD): every node
@@ -31,14 +29,10 @@ import (
 // only the node with the pod advertises, until the pod goes; a deleted
 // Service is withdrawn; a wrong peer ASN shows in the BGPPeer's status.
 func TestBGP(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t)
+	l, ctx := labtest.Start(t, 8*time.Minute)
 	cfg := l.Config(t)
 	c := l.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
 	const ns = "bgp"
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

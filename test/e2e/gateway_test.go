@@ -19,7 +19,6 @@ import (
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 	"github.com/berthnet/berth/xds/provision"
 )
 
@@ -30,12 +29,8 @@ import (
 // fleet and the address with it. An Ingress of Berth's class gets the
 // address of its class's fleet in its status.
 func TestGatewayInTheLab(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 5*time.Minute)
 	cfg := l.Config(t)
 	c, err := lab.GatewayClient(cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -17,7 +16,6 @@ import (
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/l2probe"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // A LoadBalancer address on the lab's LAN: the LAN client's own kernel
@@ -28,12 +26,8 @@ import (
 // nodes answering for the address at once. A newly assigned address that
 // another host on the LAN holds is not announced but reported.
 func TestL2Announcement(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 8*time.Minute)
 	s := l2probe.Setup(ctx, t, l, "l2")
 	t.Logf("%s: first answer %s after the Services were created", s.Addr, s.Reached.Sub(s.Created).Round(time.Millisecond))
 	owner, err := s.Owner(ctx)

@@ -21,7 +21,6 @@ import (
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // An IPv6 LoadBalancer address on the dual-stack lab's LAN: a SingleStack
@@ -30,12 +29,8 @@ import (
 // resolves it with NDP to that node's MAC, and HTTP through it reaches an
 // http-echo pod at the pod's IPv6 address, through the service proxy.
 func TestL2AnnouncementIPv6(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 5*time.Minute)
 	cfg := l.Config(t)
 	kube := l.Client(t)
 	client := l.Namespace(t, "client")

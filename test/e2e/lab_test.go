@@ -21,12 +21,8 @@ import (
 // up is refused, the external client reaches the LAN through the router, and
 // down leaves nothing behind (checked by the cleanup Up registers).
 func TestLabUpStatusDown(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 2*time.Minute)
 
 	out, err := l.Kubectl(ctx, "get", "nodes", "-o", "wide", "--no-headers")
 	if err != nil {

@@ -1,23 +1,17 @@
 package e2e
 
 import (
-	"context"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // The lab demo (make run) applies the seed policy and shows the frontend
 // reaching web on TCP 80 and another pod refused.
 func TestNetworkPolicyDemo(t *testing.T) {
-	netnstest.RequireRoot(t)
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 5*time.Minute)
 	out, err := l.Berthctl(ctx, "lab", "demo", "--name", l.Name)
 	if err != nil {
 		t.Fatalf("lab demo: %v\n%s", err, out)

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // NetworkPolicy in the lab, by upstream's truth-table method: for each
@@ -21,11 +20,7 @@ import (
 // compared with the evaluator's expectation; then Service backends behind
 // a ClusterIP, and a pod started under deny-all.
 func TestNetworkPolicy(t *testing.T) {
-	netnstest.RequireRoot(t)
-	l := labtest.New(t)
-	l.Up(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
+	l, ctx := labtest.Start(t, 20*time.Minute)
 	m := newNPModel(ctx, t, l)
 	m.waitTruthTable(ctx, t, "no policies")
 	t.Run("truth tables", func(t *testing.T) { npTruthTables(ctx, t, m) })

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net"
 	"strings"
 	"testing"
@@ -25,11 +24,8 @@ func TestPodNetwork(t *testing.T) {
 	for _, mode := range []string{"routed", "vxlan", "bgp"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			l := labtest.New(t)
-			l.Up(t, "--pod-network-mode", mode)
+			l, ctx := labtest.Start(t, 5*time.Minute, "--pod-network-mode", mode)
 			cfg := l.Config(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
 
 			// Every pod to every pod and every node to every pod; the
 			// servers report the client address they saw.

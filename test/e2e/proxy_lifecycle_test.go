@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // Traffic through a ClusterIP follows a Deployment scaled 1 -> 5 -> 0, and
@@ -27,13 +25,9 @@ import (
 // refuses a new one: the rules stay in the kernel, and the new agent
 // replaces them in one transaction.
 func TestServiceProxyScaleAndRestart(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t, "--service-proxy=true")
+	l, ctx := labtest.Start(t, 5*time.Minute, "--service-proxy=true")
 	c := l.Client(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	const ns = "scale"
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,20 +16,15 @@ import (
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/proxy"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // The service proxy in the lab: a ClusterIP answers from every pod (which
 // keeps its own address) and every node, and a NodePort answers the LAN
 // client on every node's address.
 func TestServiceProxy(t *testing.T) {
-	netnstest.RequireRoot(t)
 	t.Parallel()
-	l := labtest.New(t)
-	l.Up(t, "--service-proxy=true")
+	l, ctx := labtest.Start(t, 5*time.Minute, "--service-proxy=true")
 	cfg := l.Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	pods := l.Demo(ctx, t)
 	c := l.Client(t)
 	backends := map[string]bool{}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // The lab runs berth-controller and the agents as the chart's
@@ -28,12 +26,8 @@ import (
 // that the demo (IPAM, L2, BGP, Gateway, NetworkPolicy, pods) runs without
 // one forbidden request in their logs.
 func TestRBACChartPermissions(t *testing.T) {
-	netnstest.RequireRoot(t)
-	l := labtest.New(t)
-	l.Up(t)
+	l, ctx := labtest.Start(t, 5*time.Minute)
 	cfg := l.Config(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 
 	controller := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "controller.yaml"))
 	agent := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "agent-"+cfg.NodeName(1)+".yaml"))

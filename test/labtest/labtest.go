@@ -28,6 +28,7 @@ import (
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/kubetest"
+	"github.com/berthnet/berth/test/netnstest"
 )
 
 // Binaries are Berth's binaries under test and the control plane they run
@@ -133,6 +134,21 @@ func (l *Lab) Up(t testing.TB, extra ...string) {
 	if out, err := l.Berthctl(ctx, args...); err != nil {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
+}
+
+// Start opens an end-to-end test: root is required (the test is skipped
+// without it), a lab of the test's own is up with extra flags to
+// `berthctl lab up`, and ctx ends after timeout or with the test,
+// whichever comes first. A test that runs beside others calls t.Parallel
+// first.
+func Start(t *testing.T, timeout time.Duration, extra ...string) (*Lab, context.Context) {
+	t.Helper()
+	netnstest.RequireRoot(t)
+	l := New(t)
+	l.Up(t, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return l, ctx
 }
 
 // Config is the running lab's config, from its state.
