@@ -23,8 +23,8 @@ go test -run '^$' -bench 'Controller2000Services' -benchtime 1x -timeout 20m ./c
 
 echo "== cni: ADD/DEL through libcni, berth-cni and upstream bridge + host-local (300 cycles each)"
 BERTH_UPSTREAM_CNI_DIR="$PWD/$upstream" go test -run '^$' -bench 'AddDel' -benchtime 300x ./cni/ | tee -a "$out" | grep '^Benchmark' || true
-echo "== podnet: pod-to-pod TCP throughput across nodes, iperf3 (5 rounds of 3 s per path, interleaved)"
-go test -run '^$' -bench 'PodThroughput' -benchtime 5x ./cni/podnet/ | tee -a "$out" | grep '^Benchmark' || true
+echo "== podnet: pod-to-pod TCP throughput across nodes, iperf3 (7 rounds of 3 s per path, interleaved)"
+go test -run '^$' -bench 'PodThroughput' -benchtime 7x ./cni/podnet/ | tee -a "$out" | grep '^Benchmark' || true
 
 # metric NAME UNIT: the value before UNIT on NAME's line.
 metric() { awk -v n="$1" -v u="$2" '$1 ~ n { for (i = 2; i <= NF; i++) if ($i == u) print $(i-1) }' "$out" | head -1; }
@@ -70,6 +70,22 @@ for mode in routed vxlan; do
 	if [[ -n "$g" && -n "$rb" ]]; then
 		awk -v m="$mode" -v g="$g" -v b="$bare" -v w="$wire" -v rb="$rb" -v rw="$rw" -v goal="$goal" 'BEGIN {
 			printf "pod-to-pod %-19s %.2f Gbit/s, bare veth %.2f Gbit/s: median ratio %.2f (goal >= %s); against node-to-node over the lab LAN (%.2f Gbit/s) %.2f\n", m, g, b, rb, goal, w, rw }'
+	fi
+done
+# The same paths built by hand with no Berth code: what the kernel gives
+# each design (floor-p2p: no bridge, the fewest hops veth pairs allow).
+for shape in bridged vxlan p2p; do
+	g=$(metric 'PodThroughput/paths' "floor-$shape-Gbit/s")
+	rb=$(metric 'PodThroughput/paths' "floor-$shape/bare")
+	if [[ -n "$g" && -n "$rb" ]]; then
+		awk -v s="$shape" -v g="$g" -v rb="$rb" 'BEGIN {
+			printf "kernel floor %-17s %.2f Gbit/s, built by hand with no Berth code: median ratio to bare veth %.2f\n", s, g, rb }'
+	fi
+done
+for pr in routed/floor-bridged vxlan/floor-vxlan; do
+	r=$(metric 'PodThroughput/paths' "$pr")
+	if [[ -n "$r" ]]; then
+		awk -v p="$pr" -v r="$r" 'BEGIN { printf "Berth against its floor        %-22s median ratio %.2f\n", p, r }'
 	fi
 done
 ratio=$(metric 'PodThroughput/routed-clusterip' clusterip/direct)

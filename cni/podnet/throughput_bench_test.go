@@ -13,15 +13,24 @@ import (
 	"github.com/berthnet/berth/test/netnstest"
 )
 
+// throughputPath is one path iperf3 measures: a server in srv bound to ip,
+// a client in cli.
+type throughputPath struct {
+	name     string
+	srv, cli *netns.Namespace
+	ip       string
+}
+
 // BenchmarkPodThroughput measures TCP throughput with iperf3 (Debian's).
 // "paths": pod to pod across two nodes in routed and in VXLAN mode, against
 // a bare veth pair between two namespaces (the baseline) and node
 // to node over the lab's simulated LAN (a veth into a bridge and out of
-// another veth: the part of the pod path that is not Berth's). The four
-// paths are set up once and measured in turn, each round in a rotated
-// order, so that they see the same machine; single runs vary by 20%. It
-// reports each path's mean and the median of each round's ratios;
-// hack/bench.sh prints them against the goals.
+// another veth: the part of the pod path that is not Berth's), and the
+// same pod-to-pod paths built by hand with no Berth code (floorPath: what
+// the kernel gives each design). The paths are set up once and measured in
+// turn, each round in a rotated order, so that they see the same machine;
+// single runs vary by 20%. It reports each path's mean and the median of
+// each round's ratios; hack/bench.sh prints them against the goals.
 func BenchmarkPodThroughput(b *testing.B) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("iperf3 not installed (make bench installs it)")
@@ -40,16 +49,21 @@ func BenchmarkPodThroughput(b *testing.B) {
 		routed, vx := newCluster(b), newCluster(b)
 		routed.start(b, podnet.Routed)
 		vx.start(b, podnet.VXLAN)
-		paths := []struct {
-			name     string
-			srv, cli *netns.Namespace
-			ip       string
-		}{
+		paths := []throughputPath{
 			{"bare", z, a, "10.99.0.2"},
 			{"wire", routed.nodes[1], routed.nodes[0], routed.info[1].InternalIP.String()},
 			{"routed", routed.pods[1], routed.pods[0], podIP(1)},
 			{"vxlan", vx.pods[1], vx.pods[0], podIP(1)},
 		}
+		for _, shape := range []string{"bridged", "vxlan", "p2p"} {
+			srv, cli, ip := floorPath(b, shape)
+			paths = append(paths, throughputPath{"floor-" + shape, srv, cli, ip})
+		}
+		// Each ratio is taken within a round, so both sides saw the
+		// same machine.
+		pairs := [][2]string{{"routed", "bare"}, {"routed", "wire"}, {"vxlan", "bare"}, {"vxlan", "wire"},
+			{"floor-bridged", "bare"}, {"floor-vxlan", "bare"}, {"floor-p2p", "bare"},
+			{"routed", "floor-bridged"}, {"vxlan", "floor-vxlan"}}
 		sum := map[string]float64{}
 		ratios := map[string][]float64{}
 		for round := range b.N {
@@ -59,10 +73,9 @@ func BenchmarkPodThroughput(b *testing.B) {
 				got[p.name] = netnstest.Iperf(b, p.srv, p.cli, p.ip, p.ip)
 				sum[p.name] += got[p.name]
 			}
-			for _, mode := range []string{"routed", "vxlan"} {
-				for _, base := range []string{"bare", "wire"} {
-					ratios[mode+"/"+base] = append(ratios[mode+"/"+base], got[mode]/got[base])
-				}
+			for _, pr := range pairs {
+				name := pr[0] + "/" + pr[1]
+				ratios[name] = append(ratios[name], got[pr[0]]/got[pr[1]])
 			}
 		}
 		for _, p := range paths {
