@@ -120,15 +120,9 @@ func TestGatewayLifecycle(t *testing.T) {
 	}
 
 	// A route change the Envoy rejects.
-	var route gwv1.HTTPRoute
-	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &route); err != nil {
-		t.Fatal(err)
-	}
+	route := gwv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
 	prev := ""
-	route.Spec.Hostnames = append(route.Spec.Hostnames, "shop.example.com")
-	if err := e.c.Update(e.ctx, &route); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, e.ctx, e.c, &route, func() { route.Spec.Hostnames = append(route.Spec.Hostnames, "shop.example.com") })
 	r := next(t, envoy, resourcev3.RouteType)
 	if err := envoy.Nack(r, prev, "route: duplicate virtual host domain (test)"); err != nil {
 		t.Fatal(err)
@@ -138,13 +132,7 @@ func TestGatewayLifecycle(t *testing.T) {
 		t.Errorf("Programmed message %q does not carry Envoy's error", c.Message)
 	}
 	// The next version is accepted: Programmed again.
-	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: "web"}, &route); err != nil {
-		t.Fatal(err)
-	}
-	route.Spec.Hostnames = []gwv1.Hostname{"web.example.com"}
-	if err := e.c.Update(e.ctx, &route); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, e.ctx, e.c, &route, func() { route.Spec.Hostnames = []gwv1.Hostname{"web.example.com"} })
 	if err := envoy.Ack(next(t, envoy, resourcev3.RouteType)); err != nil {
 		t.Fatal(err)
 	}
@@ -152,13 +140,7 @@ func TestGatewayLifecycle(t *testing.T) {
 
 	// The Gateway moves to a class that is not Berth's: its fleet goes.
 	e.create(&gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: gwv1.GatewayClassSpec{ControllerName: "example.com/other"}})
-	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: "edge"}, &gw); err != nil {
-		t.Fatal(err)
-	}
-	gw.Spec.GatewayClassName = "other"
-	if err := e.c.Update(e.ctx, &gw); err != nil {
-		t.Fatal(err)
-	}
+	updateObject(t, e.ctx, e.c, &gw, func() { gw.Spec.GatewayClassName = "other" })
 	e.eventually("fleet removed", func() error {
 		var d appsv1.Deployment
 		err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: base}, &d)

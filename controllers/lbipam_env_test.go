@@ -229,20 +229,7 @@ func (e *lbEnv) waitPool(name, what string, cond func(*v1alpha1.IPPool) error) *
 
 func (e *lbEnv) update(obj client.Object, mutate func()) {
 	e.t.Helper()
-	for range 10 {
-		if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-			e.t.Fatal(err)
-		}
-		mutate()
-		err := e.c.Update(context.Background(), obj)
-		if err == nil {
-			return
-		}
-		if !strings.Contains(err.Error(), "the object has been modified") {
-			e.t.Fatalf("update %s: %v", obj.GetName(), err)
-		}
-	}
-	e.t.Fatalf("update %s: kept conflicting", obj.GetName())
+	updateObject(e.t, context.Background(), e.c, obj, mutate)
 }
 
 func keyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
