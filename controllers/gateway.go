@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -128,7 +129,7 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 	if err != nil {
 		return err
 	}
-	p := &xdsPKI{client: mgr.GetClient(), namespace: opts.Namespace, name: xdsCASecret, names: opts.ServerNames, now: time.Now}
+	p := &xdsPKI{client: mgr.GetClient(), reader: mgr.GetAPIReader(), namespace: opts.Namespace, name: xdsCASecret, names: opts.ServerNames, now: time.Now}
 	e := &gatewayEngine{
 		client:   mgr.GetClient(),
 		reader:   mgr.GetAPIReader(),
@@ -227,6 +228,13 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 		case <-ctx.Done():
 			return <-served
 		case err := <-served:
+			if ctx.Err() != nil {
+				// Stopping: the server saw the end first.
+				return err
+			}
+			if err == nil {
+				err = errors.New("stopped on its own")
+			}
 			return fmt.Errorf("xDS server: %w", err)
 		case <-e.translate.C():
 			// One update Fires twice (old and new object): what Fired

@@ -34,7 +34,11 @@ const (
 // the CA's, ca.crt the trust bundle) and issues the server's certificate
 // and each fleet's client certificate from it.
 type xdsPKI struct {
-	client    client.Client
+	client client.Client
+	// reader reads the CA Secret from the API server, not from a cache
+	// that may not hold it yet: a stale miss would try to create a Secret
+	// that exists.
+	reader    client.Reader
 	namespace string
 	name      string
 	names     pki.ServerNames
@@ -55,23 +59,28 @@ func (p *xdsPKI) ensureCA(ctx context.Context) (*pki.CA, []*x509.Certificate, er
 	now := p.now()
 	var sec corev1.Secret
 	key := types.NamespacedName{Namespace: p.namespace, Name: p.name}
-	err := p.client.Get(ctx, key, &sec)
-	switch {
-	case apierrors.IsNotFound(err):
-		ca, err := pki.NewCA("berth-xds-ca", now, caLifetime)
-		if err != nil {
-			return nil, nil, err
+	err := p.reader.Get(ctx, key, &sec)
+	if apierrors.IsNotFound(err) {
+		ca, cerr := pki.NewCA("berth-xds-ca", now, caLifetime)
+		if cerr != nil {
+			return nil, nil, cerr
 		}
-		sec, err := caSecret(key, ca, []*x509.Certificate{ca.Cert})
-		if err != nil {
-			return nil, nil, err
+		created, cerr := caSecret(key, ca, []*x509.Certificate{ca.Cert})
+		if cerr != nil {
+			return nil, nil, cerr
 		}
-		if err := p.client.Create(ctx, sec); err != nil {
+		err = p.client.Create(ctx, created)
+		if err == nil {
+			p.ca, p.bundle = ca, []*x509.Certificate{ca.Cert}
+			return p.ca, p.bundle, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
 			return nil, nil, fmt.Errorf("create xDS CA Secret %s: %w", key, err)
 		}
-		p.ca, p.bundle = ca, []*x509.Certificate{ca.Cert}
-		return p.ca, p.bundle, nil
-	case err != nil:
+		// Another instance made it first: that CA is the one.
+		err = p.reader.Get(ctx, key, &sec)
+	}
+	if err != nil {
 		return nil, nil, fmt.Errorf("read xDS CA Secret %s: %w", key, err)
 	}
 	ca, err := pki.LoadCA(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
