@@ -221,6 +221,15 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	defer resync.Stop()
 	var status settleTimer
 	defer status.stop()
+	// failed logs a step's error and tries again in 2 s, unless the
+	// engine is stopping, which is what ended the step.
+	failed := func(err error, msg string, again func()) {
+		if ctx.Err() != nil {
+			return
+		}
+		log.Error(err, msg)
+		time.AfterFunc(2*time.Second, again)
+	}
 	e.translate.Fire()
 	synced, statusDone := false, false
 	for {
@@ -245,8 +254,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 				status.arm(time.Now())
 			}
 			if err != nil {
-				log.Error(err, "gateway sync failed; retrying")
-				time.AfterFunc(2*time.Second, e.translate.Fire)
+				failed(err, "gateway sync failed; retrying", e.translate.Fire)
 				break
 			}
 			e.translate.Done(m)
@@ -257,8 +265,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 		case <-e.eds.C():
 			m := e.eds.Take()
 			if err := e.syncEndpoints(ctx); err != nil {
-				log.Error(err, "endpoint sync failed; retrying")
-				time.AfterFunc(2*time.Second, e.eds.Fire)
+				failed(err, "endpoint sync failed; retrying", e.eds.Fire)
 				break
 			}
 			e.eds.Done(m)
@@ -268,8 +275,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			err := e.writeStatuses(ctx, nil)
 			e.metrics.step(stepStatus, t)
 			if err != nil {
-				log.Error(err, "gateway status failed; retrying")
-				time.AfterFunc(2*time.Second, e.translate.Fire)
+				failed(err, "gateway status failed; retrying", e.translate.Fire)
 			} else if !statusDone {
 				statusDone = true
 				e.leanAfterStatus(log)
@@ -278,8 +284,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 			}
 		case <-srv.Changed():
 			if err := e.writeStatuses(ctx, srv.TakeChanged()); err != nil {
-				log.Error(err, "gateway status after an Envoy change failed; retrying")
-				time.AfterFunc(2*time.Second, e.translate.Fire)
+				failed(err, "gateway status after an Envoy change failed; retrying", e.translate.Fire)
 			}
 		case <-renew.C:
 			creds, cert, err := e.pki.serverCredentials(ctx)
