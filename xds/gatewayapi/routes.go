@@ -57,13 +57,25 @@ func newCompiledRoute(kind, ns, name string, gen int64, created time.Time, hosts
 	return cr
 }
 
-// compileHTTPRoute translates an HTTPRoute's rules. A rule that cannot be
-// served is dropped and recorded; the others are unaffected.
+// compileHTTPRoute translates an HTTPRoute's rules.
 func compileHTTPRoute(r *gwv1.HTTPRoute, ix *index) *compiledRoute {
 	cr := newCompiledRoute("HTTPRoute", r.Namespace, r.Name, r.Generation, r.CreationTimestamp.Time,
 		r.Spec.Hostnames, r.Spec.ParentRefs, ix, false)
-	for i := range r.Spec.Rules {
-		rule, err := cr.httpRule(i, &r.Spec.Rules[i])
+	return compileRules(cr, r.Spec.Rules, cr.httpRule)
+}
+
+// compileGRPCRoute translates a GRPCRoute's rules; its backends are HTTP/2.
+func compileGRPCRoute(r *gwv1.GRPCRoute, ix *index) *compiledRoute {
+	cr := newCompiledRoute("GRPCRoute", r.Namespace, r.Name, r.Generation, r.CreationTimestamp.Time,
+		r.Spec.Hostnames, r.Spec.ParentRefs, ix, true)
+	return compileRules(cr, r.Spec.Rules, cr.grpcRule)
+}
+
+// compileRules compiles each rule of a route. A rule that cannot be served
+// is dropped and recorded; the others are unaffected.
+func compileRules[R any](cr *compiledRoute, rules []R, compile func(int, *R) (*compiledRule, error)) *compiledRoute {
+	for i := range rules {
+		rule, err := compile(i, &rules[i])
 		if err != nil {
 			cr.dropped = append(cr.dropped, fmt.Sprintf("rules[%d]: %v", i, err))
 			continue
@@ -73,24 +85,46 @@ func compileHTTPRoute(r *gwv1.HTTPRoute, ix *index) *compiledRoute {
 	return cr
 }
 
-func (cr *compiledRoute) httpRule(i int, spec *gwv1.HTTPRouteRule) (*compiledRule, error) {
-	rule := &compiledRule{index: i}
-	matches := spec.Matches
-	if len(matches) == 0 {
-		matches = []gwv1.HTTPRouteMatch{{}}
+// compileMatches compiles a rule's matches; a rule without any matches
+// every request.
+func compileMatches[M any](index int, ms []M, compile func(*M) (*compiledMatch, error)) (*compiledRule, error) {
+	rule := &compiledRule{index: index}
+	if len(ms) == 0 {
+		ms = make([]M, 1)
 	}
-	for j := range matches {
-		m, err := httpMatch(&matches[j])
+	for j := range ms {
+		m, err := compile(&ms[j])
 		if err != nil {
 			return nil, fmt.Errorf("matches[%d]: %w", j, err)
 		}
 		m.index = j
 		rule.matches = append(rule.matches, m)
 	}
-	for j := range spec.BackendRefs {
-		if len(spec.BackendRefs[j].Filters) > 0 {
+	return rule, nil
+}
+
+// plainRefs returns a rule's backend references, refusing any that
+// carries filters of its own.
+func plainRefs[B any](refs []B, get func(*B) (gwv1.BackendRef, int)) ([]gwv1.BackendRef, error) {
+	out := make([]gwv1.BackendRef, len(refs))
+	for j := range refs {
+		ref, filters := get(&refs[j])
+		if filters > 0 {
 			return nil, fmt.Errorf("backendRefs[%d]: per-backend filters are not supported; put them on the rule", j)
 		}
+		out[j] = ref
+	}
+	return out, nil
+}
+
+func (cr *compiledRoute) httpRule(i int, spec *gwv1.HTTPRouteRule) (*compiledRule, error) {
+	rule, err := compileMatches(i, spec.Matches, httpMatch)
+	if err != nil {
+		return nil, err
+	}
+	refs, err := plainRefs(spec.BackendRefs, func(b *gwv1.HTTPBackendRef) (gwv1.BackendRef, int) { return b.BackendRef, len(b.Filters) })
+	if err != nil {
+		return nil, err
 	}
 	if spec.Retry != nil || spec.SessionPersistence != nil {
 		return nil, fmt.Errorf("retry and sessionPersistence are not supported")
@@ -112,47 +146,18 @@ func (cr *compiledRoute) httpRule(i int, spec *gwv1.HTTPRouteRule) (*compiledRul
 			return nil, fmt.Errorf("timeouts.backendRequest: %w", err)
 		}
 	}
-	refs := make([]gwv1.BackendRef, len(spec.BackendRefs))
-	for j := range spec.BackendRefs {
-		refs[j] = spec.BackendRefs[j].BackendRef
-	}
 	cr.action(rule, fs, refs)
 	return rule, nil
 }
 
-// compileGRPCRoute translates a GRPCRoute's rules; its backends are HTTP/2.
-func compileGRPCRoute(r *gwv1.GRPCRoute, ix *index) *compiledRoute {
-	cr := newCompiledRoute("GRPCRoute", r.Namespace, r.Name, r.Generation, r.CreationTimestamp.Time,
-		r.Spec.Hostnames, r.Spec.ParentRefs, ix, true)
-	for i := range r.Spec.Rules {
-		rule, err := cr.grpcRule(i, &r.Spec.Rules[i])
-		if err != nil {
-			cr.dropped = append(cr.dropped, fmt.Sprintf("rules[%d]: %v", i, err))
-			continue
-		}
-		cr.rules = append(cr.rules, rule)
-	}
-	return cr
-}
-
 func (cr *compiledRoute) grpcRule(i int, spec *gwv1.GRPCRouteRule) (*compiledRule, error) {
-	rule := &compiledRule{index: i}
-	matches := spec.Matches
-	if len(matches) == 0 {
-		matches = []gwv1.GRPCRouteMatch{{}}
+	rule, err := compileMatches(i, spec.Matches, grpcMatch)
+	if err != nil {
+		return nil, err
 	}
-	for j := range matches {
-		m, err := grpcMatch(&matches[j])
-		if err != nil {
-			return nil, fmt.Errorf("matches[%d]: %w", j, err)
-		}
-		m.index = j
-		rule.matches = append(rule.matches, m)
-	}
-	for j := range spec.BackendRefs {
-		if len(spec.BackendRefs[j].Filters) > 0 {
-			return nil, fmt.Errorf("backendRefs[%d]: per-backend filters are not supported; put them on the rule", j)
-		}
+	refs, err := plainRefs(spec.BackendRefs, func(b *gwv1.GRPCBackendRef) (gwv1.BackendRef, int) { return b.BackendRef, len(b.Filters) })
+	if err != nil {
+		return nil, err
 	}
 	if spec.SessionPersistence != nil {
 		return nil, fmt.Errorf("sessionPersistence is not supported")
@@ -160,10 +165,6 @@ func (cr *compiledRoute) grpcRule(i int, spec *gwv1.GRPCRouteRule) (*compiledRul
 	fs, err := grpcFilters(spec.Filters, cr.backends)
 	if err != nil {
 		return nil, err
-	}
-	refs := make([]gwv1.BackendRef, len(spec.BackendRefs))
-	for j := range spec.BackendRefs {
-		refs[j] = spec.BackendRefs[j].BackendRef
 	}
 	cr.action(rule, fs, refs)
 	return rule, nil
