@@ -9,10 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/yaml"
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
-	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 	sigyaml "sigs.k8s.io/yaml"
 )
 
@@ -46,38 +43,27 @@ func DecodeYAML(data []byte) (*Resources, []discoveryv1.EndpointSlice, error) {
 		case "":
 			continue
 		case "GatewayClass":
-			res.GatewayClasses = append(res.GatewayClasses, gwv1.GatewayClass{})
-			dst = &res.GatewayClasses[len(res.GatewayClasses)-1]
+			dst = grow(&res.GatewayClasses)
 		case "Gateway":
-			res.Gateways = append(res.Gateways, gwv1.Gateway{})
-			dst = &res.Gateways[len(res.Gateways)-1]
+			dst = grow(&res.Gateways)
 		case "HTTPRoute":
-			res.HTTPRoutes = append(res.HTTPRoutes, gwv1.HTTPRoute{})
-			dst = &res.HTTPRoutes[len(res.HTTPRoutes)-1]
+			dst = grow(&res.HTTPRoutes)
 		case "GRPCRoute":
-			res.GRPCRoutes = append(res.GRPCRoutes, gwv1.GRPCRoute{})
-			dst = &res.GRPCRoutes[len(res.GRPCRoutes)-1]
+			dst = grow(&res.GRPCRoutes)
 		case "ReferenceGrant":
-			res.ReferenceGrants = append(res.ReferenceGrants, gwv1b1.ReferenceGrant{})
-			dst = &res.ReferenceGrants[len(res.ReferenceGrants)-1]
+			dst = grow(&res.ReferenceGrants)
 		case "Namespace":
-			res.Namespaces = append(res.Namespaces, corev1.Namespace{})
-			dst = &res.Namespaces[len(res.Namespaces)-1]
+			dst = grow(&res.Namespaces)
 		case "Service":
-			res.Services = append(res.Services, corev1.Service{})
-			dst = &res.Services[len(res.Services)-1]
+			dst = grow(&res.Services)
 		case "Secret":
-			res.Secrets = append(res.Secrets, corev1.Secret{})
-			dst = &res.Secrets[len(res.Secrets)-1]
+			dst = grow(&res.Secrets)
 		case "Ingress":
-			res.Ingresses = append(res.Ingresses, networkingv1.Ingress{})
-			dst = &res.Ingresses[len(res.Ingresses)-1]
+			dst = grow(&res.Ingresses)
 		case "IngressClass":
-			res.IngressClasses = append(res.IngressClasses, networkingv1.IngressClass{})
-			dst = &res.IngressClasses[len(res.IngressClasses)-1]
+			dst = grow(&res.IngressClasses)
 		case "EndpointSlice":
-			slices = append(slices, discoveryv1.EndpointSlice{})
-			dst = &slices[len(slices)-1]
+			dst = grow(&slices)
 		default:
 			return nil, nil, fmt.Errorf("document %d: kind %q is not one Translate reads", n, meta.Kind)
 		}
@@ -89,6 +75,12 @@ func DecodeYAML(data []byte) (*Resources, []discoveryv1.EndpointSlice, error) {
 		}
 	}
 	return res, slices, nil
+}
+
+// grow appends a zero element to *s and returns it, for decoding into.
+func grow[T any](s *[]T) *T {
+	*s = append(*s, *new(T))
+	return &(*s)[len(*s)-1]
 }
 
 // stringData folds a Secret's stringData into data, as the API server does.
