@@ -79,16 +79,7 @@ func newL2Env(t *testing.T) *l2Env {
 	if err := controllers.SetupL2AnnouncementStatus(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := mgr.Start(ctx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	runManager(t, context.Background(), mgr)
 	return e
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -80,16 +79,7 @@ func (e *lbEnv) startController() {
 	if err := controllers.SetupLBIPAM(mgr, e.opts, e.reg); err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := mgr.Start(ctx); err != nil {
-			e.t.Errorf("manager: %v", err)
-		}
-	}()
-	e.stop = func() { cancel(); wg.Wait() }
+	e.stop = runManager(e.t, context.Background(), mgr)
 }
 
 func (e *lbEnv) stopController() {
