@@ -177,7 +177,11 @@ func applyVXLAN(st State, up Uplink) error {
 	wantNeigh := map[string]bool{}
 	wantFDB := map[string]bool{}
 	for _, p := range v.Peers {
-		neigh := &netlink.Neigh{LinkIndex: idx, State: netlink.NUD_PERMANENT, Type: unix.RTN_UNICAST, IP: net.IP(p.Gateway.AsSlice()), HardwareAddr: p.MAC}
+		family := unix.AF_INET
+		if p.Gateway.Is6() {
+			family = unix.AF_INET6
+		}
+		neigh := &netlink.Neigh{LinkIndex: idx, Family: family, State: netlink.NUD_PERMANENT, Type: unix.RTN_UNICAST, IP: net.IP(p.Gateway.AsSlice()), HardwareAddr: p.MAC}
 		if err := netlink.NeighSet(neigh); err != nil {
 			return fmt.Errorf("neighbour %v for %s: %w", p.Gateway, p.Node, err)
 		}
@@ -188,14 +192,16 @@ func applyVXLAN(st State, up Uplink) error {
 		wantNeigh[p.Gateway.String()] = true
 		wantFDB[p.MAC.String()+"/"+p.Remote.String()] = true
 	}
-	neighs, err := netlink.NeighList(idx, netlink.FAMILY_V4)
-	if err != nil {
-		return err
-	}
-	for _, n := range neighs {
-		if n.State&netlink.NUD_PERMANENT != 0 && !wantNeigh[n.IP.String()] {
-			if err := netlink.NeighDel(&n); err != nil {
-				return err
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		neighs, err := netlink.NeighList(idx, family)
+		if err != nil {
+			return err
+		}
+		for _, n := range neighs {
+			if n.State&netlink.NUD_PERMANENT != 0 && !wantNeigh[n.IP.String()] {
+				if err := netlink.NeighDel(&n); err != nil {
+					return err
+				}
 			}
 		}
 	}

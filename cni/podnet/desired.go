@@ -163,25 +163,25 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 		}
 		direct := mode == Routed || (mode == Auto && up.Addr.Contains(p.InternalIP))
 		for _, c := range sortedPrefixes(p.PodCIDRs) {
-			if c.Addr().Is4() != p.InternalIP.Is4() {
-				// A dual-stack peer's IPv6 range goes directly via its
-				// IPv6 InternalIP when that is on the uplink's subnet
-				// and the mode routes at all. Over the overlay it would
-				// need VXLAN over IPv4 with IPv6 inside, which this
-				// version does not carry; skip rather than route it
-				// wrong (a route via an address off the link would also
-				// fail the whole apply).
-				if mode != VXLAN && c.Addr().Is6() && p.InternalIP6.IsValid() && up.onLink(p.InternalIP6) {
-					st.Routes = append(st.Routes, Route{Dst: c, Via: p.InternalIP6, Device: up.Name, Peer: p.Name})
-				}
-				continue
-			}
-			if direct {
+			switch {
+			case c.Addr().Is4() == p.InternalIP.Is4() && direct:
 				st.Routes = append(st.Routes, Route{Dst: c, Via: p.InternalIP, Device: up.Name, Peer: p.Name})
 				continue
+			case c.Addr().Is4() != p.InternalIP.Is4() && mode != VXLAN && c.Addr().Is6() && p.InternalIP6.IsValid() && up.onLink(p.InternalIP6):
+				// A dual-stack peer's IPv6 range goes directly via its
+				// IPv6 InternalIP when that is on the uplink's subnet.
+				st.Routes = append(st.Routes, Route{Dst: c, Via: p.InternalIP6, Device: up.Name, Peer: p.Name})
+				continue
+			case mode == Routed:
+				// Routed mode has no overlay, and a route via an address
+				// off the link would fail the whole apply: no route.
+				continue
 			}
+			// Over the overlay, whatever the range's family: the VXLAN
+			// device is a link like any other, and IPv6 pods ride over an
+			// IPv4 underlay (or the other way round) unchanged.
 			if st.VXLAN == nil {
-				st.VXLAN = &VXLANState{Local: up.Addr.Addr(), MAC: VTEPMAC(up.Addr.Addr()), Addr: netip.PrefixFrom(self.PodCIDRs[0].Masked().Addr(), self.PodCIDRs[0].Addr().BitLen())}
+				st.VXLAN = &VXLANState{Local: up.Addr.Addr(), MAC: VTEPMAC(up.Addr.Addr()), Addr: netip.PrefixFrom(st.PodCIDRs[0].Masked().Addr(), st.PodCIDRs[0].Addr().BitLen())}
 			}
 			gw := c.Masked().Addr()
 			st.VXLAN.Peers = append(st.VXLAN.Peers, VXLANPeer{Node: p.Name, Remote: p.InternalIP, MAC: VTEPMAC(p.InternalIP), Gateway: gw})

@@ -62,8 +62,9 @@ func TestDesiredModes(t *testing.T) {
 }
 
 // A dual-stack peer's IPv6 range goes via its IPv6 InternalIP when that is
-// on the uplink's IPv6 subnet and the mode routes directly; never over the
-// overlay, which carries IPv4 only.
+// on the uplink's IPv6 subnet and the mode routes directly; otherwise over
+// the overlay (IPv6 inside the IPv4 underlay), except in routed mode, which
+// has none.
 func TestDesiredDualStack(t *testing.T) {
 	self := Node{Name: "a", InternalIP: addr("192.0.2.11"), InternalIP6: addr("fd00:2::11"),
 		PodCIDRs: []netip.Prefix{pfx("fd00:244:0:1::/64"), pfx("10.244.0.0/24")}}
@@ -83,8 +84,10 @@ func TestDesiredDualStack(t *testing.T) {
 		want []route
 	}{
 		{Routed, []route{{"10.244.1.0/24", "192.0.2.12"}, {"fd00:244:0:2::/64", "fd00:2::12"}, {"10.244.2.0/24", "192.0.2.13"}, {"10.244.3.0/24", "192.0.2.14"}}},
-		{Auto, []route{{"10.244.1.0/24", "192.0.2.12"}, {"fd00:244:0:2::/64", "fd00:2::12"}, {"10.244.2.0/24", "192.0.2.13"}, {"10.244.3.0/24", "192.0.2.14"}}},
-		{VXLAN, []route{{"10.244.1.0/24", "10.244.1.0"}, {"10.244.2.0/24", "10.244.2.0"}, {"10.244.3.0/24", "10.244.3.0"}}},
+		{Auto, []route{{"10.244.1.0/24", "192.0.2.12"}, {"fd00:244:0:2::/64", "fd00:2::12"}, {"10.244.2.0/24", "192.0.2.13"},
+			{"fd00:244:0:3::/64", "fd00:244:0:3::"}, {"10.244.3.0/24", "192.0.2.14"}, {"fd00:244:0:4::/64", "fd00:244:0:4::"}}},
+		{VXLAN, []route{{"10.244.1.0/24", "10.244.1.0"}, {"fd00:244:0:2::/64", "fd00:244:0:2::"}, {"10.244.2.0/24", "10.244.2.0"},
+			{"fd00:244:0:3::/64", "fd00:244:0:3::"}, {"10.244.3.0/24", "10.244.3.0"}, {"fd00:244:0:4::/64", "fd00:244:0:4::"}}},
 	} {
 		st, err := Desired(self, peers, tc.mode, up, 0)
 		if err != nil {
@@ -96,6 +99,22 @@ func TestDesiredDualStack(t *testing.T) {
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 			t.Errorf("%s: routes %v, want %v", tc.mode, got, tc.want)
+		}
+		for _, r := range st.Routes {
+			// Via the range's own network address: over the overlay.
+			if overlay := r.Via == r.Dst.Masked().Addr(); overlay != (r.Device == VXLANDevice && r.OnLink) {
+				t.Errorf("%s: route %+v: want %s (onlink) exactly for the overlay's routes", tc.mode, r, VXLANDevice)
+			}
+		}
+		if st.VXLAN != nil {
+			if st.VXLAN.Addr != pfx("10.244.0.0/32") {
+				t.Errorf("%s: overlay address %v, want the IPv4 range's network address", tc.mode, st.VXLAN.Addr)
+			}
+			for _, p := range st.VXLAN.Peers {
+				if !p.Remote.Is4() || p.MAC.String() != VTEPMAC(p.Remote).String() {
+					t.Errorf("%s: overlay peer %+v: want the IPv4 underlay", tc.mode, p)
+				}
+			}
 		}
 		if len(st.BridgeAddrs) != 2 || st.BridgeAddrs[0] != pfx("10.244.0.1/24") || st.BridgeAddrs[1] != pfx("fd00:244:0:1::1/64") {
 			t.Errorf("%s: bridge addresses %v, want one gateway per family", tc.mode, st.BridgeAddrs)

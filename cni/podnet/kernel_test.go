@@ -205,6 +205,40 @@ func TestRoutedModeDualStack(t *testing.T) {
 	}
 }
 
+// In VXLAN mode a dual-stack cluster's IPv6 pod ranges ride the overlay
+// too, inside the IPv4 underlay: pod to pod without NAT and node to pod
+// over IPv6, beside the IPv4 paths.
+func TestVXLANModeDualStack(t *testing.T) {
+	c := newCluster(t)
+	c.dualStack(t)
+	c.start(t, podnet.VXLAN)
+	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
+	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1), 8080)); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
+		t.Errorf("pod1 saw pod0 as %s over IPv6: want no NAT", seen)
+	}
+	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], hp(podIP6(0), 8080)); !strings.HasPrefix(seen, "["+podIP6(1)+"]:") {
+		t.Errorf("pod0 saw pod1 as %s over IPv6: want no NAT", seen)
+	}
+	for n := range c.nodes {
+		for p := range c.pods {
+			netnstest.Connect(t, c.pods[p], c.nodes[n], hp(podIP6(p), 8081))
+		}
+	}
+	// The IPv6 range goes over berth.vxlan, not via the nodes' IPv6
+	// addresses on the LAN.
+	routes, err := c.nodes[0].Netlink().RouteGet(net.ParseIP(podIP6(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx, err := c.nodes[0].Link(podnet.VXLANDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 1 || routes[0].LinkIndex != vx.Attrs().Index {
+		t.Errorf("node0's route to %s: %+v, want via %s", podIP6(1), routes, podnet.VXLANDevice)
+	}
+}
+
 func TestVXLANMode(t *testing.T) {
 	c := newCluster(t)
 	c.start(t, podnet.VXLAN)

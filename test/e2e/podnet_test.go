@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +53,21 @@ func TestPodNetwork(t *testing.T) {
 				r, err := lab.EchoFrom(ctx, extraNS, p.Status.PodIP)
 				if err != nil || r.Client != extras[0].Status.PodIP {
 					t.Errorf("same-node pod to pod: reply %+v, err %v; want the client seen as %s", r, err, extras[0].Status.PodIP)
+				}
+			}
+
+			// Across nodes over IPv6 too (the lab is dual-stack): directly
+			// in routed mode, inside the IPv4 underlay in VXLAN mode.
+			if mode != "bgp" {
+				from := podIPOf(extras[0], true)
+				for _, p := range pods {
+					if p.Spec.NodeName == "node1" {
+						continue
+					}
+					r, err := lab.EchoFrom(ctx, extraNS, podIPOf(p, true))
+					if err != nil || r.Client != from {
+						t.Errorf("pod to pod across nodes over IPv6 (%s on %s): reply %+v, err %v; want the client seen as %s", podIPOf(p, true), p.Spec.NodeName, r, err, from)
+					}
 				}
 			}
 
@@ -113,6 +129,16 @@ func TestPodNetwork(t *testing.T) {
 			waitGone(t, lab.PodNetns(cfg, extras[0]))
 		})
 	}
+}
+
+// podIPOf is the pod's IPv6 address (v6) or IPv4 address, "" if it has none.
+func podIPOf(p corev1.Pod, v6 bool) string {
+	for _, ip := range p.Status.PodIPs {
+		if a, err := netip.ParseAddr(ip.IP); err == nil && a.Is6() == v6 {
+			return a.String()
+		}
+	}
+	return ""
 }
 
 func openNS(t *testing.T, name string) *netns.Namespace {
