@@ -47,8 +47,10 @@ const (
 	// RouteProtocol marks Berth's routes so that stale ones can be found
 	// and removed without touching anybody else's.
 	RouteProtocol = 98
-	// VXLANOverhead is what VXLAN over IPv4 adds to each packet.
-	VXLANOverhead = 50
+	// VXLANOverhead is what VXLAN over IPv4 adds to each packet (outer
+	// Ethernet, IPv4, UDP and VXLAN headers); VXLANOverhead6 over IPv6.
+	VXLANOverhead  = 50
+	VXLANOverhead6 = 70
 )
 
 // Node is what the agent knows about one node.
@@ -146,6 +148,10 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 	st.MTU = up.MTU
 	if mode != Routed && mode != BGP {
 		st.MTU = up.MTU - VXLANOverhead
+		if up.Addr.Addr().Is6() {
+			// The overlay's underlay is the node's InternalIP's family.
+			st.MTU = up.MTU - VXLANOverhead6
+		}
 	}
 	if mtu != 0 {
 		st.MTU = mtu

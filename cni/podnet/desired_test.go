@@ -44,6 +44,13 @@ func TestDesiredModes(t *testing.T) {
 	if vx.VXLAN == nil || vx.Routes[0].Device != VXLANDevice || vx.MTU != 1400 {
 		t.Errorf("vxlan %+v", vx)
 	}
+	// Over an IPv6 underlay VXLAN costs 70 bytes, not 50.
+	self6 := Node{Name: "a6", InternalIP: addr("fd00:2::11"), PodCIDRs: []netip.Prefix{pfx("fd00:244:0:1::/64")}}
+	peer6 := Node{Name: "b6", InternalIP: addr("fd00:2::12"), PodCIDRs: []netip.Prefix{pfx("fd00:244:0:2::/64")}}
+	up6 := Uplink{Name: "eth0", Addr: pfx("fd00:2::11/64"), MTU: 1500, Prefixes: []netip.Prefix{pfx("fd00:2::11/64")}}
+	if st, err := Desired(self6, []Node{peer6}, VXLAN, up6, 0); err != nil || st.MTU != 1430 || st.VXLAN == nil || st.VXLAN.Local != addr("fd00:2::11") {
+		t.Errorf("vxlan over IPv6: %+v, %v; want MTU 1430 and the IPv6 address as the local VTEP", st, err)
+	}
 	if _, err := Desired(Node{Name: "x"}, nil, Auto, up, 0); err == nil {
 		t.Error("a node without podCIDR got a state")
 	}

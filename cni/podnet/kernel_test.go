@@ -239,6 +239,35 @@ func TestVXLANModeDualStack(t *testing.T) {
 	}
 }
 
+// IPv6-only nodes: the overlay's underlay is IPv6, where VXLAN costs 70
+// bytes, and pods reach each other across nodes over it without NAT.
+func TestVXLANModeIPv6Underlay(t *testing.T) {
+	c := newCluster(t)
+	c.dualStack(t)
+	for i := range c.info {
+		c.info[i].InternalIP, c.info[i].InternalIP6 = c.info[i].InternalIP6, netip.Addr{}
+		c.info[i].PodCIDRs = c.info[i].PodCIDRs[1:] // the IPv6 range alone
+	}
+	for i := range c.nodes {
+		c.apply(t, i, podnet.VXLAN, c.info)
+	}
+	c.addPods(t)
+	l, err := c.pods[0].Link("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs().MTU != 1430 {
+		t.Errorf("pod MTU %d, want 1430 (uplink 1500 minus VXLAN's 70 over IPv6)", l.Attrs().MTU)
+	}
+	hp := func(ip string) string { return net.JoinHostPort(ip, "8080") }
+	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1))); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
+		t.Errorf("pod1 saw pod0 as %s: want no NAT", seen)
+	}
+	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], hp(podIP6(0))); !strings.HasPrefix(seen, "["+podIP6(1)+"]:") {
+		t.Errorf("pod0 saw pod1 as %s: want no NAT", seen)
+	}
+}
+
 func TestVXLANMode(t *testing.T) {
 	c := newCluster(t)
 	c.start(t, podnet.VXLAN)
