@@ -7,6 +7,7 @@ package podnet
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"sort"
@@ -130,9 +131,18 @@ type VXLANPeer struct {
 
 // VTEPMAC derives a node's VXLAN MAC from its InternalIP, so every agent
 // knows every peer's without publishing it: locally administered, unicast.
+// An IPv4 address is taken whole; an IPv6 one, which does not fit, as 40
+// bits of its FNV-1a hash under another first byte (its last 32 bits alone
+// would be the same for ::11 in two subnets).
 func VTEPMAC(ip netip.Addr) net.HardwareAddr {
 	b := ip.As16()
-	return net.HardwareAddr{0x0e, 0xbe, b[12], b[13], b[14], b[15]}
+	if ip.Is4() || ip.Is4In6() {
+		return net.HardwareAddr{0x0e, 0xbe, b[12], b[13], b[14], b[15]}
+	}
+	h := fnv.New64a()
+	h.Write(b[:])
+	sum := h.Sum(nil)
+	return net.HardwareAddr{0x0a, sum[0], sum[1], sum[2], sum[3], sum[4]}
 }
 
 // Desired computes the node's pod network from its own Node, the others,

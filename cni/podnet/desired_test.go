@@ -2,6 +2,7 @@ package podnet
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -56,6 +57,17 @@ func TestDesiredModes(t *testing.T) {
 	}
 	if m := VTEPMAC(addr("192.0.2.12")).String(); m != "0e:be:c0:00:02:0c" {
 		t.Errorf("VTEP MAC %s", m)
+	}
+	// IPv6: two nodes alike in their last 32 bits get different MACs, and
+	// every MAC is unicast and locally administered.
+	a6, b6 := VTEPMAC(addr("fd00:1::11")), VTEPMAC(addr("fd00:2::11"))
+	if a6.String() == b6.String() {
+		t.Errorf("fd00:1::11 and fd00:2::11 share the VTEP MAC %s", a6)
+	}
+	for _, m := range []net.HardwareAddr{a6, b6, VTEPMAC(addr("192.0.2.12"))} {
+		if m[0]&0x01 != 0 || m[0]&0x02 == 0 {
+			t.Errorf("VTEP MAC %s is not a locally administered unicast address", m)
+		}
 	}
 	if _, err := ParseMode("ospf"); err == nil {
 		t.Error("mode ospf accepted")
