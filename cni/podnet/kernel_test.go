@@ -179,15 +179,10 @@ func (c *cluster) dualStack(t testing.TB) {
 	}
 }
 
-func podIP6(i int) string { return netip.MustParseAddr(fmt.Sprintf("fd00:244:0:%d::2", i)).String() }
-
-// In routed mode a dual-stack cluster's IPv6 pod ranges are routed via the
-// nodes' IPv6 addresses: pod to pod without NAT, node to pod, and out of
-// the cluster masqueraded to the node's IPv6 address, beside IPv4.
-func TestRoutedModeDualStack(t *testing.T) {
-	c := newCluster(t)
-	c.dualStack(t)
-	c.start(t, podnet.Routed)
+// checkPaths6 checks the IPv6 paths: pod to pod across nodes, the server
+// seeing the client pod's own address, and every node to every pod.
+func (c *cluster) checkPaths6(t testing.TB) {
+	t.Helper()
 	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
 	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1), 8080)); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
 		t.Errorf("pod1 saw pod0 as %s over IPv6: want no NAT", seen)
@@ -200,7 +195,19 @@ func TestRoutedModeDualStack(t *testing.T) {
 			netnstest.Connect(t, c.pods[p], c.nodes[n], hp(podIP6(p), 8081))
 		}
 	}
-	if seen := netnstest.Connect(t, c.outside, c.pods[0], hp("fd00:2::100", 8082)); !strings.HasPrefix(seen, "[fd00:2::11]:") {
+}
+
+func podIP6(i int) string { return netip.MustParseAddr(fmt.Sprintf("fd00:244:0:%d::2", i)).String() }
+
+// In routed mode a dual-stack cluster's IPv6 pod ranges are routed via the
+// nodes' IPv6 addresses: pod to pod without NAT, node to pod, and out of
+// the cluster masqueraded to the node's IPv6 address, beside IPv4.
+func TestRoutedModeDualStack(t *testing.T) {
+	c := newCluster(t)
+	c.dualStack(t)
+	c.start(t, podnet.Routed)
+	c.checkPaths6(t)
+	if seen := netnstest.Connect(t, c.outside, c.pods[0], "[fd00:2::100]:8082"); !strings.HasPrefix(seen, "[fd00:2::11]:") {
 		t.Errorf("outside host saw pod0 as %s: want the node's address fd00:2::11", seen)
 	}
 }
@@ -212,18 +219,7 @@ func TestVXLANModeDualStack(t *testing.T) {
 	c := newCluster(t)
 	c.dualStack(t)
 	c.start(t, podnet.VXLAN)
-	hp := func(ip string, port int) string { return net.JoinHostPort(ip, fmt.Sprint(port)) }
-	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1), 8080)); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
-		t.Errorf("pod1 saw pod0 as %s over IPv6: want no NAT", seen)
-	}
-	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], hp(podIP6(0), 8080)); !strings.HasPrefix(seen, "["+podIP6(1)+"]:") {
-		t.Errorf("pod0 saw pod1 as %s over IPv6: want no NAT", seen)
-	}
-	for n := range c.nodes {
-		for p := range c.pods {
-			netnstest.Connect(t, c.pods[p], c.nodes[n], hp(podIP6(p), 8081))
-		}
-	}
+	c.checkPaths6(t)
 	// The IPv6 range goes over berth.vxlan, not via the nodes' IPv6
 	// addresses on the LAN.
 	routes, err := c.nodes[0].Netlink().RouteGet(net.ParseIP(podIP6(1)))
@@ -259,13 +255,7 @@ func TestVXLANModeIPv6Underlay(t *testing.T) {
 	if l.Attrs().MTU != 1430 {
 		t.Errorf("pod MTU %d, want 1430 (uplink 1500 minus VXLAN's 70 over IPv6)", l.Attrs().MTU)
 	}
-	hp := func(ip string) string { return net.JoinHostPort(ip, "8080") }
-	if seen := netnstest.Connect(t, c.pods[1], c.pods[0], hp(podIP6(1))); !strings.HasPrefix(seen, "["+podIP6(0)+"]:") {
-		t.Errorf("pod1 saw pod0 as %s: want no NAT", seen)
-	}
-	if seen := netnstest.Connect(t, c.pods[0], c.pods[1], hp(podIP6(0))); !strings.HasPrefix(seen, "["+podIP6(1)+"]:") {
-		t.Errorf("pod0 saw pod1 as %s: want no NAT", seen)
-	}
+	c.checkPaths6(t)
 }
 
 func TestVXLANMode(t *testing.T) {
