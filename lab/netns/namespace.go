@@ -31,22 +31,22 @@ type Namespace struct {
 	nl   *netlink.Handle
 }
 
-// Create makes a new named namespace with its loopback up. It fails if the
-// name is taken.
+// Create makes a new named namespace with its loopback up. It fails with an
+// error matching os.ErrExist if the name is taken.
 func Create(name string) (*Namespace, error) {
 	if err := validName(name); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(Dir, name)); err == nil {
-		return nil, fmt.Errorf("network namespace %q already exists", name)
-	}
 	fd, err := createNamed(name)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("network namespace %q already exists: %w", name, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create network namespace %q: %w", name, err)
 	}
 	ns, err := wrap(name, fd)
 	if err != nil {
-		_ = netns.DeleteNamed(name)
+		_ = deleteNamed(name)
 		return nil, err
 	}
 	if err := ns.Up("lo"); err != nil {
@@ -54,28 +54,6 @@ func Create(name string) (*Namespace, error) {
 		return nil, err
 	}
 	return ns, nil
-}
-
-// createNamed runs unshare on a locked thread, then puts that thread back in
-// the namespace it came from. If that fails the thread stays locked, so the
-// Go runtime throws it away instead of reusing it in the wrong namespace.
-func createNamed(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return netns.None(), err
-	}
-	defer orig.Close()
-	fd, err := netns.NewNamed(name)
-	if serr := netns.Set(orig); serr != nil {
-		if fd.IsOpen() {
-			fd.Close()
-		}
-		return netns.None(), fmt.Errorf("return to original namespace: %w", serr)
-	}
-	runtime.UnlockOSThread()
-	return fd, err
 }
 
 // Open opens an existing named namespace.
@@ -165,7 +143,7 @@ func Remove(name string) error {
 	if err := killAll(path); err != nil {
 		return fmt.Errorf("network namespace %q: %w", name, err)
 	}
-	if err := netns.DeleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := deleteNamed(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete network namespace %q: %w", name, err)
 	}
 	return nil
