@@ -114,9 +114,9 @@ func deleteNamed(name string) error {
 	}
 	err := os.Remove(path)
 	if errors.Is(err, unix.EBUSY) {
-		return fmt.Errorf("remove %s: %w: the name is still mounted beneath a later mount of %s over itself "+
+		return fmt.Errorf("%w: the name is still mounted beneath a later mount of %s over itself "+
 			"(`ip netns add` on a machine where %s was not yet a mount point, with a Berth older than this fix); "+
-			"it cannot be removed until the machine restarts", path, err, Dir, Dir)
+			"it stays until the machine restarts", err, Dir, Dir)
 	}
 	return err
 }
