@@ -57,7 +57,7 @@ func run() error {
 	flag.StringVar(&gw.XDSAddress, "xds-address", "berth-xds.berth-system.svc:18000", "host:port the Envoys dial for xDS (the controller's xDS Service)")
 	flag.StringVar(&xdsNames, "xds-server-names", "", "comma-separated DNS names and IPs for the xDS server certificate (default: the --xds-address host and its Service forms)")
 	flag.StringVar(&gw.Envoy.Image, "envoy-image", provision.DefaultImage, "Envoy image of the provisioned fleets")
-	flag.Var(int32Flag{&gw.Envoy.Replicas}, "envoy-replicas", "Envoy replicas per Gateway (default 2)")
+	flag.Var(replicasFlag{&gw.Envoy.Replicas}, "envoy-replicas", "Envoy replicas per Gateway, at least 1 (default 2)")
 	flag.Parse()
 	lb.ServiceCIDRs = splitList(serviceCIDRs)
 	lb.ClusterCIDRs = splitList(clusterCIDRs)

@@ -53,22 +53,27 @@ func envOr(key, def string) string {
 	return def
 }
 
-// int32Flag is a flag.Value for an int32 option.
-type int32Flag struct{ p *int32 }
+// replicasFlag is a flag.Value for a replica count of at least 1: a
+// negative count would only fail later, at every fleet's Deployment.
+type replicasFlag struct{ p *int32 }
 
-func (f int32Flag) String() string {
+func (f replicasFlag) String() string {
 	if f.p == nil {
 		return "0"
 	}
 	return strconv.Itoa(int(*f.p))
 }
 
-func (f int32Flag) Set(s string) error {
+func (f replicasFlag) Set(s string) error {
 	v, err := strconv.ParseInt(s, 10, 32)
-	if err == nil {
-		*f.p = int32(v)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
 	}
-	return err
+	if v < 1 {
+		return fmt.Errorf("%d: each fleet needs at least 1 Envoy (delete the Gateway to remove its fleet)", v)
+	}
+	*f.p = int32(v)
+	return nil
 }
 
 // bootstrapFor renders the bootstrap of a node group's Envoys: ADS to the

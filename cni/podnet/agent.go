@@ -52,6 +52,9 @@ type Agent struct {
 
 // NewAgent builds the agent; reader must see every Node.
 func NewAgent(opts AgentOptions, reader client.Reader, recorder events.EventRecorder, log logr.Logger) (*Agent, error) {
+	if err := ValidateMTU(opts.MTU); err != nil {
+		return nil, err
+	}
 	applier, err := NewApplier()
 	if err != nil {
 		return nil, err

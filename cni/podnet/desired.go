@@ -164,6 +164,9 @@ func Desired(self Node, peers []Node, mode Mode, up Uplink, mtu int) (State, err
 		}
 	}
 	if mtu != 0 {
+		if err := checkMTU(mtu, st.MTU, mode, up, st.PodCIDRs); err != nil {
+			return State{}, err
+		}
 		st.MTU = mtu
 	}
 	cluster := append([]netip.Prefix(nil), self.PodCIDRs...)

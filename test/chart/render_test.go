@@ -310,6 +310,8 @@ func TestBadValues(t *testing.T) {
 			"loadBalancer.bgpPeers[0].spec.peerASN=1", "loadBalancer.bgpPeers[0].spec.localASN=2"}, []string{"/loadBalancer/bgpPeers/0/spec/address", "router1"}},
 		{"unknown pod network mode", []string{"podNetwork.mode=flat"}, []string{"/podNetwork/mode", "'routed', 'vxlan', 'auto', 'bgp'"}},
 		{"negative replicas", []string{"controller.replicas=-1"}, []string{"/controller/replicas", "minimum: got -1, want 1"}},
+		{"pod MTU too small", []string{"podNetwork.mtu=100"}, []string{"/podNetwork/mtu"}},
+		{"pod MTU negative", []string{"podNetwork.mtu=-1"}, []string{"/podNetwork/mtu"}},
 		{"port out of range", []string{"loadBalancer.l2.heartbeatPort=70000"}, []string{"/loadBalancer/l2/heartbeatPort", "maximum"}},
 		{"misspelt switch", []string{"podnetwork.enabled=false"}, []string{"additional properties 'podnetwork' not allowed"}},
 		{"switch not a boolean", []string{"gateway.enabled=maybe"}, []string{"/gateway/enabled", "want boolean"}},
