@@ -127,10 +127,10 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 			Selector: pick(c, nil, &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "bench-1"}})}}
 		gw.Spec.Listeners = append(gw.Spec.Listeners, l)
 	case 9: // a broken Secret for the HTTPS listeners
-		res.Secrets = append(res.Secrets, corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: gw.Namespace, Name: "cert"},
+		res.Secrets = put(res.Secrets, corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: gw.Namespace, Name: "cert"},
 			Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": []byte("x"), "tls.key": []byte("y")}})
 	case 10:
-		res.ReferenceGrants = append(res.ReferenceGrants, gwv1b1.ReferenceGrant{
+		res.ReferenceGrants = put(res.ReferenceGrants, gwv1b1.ReferenceGrant{
 			ObjectMeta: metav1.ObjectMeta{Namespace: pick(c, "bench-1", "bench-2"), Name: "g"},
 			Spec: gwv1b1.ReferenceGrantSpec{
 				From: []gwv1b1.ReferenceGrantFrom{{Group: gwv1.GroupName, Kind: "HTTPRoute", Namespace: pick[gwv1.Namespace](c, "bench-0", "bench-1", "bench-3")}},
@@ -162,7 +162,7 @@ func Mutate(c *Chooser, res *gatewayapi.Resources) {
 			BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{
 				Name: "svc-0", Port: ptr(gwv1.PortNumber(8080))}}}},
 		}}
-		res.GRPCRoutes = append(res.GRPCRoutes, g)
+		res.GRPCRoutes = put(res.GRPCRoutes, g)
 	case 16: // a route removed
 		if len(res.HTTPRoutes) > 1 {
 			i := c.N(len(res.HTTPRoutes))
@@ -204,6 +204,23 @@ func unusedName(res *gatewayapi.Resources, base string) string {
 		}
 		name = base + "-" + strconv.Itoa(i)
 	}
+}
+
+// put adds obj to list, or replaces the object of list with its namespace
+// and name: the API server holds one object per name, so an input with two
+// could never reach Translate (whose output may then depend on their order).
+func put[T any, P interface {
+	*T
+	metav1.Object
+}](list []T, obj T) []T {
+	key := P(&obj)
+	for i := range list {
+		if o := P(&list[i]); o.GetNamespace() == key.GetNamespace() && o.GetName() == key.GetName() {
+			list[i] = obj
+			return list
+		}
+	}
+	return append(list, obj)
 }
 
 func ptr[T any](v T) *T { return &v }
