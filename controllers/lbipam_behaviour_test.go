@@ -52,8 +52,8 @@ func TestLBIPAM(t *testing.T) {
 			t.Errorf("condition message %q does not name the pool", c.Message)
 		}
 		e.event("basic", "s1", controllers.ReasonAllocated)
-		e.metric("berth_ipam_addresses", map[string]string{"pool": "basic", "family": "ipv4", "state": "in_use"}, 1)
-		e.metric("berth_ipam_addresses", map[string]string{"pool": "basic", "family": "ipv4", "state": "capacity"}, 8)
+		e.metric("berth_controller_ipam_addresses", map[string]string{"pool": "basic", "family": "ipv4", "state": "in_use"}, 1)
+		e.metric("berth_controller_ipam_addresses", map[string]string{"pool": "basic", "family": "ipv4", "state": "capacity"}, 8)
 		e.waitPool("basic", "usage", func(p *v1alpha1.IPPool) error {
 			u := p.Status.IPv4
 			if u == nil || u.Capacity != "8" || u.InUse != 1 || u.Available != "7" {
@@ -114,8 +114,8 @@ func TestLBIPAM(t *testing.T) {
 		e.hasIPs("tiny", "t2", "192.0.2.33")
 		e.create(lbService("tiny", "t3"))
 		e.pending("tiny", "t3", "PoolExhausted")
-		e.metric("berth_ipam_allocation_failures_total", map[string]string{"reason": "PoolExhausted"}, 1)
-		e.metric("berth_ipam_addresses", map[string]string{"pool": "tiny", "family": "ipv4", "state": "available"}, 0)
+		e.metric("berth_controller_ipam_allocation_failures_total", map[string]string{"reason": "PoolExhausted"}, 1)
+		e.metric("berth_controller_ipam_addresses", map[string]string{"pool": "tiny", "family": "ipv4", "state": "available"}, 0)
 		e.waitPool("tiny", "full", func(p *v1alpha1.IPPool) error {
 			if u := p.Status.IPv4; u == nil || u.Available != "0" {
 				return fmt.Errorf("usage %+v", u)

@@ -18,11 +18,11 @@ type ipamMetrics struct {
 func newIPAMMetrics() *ipamMetrics {
 	return &ipamMetrics{
 		addresses: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "berth_ipam_addresses",
+			Name: "berth_controller_ipam_addresses",
 			Help: "Addresses of each IPPool by family and state (capacity, in_use, available).",
 		}, []string{"pool", "family", "state"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "berth_ipam_allocation_failures_total",
+			Name: "berth_controller_ipam_allocation_failures_total",
 			Help: "Services that could not get an address, by reason.",
 		}, []string{"reason"}),
 	}
