@@ -8,7 +8,7 @@ import (
 	"github.com/berthnet/berth/xds/gatewayapi"
 )
 
-// FuzzPipeline runs random valid resource sets (the benchmark
+// FuzzPipeline runs random valid resource sets (the benchmark
 // input with n routes, then benchgen.Mutate for as long as data lasts)
 // through the whole pipeline: gatewayapi.Translate must not panic, every
 // group it emits must Build, and everything Build emits must pass its

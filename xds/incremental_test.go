@@ -20,7 +20,7 @@ import (
 )
 
 // TestIncrementalEqualsFull runs random change sequences (benchgen.Mutate)
-// on the input and checks, after every change, that the memoized
+// on the benchmark input (xds/benchgen) and checks, after every change, that the memoized
 // stages (gatewayapi.Memo, translator.Memo), carried from change to change
 // as the controller carries them, give exactly what a full translation of
 // the same snapshot gives.

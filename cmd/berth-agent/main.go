@@ -1,8 +1,8 @@
 // Command berth-agent is Berth's per-node agent (a DaemonSet with host
 // networking). It runs the node's pod network (bridge, routes to other
-// nodes, masquerade, the CNI plugin and its config) and serves health and
-// metrics; the announcers, service proxy and NetworkPolicy join it as they
-// land.
+// nodes, masquerade, the CNI plugin and its config), the service proxy,
+// NetworkPolicy, and the layer-2 and BGP announcers, each behind its flag,
+// and serves health and metrics.
 package main
 
 import (

@@ -1,6 +1,6 @@
 // Command berth-controller runs Berth's cluster-wide controllers under one
 // leader-elected manager. The reconcilers (LB address management, Gateway and
-// Ingress translation, the xDS server) register with it as they land.
+// Ingress translation, the xDS server) register with it in run.
 package main
 
 import (

@@ -18,7 +18,7 @@ import (
 //
 //   - "bridged": each pod's veth on a bridge in its node, the nodes routing
 //     to each other's pod ranges via their addresses on the lab's LAN: what
-//     berth-cni and the agent build in routed mode, as the issue prescribes;
+//     berth-cni and the agent build in routed mode, as Berth builds it;
 //   - "vxlan": the same pods, the nodes joined by a VXLAN device (MTU 1450,
 //     as Berth sets it);
 //   - "p2p": no bridge, the pod's veth end in the node reached by a /32

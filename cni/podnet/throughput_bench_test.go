@@ -23,7 +23,7 @@ type throughputPath struct {
 
 // BenchmarkPodThroughput measures TCP throughput with iperf3 (Debian's).
 // "paths": pod to pod across two nodes in routed and in VXLAN mode, against
-// a bare veth pair between two namespaces (the baseline) and node
+// a bare veth pair between two namespaces (the baseline) and node
 // to node over the lab's simulated LAN (a veth into a bridge and out of
 // another veth: the part of the pod path that is not Berth's), and the
 // same pod-to-pod paths built by hand with no Berth code (floorPath: what

@@ -44,7 +44,7 @@ func pprofDir() string { return os.Getenv("BERTH_GWBENCH_PPROF") }
 // rounds is how many times each change is measured.
 const rounds = 10
 
-// BenchmarkGateway creates the input with N HTTPRoutes
+// BenchmarkGateway creates the benchmark input (xds/benchgen) with N HTTPRoutes
 // ($BERTH_GWBENCH_ROUTES, default 5,000: 5,000 Services and EndpointSlices
 // of 2 endpoints, so 10,000 endpoints) in a real API server and runs
 // berth-controller against it as a process, with an ADS client playing

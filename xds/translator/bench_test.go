@@ -10,7 +10,7 @@ import (
 	"github.com/berthnet/berth/xds/ir"
 )
 
-// benchGroup is the IR the benchmark input becomes: one listener
+// benchGroup is the IR the benchmark input (xds/benchgen) becomes: one listener
 // on port 80 for *.example.com, and n HTTPRoutes over 50 namespaces, each
 // for host rN.example.com with two rules: Exact /healthz with a request
 // header added, and PathPrefix /api/vN, both to the route's own Service on
@@ -77,7 +77,7 @@ func BenchmarkTranslate(b *testing.B) {
 }
 
 // BenchmarkClusterLoadAssignment is the EDS hot path: one cluster's
-// assignment rebuilt after an EndpointSlice change, with the 2
+// assignment rebuilt after an EndpointSlice change, with the benchmark's 2
 // endpoints per Service and with 100.
 func BenchmarkClusterLoadAssignment(b *testing.B) {
 	for _, n := range []int{2, 100} {
