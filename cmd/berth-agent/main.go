@@ -184,6 +184,7 @@ func run() error {
 		}
 		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
 		runner.NodePortCIDRs = nodePorts
+		runner.Recorder = mgr.GetEventRecorder("berth-agent")
 		if leanGC {
 			runner.AfterFirstSync = func() {
 				// The start-up's garbage (the full lists, the first

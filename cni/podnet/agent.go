@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/internal/syncloop"
+	"github.com/berthnet/berth/internal/syncreport"
 )
 
 // AgentOptions configure the pod network on one node.
@@ -36,18 +35,15 @@ type AgentOptions struct {
 
 // Agent keeps the node's pod network in line with the cluster's Nodes.
 type Agent struct {
-	opts     AgentOptions
-	reader   client.Reader
-	applier  *Applier
-	recorder events.EventRecorder
-	log      logr.Logger
-	loop     *syncloop.Loop
+	opts    AgentOptions
+	reader  client.Reader
+	applier *Applier
+	log     logr.Logger
+	loop    *syncloop.Loop
+	report  *syncreport.Reporter
 
-	ready   atomic.Bool
-	mu      sync.Mutex
-	lastErr string
-	syncs   *prometheus.CounterVec
-	routes  prometheus.Gauge
+	syncs  *prometheus.CounterVec
+	routes prometheus.Gauge
 }
 
 // NewAgent builds the agent; reader must see every Node.
@@ -60,8 +56,9 @@ func NewAgent(opts AgentOptions, reader client.Reader, recorder events.EventReco
 		return nil, err
 	}
 	return &Agent{
-		opts: opts, reader: reader, applier: applier, recorder: recorder, log: log,
-		loop: syncloop.New(),
+		opts: opts, reader: reader, applier: applier, log: log,
+		loop:   syncloop.New(),
+		report: syncreport.New("PodNetwork", opts.NodeName, fmt.Sprintf("pod network in place (%s mode)", opts.Mode), reader, recorder, log),
 		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_agent_podnet_syncs_total", Help: "Pod network syncs of this node, by result.",
 		}, []string{"result"}),
@@ -77,18 +74,9 @@ func (a *Agent) Collectors() []prometheus.Collector { return []prometheus.Collec
 // Trigger asks for a sync soon; Node watches call it.
 func (a *Agent) Trigger() { a.loop.Trigger() }
 
-// Ready reports an error until the node's pod network has been applied.
-func (a *Agent) Ready() error {
-	if a.ready.Load() {
-		return nil
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.lastErr != "" {
-		return fmt.Errorf("pod network not applied: %s", a.lastErr)
-	}
-	return fmt.Errorf("pod network not applied yet")
-}
+// Ready reports an error until the node's pod network has been applied,
+// and while its last sync failed.
+func (a *Agent) Ready() error { return a.report.Ready() }
 
 // Start syncs on every trigger and every resync period until ctx ends.
 func (a *Agent) Start(ctx context.Context) error {
@@ -99,7 +87,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			result = "error"
 		}
 		a.syncs.WithLabelValues(result).Inc()
-		a.report(ctx, err)
+		a.report.Report(ctx, err)
 		return err
 	}, func(error) {})
 }
@@ -157,39 +145,6 @@ func (a *Agent) sync(ctx context.Context) error {
 		a.log.Info("wrote CNI config", "path", filepath.Join(a.opts.ConfDir, cni.ConflistName), "podCIDRs", conf.PodCIDRs, "mtu", st.MTU, "mode", a.opts.Mode)
 	}
 	return nil
-}
-
-// report logs and records an event when the sync result changes.
-func (a *Agent) report(ctx context.Context, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	a.mu.Lock()
-	changed := msg != a.lastErr || (err == nil && !a.ready.Load())
-	a.lastErr = msg
-	a.mu.Unlock()
-	if err == nil {
-		a.ready.Store(true)
-	}
-	if !changed {
-		return
-	}
-	node := &corev1.Node{}
-	if gerr := a.reader.Get(ctx, client.ObjectKey{Name: a.opts.NodeName}, node); gerr != nil {
-		node = nil
-	}
-	if err != nil {
-		a.log.Error(err, "pod network sync failed")
-		if node != nil {
-			a.recorder.Eventf(node, nil, corev1.EventTypeWarning, "PodNetworkFailed", "Sync", "%s", msg)
-		}
-		return
-	}
-	a.log.Info("pod network in place", "mode", a.opts.Mode)
-	if node != nil {
-		a.recorder.Eventf(node, nil, corev1.EventTypeNormal, "PodNetworkReady", "Sync", "pod network in place (%s mode)", a.opts.Mode)
-	}
 }
 
 func toNode(n *corev1.Node) Node {

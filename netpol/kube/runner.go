@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/internal/syncloop"
+	"github.com/berthnet/berth/internal/syncreport"
 	"github.com/berthnet/berth/internal/watch"
 	"github.com/berthnet/berth/netpol"
 )
@@ -36,7 +37,7 @@ type Runner struct {
 	// again (NetworkPolicyReady).
 	Recorder events.EventRecorder
 	loop     *syncloop.Loop
-	lastErr  *string // the last sync's error ("" for none), nil before the first
+	report   *syncreport.Reporter // made at the first sync, with Recorder
 }
 
 // NewRunner returns a runner; Watch subscribes it to the informers.
@@ -102,7 +103,10 @@ func (r *Runner) Input(ctx context.Context) (netpol.Input, error) {
 
 func (r *Runner) sync(ctx context.Context) error {
 	err := r.syncOnce(ctx)
-	r.report(ctx, err)
+	if r.report == nil {
+		r.report = syncreport.New("NetworkPolicy", r.Node, "NetworkPolicy rules in place", r.Reader, r.Recorder, r.Log)
+	}
+	r.report.Report(ctx, err)
 	return err
 }
 
@@ -117,29 +121,4 @@ func (r *Runner) syncOnce(ctx context.Context) error {
 		return err
 	}
 	return r.Syncer.Sync(ctx, in)
-}
-
-// report records an event on this Node when the outcome of syncs changes.
-func (r *Runner) report(ctx context.Context, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if r.lastErr != nil && *r.lastErr == msg {
-		return
-	}
-	first := r.lastErr == nil
-	r.lastErr = &msg
-	if r.Recorder == nil || (first && err == nil) {
-		return
-	}
-	node := &corev1.Node{}
-	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
-		return
-	}
-	if err != nil {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "NetworkPolicyFailed", "Sync", "%s", msg)
-	} else {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "NetworkPolicyReady", "Sync", "NetworkPolicy rules in place again")
-	}
 }

@@ -12,9 +12,11 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/internal/syncloop"
+	"github.com/berthnet/berth/internal/syncreport"
 	"github.com/berthnet/berth/proxy"
 )
 
@@ -49,7 +51,11 @@ type Runner struct {
 	Log           logr.Logger
 	// AfterFirstSync, if set, runs once the first full sync succeeded.
 	AfterFirstSync func()
-	loop           *syncloop.Loop
+	// Recorder, if set, gets an event on this Node when syncs start
+	// failing (ServiceProxyFailed, with the error) and when they succeed
+	// again (ServiceProxyReady).
+	Recorder events.EventRecorder
+	loop     *syncloop.Loop
 
 	mu         sync.Mutex
 	dirty      map[types.NamespacedName]bool
@@ -102,7 +108,13 @@ func (r *Runner) NodesChanged() {
 // Start syncs on every trigger and every resync period until ctx ends; a
 // failed sync is retried after a second, as a full rebuild.
 func (r *Runner) Start(ctx context.Context) error {
-	return r.loop.Run(ctx, r.Resync, time.Second, r.sync, func(err error) {
+	report := syncreport.New("ServiceProxy", r.Node, "service proxy rules in place", r.Reader, r.Recorder, r.Log)
+	reported := func(ctx context.Context) error {
+		err := r.sync(ctx)
+		report.Report(ctx, err)
+		return err
+	}
+	return r.loop.Run(ctx, r.Resync, time.Second, reported, func(err error) {
 		r.Log.Error(err, "service proxy sync failed; retrying in a second with a full rebuild")
 	})
 }
