@@ -89,6 +89,20 @@ func Build(o Objects) Built {
 		}
 	}
 	b.Plan = bgp.Compile(self, peers, anns, addrs, o.PodCIDRs)
+	// One session per address: of two peers of this node with one
+	// address, the first by name runs and the other says why not.
+	byAddr := map[netip.Addr]string{}
+	kept := b.Plan.Peers[:0]
+	for _, p := range b.Plan.Peers {
+		if other, ok := byAddr[p.Address]; ok {
+			b.Problems["BGPPeer "+p.Name] = fmt.Sprintf("address %s is BGPPeer %s's too, on this node: one session per router address; give the two different nodeSelectors, or delete one", p.Address, other)
+			delete(b.Plan.Exports, p.Name)
+			continue
+		}
+		byAddr[p.Address] = p.Name
+		kept = append(kept, p)
+	}
+	b.Plan.Peers = kept
 	return b
 }
 

@@ -332,6 +332,21 @@ func TestBuild(t *testing.T) {
 				Exports: map[string][]exportView{"router": webExport}},
 		},
 		{
+			name: "two peers of one address on this node: the first by name runs, the other says why",
+			objects: Objects{Peers: []v1alpha1.BGPPeer{
+				testPeer("router", "192.0.2.1"),
+				testPeer("copy", "192.0.2.1", func(s *v1alpha1.BGPPeerSpec) { s.PeerASN = 64501 }),
+				// Another node's: no conflict here.
+				testPeer("rack-b", "192.0.2.1", func(s *v1alpha1.BGPPeerSpec) {
+					s.NodeSelector = &metav1.LabelSelector{MatchLabels: map[string]string{"rack": "b"}}
+				}),
+			}},
+			want: planView{Peers: []peerView{router(func(p *peerView) {
+				p.Name, p.PeerASN, p.Labels = "copy", 64501, map[string]string{"peer": "copy"}
+			})}, Exports: map[string][]exportView{"copy": webExport}},
+			problems: map[string]string{"BGPPeer router": "address 192.0.2.1 is BGPPeer copy's too, on this node"},
+		},
+		{
 			name: "node selector that is not one",
 			objects: Objects{Peers: []v1alpha1.BGPPeer{testPeer("router", "192.0.2.1", func(s *v1alpha1.BGPPeerSpec) {
 				s.NodeSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "rack", Operator: "Near"}}}
