@@ -29,13 +29,20 @@ const (
 	EventL2Ready  = "L2AnnouncementReady"
 )
 
+// Announcer is what the runner feeds and asks for its health: an
+// *l2announce.Announcer.
+type Announcer interface {
+	SetDesired(addrs []*l2announce.Address, nodes []l2announce.NodeInfo, groups []*l2announce.Group)
+	Err() error
+}
+
 // Runner keeps the announcer's input and the heartbeat peers in step with
 // the API server's objects, and reports the node's layer-2 health: Ready
 // for the readiness check, and a Node event when it changes.
 type Runner struct {
 	Node      string
 	Reader    client.Reader
-	Announcer *l2announce.Announcer
+	Announcer Announcer
 	// HeartbeatPort is where every agent listens for heartbeats, on its
 	// node's InternalIP addresses.
 	HeartbeatPort  uint16
