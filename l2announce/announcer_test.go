@@ -211,13 +211,14 @@ type rig struct {
 	sinceHB time.Duration
 	reports []Report
 	health  int
+	// lan is the one group: L2Announcement lan on pool lan, on eth0.
+	lan *Group
 }
-
-var lan = &Group{Key: GroupKey("lan", "lan"), Announcement: "lan", Pool: "lan", Interfaces: []string{"eth0"}}
 
 func newRig(t *testing.T, burst int) *rig {
 	t0 := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
-	r := &rig{t: t, clk: clocktesting.NewFakeClock(t0), peerClk: clocktesting.NewFakeClock(t0), net: newFakeNet(t)}
+	r := &rig{t: t, clk: clocktesting.NewFakeClock(t0), peerClk: clocktesting.NewFakeClock(t0), net: newFakeNet(t),
+		lan: &Group{Key: GroupKey("lan", "lan"), Announcement: "lan", Pool: "lan", Interfaces: []string{"eth0"}}}
 	key := []byte("a key of at least sixteen bytes")
 	members := &Members{Self: "node-a", Key: key, DeadAfter: settle, Now: r.clk.Now}
 	r.peer = &Members{Self: "node-b", Key: key, DeadAfter: settle, Now: r.peerClk.Now}
@@ -249,9 +250,9 @@ func (r *rig) want(nodes []string, addrs ...*Address) {
 		infos = append(infos, NodeInfo{Name: n})
 	}
 	for _, a := range addrs {
-		a.Groups = []*Group{lan}
+		a.Groups = []*Group{r.lan}
 	}
-	r.a.SetDesired(addrs, infos, []*Group{lan})
+	r.a.SetDesired(addrs, infos, []*Group{r.lan})
 }
 
 // heartbeat delivers one heartbeat of node-b's, as it would arrive.
@@ -326,7 +327,7 @@ func (r *rig) check(what, got, want string) {
 // addresses were announced before), telling the LAN three times.
 func TestAnnouncerTakeover(t *testing.T) {
 	r := newRig(t, 3)
-	r.peerGroups = []uint64{lan.Key}
+	r.peerGroups = []uint64{r.lan.Key}
 	r.heartbeat(false)
 	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
 	r.step()
@@ -335,8 +336,8 @@ func TestAnnouncerTakeover(t *testing.T) {
 	// Ready (heartbeats say so) after Settle, acting on it Hold later.
 	r.run(settle + hold - tick)
 	r.check("before Settle+Hold", r.held(), "map[]")
-	if got := fmt.Sprint(r.l.groupsForHeartbeat()); got != fmt.Sprint([]uint64{lan.Key}) {
-		t.Errorf("heartbeat groups after Settle: %s; want [%d]", got, lan.Key)
+	if got := fmt.Sprint(r.l.groupsForHeartbeat()); got != fmt.Sprint([]uint64{r.lan.Key}) {
+		t.Errorf("heartbeat groups after Settle: %s; want [%d]", got, r.lan.Key)
 	}
 	r.run(tick)
 	r.check("at Settle+Hold", r.held(), "map[eth0:[192.0.2.3]]")
@@ -385,7 +386,7 @@ func TestAnnouncerTakeover(t *testing.T) {
 // gone the address is announced.
 func TestAnnouncerConflict(t *testing.T) {
 	r := newRig(t, 1)
-	r.net.lan[addrA] = lanMAC
+	r.net.lan[addrA] = net.HardwareAddr{2, 0, 0, 0, 0, 9}
 	r.want([]string{"node-a"}, &Address{Addr: addrA})
 	r.run(settle + hold)
 	r.check("held while a LAN host has the address", r.held(), "map[]")
@@ -470,7 +471,7 @@ func TestAnnouncerLinkFlap(t *testing.T) {
 // nothing and closes its responders.
 func TestAnnouncerLeave(t *testing.T) {
 	r := newRig(t, 1)
-	r.peerGroups = []uint64{lan.Key}
+	r.peerGroups = []uint64{r.lan.Key}
 	r.heartbeat(false)
 	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
 	r.run(settle + hold)
@@ -501,7 +502,7 @@ func TestAnnouncerLeave(t *testing.T) {
 // while node-b still answers for it.
 func TestAnnouncerPeerClockStepsBack(t *testing.T) {
 	r := newRig(t, 1)
-	r.peerGroups = []uint64{lan.Key}
+	r.peerGroups = []uint64{r.lan.Key}
 	r.heartbeat(false)
 	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
 	r.run(settle + hold)
