@@ -22,10 +22,9 @@ import (
 // 192.0.2.3 hashes to node-a and 192.0.2.2 to node-b (TestRigOwners pins
 // that, so a change of hash fails there first).
 var (
-	addrA  = netip.MustParseAddr("192.0.2.3")
-	addrB  = netip.MustParseAddr("192.0.2.2")
-	addr6  = netip.MustParseAddr("2001:db8::2")
-	lanMAC = net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	addrA = netip.MustParseAddr("192.0.2.3")
+	addrB = netip.MustParseAddr("192.0.2.2")
+	addr6 = netip.MustParseAddr("2001:db8::2")
 )
 
 const (
