@@ -3,6 +3,7 @@ package l2announce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -143,6 +144,9 @@ func (a *Announcer) Held() map[string][]netip.Addr {
 // and only then lets the heartbeats send their leaving message, so the
 // next owner never answers while this node still does.
 func (a *Announcer) Run(ctx context.Context, hbConn *net.UDPConn) error {
+	if a.Clock == nil || a.Network == nil {
+		return fmt.Errorf("layer-2 announcer of %s: set Clock (clock.RealClock{}) and Network (KernelNetwork{})", a.Node)
+	}
 	l := newLoop(ctx, a)
 	a.Heartbeats.Groups = l.groupsForHeartbeat
 	hbCtx, stopHB := context.WithCancel(context.Background())
