@@ -38,6 +38,8 @@ type Speaker struct {
 	routerID netip.Addr // the one srv started with
 	// stopWatch ends srv's event watches when it is replaced.
 	stopWatch context.CancelFunc
+	// failed are the plan's peers the server refused, by name.
+	failed map[string]PeerState
 	// closed: Shutdown ran, and no Apply may start a server again.
 	closed   bool
 	peers    map[string]*Peer
@@ -170,15 +172,16 @@ func (s *Speaker) Shutdown(ctx context.Context) {
 // without one) and forgets what it ran; the next Apply starts another.
 // Called with mu held.
 func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
-	if s.stopWatch != nil {
-		// Its events, the sessions it closes, are not news about the
-		// next instance's.
-		s.stopWatch()
-	}
 	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: graceful}); err != nil {
 		s.log.Warn("stop BGP", "error", err)
 	}
-	s.srv, s.stopWatch = nil, nil
+	if s.stopWatch != nil {
+		// After the stop, so the learned routes' withdrawals reach
+		// Routes; the closed sessions' own ends are ignored (de-configured)
+		// and their errors cleared below.
+		s.stopWatch()
+	}
+	s.srv, s.stopWatch, s.failed = nil, nil, nil
 	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
 	s.errMu.Lock()
 	s.lastErr = map[netip.Addr]string{}
@@ -211,7 +214,8 @@ func (s *Speaker) waitOutQueues(ctx context.Context) {
 }
 
 // Apply makes the server run plan. A peer the speaker cannot run (see
-// Peer.Check) fails the apply before anything changes.
+// Peer.Check) fails the apply before anything changes; a peer the server
+// refuses is left out, its reason in States, and the rest is applied.
 func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 	for _, p := range plan.Peers {
 		if err := p.Check(); err != nil {
@@ -258,15 +262,23 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 			s.errMu.Unlock()
 		}
 	}
+	// A peer the server refuses is left out, the reason kept as its
+	// state, and tried again on the next Apply; the others go on.
+	failed := map[string]PeerState{}
 	for _, p := range plan.Peers {
 		if _, ok := s.peers[p.Name]; ok {
 			continue
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-			return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+			failed[p.Name] = PeerState{Name: p.Name, Address: p.Address, State: "Idle",
+				LastError: fmt.Sprintf("the speaker refused the peer's settings: %v", err)}
+			s.log.Warn("BGP peer refused", "peer", p.Name, "address", p.Address, "error", err)
+			continue
 		}
 		s.peers[p.Name] = p
 	}
+	s.failed = failed
+	plan = running(plan, s.peers)
 
 	// What each peer is sent (new prefixes into the sets before their
 	// paths), then the paths, then prefixes out of the sets.
@@ -370,6 +382,21 @@ func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) e
 	// A new instance has no policy yet: the next one is made whole.
 	s.peers, s.paths, s.shape, s.sets, s.gen = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil, 0
 	return nil
+}
+
+// running is plan without the peers the server does not run: what they
+// would be sent is not sent to any other peer.
+func running(plan Plan, peers map[string]*Peer) Plan {
+	out := Plan{Exports: map[string][]Export{}, NextHop4: plan.NextHop4, NextHop6: plan.NextHop6}
+	for _, p := range plan.Peers {
+		if peers[p.Name] != nil {
+			out.Peers = append(out.Peers, p)
+			if ex, ok := plan.Exports[p.Name]; ok {
+				out.Exports[p.Name] = ex
+			}
+		}
+	}
+	return out
 }
 
 func routerID(plan Plan) netip.Addr {

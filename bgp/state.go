@@ -41,6 +41,10 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		byAddr[p.Address.String()] = name
 	}
 	srv := s.srv
+	var out []PeerState
+	for _, st := range s.failed {
+		out = append(out, st)
+	}
 	s.mu.Unlock()
 	lastErr := map[string]string{}
 	s.errMu.Lock()
@@ -48,9 +52,8 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		lastErr[a.String()] = e
 	}
 	s.errMu.Unlock()
-	var out []PeerState
 	if srv == nil {
-		return nil
+		return out
 	}
 	_ = srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 		if p.Conf == nil || p.State == nil {

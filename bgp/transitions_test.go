@@ -3,6 +3,7 @@ package bgp
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -142,5 +143,47 @@ func TestSpeakerTransitions(t *testing.T) {
 		if st := established(t, ctx, s, name); st.LastError != "" {
 			t.Errorf("new router ID: the speaker's session with %s is up with a last error %q", name, st.LastError)
 		}
+	}
+}
+
+// A peer the server refuses (here a second peer of the same address:
+// GoBGP keeps one neighbour per address) is left out with the reason as
+// its state; the others are configured and sent their routes, and what
+// the refused one would have been sent goes nowhere.
+func TestSpeakerRefusedPeer(t *testing.T) {
+	b := startBIRD(t, 64500, 64512, "")
+	s, ctx := runSpeaker(t)
+	web := netip.MustParsePrefix("198.51.100.60/32")
+	good := &Peer{Name: "a-router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
+	copied := &Peer{Name: "b-copy", Address: b.router, Port: 179, PeerASN: 64501, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
+	plan := Plan{Peers: []*Peer{good, copied}, NextHop4: b.local, Exports: map[string][]Export{
+		"a-router": {{Prefix: web}},
+		"b-copy":   {{Prefix: web, Attrs: Attrs{Communities: []uint32{65000<<16 | 7}}}},
+	}}
+	if err := s.Apply(ctx, plan); err != nil {
+		t.Fatalf("one refused peer failed the whole apply: %v", err)
+	}
+	established(t, ctx, s, "a-router")
+	waitFor(t, 20*time.Second, "the route at BIRD, without b-copy's community", func() error {
+		r := b.route(web.String())
+		if r == "" || strings.Contains(r, "(65000,7)") {
+			return fmt.Errorf("%q", r)
+		}
+		return nil
+	})
+	st, err := stateOf(ctx, s, "b-copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "Idle" || !strings.Contains(st.LastError, "the speaker refused the peer's settings") || !strings.Contains(st.LastError, "existing peer") {
+		t.Errorf("the refused peer's state %+v, want Idle with GoBGP's reason", st)
+	}
+	// Without it, its state goes.
+	plan.Peers = plan.Peers[:1]
+	if err := s.Apply(ctx, plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stateOf(ctx, s, "b-copy"); err == nil {
+		t.Errorf("b-copy is still reported after it left the plan")
 	}
 }
