@@ -156,8 +156,8 @@ func (c *ruleCompiler) statement() error {
 		if !strings.HasPrefix(w, `"`) || c.pos != len(c.tok) {
 			return fmt.Errorf("comment: want one quoted string at the end of the rule")
 		}
-		if c.rule.comment = unquote(w); len(c.rule.comment) > 127 {
-			return fmt.Errorf("comment of %d bytes: the kernel takes at most 127", len(c.rule.comment))
+		if c.rule.comment = unquote(w); len(c.rule.comment) > 128 {
+			return fmt.Errorf("comment of %d bytes: nft takes at most 128", len(c.rule.comment))
 		}
 	case t == "counter":
 		if err := c.expect("counter", "name"); err != nil {

@@ -80,21 +80,7 @@ func listTable(t *testing.T, ns *netns.Namespace, table string) (map[string][]st
 	}); err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)
 	}
-	chains := map[string][]string{}
-	cur := ""
-	for _, line := range strings.Split(string(out), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "chain "):
-			cur = strings.TrimSuffix(strings.TrimPrefix(line, "chain "), " {")
-			chains[cur] = []string{}
-		case line == "}":
-			cur = ""
-		case cur != "" && line != "" && !strings.HasPrefix(line, "type "):
-			chains[cur] = append(chains[cur], line)
-		}
-	}
-	return chains, string(out)
+	return ListedChains(string(out)), string(out)
 }
 
 // ListsAsWritten checks that nft lists every chain of the kernel's table
@@ -102,7 +88,7 @@ func listTable(t *testing.T, ns *netns.Namespace, table string) (map[string][]st
 func ListsAsWritten(t *testing.T, ns *netns.Namespace, table string, rs Ruleset) string {
 	t.Helper()
 	got, text := listTable(t, ns, table)
-	want := withBase(rs).Chains
+	want := WithBase(rs).Chains
 	for name, rules := range want {
 		if strings.Join(got[name], "\n") != strings.Join(rules, "\n") {
 			t.Errorf("chain %s lists as\n  %s\nwant\n  %s", name, strings.Join(got[name], "\n  "), strings.Join(rules, "\n  "))
