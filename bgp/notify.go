@@ -41,7 +41,11 @@ func (h *notifyHandler) Handle(ctx context.Context, r slog.Record) error {
 			look(a)
 		}
 		r.Attrs(look)
-		if neighbor.IsValid() && code >= 0 {
+		// A Cease "peer de-configured" sent is Berth removing the peer
+		// itself (its settings changed, or the speaker stops): not an
+		// error of the session that replaces it.
+		ours := r.Message == "sent notification" && code == int(bgp.BGP_ERROR_CEASE) && sub == int(bgp.BGP_ERROR_SUB_PEER_DECONFIGURED)
+		if neighbor.IsValid() && code >= 0 && !ours {
 			dir := "notification sent: "
 			if r.Message == "received notification" {
 				dir = "notification received: "

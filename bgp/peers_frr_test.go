@@ -29,6 +29,13 @@ const bgpdPath = "/usr/lib/frr/bgpd"
 // AS peerASN; neighbor adds lines under the neighbour ("password x").
 func startFRR(t *testing.T, asn, peerASN uint32, neighbor ...string) *frr {
 	t.Helper()
+	return startFRRAs(t, asn, fmt.Sprint(peerASN), neighbor...)
+}
+
+// startFRRAs is startFRR with the neighbour's remote-as as FRR writes it:
+// a number, or "external" for any AS but its own.
+func startFRRAs(t *testing.T, asn uint32, remoteAS string, neighbor ...string) *frr {
+	t.Helper()
 	f := &frr{peerNet: newPeerNet(t, 201, "bgpf")}
 	var extra strings.Builder
 	for _, l := range neighbor {
@@ -39,10 +46,10 @@ log stdout informational
 router bgp %d
  bgp router-id %s
  no bgp ebgp-requires-policy
- neighbor %s remote-as %d
+ neighbor %s remote-as %s
  neighbor %s timers 3 9
  neighbor %s timers connect 1
-%s`, asn, f.remote, f.local, peerASN, f.local, f.local, extra.String())
+%s`, asn, f.remote, f.local, remoteAS, f.local, f.local, extra.String())
 	path := filepath.Join(f.dir, "bgpd.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -153,8 +160,8 @@ func TestSpeakerWithFRR(t *testing.T) {
 	t.Run("eBGP", func(t *testing.T) {
 		f := startFRR(t, 64500, 64512)
 		s, ctx := runSpeaker(t)
-		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second}
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web, api), 64512); err != nil {
+		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web, api)); err != nil {
 			t.Fatal(err)
 		}
 		want := &peerRoute{NextHop: f.local.String(), ASPath: "64512", Communities: "65000:100 65000:101", Large: "64512:1:2", LocalPref: "-"}
@@ -170,12 +177,12 @@ func TestSpeakerWithFRR(t *testing.T) {
 		}
 
 		// Withdraw one, then the other: the session stays.
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, api), 64512); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, api)); err != nil {
 			t.Fatal(err)
 		}
 		wantRoute(t, "FRR", f.route, web, nil)
 		wantRoute(t, "FRR", f.route, api, want)
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs), 64512); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs)); err != nil {
 			t.Fatal(err)
 		}
 		wantRoute(t, "FRR", f.route, api, nil)
@@ -191,15 +198,15 @@ func TestSpeakerWithFRR(t *testing.T) {
 	t.Run("iBGP", func(t *testing.T) {
 		f := startFRR(t, 64500, 64500)
 		s, ctx := runSpeaker(t)
-		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64500, HoldTime: 9 * time.Second}
+		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64500, HoldTime: ptr(9 * time.Second)}
 		lp := uint32(250)
 		ibgp := attrs
 		ibgp.LocalPref = &lp
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, ibgp, web), 64500); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, ibgp, web)); err != nil {
 			t.Fatal(err)
 		}
 		wantRoute(t, "FRR", f.route, web, &peerRoute{NextHop: f.local.String(), ASPath: "Local", Communities: "65000:100 65000:101", Large: "64512:1:2", LocalPref: "250"})
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, ibgp), 64500); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, ibgp)); err != nil {
 			t.Fatal(err)
 		}
 		wantRoute(t, "FRR", f.route, web, nil)
@@ -212,9 +219,9 @@ func TestSpeakerWithFRR(t *testing.T) {
 		// kernel counts as TCPMD5NotFound too.
 		f := startFRR(t, 64500, 64512, "password "+key, "passive")
 		s, ctx := runSpeaker(t)
-		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second, Password: key}
+		peer := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second), Password: key}
 		want := &peerRoute{NextHop: f.local.String(), ASPath: "64512", Communities: "65000:100 65000:101", Large: "64512:1:2", LocalPref: "-"}
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web), 64512); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web)); err != nil {
 			t.Fatal(err)
 		}
 		wantRoute(t, "FRR", f.route, web, want)
@@ -230,7 +237,7 @@ func TestSpeakerWithFRR(t *testing.T) {
 			}
 			bad := *peer
 			bad.Password = c.password
-			if err := s.Apply(ctx, onePeerPlan(&bad, f.local, attrs, web), 64512); err != nil {
+			if err := s.Apply(ctx, onePeerPlan(&bad, f.local, attrs, web)); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 20*time.Second, "FRR's kernel dropping the speaker's segments ("+c.counter+")", func() error {
@@ -257,7 +264,7 @@ func TestSpeakerWithFRR(t *testing.T) {
 		}
 
 		// The right key again: the session comes back.
-		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web), 64512); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(peer, f.local, attrs, web)); err != nil {
 			t.Fatal(err)
 		}
 		if st := established(t, ctx, s, "frr"); st.LastError != "" {

@@ -195,8 +195,8 @@ func TestSpeakerWithGoBGPd(t *testing.T) {
 	web := netip.MustParsePrefix("198.51.100.20/32")
 	api := netip.MustParsePrefix("198.51.100.21/32")
 	attrs := Attrs{Communities: []uint32{65000<<16 | 100}, LargeCommunities: [][3]uint32{{64512, 1, 2}, {64512, 3, 4}}}
-	peer := &Peer{Name: "gobgpd", Address: g.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second}
-	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, web, api), 64512); err != nil {
+	peer := &Peer{Name: "gobgpd", Address: g.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
+	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, web, api)); err != nil {
 		t.Fatal(err)
 	}
 	want := &peerRoute{NextHop: g.local.String(), ASPath: "64512", Communities: "65000:100", Large: "64512:1:2 64512:3:4", LocalPref: "-"}
@@ -207,7 +207,7 @@ func TestSpeakerWithGoBGPd(t *testing.T) {
 	}
 
 	// A withdrawal.
-	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, api), 64512); err != nil {
+	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, api)); err != nil {
 		t.Fatal(err)
 	}
 	wantRoute(t, "gobgpd", g.route, web, nil)
@@ -229,7 +229,7 @@ func TestSpeakerWithGoBGPd(t *testing.T) {
 		}
 		bad := *peer
 		bad.PeerASN, bad.LocalASN = c.peer, c.local
-		if err := s.Apply(ctx, onePeerPlan(&bad, g.local, attrs, api), 64512); err != nil {
+		if err := s.Apply(ctx, onePeerPlan(&bad, g.local, attrs, api)); err != nil {
 			t.Fatal(err)
 		}
 		g.notified(t, before, c.gobgpdRefuses, c.notifications)
@@ -254,7 +254,7 @@ func TestSpeakerWithGoBGPd(t *testing.T) {
 	}
 
 	// Fixed: the session and the route come back, and the error goes.
-	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, api), 64512); err != nil {
+	if err := s.Apply(ctx, onePeerPlan(peer, g.local, attrs, api)); err != nil {
 		t.Fatal(err)
 	}
 	if st := established(t, ctx, s, "gobgpd"); st.LastError != "" {

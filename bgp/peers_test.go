@@ -271,8 +271,8 @@ func TestSpeakerPeersIndependent(t *testing.T) {
 	s, ctx := runSpeaker(t)
 	web := netip.MustParsePrefix("198.51.100.30/32")
 	attrs := Attrs{Communities: []uint32{65000<<16 | 300}}
-	good := &Peer{Name: "gobgpd", Address: g.remote, Port: 179, PeerASN: 64501, LocalASN: 64512, HoldTime: 9 * time.Second}
-	right := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second}
+	good := &Peer{Name: "gobgpd", Address: g.remote, Port: 179, PeerASN: 64501, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
+	right := &Peer{Name: "frr", Address: f.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
 	wrong := *right
 	wrong.PeerASN = 64999
 	plan := func(frr *Peer) Plan {
@@ -284,7 +284,7 @@ func TestSpeakerPeersIndependent(t *testing.T) {
 		}
 		return p
 	}
-	if err := s.Apply(ctx, plan(&wrong), 64512); err != nil {
+	if err := s.Apply(ctx, plan(&wrong)); err != nil {
 		t.Fatal(err)
 	}
 	atGoBGPd := &peerRoute{NextHop: f.local.String(), ASPath: "64512", Communities: "65000:300", LocalPref: "-"}
@@ -337,7 +337,7 @@ func TestSpeakerPeersIndependent(t *testing.T) {
 	unchanged("FRR refused")
 
 	// Fixed: FRR's session comes up, gobgpd's is not touched.
-	if err := s.Apply(ctx, plan(right), 64512); err != nil {
+	if err := s.Apply(ctx, plan(right)); err != nil {
 		t.Fatal(err)
 	}
 	wantRoute(t, "FRR", f.route, web, &peerRoute{NextHop: f.local.String(), ASPath: "64512", Communities: "65000:300", LocalPref: "-"})
@@ -346,3 +346,5 @@ func TestSpeakerPeersIndependent(t *testing.T) {
 	}
 	unchanged("FRR fixed")
 }
+
+func ptr[T any](v T) *T { return &v }

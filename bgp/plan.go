@@ -22,8 +22,11 @@ type Peer struct {
 	Port     uint16
 	PeerASN  uint32
 	LocalASN uint32
-	// HoldTime and Keepalive: 0 takes the defaults (90 s, a third).
-	HoldTime, Keepalive time.Duration
+	// HoldTime and Keepalive: nil takes the defaults (90 s, and a third
+	// of the hold time); unset and zero differ, as in the BGPPeer. A zero
+	// hold time (no hold timer, no keepalives) is refused: GoBGP's
+	// AddPeer replaces it by 90 s (see Peer.Check).
+	HoldTime, Keepalive *time.Duration
 	// Password is the TCP MD5 key ("" none).
 	Password        string
 	EBGPMultihop    bool
@@ -43,8 +46,56 @@ type Peer struct {
 // Key is what, when it changes, needs the session to be made again; the
 // rest of a peer's settings never reset a session.
 func (p *Peer) Key() string {
-	return fmt.Sprint(p.Address, p.Port, p.PeerASN, p.LocalASN, p.HoldTime, p.Keepalive, p.Password,
+	return fmt.Sprint(p.Address, p.Port, p.PeerASN, p.LocalASN, durKey(p.HoldTime), durKey(p.Keepalive), p.Password,
 		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS)
+}
+
+func durKey(d *time.Duration) string {
+	if d == nil {
+		return "default"
+	}
+	return d.String()
+}
+
+// DefaultHoldTime is the hold time of a peer that sets none (RFC 4271's
+// suggestion, and GoBGP's, FRR's datacenter profile aside).
+const DefaultHoldTime = 90 * time.Second
+
+// Timers are the hold time and keepalive interval the speaker offers the
+// peer: the given ones, or the defaults (90 s, and a third of the hold
+// time).
+func (p *Peer) Timers() (hold, keepalive time.Duration) {
+	hold = DefaultHoldTime
+	if p.HoldTime != nil {
+		hold = *p.HoldTime
+	}
+	// Whole seconds, as the wire has them, and at least one.
+	keepalive = max((hold / 3).Truncate(time.Second), time.Second)
+	if p.Keepalive != nil {
+		keepalive = *p.Keepalive
+	}
+	return hold, keepalive
+}
+
+// Check says what the speaker cannot run of the peer's settings.
+func (p *Peer) Check() error {
+	hold, ka := p.Timers()
+	switch {
+	case hold == 0:
+		// GoBGP v4 (to 4.9 at least) refills a zero hold time with 90 s
+		// in AddPeer (pkg/config/oc/default.go), so the session would
+		// run with a hold timer the operator turned off.
+		return fmt.Errorf("holdTime 0s (no hold timer, no keepalives) cannot be run by the embedded speaker: GoBGP turns it into 90s; set holdTime from 3s to 65535s, or leave it unset for 90s")
+	case hold < 3*time.Second || hold > 65535*time.Second || hold%time.Second != 0:
+		return fmt.Errorf("holdTime %s: use whole seconds from 3s to 65535s", hold)
+	case ka <= 0:
+		return fmt.Errorf("keepaliveTime %s: a keepalive interval of 0s means no keepalives, which needs holdTime 0s; set it below holdTime (usually a third) or leave it unset", ka)
+	case ka >= hold:
+		return fmt.Errorf("keepaliveTime %s must be less than holdTime %s (usually a third of it)", ka, hold)
+	case ka%time.Second != 0:
+		return fmt.Errorf("keepaliveTime %s: use whole seconds", ka)
+	}
+	return nil
 }
 
 // Announcement is one BGPAnnouncement, compiled.

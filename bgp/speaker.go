@@ -23,13 +23,25 @@ import (
 // did not change keeps its session whatever else changes, and what each
 // peer is sent is chosen by one export policy (prefix and neighbour sets),
 // re-evaluated with a soft reset that never drops a session.
+//
+// The server is started once and kept: every peer carries its own local
+// AS, so the server's global AS is never changed, and a node going
+// through zero peers keeps a server with none. Only a new router ID (the
+// node's IPv4 address changed) needs another server: GoBGP's StopBgp ends
+// a server for good, so a new instance takes the old one's place.
 type Speaker struct {
 	log *slog.Logger
-	srv *server.BgpServer
 
-	mu       sync.Mutex
-	started  bool
-	global   string // ASN and router ID the server started with
+	mu sync.Mutex
+	// srv is the running server instance (nil before the first peer).
+	srv      *server.BgpServer
+	routerID netip.Addr // the one srv started with
+	// stopWatch ends srv's event watches when it is replaced.
+	stopWatch context.CancelFunc
+	// failed are the plan's peers the server refused, by name.
+	failed map[string]PeerState
+	// closed: Shutdown ran, and no Apply may start a server again.
+	closed   bool
 	peers    map[string]*Peer
 	paths    map[netip.Prefix]uuid.UUID
 	shape    string // the applied export policy's shape (policyShape)
@@ -70,7 +82,10 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 	} else if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_INVALID_MSG {
 		s.lastErr[st.NeighborAddress] = "the peer refused the session (a NOTIFICATION answering our OPEN; check the local ASN and the peer's configuration for this node)"
 	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED &&
-		st.DisconnectReason != api.PeerState_DISCONNECT_REASON_IDLE_TIMER_EXPIRED {
+		st.DisconnectReason != api.PeerState_DISCONNECT_REASON_IDLE_TIMER_EXPIRED &&
+		// Berth removed the peer (its settings changed): the old
+		// session's end is not the new one's error.
+		st.DisconnectReason != api.PeerState_DISCONNECT_REASON_DECONFIGURED {
 		why := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(st.DisconnectReason.String(), "DISCONNECT_REASON_")), "_", " ")
 		if st.DisconnectMessage != "" {
 			why += ": " + st.DisconnectMessage
@@ -86,20 +101,26 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 
 // NewSpeaker makes a speaker; Serve runs it.
 func NewSpeaker(log *slog.Logger) *Speaker {
-	s := &Speaker{
+	return &Speaker{
 		log:     log,
 		peers:   map[string]*Peer{},
 		paths:   map[netip.Prefix]uuid.UUID{},
 		lastErr: map[netip.Addr]string{},
 		changed: make(chan struct{}, 1),
 	}
+}
+
+// newServer makes a GoBGP server instance and runs its loop, which ends
+// when StopBgp is called on it.
+func (s *Speaker) newServer() *server.BgpServer {
 	// GoBGP logs at Info the NOTIFICATIONs it sends and receives; the
 	// handler keeps them as the sessions' last errors and passes on what
 	// log itself would print.
 	lvl := &slog.LevelVar{}
 	lvl.Set(slog.LevelInfo)
-	s.srv = server.NewBgpServer(server.LoggerOption(slog.New(&notifyHandler{next: log.Handler(), on: s.notified}), lvl))
-	return s
+	srv := server.NewBgpServer(server.LoggerOption(slog.New(&notifyHandler{next: s.log.Handler(), on: s.notified}), lvl))
+	go srv.Serve()
+	return srv
 }
 
 // notified records a NOTIFICATION as the peer's last error.
@@ -113,12 +134,9 @@ func (s *Speaker) notified(neighbor netip.Addr, why string) {
 	}
 }
 
-// Serve runs the BGP server until ctx ends; then it withdraws everything
+// Serve runs the speaker until ctx ends; then it withdraws everything
 // and closes the sessions (see Shutdown).
 func (s *Speaker) Serve(ctx context.Context) error {
-	// The server's loop first: Apply may already be waiting on it, with
-	// mu held.
-	go s.srv.Serve()
 	s.mu.Lock()
 	s.watchCtx = ctx
 	s.mu.Unlock()
@@ -135,7 +153,8 @@ func (s *Speaker) Serve(ctx context.Context) error {
 func (s *Speaker) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.started {
+	s.closed = true
+	if s.srv == nil {
 		return
 	}
 	if len(s.paths) > 0 {
@@ -145,10 +164,28 @@ func (s *Speaker) Shutdown(ctx context.Context) {
 		s.paths = map[netip.Prefix]uuid.UUID{}
 		s.waitOutQueues(ctx)
 	}
-	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+	s.stopServer(ctx, false)
+}
+
+// stopServer stops the server instance (closing every session, with a
+// NOTIFICATION unless graceful says to leave graceful-restart peers
+// without one) and forgets what it ran; the next Apply starts another.
+// Called with mu held.
+func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
+	if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: graceful}); err != nil {
 		s.log.Warn("stop BGP", "error", err)
 	}
-	s.started = false
+	if s.stopWatch != nil {
+		// After the stop, so the learned routes' withdrawals reach
+		// Routes; the closed sessions' own ends are ignored (de-configured)
+		// and their errors cleared below.
+		s.stopWatch()
+	}
+	s.srv, s.stopWatch, s.failed = nil, nil, nil
+	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
+	s.errMu.Lock()
+	s.lastErr = map[netip.Addr]string{}
+	s.errMu.Unlock()
 }
 
 // waitOutQueues waits until no established peer has paths advertised.
@@ -176,45 +213,33 @@ func (s *Speaker) waitOutQueues(ctx context.Context) {
 	}
 }
 
-// Apply makes the server run plan.
-func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
+// Apply makes the server run plan. A peer the speaker cannot run (see
+// Peer.Check) fails the apply before anything changes; a peer the server
+// refuses is left out, its reason in States, and the rest is applied.
+func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
+	for _, p := range plan.Peers {
+		if err := p.Check(); err != nil {
+			return fmt.Errorf("peer %s: %w", p.Name, err)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(plan.Peers) == 0 {
-		if s.started {
-			if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
-				return fmt.Errorf("stop BGP: %w", err)
-			}
-			s.started, s.peers, s.paths, s.shape = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
-		}
+	if s.closed {
+		return fmt.Errorf("the BGP speaker is shut down")
+	}
+	if s.srv == nil && len(plan.Peers) == 0 {
 		return nil
 	}
-	routerID := routerID(plan)
-	global := fmt.Sprint(asn, routerID)
-	if s.started && global != s.global {
-		// A new router ID or ASN: the server starts again.
-		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
-			return fmt.Errorf("stop BGP: %w", err)
+	if len(plan.Peers) > 0 {
+		rid := routerID(plan)
+		if s.srv != nil && rid != s.routerID {
+			// The router ID is the server's own: a new instance.
+			s.log.Info("BGP router ID changes: restarting the sessions", "from", s.routerID, "to", rid)
+			s.stopServer(ctx, false)
 		}
-		s.started, s.peers, s.paths, s.shape = false, map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, ""
-	}
-	if !s.started {
-		if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-			Asn: asn, RouterId: routerID.String(), ListenPort: -1,
-		}}); err != nil {
-			return fmt.Errorf("start BGP (ASN %d, router ID %s): %w", asn, routerID, err)
-		}
-		s.started, s.global = true, global
-		wctx := s.watchCtx
-		if wctx == nil {
-			wctx = ctx
-		}
-		if err := s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
-			s.log.Warn("watch peer events", "error", err)
-		}
-		if s.routes != nil {
-			if err := s.srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnBestPath: s.routes.onBestPath}, server.WatchBestPath(true)); err != nil {
-				s.log.Warn("watch best paths", "error", err)
+		if s.srv == nil {
+			if err := s.startServer(ctx, rid, plan.Peers[0].LocalASN); err != nil {
+				return err
 			}
 		}
 	}
@@ -237,15 +262,23 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 			s.errMu.Unlock()
 		}
 	}
+	// A peer the server refuses is left out, the reason kept as its
+	// state, and tried again on the next Apply; the others go on.
+	failed := map[string]PeerState{}
 	for _, p := range plan.Peers {
 		if _, ok := s.peers[p.Name]; ok {
 			continue
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-			return fmt.Errorf("peer %s (%s): %w", p.Name, p.Address, err)
+			failed[p.Name] = PeerState{Name: p.Name, Address: p.Address, State: "Idle",
+				LastError: fmt.Sprintf("the speaker refused the peer's settings: %v", err)}
+			s.log.Warn("BGP peer refused", "peer", p.Name, "address", p.Address, "error", err)
+			continue
 		}
 		s.peers[p.Name] = p
 	}
+	s.failed = failed
+	plan = running(plan, s.peers)
 
 	// What each peer is sent (new prefixes into the sets before their
 	// paths), then the paths, then prefixes out of the sets.
@@ -321,6 +354,51 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan, asn uint32) error {
 	return nil
 }
 
+// startServer starts a server instance with the router ID. asn is the
+// server's global AS, which only stands in for peers that set none; every
+// peer sets its own, so it never has to change.
+func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) error {
+	srv := s.newServer()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: asn, RouterId: rid.String(), ListenPort: -1,
+	}}); err != nil {
+		_ = srv.StopBgp(context.Background(), &api.StopBgpRequest{})
+		return fmt.Errorf("start BGP (router ID %s): %w", rid, err)
+	}
+	wctx := s.watchCtx
+	if wctx == nil {
+		wctx = context.Background()
+	}
+	wctx, stop := context.WithCancel(wctx)
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+		s.log.Warn("watch peer events", "error", err)
+	}
+	if s.routes != nil {
+		if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnBestPath: s.routes.onBestPath}, server.WatchBestPath(true)); err != nil {
+			s.log.Warn("watch best paths", "error", err)
+		}
+	}
+	s.srv, s.routerID, s.stopWatch = srv, rid, stop
+	// A new instance has no policy yet: the next one is made whole.
+	s.peers, s.paths, s.shape, s.sets, s.gen = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil, 0
+	return nil
+}
+
+// running is plan without the peers the server does not run: what they
+// would be sent is not sent to any other peer.
+func running(plan Plan, peers map[string]*Peer) Plan {
+	out := Plan{Exports: map[string][]Export{}, NextHop4: plan.NextHop4, NextHop6: plan.NextHop6}
+	for _, p := range plan.Peers {
+		if peers[p.Name] != nil {
+			out.Peers = append(out.Peers, p)
+			if ex, ok := plan.Exports[p.Name]; ok {
+				out.Exports[p.Name] = ex
+			}
+		}
+	}
+	return out
+}
+
 func routerID(plan Plan) netip.Addr {
 	if plan.NextHop4.IsValid() {
 		return plan.NextHop4
@@ -374,14 +452,10 @@ func apiPeer(p *Peer) *api.Peer {
 	if p.Source.IsValid() {
 		out.Transport.LocalAddress = p.Source.String()
 	}
-	if p.HoldTime > 0 {
-		out.Timers.Config.HoldTime = uint64(p.HoldTime / time.Second)
-		ka := p.Keepalive
-		if ka == 0 {
-			ka = p.HoldTime / 3
-		}
-		out.Timers.Config.KeepaliveInterval = uint64(max(ka/time.Second, 1))
-	}
+	// Always both timers: left at 0, GoBGP takes its own defaults.
+	hold, ka := p.Timers()
+	out.Timers.Config.HoldTime = uint64(hold / time.Second)
+	out.Timers.Config.KeepaliveInterval = uint64(ka / time.Second)
 	if p.AllowOwnAS {
 		// Routes of other nodes of the same AS, relayed by the router.
 		out.Conf.AllowOwnAsn = 1

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/osrg/gobgp/v4/api"
 )
 
 // bird is a BIRD 2 router in a network namespace of its own, joined to
@@ -109,7 +107,7 @@ func TestSpeakerWithBIRD(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second}
+	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second)}
 	web := netip.MustParsePrefix("198.51.100.10/32")
 	plan := func(communities []uint32, large [][3]uint32, prefixes ...netip.Prefix) Plan {
 		p := Plan{Peers: []*Peer{peer}, Exports: map[string][]Export{}, NextHop4: b.local}
@@ -118,7 +116,7 @@ func TestSpeakerWithBIRD(t *testing.T) {
 		}
 		return p
 	}
-	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 100}, [][3]uint32{{64512, 1, 2}}, web), 64512); err != nil {
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 100}, [][3]uint32{{64512, 1, 2}}, web)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the route at BIRD", func() error {
@@ -134,7 +132,7 @@ func TestSpeakerWithBIRD(t *testing.T) {
 
 	// New communities, one more prefix: the session stays.
 	api := netip.MustParsePrefix("198.51.100.11/32")
-	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api), 64512); err != nil {
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "new communities at BIRD", func() error {
@@ -152,7 +150,7 @@ func TestSpeakerWithBIRD(t *testing.T) {
 	}
 
 	// Withdraw one.
-	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, api), 64512); err != nil {
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, api)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "withdrawal at BIRD", func() error {
@@ -164,7 +162,7 @@ func TestSpeakerWithBIRD(t *testing.T) {
 
 	// Back again with the same attributes: the policy's sets grow in
 	// place.
-	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api), 64512); err != nil {
+	if err := s.Apply(ctx, plan([]uint32{65000<<16 | 200}, nil, web, api)); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the route back at BIRD", func() error {
@@ -198,12 +196,12 @@ func TestSpeakerWithBIRD(t *testing.T) {
 // withdrawn meanwhile.
 func TestSpeakerGracefulRestartWithBIRD(t *testing.T) {
 	b := startBIRDWith(t, 64500, 64512, "graceful restart on;", "")
-	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: 9 * time.Second,
+	peer := &Peer{Name: "router", Address: b.router, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second),
 		GracefulRestart: true, RestartTime: 60 * time.Second}
 	web := netip.MustParsePrefix("198.51.100.40/32")
 	plan := Plan{Peers: []*Peer{peer}, Exports: map[string][]Export{"router": {{Prefix: web}}}, NextHop4: b.local}
 	first, ctx := runSpeaker(t)
-	if err := first.Apply(ctx, plan, 64512); err != nil {
+	if err := first.Apply(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the route at BIRD", func() error {
@@ -215,10 +213,7 @@ func TestSpeakerGracefulRestartWithBIRD(t *testing.T) {
 	// The crash: the sessions close with no NOTIFICATION to a peer that
 	// negotiated graceful restart.
 	first.mu.Lock()
-	if err := first.srv.StopBgp(ctx, &api.StopBgpRequest{AllowGracefulRestart: true}); err != nil {
-		t.Fatal(err)
-	}
-	first.started = false
+	first.stopServer(ctx, true)
 	first.mu.Unlock()
 	waitFor(t, 30*time.Second, "BIRD to see the session go", func() error {
 		if _, up := b.established(); up {
@@ -231,7 +226,7 @@ func TestSpeakerGracefulRestartWithBIRD(t *testing.T) {
 	}
 	// The restarted speaker takes over; the route never left.
 	second, ctx2 := runSpeaker(t)
-	if err := second.Apply(ctx2, plan, 64512); err != nil {
+	if err := second.Apply(ctx2, plan); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 60*time.Second, "the session back", func() error {

@@ -40,7 +40,11 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 	for name, p := range s.peers {
 		byAddr[p.Address.String()] = name
 	}
-	started := s.started
+	srv := s.srv
+	var out []PeerState
+	for _, st := range s.failed {
+		out = append(out, st)
+	}
 	s.mu.Unlock()
 	lastErr := map[string]string{}
 	s.errMu.Lock()
@@ -48,11 +52,10 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		lastErr[a.String()] = e
 	}
 	s.errMu.Unlock()
-	var out []PeerState
-	if !started {
-		return nil
+	if srv == nil {
+		return out
 	}
-	_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+	_ = srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 		if p.Conf == nil || p.State == nil {
 			return
 		}
@@ -95,11 +98,11 @@ func (s *Speaker) Collector() prometheus.Collector { return &collector{s: s} }
 type collector struct{ s *Speaker }
 
 var (
-	descUp         = prometheus.NewDesc("berth_bgp_session_up", "1 while the BGP session with the peer is Established.", []string{"peer"}, nil)
-	descAdvertised = prometheus.NewDesc("berth_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"peer"}, nil)
-	descAccepted   = prometheus.NewDesc("berth_bgp_prefixes_accepted", "Prefixes accepted from the peer.", []string{"peer"}, nil)
-	descSent       = prometheus.NewDesc("berth_bgp_updates_sent_total", "UPDATE messages sent to the peer.", []string{"peer"}, nil)
-	descReceived   = prometheus.NewDesc("berth_bgp_updates_received_total", "UPDATE messages received from the peer.", []string{"peer"}, nil)
+	descUp         = prometheus.NewDesc("berth_agent_bgp_session_up", "1 while the BGP session with the peer is Established.", []string{"peer"}, nil)
+	descAdvertised = prometheus.NewDesc("berth_agent_bgp_prefixes_advertised", "Prefixes advertised to the peer.", []string{"peer"}, nil)
+	descAccepted   = prometheus.NewDesc("berth_agent_bgp_prefixes_accepted", "Prefixes accepted from the peer.", []string{"peer"}, nil)
+	descSent       = prometheus.NewDesc("berth_agent_bgp_updates_sent_total", "UPDATE messages sent to the peer.", []string{"peer"}, nil)
+	descReceived   = prometheus.NewDesc("berth_agent_bgp_updates_received_total", "UPDATE messages received from the peer.", []string{"peer"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {

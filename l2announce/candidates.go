@@ -73,13 +73,13 @@ type Address struct {
 	// externalTrafficPolicy Local; then it holds the nodes with a ready
 	// endpoint of every one of them.
 	Local map[string]bool
-	// Announced: a node announced it before (the Services' condition
-	// says so), so a new owner takes it over at once, without the
-	// conflict probe a newly assigned address gets.
+	// Announced: a node announced it before (the Services' records say
+	// so), so a new owner takes it over at once, without the conflict
+	// probe a newly assigned address gets.
 	Announced bool
-	// Reported is what the Services' condition says of the address now
-	// (see Report.Describe); "" when they say nothing or disagree.
-	Reported string
+	// Reported is what the Services' records say of the address now; nil
+	// when they say nothing or disagree.
+	Reported *Report
 }
 
 // Candidates are the nodes that may announce a: ready for one of its

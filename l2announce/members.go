@@ -34,6 +34,8 @@ type Members struct {
 
 	mu    sync.Mutex
 	peers map[string]*peer
+	// sent is the sequence number of the last heartbeat made.
+	sent uint64
 }
 
 type peer struct {
@@ -72,7 +74,7 @@ func (m *Members) Heartbeat(leaving bool, groups []uint64) []byte {
 	if leaving {
 		b[1] = flagLeaving
 	}
-	b = binary.BigEndian.AppendUint64(b, uint64(m.now().UnixNano()))
+	b = binary.BigEndian.AppendUint64(b, m.nextSeq())
 	b = append(b, byte(len(m.Self)))
 	b = append(b, m.Self...)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(groups)))
@@ -82,6 +84,21 @@ func (m *Members) Heartbeat(leaving bool, groups []uint64) []byte {
 	mac := hmac.New(sha256.New, m.Key)
 	mac.Write(b)
 	return mac.Sum(b)
+}
+
+// nextSeq numbers a heartbeat: the clock in nanoseconds, or one more than
+// the last number when the clock stepped back (an NTP correction), so the
+// peers, which refuse a number not above the last they saw, keep hearing
+// this agent.
+func (m *Members) nextSeq() uint64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seq := uint64(m.now().UnixNano())
+	if seq <= m.sent {
+		seq = m.sent + 1
+	}
+	m.sent = seq
+	return seq
 }
 
 // ErrBadHeartbeat is wrapped by every refusal of Receive.

@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-type clock struct{ t time.Time }
+type testClock struct{ t time.Time }
 
-func (c *clock) now() time.Time { return c.t }
+func (c *testClock) now() time.Time { return c.t }
 
 func TestMembers(t *testing.T) {
-	c := &clock{t: time.Unix(1000, 0)}
+	c := &testClock{t: time.Unix(1000, 0)}
 	key := []byte("shared secret from the Secret")
 	self := &Members{Self: "node1", Key: key, DeadAfter: 400 * time.Millisecond, Now: c.now}
 	peer := &Members{Self: "node2", Key: key, DeadAfter: 400 * time.Millisecond, Now: c.now}

@@ -21,19 +21,19 @@ type Metrics struct {
 // NewMetrics makes the series; register Collectors.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		announced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_l2_announced_addresses",
+		announced: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_agent_l2_announced_addresses",
 			Help: "Addresses this node answers ARP or neighbour solicitations for."}),
-		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_l2_live_agents",
+		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_agent_l2_live_agents",
 			Help: "Agents this node hears heartbeats from, itself included."}),
-		frames: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_l2_frames_total",
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_agent_l2_frames_total",
 			Help: "ARP and NDP frames received, by outcome: answered, ignored, garbled, conflict (another host claims an address this node announces)."}, []string{"outcome"}),
-		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_takeovers_total",
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_takeovers_total",
 			Help: "Addresses this node started announcing."}),
-		releases: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_releases_total",
+		releases: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_releases_total",
 			Help: "Addresses this node stopped announcing."}),
-		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_conflicts_total",
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_conflicts_total",
 			Help: "Conflict probes another host answered."}),
-		hbRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_l2_heartbeats_refused_total",
+		hbRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_heartbeats_refused_total",
 			Help: "Heartbeats refused (bad signature, replayed, malformed)."}),
 	}
 }

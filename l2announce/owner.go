@@ -1,7 +1,8 @@
-// Package l2announce is Berth's layer-2 announcer, built piece by piece for the
-// L2 announcement issue: who answers for an address (Owner), and what a
-// node answers to an ARP request or a neighbour solicitation (ARPReply,
-// NDPAdvert), as pure functions the agent's sockets will call.
+// Package l2announce is Berth's layer-2 announcer: who answers for an
+// address (Decide, Owner, from heartbeats in Members), what a node answers
+// to an ARP request or a neighbour solicitation (ARPReply, NDPAdvert), and
+// the Announcer that runs both on a node, with its clock and network I/O
+// given to it.
 package l2announce
 
 import (

@@ -15,7 +15,6 @@ import (
 
 	"github.com/berthnet/berth/test/netnstest"
 	networkingv1 "k8s.io/api/networking/v1"
-	"sigs.k8s.io/knftables"
 )
 
 // benchCluster is 1,000 policies over 2,000 pods in 20 namespaces on 3
@@ -82,8 +81,8 @@ func rssMiB(b *testing.B) float64 {
 	return 0
 }
 
-// BenchmarkNetpolSync: the agent's syncer against the real kernel (nft in
-// a throwaway namespace) for node n1 of benchCluster: the full sync, one
+// BenchmarkNetpolSync: the agent's syncer against the real kernel (netlink
+// into a throwaway namespace) for node n1 of benchCluster: the full sync, one
 // local pod added, one policy changed; and, as the baseline of the same
 // run, the full sync of the same pods with no policy.
 func BenchmarkNetpolSync(b *testing.B) {
@@ -94,11 +93,7 @@ func BenchmarkNetpolSync(b *testing.B) {
 	for range b.N {
 		for _, pols := range []bool{false, true} {
 			ns := netnstest.New(b)
-			var nft knftables.Interface
-			if err := ns.Do(func() (err error) { nft, err = knftables.New(knftables.InetFamily, Table); return err }); err != nil {
-				b.Fatal(err)
-			}
-			s := NewSyncer(nft)
+			s := NewSyncer(kernelNft(b, ns))
 			cur := in
 			if !pols {
 				cur.Policies = nil
@@ -122,7 +117,7 @@ func BenchmarkNetpolSync(b *testing.B) {
 			start := time.Now()
 			rs := Compile(cur)
 			compile += time.Since(start).Seconds()
-			st = rs.Stats()
+			st = StatsOf(rs)
 			// A pod starts on n1 with the labels of 40 others.
 			added := cur
 			added.Pods = append(append([]Pod{}, cur.Pods...), Pod{Namespace: "ns00", Name: "new", Labels: map[string]string{"app": "a00", "tier": "t0"},
@@ -177,12 +172,7 @@ func BenchmarkNetpolThroughput(b *testing.B) {
 		node *bridgeNode
 		in   Input
 	}{{bare, none}, {enforced, in}} {
-		nft := kernelNft(b, n.node.node)
-		tx := nft.NewTransaction()
-		Sync(tx, nil, Compile(n.in))
-		if err := n.node.node.Do(func() error { return nft.Run(context.Background(), tx) }); err != nil {
-			b.Fatal(err)
-		}
+		kernelSync(b, kernelNft(b, n.node.node), nil, Compile(n.in))
 	}
 	// The flow crosses the server's chain and is allowed by its last rule.
 	serve(b, enforced.pods["srv"], 81)

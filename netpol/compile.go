@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // Input is what one node's ruleset is compiled from.
@@ -34,7 +36,7 @@ type Input struct {
 // policy rule and family, and the sets those rules look peers up in. It is
 // deterministic, so a diff against the last ruleset is empty when nothing
 // changed. The compiled rules allow exactly what Allowed allows.
-func Compile(in Input) Ruleset {
+func Compile(in Input) nftrules.Ruleset {
 	rs := emptyRuleset()
 	c := newCluster(in.Namespaces, in.Pods)
 	pols := slices.Clone(in.Policies)
@@ -64,7 +66,7 @@ func Compile(in Input) Ruleset {
 				for _, p := range isolating[:min(len(isolating), maxCountersPerRule)] {
 					counters[policyCounter(p)] = true
 				}
-				rs.Chains[chain] = rules
+				rs.Chains[chain] = texts(rules)
 				verdict = "goto " + chain
 			}
 			m4, m6 := mapIngressPods4, mapIngressPods6
@@ -108,13 +110,13 @@ func policyCounter(policy string) string {
 
 // dropRule ends a pod's chain: nothing allowed it. It counts the packet on
 // each isolating policy's counter (the first maxCountersPerRule).
-func dropRule(pod *Pod, isolating []string) Rule {
+func dropRule(pod *Pod, isolating []string) rule {
 	var b strings.Builder
 	for _, p := range isolating[:min(len(isolating), maxCountersPerRule)] {
 		fmt.Fprintf(&b, "counter name %q ", policyCounter(p))
 	}
 	b.WriteString("drop")
-	return Rule{Text: b.String(), Comment: shortComment(pod.Namespace + "/" + pod.Name + " isolated by " + strings.Join(isolating, ","))}
+	return rule{text: b.String(), comment: shortComment(pod.Namespace + "/" + pod.Name + " isolated by " + strings.Join(isolating, ","))}
 }
 
 // maxComment is the kernel's limit on a rule comment, in bytes.
@@ -128,7 +130,7 @@ func shortComment(c string) string {
 	return c[:maxComment-3] + "..."
 }
 
-func addSetElem(rs *Ruleset, set4, set6 string, is4 bool, elem string) {
+func addSetElem(rs *nftrules.Ruleset, set4, set6 string, is4 bool, elem string) {
 	name := set6
 	if is4 {
 		name = set4
@@ -140,7 +142,7 @@ func addSetElem(rs *Ruleset, set4, set6 string, is4 bool, elem string) {
 
 // builder adds the sets the pods' chains refer to, once each.
 type builder struct {
-	rs *Ruleset
+	rs *nftrules.Ruleset
 	c  *cluster
 	// names caches set names by what they are computed from (the first
 	// peer's address, the namespace, the family, named ports): hashing the
@@ -178,8 +180,8 @@ func firstPeer(peers []networkingv1.NetworkPolicyPeer) *networkingv1.NetworkPoli
 
 // podChain returns the rules of a pod's chain in one direction and the
 // policies that isolate it there, nil when none does.
-func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir networkingv1.PolicyType) ([]Rule, []string) {
-	var rules []Rule
+func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir networkingv1.PolicyType) ([]rule, []string) {
+	var rules []rule
 	var isolating []string
 	for i := range pols {
 		p := &pols[i]
@@ -202,19 +204,19 @@ func (b *builder) podChain(pols []networkingv1.NetworkPolicy, pod *Pod, dir netw
 
 // ingressRules compile one ingress rule for the pod it protects: named
 // ports resolve against that pod.
-func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, dst *Pod) []Rule {
+func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort, dst *Pod) []rule {
 	comment := shortComment(fmt.Sprintf("%s/%s ingress[%d]", p.Namespace, p.Name, r))
 	match, ok := b.portMatch(ports, dst)
 	if !ok {
 		return nil // no port of the rule exists on this pod
 	}
 	if len(peers) == 0 {
-		return []Rule{{Text: join(match, "return"), Comment: comment}}
+		return []rule{{text: join(match, "return"), comment: comment}}
 	}
-	var out []Rule
+	var out []rule
 	for _, fam := range []string{"ip", "ip6"} {
 		set := b.peerSet(p, peers, fam)
-		out = append(out, Rule{Text: join(fam+" saddr @"+set, match, "return"), Comment: comment})
+		out = append(out, rule{text: join(fam+" saddr @"+set, match, "return"), comment: comment})
 	}
 	return out
 }
@@ -222,7 +224,7 @@ func (b *builder) ingressRules(p *networkingv1.NetworkPolicy, r int, peers []net
 // egressRules compile one egress rule: numeric ports are matched with the
 // peer set, named ports through a set of (peer address, protocol, port)
 // resolved on each peer pod.
-func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []Rule {
+func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []networkingv1.NetworkPolicyPeer, ports []networkingv1.NetworkPolicyPort) []rule {
 	comment := shortComment(fmt.Sprintf("%s/%s egress[%d]", p.Namespace, p.Name, r))
 	var numeric, named []networkingv1.NetworkPolicyPort
 	var firstNamed *networkingv1.NetworkPolicyPort // identifies the rule's named ports (cache key)
@@ -236,16 +238,16 @@ func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []netw
 			numeric = append(numeric, port)
 		}
 	}
-	var out []Rule
+	var out []rule
 	if len(ports) == 0 || len(numeric) > 0 {
 		match, ok := b.portMatch(numeric, nil)
 		if ok {
 			if len(peers) == 0 {
-				out = append(out, Rule{Text: join(match, "return"), Comment: comment})
+				out = append(out, rule{text: join(match, "return"), comment: comment})
 			} else {
 				for _, fam := range []string{"ip", "ip6"} {
 					set := b.peerSet(p, peers, fam)
-					out = append(out, Rule{Text: join(fam+" daddr @"+set, match, "return"), Comment: comment})
+					out = append(out, rule{text: join(fam+" daddr @"+set, match, "return"), comment: comment})
 				}
 			}
 		}
@@ -253,7 +255,7 @@ func (b *builder) egressRules(p *networkingv1.NetworkPolicy, r int, peers []netw
 	if len(named) > 0 {
 		for _, fam := range []string{"ip", "ip6"} {
 			set := b.namedSet(p, peers, named, firstNamed, fam)
-			out = append(out, Rule{Text: fam + " daddr . meta l4proto . th dport @" + set + " return", Comment: comment})
+			out = append(out, rule{text: fam + " daddr . meta l4proto . th dport @" + set + " return", comment: comment})
 		}
 	}
 	return out
@@ -294,11 +296,11 @@ func (b *builder) portMatch(ports []networkingv1.NetworkPolicyPort, dst *Pod) (s
 		if port == "0-65535" {
 			return "meta l4proto " + proto, true
 		}
-		return "meta l4proto " + proto + " th dport " + port, true
+		return proto + " dport " + port, true
 	}
 	h := sha256.Sum256([]byte(strings.Join(elems, ",")))
 	name := "ports-" + strings.ToLower(base32.StdEncoding.EncodeToString(h[:10]))
-	b.rs.Sets[name] = Set{Type: "inet_proto . inet_service", Interval: true, Elements: elems}
+	b.rs.Sets[name] = nftrules.Set{Type: "inet_proto . inet_service", Interval: true, Elements: elems}
 	return "meta l4proto . th dport @" + name, true
 }
 
@@ -392,7 +394,7 @@ func (b *builder) peerSet(p *networkingv1.NetworkPolicy, peers []networkingv1.Ne
 			}
 		}
 	}
-	s := Set{Type: "ipv4_addr", Interval: interval}
+	s := nftrules.Set{Type: "ipv4_addr", Interval: interval}
 	if !v4 {
 		s.Type = "ipv6_addr"
 	}
@@ -418,7 +420,7 @@ func (b *builder) namedSet(p *networkingv1.NetworkPolicy, peers []networkingv1.N
 	if _, done := b.rs.Sets[name]; done {
 		return name
 	}
-	s := Set{Type: "ipv4_addr . inet_proto . inet_service"}
+	s := nftrules.Set{Type: "ipv4_addr . inet_proto . inet_service"}
 	if !v4 {
 		s.Type = "ipv6_addr . inet_proto . inet_service"
 	}

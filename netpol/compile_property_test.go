@@ -11,7 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"sigs.k8s.io/knftables"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // The fixture's nodes n1..n3 have the addresses 172.16.0.1..3.
@@ -29,14 +30,14 @@ func nodeAddr(node string) netip.Addr {
 // cluster3 is the fixture compiled and applied on each node, each through
 // its own fake table.
 type cluster3 struct {
-	fakes map[string]*knftables.Fake
-	last  map[string]*Ruleset
+	fakes map[string]*nftrules.Fake
+	last  map[string]*nftrules.Ruleset
 }
 
 func newCluster3() *cluster3 {
-	c := &cluster3{fakes: map[string]*knftables.Fake{}, last: map[string]*Ruleset{}}
+	c := &cluster3{fakes: map[string]*nftrules.Fake{}, last: map[string]*nftrules.Ruleset{}}
 	for _, n := range fixtureNodes {
-		c.fakes[n] = knftables.NewFake(knftables.InetFamily, Table)
+		c.fakes[n] = nftrules.NewFake(Table)
 	}
 	return c
 }
@@ -48,9 +49,9 @@ func (c *cluster3) apply(t *testing.T, pols []networkingv1.NetworkPolicy, ns []N
 	for _, n := range fixtureNodes {
 		rs := Compile(Input{Policies: pols, Namespaces: ns, Pods: ps, Node: n, NodeIPs: []netip.Addr{nodeAddr(n)}})
 		f := c.fakes[n]
-		tx := f.NewTransaction()
-		Sync(tx, c.last[n], rs)
-		if err := f.Run(context.Background(), tx); err != nil {
+		tx := nftrules.NewTx(Table)
+		nftrules.Sync(tx, c.last[n], rs)
+		if err := f.Apply(context.Background(), tx); err != nil {
 			t.Fatalf("node %s: %v\n%s", n, err, tx)
 		}
 		c.last[n] = &rs
@@ -130,14 +131,13 @@ func checkCompiled(t *testing.T, seed uint64) {
 		pols = append(pols, g.policies(10*(round+2), 1)...)
 	}
 	for _, n := range fixtureNodes {
-		whole := knftables.NewFake(knftables.InetFamily, Table)
-		tx := whole.NewTransaction()
-		Sync(tx, nil, *c.last[n])
-		if err := whole.Run(context.Background(), tx); err != nil {
+		whole := nftrules.NewFake(Table)
+		tx := nftrules.NewTx(Table)
+		nftrules.Sync(tx, nil, *c.last[n])
+		if err := whole.Apply(context.Background(), tx); err != nil {
 			t.Fatal(err)
 		}
-		// Element order is insertion order in a fake: compare sorted lines.
-		if a, b := sortedLines(c.fakes[n].Dump()), sortedLines(whole.Dump()); a != b {
+		if a, b := sortedLines(dump(t, c.fakes[n])), sortedLines(dump(t, whole)); a != b {
 			t.Fatalf("seed %d node %s: incremental table differs from the whole one:\n%s\n---\n%s", seed, n, a, b)
 		}
 	}

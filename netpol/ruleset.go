@@ -4,45 +4,32 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"strings"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // Table is the nftables table NetworkPolicy owns alone (family inet).
 const Table = "berth-netpol"
 
-// Ruleset is the table's content as data: regular chains with their rules,
-// sets, verdict maps and named counters. The base chains (hooks) are fixed;
-// see BaseChains.
-type Ruleset struct {
-	Chains   map[string][]Rule
-	Sets     map[string]Set
-	Maps     map[string]Map
-	Counters []string // sorted
+// rule is one rule in nft syntax, with an optional comment.
+type rule struct {
+	text, comment string
 }
 
-// Rule is one rule in nft syntax, with an optional comment.
-type Rule struct {
-	Text    string
-	Comment string
+// String is the rule as nft writes it, comment last.
+func (r rule) String() string {
+	if r.comment == "" {
+		return r.text
+	}
+	return r.text + ` comment "` + r.comment + `"`
 }
 
-// Set is a named set. Elements are sorted and, in an interval set,
-// disjoint ("10.0.0.0/24", "10.0.1.1-10.0.1.9", "10.0.2.7").
-type Set struct {
-	Type     string
-	Interval bool
-	Elements []string
-}
-
-// Map is a verdict map: key -> verdict ("goto in-x/a", "return").
-type Map struct {
-	Type     string
-	Elements map[string]string
-}
-
-// BaseChain is a chain attached to a hook; its rules never change.
-type BaseChain struct {
-	Name, Hook string
-	Rules      []string
+func texts(rules []rule) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = r.String()
+	}
+	return out
 }
 
 // The fixed objects of the table.
@@ -78,18 +65,18 @@ const acceptNeighbour = "icmpv6 type { nd-router-solicit, nd-router-advert, nd-n
 // sees a pod's traffic to the node itself, which is the pod's egress.
 // Replies of allowed connections pass by conntrack; the node's own
 // addresses always reach its pods.
-func BaseChains() []BaseChain {
+func BaseChains() []nftrules.BaseChain {
 	head := []string{"ct state established,related accept", acceptNeighbour}
-	return []BaseChain{
-		{Name: "forward", Hook: "forward", Rules: append(append([]string{}, head...),
+	return []nftrules.BaseChain{
+		{Name: "forward", Type: "filter", Hook: "forward", Priority: "filter", Rules: append(append([]string{}, head...),
 			"ip saddr @"+setNodeIPs4+" accept",
 			"ip6 saddr @"+setNodeIPs6+" accept",
 			"jump "+chainEgress,
 			"jump "+chainIngress)},
 		// The node talking to itself (also from its berth0 address, which
 		// is in the pod range) comes over lo and is not a pod's egress.
-		{Name: "input", Hook: "input", Rules: append(append([]string{}, head...),
-			`iif "lo" accept`,
+		{Name: "input", Type: "filter", Hook: "input", Priority: "filter", Rules: append(append([]string{}, head...),
+			`iifname "lo" accept`,
 			"jump "+chainEgress)},
 	}
 }
@@ -99,34 +86,35 @@ func BaseChains() []BaseChain {
 // isolated in that direction, returns. An address in the node's pod ranges
 // that is no known pod is dropped (local-cidrs* are empty while no policy
 // exists): see docs/netpol.md, no race at pod start.
-func fixedChains() map[string][]Rule {
-	drop := "counter name \"" + CounterUnknown + "\" drop"
-	return map[string][]Rule{
+func fixedChains() map[string][]string {
+	drop := `counter name "` + CounterUnknown + `" drop comment "unknown pod address"`
+	return map[string][]string{
 		chainEgress: {
-			{Text: "ip saddr vmap @" + mapEgressPods4},
-			{Text: "ip6 saddr vmap @" + mapEgressPods6},
-			{Text: "ip saddr @" + setLocalCIDRs4 + " " + drop, Comment: "unknown pod address"},
-			{Text: "ip6 saddr @" + setLocalCIDRs6 + " " + drop, Comment: "unknown pod address"},
+			"ip saddr vmap @" + mapEgressPods4,
+			"ip6 saddr vmap @" + mapEgressPods6,
+			"ip saddr @" + setLocalCIDRs4 + " " + drop,
+			"ip6 saddr @" + setLocalCIDRs6 + " " + drop,
 		},
 		chainIngress: {
-			{Text: "ip daddr vmap @" + mapIngressPods4},
-			{Text: "ip6 daddr vmap @" + mapIngressPods6},
-			{Text: "ip daddr @" + setLocalCIDRs4 + " " + drop, Comment: "unknown pod address"},
-			{Text: "ip6 daddr @" + setLocalCIDRs6 + " " + drop, Comment: "unknown pod address"},
+			"ip daddr vmap @" + mapIngressPods4,
+			"ip6 daddr vmap @" + mapIngressPods6,
+			"ip daddr @" + setLocalCIDRs4 + " " + drop,
+			"ip6 daddr @" + setLocalCIDRs6 + " " + drop,
 		},
 	}
 }
 
-func emptyRuleset() Ruleset {
-	rs := Ruleset{
+func emptyRuleset() nftrules.Ruleset {
+	rs := nftrules.Ruleset{
+		Base:   BaseChains(),
 		Chains: fixedChains(),
-		Sets: map[string]Set{
+		Sets: map[string]nftrules.Set{
 			setNodeIPs4:    {Type: "ipv4_addr"},
 			setNodeIPs6:    {Type: "ipv6_addr"},
 			setLocalCIDRs4: {Type: "ipv4_addr", Interval: true},
 			setLocalCIDRs6: {Type: "ipv6_addr", Interval: true},
 		},
-		Maps: map[string]Map{
+		Maps: map[string]nftrules.Map{
 			mapEgressPods4:  {Type: "ipv4_addr : verdict", Elements: map[string]string{}},
 			mapEgressPods6:  {Type: "ipv6_addr : verdict", Elements: map[string]string{}},
 			mapIngressPods4: {Type: "ipv4_addr : verdict", Elements: map[string]string{}},
@@ -154,13 +142,13 @@ type Stats struct {
 	Chains, Rules, Sets, SetElements, MapElements int
 }
 
-// Stats counts the ruleset's objects (base chains included).
-func (rs Ruleset) Stats() Stats {
-	st := Stats{Chains: len(rs.Chains) + len(BaseChains()), Sets: len(rs.Sets) + len(rs.Maps)}
+// StatsOf counts a ruleset's objects (base chains included).
+func StatsOf(rs nftrules.Ruleset) Stats {
+	st := Stats{Chains: len(rs.Chains) + len(rs.Base), Sets: len(rs.Sets) + len(rs.Maps)}
 	for _, rules := range rs.Chains {
 		st.Rules += len(rules)
 	}
-	for _, b := range BaseChains() {
+	for _, b := range rs.Base {
 		st.Rules += len(b.Rules)
 	}
 	for _, s := range rs.Sets {

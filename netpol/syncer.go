@@ -9,20 +9,27 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/knftables"
 
+	"github.com/berthnet/berth/internal/nftrules"
 	"github.com/berthnet/berth/internal/sysctl"
 )
+
+// Backend applies transactions to the berth-netpol table and reads its
+// named counters: nftrules.Netlink, or nftrules.Fake in tests.
+type Backend interface {
+	nftrules.Backend
+	Counters(ctx context.Context) (map[string]uint64, error)
+}
 
 // Syncer applies compiled rulesets to the kernel. It keeps the ruleset it
 // last applied in memory and sends only the difference, in one
 // transaction; after a failed apply it forgets it, so the next sync
 // rebuilds the whole table (also in one transaction).
 type Syncer struct {
-	nft knftables.Interface
+	nft Backend
 	mu  sync.Mutex
 	// last is what the kernel has, nil when unknown.
-	last    *Ruleset
+	last    *nftrules.Ruleset
 	lastErr error
 
 	duration           *prometheus.HistogramVec
@@ -34,7 +41,7 @@ type Syncer struct {
 }
 
 // NewSyncer returns a syncer for the berth-netpol table behind nft.
-func NewSyncer(nft knftables.Interface) *Syncer {
+func NewSyncer(nft Backend) *Syncer {
 	return &Syncer{
 		nft:     nft,
 		lastErr: errors.New("first sync pending"),
@@ -83,10 +90,10 @@ func (s *Syncer) Sync(ctx context.Context, in Input) error {
 	if s.last == nil {
 		kind = "full"
 	}
-	tx := s.nft.NewTransaction()
-	Sync(tx, s.last, next)
-	if tx.NumOperations() > 0 {
-		if err := s.nft.Run(ctx, tx); err != nil {
+	tx := nftrules.NewTx(Table)
+	nftrules.Sync(tx, s.last, next)
+	if tx.Len() > 0 {
+		if err := s.nft.Apply(ctx, tx); err != nil {
 			s.last = nil
 			s.lastErr = fmt.Errorf("apply %s sync of table %s: %w", kind, Table, err)
 			s.failures.Inc()
@@ -94,7 +101,7 @@ func (s *Syncer) Sync(ctx context.Context, in Input) error {
 		}
 	}
 	s.last, s.lastErr = &next, nil
-	st := next.Stats()
+	st := StatsOf(next)
 	for k, v := range map[string]int{"chains": st.Chains, "rules": st.Rules, "sets": st.Sets, "set_elements": st.SetElements, "map_elements": st.MapElements} {
 		s.objects.WithLabelValues(k).Set(float64(v))
 	}
@@ -115,18 +122,15 @@ func (c counterCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c counterCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	counters, err := c.s.nft.ListCounters(ctx)
+	counters, err := c.s.nft.Counters(ctx)
 	if err != nil {
 		return // no table yet
 	}
-	for _, k := range counters {
-		if k.Packets == nil {
-			continue
-		}
-		if k.Name == CounterUnknown {
-			ch <- prometheus.MustNewConstMetric(c.s.unknownDr, prometheus.CounterValue, float64(*k.Packets))
-		} else if p, ok := strings.CutPrefix(k.Name, "drop-"); ok {
-			ch <- prometheus.MustNewConstMetric(c.s.dropped, prometheus.CounterValue, float64(*k.Packets), p)
+	for name, packets := range counters {
+		if name == CounterUnknown {
+			ch <- prometheus.MustNewConstMetric(c.s.unknownDr, prometheus.CounterValue, float64(packets))
+		} else if p, ok := strings.CutPrefix(name, "drop-"); ok {
+			ch <- prometheus.MustNewConstMetric(c.s.dropped, prometheus.CounterValue, float64(packets), p)
 		}
 	}
 }

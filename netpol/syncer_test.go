@@ -2,11 +2,13 @@ package netpol
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"sigs.k8s.io/knftables"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // TestSyncerSendsOnlyChanges: a sync with nothing changed sends nothing;
@@ -14,7 +16,7 @@ import (
 // apply the next sync rebuilds the table whole.
 func TestSyncerSendsOnlyChanges(t *testing.T) {
 	ctx := context.Background()
-	f := knftables.NewFake(knftables.InetFamily, Table)
+	f := nftrules.NewFake(Table)
 	s := NewSyncer(f)
 	in := goldenInput()
 	if err := s.Sync(ctx, in); err != nil {
@@ -23,12 +25,12 @@ func TestSyncerSendsOnlyChanges(t *testing.T) {
 	if s.Err() != nil {
 		t.Fatalf("healthy sync reports %v", s.Err())
 	}
-	f.LastTransaction = nil
+	runs := f.Runs()
 	if err := s.Sync(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	if f.LastTransaction != nil {
-		t.Errorf("an unchanged sync sent:\n%s", f.LastTransaction)
+	if tx, _ := f.LastTx(); f.Runs() != runs {
+		t.Errorf("an unchanged sync sent:\n%s", tx)
 	}
 	// y/b becomes pod=c: it joins ns-y-and-c's peers of x/a.
 	in.Pods = pods()
@@ -36,13 +38,13 @@ func TestSyncerSendsOnlyChanges(t *testing.T) {
 	if err := s.Sync(ctx, in); err != nil {
 		t.Fatal(err)
 	}
-	got := f.LastTransaction.String()
+	got, _ := f.LastTx()
 	lines := strings.Split(strings.TrimSpace(got), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "add element inet berth-netpol peers-") || !strings.HasSuffix(lines[0], "{ 10.0.2.2 }") || !strings.HasSuffix(lines[1], "{ fd00::2:2 }") {
 		t.Errorf("relabel sent more or other than the peer sets' elements:\n%s", got)
 	}
 	// The kernel refuses a transaction: the syncer reports it and rebuilds.
-	f.Table.Sets = map[string]*knftables.FakeSet{}
+	f.FailNext(errors.New("the kernel said no"))
 	in.Pods = pods()
 	if err := s.Sync(ctx, in); err == nil || s.Err() == nil {
 		t.Fatalf("a refused transaction was not reported")
@@ -50,8 +52,8 @@ func TestSyncerSendsOnlyChanges(t *testing.T) {
 	if err := s.Sync(ctx, in); err != nil {
 		t.Fatalf("rebuild: %v", err)
 	}
-	if !strings.Contains(f.LastTransaction.String(), "delete table inet berth-netpol") {
-		t.Errorf("the sync after a failure was not a rebuild:\n%s", f.LastTransaction)
+	if tx, _ := f.LastTx(); !strings.Contains(tx, "delete table inet berth-netpol") {
+		t.Errorf("the sync after a failure was not a rebuild:\n%s", tx)
 	}
 	if n := testutil.ToFloat64(s.failures); n != 1 {
 		t.Errorf("failures = %v, want 1", n)

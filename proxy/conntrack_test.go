@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 type recordingCT struct{ to, toService []netip.Addr }
@@ -25,7 +27,7 @@ func (r *recordingCT) ForgetUDPToService(a netip.Addr) (int, error) {
 // full sync and through a delta alike.
 func TestUDPFlowsForgotten(t *testing.T) {
 	ct := &recordingCT{}
-	s := NewSyncer(newFake(), ct)
+	s := NewSyncer(nftrules.NewFake(Table), ct)
 	a := dns()
 	b := dns()
 	b.Key.Name, b.ClusterIPs = "dns2", []netip.Addr{addr("10.96.0.11")}

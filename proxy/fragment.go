@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // fragment is one Service port's part of the table: its own chains and
@@ -23,7 +25,7 @@ type fragment struct {
 	elems, own []element
 	// members are the endpoints whose hairpin pair this port needs.
 	members []netip.Addr
-	sets    map[string]Set
+	sets    map[string]nftrules.Set
 	// blocks are the fragment's key ranges in the endpoint maps.
 	blocks []blockKey
 	alloc  *blocks
@@ -218,9 +220,9 @@ func affinity(f *fragment, sp ServicePort, eps []Endpoint, fam string) []string 
 		chain := chainName("ep", sp.Key, epID(e))
 		set := affinitySet(sp.Key, e)
 		if f.sets == nil {
-			f.sets = map[string]Set{}
+			f.sets = map[string]nftrules.Set{}
 		}
-		f.sets[set] = Set{Type: typ, TimeoutSeconds: sp.AffinitySeconds}
+		f.sets[set] = nftrules.Set{Type: typ, TimeoutSeconds: sp.AffinitySeconds}
 		f.chains[chain] = []string{
 			fmt.Sprintf("update @%s { %s saddr }", set, fam),
 			dnat(sp.Key.Protocol, fam, e),

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 // change is one Service port whose part differs from what was applied: old
@@ -68,8 +70,8 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort, 
 		}
 	}
 	fixed := Build(State{ClusterCIDRs: st.ClusterCIDRs, NodePortCIDRs: st.NodePortCIDRs})
-	tx := &Tx{}
-	Sync(tx, &s.fixed, fixed)
+	tx := nftrules.NewTx(Table)
+	nftrules.Sync(tx, &s.fixed, fixed)
 	if len(changes) == 0 && tx.Len() == 0 {
 		return nil
 	}
@@ -113,7 +115,7 @@ func (s *Syncer) incremental(ctx context.Context, st State, svcs []ServicePort, 
 // their owners, and the chains that went are deleted last. It returns the
 // claims and references that change, as they will be once tx is applied
 // (empty: gone); s is not changed.
-func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[netip.Addr]int) {
+func (s *Syncer) diff(tx *nftrules.Tx, changes []change) (map[string][]PortKey, map[netip.Addr]int) {
 	var gone []string
 	for _, c := range changes {
 		for _, name := range sortedKeys(c.o.chains) {
@@ -136,7 +138,7 @@ func (s *Syncer) diff(tx *Tx, changes []change) (map[string][]PortKey, map[netip
 		for _, name := range sortedKeys(n.sets) {
 			set := n.sets[name]
 			if old, had := o.sets[name]; !had || old.TimeoutSeconds != set.TimeoutSeconds || old.Type != set.Type {
-				tx.AddSet(name, SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
+				tx.AddSet(name, nftrules.SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
 			}
 		}
 	}

@@ -4,7 +4,8 @@
 // changed, in one transaction.
 //
 // The agent's wiring (watching Services and EndpointSlices) is in
-// proxy/kube; the Syncer applies rulesets through knftables and the
+// proxy/kube; the Syncer applies rulesets through internal/nftrules (one
+// netlink transaction per sync) and the
 // HealthServer answers the health-check node ports.
 package proxy
 

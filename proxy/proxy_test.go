@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 var (
@@ -53,7 +55,7 @@ func want(t *testing.T, rs appliedRS, p packet, expect string) {
 }
 
 func TestClusterIP(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	st := baseState(dns())
 	st.Endpoints[dns().Key] = []Endpoint{ep(epB, 5353, false), ep(epC, 5353, true)}
 	rs := applied(t, f, nil, st)
@@ -89,7 +91,7 @@ func TestClusterIP(t *testing.T) {
 }
 
 func TestExternalTraffic(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	web := ServicePort{Key: PortKey{"shop", "web", "http", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.5")}, Port: 80,
 		NodePort: 30080, LoadBalancerIPs: []netip.Addr{addr("198.51.100.10")}}
 	local := web
@@ -126,7 +128,7 @@ func TestExternalTraffic(t *testing.T) {
 
 // Node-port ranges narrow the node's addresses that answer node ports.
 func TestNodePortAddresses(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	web := ServicePort{Key: PortKey{"shop", "web", "http", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.5.5")}, Port: 80, NodePort: 30080}
 	st := baseState(web)
 	st.Endpoints[web.Key] = []Endpoint{ep(epB, 8080, false), ep(addr("fd00:10:244:1::7"), 8080, false)}
@@ -147,7 +149,7 @@ func TestNodePortAddresses(t *testing.T) {
 }
 
 func TestDualStack(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	s := dns()
 	s.ClusterIPs = append(s.ClusterIPs, addr("fd00:10:96::a"))
 	st := baseState(s)
@@ -164,7 +166,7 @@ func TestDualStack(t *testing.T) {
 // touches, the table always ends as a full build would make it, and an
 // unchanged state sends nothing.
 func TestIncrementalSync(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	st := baseState()
 	for i := range 1000 {
 		s := ServicePort{Key: PortKey{"ns", fmt.Sprintf("s%d", i), "p", "tcp"}, ClusterIPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 96, byte(i / 250), byte(i % 250)})}, Port: 80}
@@ -174,12 +176,12 @@ func TestIncrementalSync(t *testing.T) {
 	s := NewSyncer(f, nil)
 	sync := func(maxOps int, what string) appliedRS {
 		t.Helper()
-		f.lastOps = 0
+		runs := f.Runs()
 		if err := s.Sync(context.Background(), st); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		if maxOps >= 0 && f.lastOps > maxOps {
-			t.Errorf("%s: %d operations, want at most %d", what, f.lastOps, maxOps)
+		if _, ops := f.LastTx(); maxOps >= 0 && f.Runs() > runs && ops > maxOps {
+			t.Errorf("%s: %d operations, want at most %d", what, ops, maxOps)
 		}
 		return matchesBuild(t, f, st)
 	}
@@ -193,8 +195,8 @@ func TestIncrementalSync(t *testing.T) {
 	// kernel has no loops to look for.
 	st.Endpoints[k] = []Endpoint{st.Endpoints[k][0], ep(addr("10.244.3.3"), 8080, false)}
 	rs = sync(4, "one endpoint replaced")
-	if strings.Contains(f.lastTx, " rule ") || strings.Contains(f.lastTx, " chain ") {
-		t.Errorf("one endpoint replaced: the transaction touches rules:\n%s", f.lastTx)
+	if tx, _ := f.LastTx(); strings.Contains(tx, " rule ") || strings.Contains(tx, " chain ") {
+		t.Errorf("one endpoint replaced: the transaction touches rules:\n%s", tx)
 	}
 	want(t, rs, packet{src: podA, dst: addr("10.96.2.0"), proto: "tcp", dport: 80, hook: "prerouting"},
 		"dnat 10.244.2.0:8080 masq=false; dnat 10.244.3.3:8080 masq=false")
@@ -203,9 +205,9 @@ func TestIncrementalSync(t *testing.T) {
 	delete(st.Endpoints, k)
 	rs = sync(8, "one Service removed")
 	want(t, rs, packet{src: podA, dst: addr("10.96.2.0"), proto: "tcp", dport: 80, hook: "prerouting"}, "accept")
-	runs := f.runs
+	runs := f.Runs()
 	sync(0, "no change")
-	if f.runs != runs {
+	if f.Runs() != runs {
 		t.Errorf("no change: a transaction was sent")
 	}
 }
@@ -214,7 +216,7 @@ func TestIncrementalSync(t *testing.T) {
 // keeps it, the second gets it when the first lets go, and a hairpin pair
 // shared by two Services stays until neither has the endpoint.
 func TestSharedElements(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	a := ServicePort{Key: PortKey{"ns", "a", "p", "tcp"}, ClusterIPs: []netip.Addr{addr("10.96.0.1")}, Port: 80, ExternalIPs: []netip.Addr{addr("192.0.2.50")}}
 	b := a
 	b.Key.Name, b.ClusterIPs = "b", []netip.Addr{addr("10.96.0.2")}
@@ -242,7 +244,7 @@ func TestSharedElements(t *testing.T) {
 		"dnat 10.244.1.7:8080 masq=true; dnat 10.244.2.9:8080 masq=false")
 	st.Endpoints[b.Key] = []Endpoint{ep(epC, 8080, false)}
 	step("epB gone")
-	if slices.Contains(f.ruleset().Sets[setHairpin].Elements, epB.String()+" . "+epB.String()) {
+	if slices.Contains(live(t, f).Sets[setHairpin].Elements, epB.String()+" . "+epB.String()) {
 		t.Errorf("hairpin pair of a gone endpoint stayed")
 	}
 }
@@ -251,9 +253,9 @@ func TestSharedElements(t *testing.T) {
 // and returns it for tracing. Where a Service port's endpoints sit in the
 // endpoint maps depends on the syncer's history, so both sides are
 // compared with each dnat rule showing its endpoints instead.
-func matchesBuild(t *testing.T, f *fakeBackend, st State) appliedRS {
+func matchesBuild(t *testing.T, f *nftrules.Fake, st State) appliedRS {
 	t.Helper()
-	want, got := canonical(Build(st)), canonical(f.ruleset())
+	want, got := canonical(Build(st)), canonical(live(t, f))
 	for _, b := range baseChains() {
 		want.Chains[b.Name] = b.Rules
 	}
@@ -273,16 +275,16 @@ func matchesBuild(t *testing.T, f *fakeBackend, st State) appliedRS {
 	if len(got.Sets) != len(want.Sets) || len(got.Maps) != len(want.Maps) {
 		t.Fatalf("sets/maps: %d/%d, want %d/%d", len(got.Sets), len(got.Maps), len(want.Sets), len(want.Maps))
 	}
-	live := f.ruleset()
-	return appliedRS{built: live, live: live}
+	rs := live(t, f)
+	return appliedRS{built: rs, live: rs}
 }
 
 // canonical rewrites each "dnat ... to numgen random mod N offset O map @M"
 // rule as "dnat ... to {endpoints}" and empties the endpoint maps, so that
 // rulesets that put the same endpoints at other keys compare equal. Each
 // key must be used once.
-func canonical(rs Ruleset) Ruleset {
-	out := Ruleset{Chains: map[string][]string{}, Maps: map[string]Map{}, Sets: rs.Sets}
+func canonical(rs nftrules.Ruleset) nftrules.Ruleset {
+	out := nftrules.Ruleset{Chains: map[string][]string{}, Maps: map[string]nftrules.Map{}, Sets: rs.Sets}
 	used := map[string]bool{}
 	for name, rules := range rs.Chains {
 		var rr []string
@@ -316,7 +318,7 @@ func canonical(rs Ruleset) Ruleset {
 					n++
 				}
 			}
-			out.Maps[name] = Map{Type: m.Type, Elements: map[string]string{"unused keys": strconv.Itoa(n)}}
+			out.Maps[name] = nftrules.Map{Type: m.Type, Elements: map[string]string{"unused keys": strconv.Itoa(n)}}
 			continue
 		}
 		out.Maps[name] = m
@@ -327,7 +329,7 @@ func canonical(rs Ruleset) Ruleset {
 // With ClientIP affinity, a client the kernel has seen goes back to the same
 // endpoint; a new client is balanced.
 func TestAffinity(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	s := dns()
 	s.AffinitySeconds = 10800
 	st := baseState(s)
@@ -338,12 +340,12 @@ func TestAffinity(t *testing.T) {
 		"dnat 10.244.1.7:53 masq=false; dnat 10.244.2.9:53 masq=false")
 	// Pretend the kernel recorded podA on epC's set.
 	set := affinitySet(s.Key, ep(epC, 53, false))
-	live := rs.live
-	live.Sets[set] = Set{Type: "ipv4_addr", Elements: []string{podA.String() + "/32"}}
-	if got := outcomes(trace(t, live, packet{src: podA, dst: svc, proto: "udp", dport: 53, hook: "prerouting"})); got != "dnat 10.244.2.9:53 masq=false" {
+	seen := rs.live
+	seen.Sets[set] = nftrules.Set{Type: "ipv4_addr", TimeoutSeconds: s.AffinitySeconds, Elements: []string{podA.String()}}
+	if got := outcomes(trace(t, seen, packet{src: podA, dst: svc, proto: "udp", dport: 53, hook: "prerouting"})); got != "dnat 10.244.2.9:53 masq=false" {
 		t.Errorf("returning client: %s, want its endpoint 10.244.2.9 only", got)
 	}
-	if _, ok := f.defs[set]; !ok {
+	if _, ok := live(t, f).Sets[set]; !ok {
 		t.Errorf("affinity set %s not in the table", set)
 	}
 }
@@ -351,7 +353,7 @@ func TestAffinity(t *testing.T) {
 // After a failed apply the syncer forgets what it applied and rebuilds: the
 // table then holds exactly the new ruleset, nothing stale.
 func TestFullRebuildLeavesNothingStale(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	a, b := dns(), dns()
 	b.Key.Name, b.ClusterIPs = "other", []netip.Addr{addr("10.96.0.11")}
 	st := baseState(a, b)

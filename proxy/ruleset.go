@@ -4,30 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
-
-// Ruleset is the table's content as data: regular chains with their rules,
-// verdict maps and sets. The base chains (hooks) are fixed; see baseChains.
-type Ruleset struct {
-	Chains map[string][]string
-	Maps   map[string]Map
-	Sets   map[string]Set
-}
-
-// Map is a verdict map: key -> verdict.
-type Map struct {
-	Type     string
-	Elements map[string]string
-}
-
-// Set is a set of addresses: an interval set with fixed elements, or (with
-// TimeoutSeconds) a dynamic set the kernel fills, for session affinity.
-type Set struct {
-	Type           string
-	Elements       []string
-	Interval       bool
-	TimeoutSeconds int
-}
 
 // The fixed chains and maps.
 const (
@@ -57,24 +36,18 @@ const (
 	masqMark       = "0x00004000"
 )
 
-// BaseChain is a chain attached to a hook.
-type BaseChain struct {
-	Name, Type, Hook, Priority string
-	Rules                      []string
-}
-
 // baseChains are the hooks: service lookup at dstnat for traffic arriving
 // and leaving the node, masquerade at srcnat for marked packets and for
 // hairpin traffic (a pod that reached itself through a Service: after DNAT
 // its source and destination are the same endpoint), and the reject of
 // Services without endpoints in the filter hooks.
-func baseChains() []BaseChain {
+func baseChains() []nftrules.BaseChain {
 	lookup := "jump " + chainServices
 	noEP := append([]string{
 		"ip daddr . meta l4proto . th dport vmap @" + mapNoEndpoints,
 		"ip6 daddr . meta l4proto . th dport vmap @" + mapNoEndpoints6,
 	}, nodePortLookups(mapNoEPNodePort)...)
-	return []BaseChain{
+	return []nftrules.BaseChain{
 		{Name: "nat-prerouting", Type: "nat", Hook: "prerouting", Priority: "dstnat", Rules: []string{lookup}},
 		{Name: "nat-output", Type: "nat", Hook: "output", Priority: "dstnat", Rules: []string{lookup}},
 		{Name: "nat-postrouting", Type: "nat", Hook: "postrouting", Priority: "srcnat", Rules: []string{
@@ -103,11 +76,12 @@ func nodePortLookups(m string) []string {
 
 // Build computes the ruleset for a state. It is deterministic: the same
 // state gives the same ruleset, so a diff against the last one is empty.
-func Build(st State) Ruleset { return build(st, newBlocks()) }
+func Build(st State) nftrules.Ruleset { return build(st, newBlocks()) }
 
 // build computes the ruleset with the endpoint-map ranges of b.
-func build(st State, b *blocks) Ruleset {
-	rs := Ruleset{
+func build(st State, b *blocks) nftrules.Ruleset {
+	rs := nftrules.Ruleset{
+		Base: baseChains(),
 		Chains: map[string][]string{
 			chainServices: append([]string{
 				"ip daddr . meta l4proto . th dport vmap @" + mapServiceIPs,
@@ -116,7 +90,7 @@ func build(st State, b *blocks) Ruleset {
 			chainMasqMark: {"meta mark set meta mark | " + masqMark},
 			chainReject:   {"reject"},
 		},
-		Maps: map[string]Map{
+		Maps: map[string]nftrules.Map{
 			mapServiceIPs:   {Type: "ipv4_addr . inet_proto . inet_service : verdict", Elements: map[string]string{}},
 			mapServiceIPs6:  {Type: "ipv6_addr . inet_proto . inet_service : verdict", Elements: map[string]string{}},
 			mapNodePorts:    {Type: "inet_proto . inet_service : verdict", Elements: map[string]string{}},
@@ -124,7 +98,7 @@ func build(st State, b *blocks) Ruleset {
 			mapNoEndpoints6: {Type: "ipv6_addr . inet_proto . inet_service : verdict", Elements: map[string]string{}},
 			mapNoEPNodePort: {Type: "inet_proto . inet_service : verdict", Elements: map[string]string{}},
 		},
-		Sets: map[string]Set{
+		Sets: map[string]nftrules.Set{
 			setCluster:   {Type: "ipv4_addr", Interval: true},
 			setCluster6:  {Type: "ipv6_addr", Interval: true},
 			setNodePort:  {Type: "ipv4_addr", Interval: true},
@@ -134,17 +108,17 @@ func build(st State, b *blocks) Ruleset {
 		},
 	}
 	for i := range endpointShards {
-		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints, i)] = Map{Type: "integer : ipv4_addr . inet_service", Elements: map[string]string{}}
-		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints6, i)] = Map{Type: "integer : ipv6_addr . inet_service", Elements: map[string]string{}}
+		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints, i)] = nftrules.Map{Type: "integer : ipv4_addr . inet_service", Elements: map[string]string{}}
+		rs.Maps[fmt.Sprintf("%s%02d", mapEndpoints6, i)] = nftrules.Map{Type: "integer : ipv6_addr . inet_service", Elements: map[string]string{}}
 	}
 	nodePorts := st.NodePortCIDRs
 	if len(nodePorts) == 0 {
 		nodePorts = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
-	rs.addCIDRs(setNodePort, setNodePort6, nodePorts)
-	rs.addCIDRs(setCluster, setCluster6, st.ClusterCIDRs)
+	addCIDRs(&rs, setNodePort, setNodePort6, nodePorts)
+	addCIDRs(&rs, setCluster, setCluster6, st.ClusterCIDRs)
 	for _, sp := range st.Services {
-		rs.merge(buildFragment(sp, st.Endpoints[sp.Key], b))
+		merge(&rs, buildFragment(sp, st.Endpoints[sp.Key], b))
 	}
 	for name, set := range rs.Sets {
 		if set.TimeoutSeconds == 0 {
@@ -156,7 +130,7 @@ func build(st State, b *blocks) Ruleset {
 }
 
 // addCIDRs adds each CIDR to the interval set of its family.
-func (rs *Ruleset) addCIDRs(set4, set6 string, cidrs []netip.Prefix) {
+func addCIDRs(rs *nftrules.Ruleset, set4, set6 string, cidrs []netip.Prefix) {
 	for _, c := range cidrs {
 		name := set4
 		if c.Addr().Is6() {
@@ -170,7 +144,7 @@ func (rs *Ruleset) addCIDRs(set4, set6 string, cidrs []netip.Prefix) {
 
 // merge adds a Service port's part. Where two Services claim one map key
 // (the same external IP and port, say), the first keeps it.
-func (rs *Ruleset) merge(f fragment) {
+func merge(rs *nftrules.Ruleset, f fragment) {
 	for name, rules := range f.chains {
 		rs.Chains[name] = rules
 	}

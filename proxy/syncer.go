@@ -9,14 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-)
 
-// Backend applies transactions to the table, each all or nothing.
-type Backend interface {
-	Apply(ctx context.Context, tx *Tx) error
-	// TableExists reports whether the table is there already.
-	TableExists(ctx context.Context) (bool, error)
-}
+	"github.com/berthnet/berth/internal/nftrules"
+)
 
 // ColdStartBatch is how many Service ports one transaction of a cold start
 // adds at most.
@@ -35,7 +30,7 @@ type Syncer struct {
 
 	// synced is true while the fields below match the kernel.
 	synced bool
-	fixed  Ruleset
+	fixed  nftrules.Ruleset
 	frags  map[PortKey]*appliedPort
 	// claims lists, per shared map element ("map key"), the Service ports
 	// that want it; the first one owns it. refs counts, per shared set
@@ -214,8 +209,8 @@ func (s *Syncer) full(ctx context.Context, st State) error {
 		}
 	}
 	next := build(st, s.blocks)
-	tx := &Tx{}
-	Sync(tx, nil, next)
+	tx := nftrules.NewTx(Table)
+	nftrules.Sync(tx, nil, next)
 	if err := s.be.Apply(ctx, tx); err != nil {
 		return fmt.Errorf("apply %d nftables operations: %w", tx.Len(), err)
 	}
@@ -259,9 +254,9 @@ func (s *Syncer) recountUDP() {
 // it lands. Rules before elements: adding a rule that looks up a map makes
 // the kernel walk the map's elements, so rules added to full maps would
 // cost a walk each.
-func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
-	tx := &Tx{}
-	Sync(tx, nil, fixed)
+func (s *Syncer) coldStart(ctx context.Context, st State, fixed nftrules.Ruleset) error {
+	tx := nftrules.NewTx(Table)
+	nftrules.Sync(tx, nil, fixed)
 	if err := s.be.Apply(ctx, tx); err != nil {
 		return fmt.Errorf("create table %s: %w", Table, err)
 	}
@@ -274,13 +269,13 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 			ports = append(ports, sp)
 		}
 	}
-	batches := func(emit func(tx *Tx, sp ServicePort, f fragment)) error {
+	batches := func(emit func(tx *nftrules.Tx, sp ServicePort, f fragment)) error {
 		for i := 0; i < len(ports); i += s.batch {
-			tx := &Tx{}
+			tx := nftrules.NewTx(Table)
 			for _, sp := range ports[i:min(i+s.batch, len(ports))] {
 				emit(tx, sp, buildFragment(sp, st.Endpoints[sp.Key], s.blocks))
 			}
-			if len(tx.Ops) > 0 && tx.Ops[0].Obj == ObjElement {
+			if len(tx.Ops) > 0 && tx.Ops[0].Obj == nftrules.ObjElement {
 				// Elements of one set go together, many to a message.
 				sort.SliceStable(tx.Ops, func(i, j int) bool { return tx.Ops[i].Name < tx.Ops[j].Name })
 			}
@@ -290,11 +285,11 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		}
 		return nil
 	}
-	err := batches(func(tx *Tx, sp ServicePort, f fragment) {
+	err := batches(func(tx *nftrules.Tx, sp ServicePort, f fragment) {
 		s.record(sp, st.Endpoints[sp.Key], f)
 		for _, name := range sortedKeys(f.sets) {
 			set := f.sets[name]
-			tx.AddSet(name, SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
+			tx.AddSet(name, nftrules.SetDef{Type: set.Type, TimeoutSeconds: set.TimeoutSeconds})
 		}
 		names := sortedKeys(f.chains)
 		for _, name := range names {
@@ -311,7 +306,7 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 		return err
 	}
 	added := map[netip.Addr]bool{}
-	err = batches(func(tx *Tx, sp ServicePort, f fragment) {
+	err = batches(func(tx *nftrules.Tx, sp ServicePort, f fragment) {
 		for _, e := range f.elems {
 			if s.claims[e.set+" "+e.key][0] == sp.Key {
 				tx.AddElement(e.set, e.key, e.value)
@@ -338,7 +333,7 @@ func (s *Syncer) coldStart(ctx context.Context, st State, fixed Ruleset) error {
 
 func (s *Syncer) reset() {
 	s.synced = false
-	s.fixed = Ruleset{}
+	s.fixed = nftrules.Ruleset{}
 	s.frags = map[PortKey]*appliedPort{}
 	s.claims = map[string][]PortKey{}
 	s.refs = map[netip.Addr]int{}

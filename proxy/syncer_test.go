@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+
+	"github.com/berthnet/berth/internal/nftrules"
 )
 
 func manyServices(n int) State {
@@ -23,7 +25,7 @@ func manyServices(n int) State {
 // table is one atomic transaction, so the old rules serve until then.
 func TestColdStartInBatches(t *testing.T) {
 	st := manyServices(25)
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	s := NewSyncer(f, nil)
 	s.batch = 10
 	if err := s.Sync(context.Background(), st); err != nil {
@@ -31,8 +33,8 @@ func TestColdStartInBatches(t *testing.T) {
 	}
 	// The table with its hooks, then the chains of 10 + 10 + 5 Services,
 	// then their elements in as many.
-	if f.runs != 7 {
-		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 7", f.runs)
+	if f.Runs() != 7 {
+		t.Errorf("cold start of 25 Services in batches of 10: %d transactions, want 7", f.Runs())
 	}
 	live := matchesBuild(t, f, st).live
 	if !s.Healthy() {
@@ -47,14 +49,14 @@ func TestColdStartInBatches(t *testing.T) {
 	}
 
 	// Restart: a new syncer finds the table and replaces it in one go.
-	f.runs = 0
+	before := f.Runs()
 	s2 := NewSyncer(f, nil)
 	s2.batch = 10
 	if err := s2.Sync(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	if f.runs != 1 {
-		t.Errorf("restart over an existing table: %d transactions, want 1", f.runs)
+	if f.Runs()-before != 1 {
+		t.Errorf("restart over an existing table: %d transactions, want 1", f.Runs()-before)
 	}
 	matchesBuild(t, f, st)
 }
@@ -62,13 +64,13 @@ func TestColdStartInBatches(t *testing.T) {
 // A refused transaction leaves the syncer unhealthy, and the next sync
 // rebuilds the table whole.
 func TestSyncFailureIsUnhealthy(t *testing.T) {
-	f := newFake()
+	f := nftrules.NewFake(Table)
 	s := NewSyncer(f, nil)
 	st := manyServices(3)
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatal(err)
 	}
-	f.fail = fmt.Errorf("the kernel said no")
+	f.FailNext(fmt.Errorf("the kernel said no"))
 	st.Services = st.Services[1:]
 	if err := s.Sync(context.Background(), st); err == nil {
 		t.Fatal("a refused transaction succeeded")
@@ -76,11 +78,11 @@ func TestSyncFailureIsUnhealthy(t *testing.T) {
 	if s.Healthy() {
 		t.Error("healthy after a failed sync")
 	}
-	runs := f.runs
+	runs := f.Runs()
 	if err := s.Sync(context.Background(), st); err != nil {
 		t.Fatalf("the rebuild after a failure: %v", err)
 	}
-	if !s.Healthy() || f.runs != runs+1 {
+	if !s.Healthy() || f.Runs() != runs+1 {
 		t.Error("not healthy, or not one transaction, after the rebuild")
 	}
 	matchesBuild(t, f, st)

@@ -37,8 +37,6 @@ type Objects struct {
 // Built is the speaker's input, and what was left out and why.
 type Built struct {
 	Plan bgp.Plan
-	// ASN is the server's own: the local ASN of the first peer by name.
-	ASN uint32
 	// Problems name the peers and announcements left out, by name.
 	Problems map[string]string
 }
@@ -91,9 +89,20 @@ func Build(o Objects) Built {
 		}
 	}
 	b.Plan = bgp.Compile(self, peers, anns, addrs, o.PodCIDRs)
-	if len(b.Plan.Peers) > 0 {
-		b.ASN = b.Plan.Peers[0].LocalASN
+	// One session per address: of two peers of this node with one
+	// address, the first by name runs and the other says why not.
+	byAddr := map[netip.Addr]string{}
+	kept := b.Plan.Peers[:0]
+	for _, p := range b.Plan.Peers {
+		if other, ok := byAddr[p.Address]; ok {
+			b.Problems["BGPPeer "+p.Name] = fmt.Sprintf("address %s is BGPPeer %s's too, on this node: one session per router address; give the two different nodeSelectors, or delete one", p.Address, other)
+			delete(b.Plan.Exports, p.Name)
+			continue
+		}
+		byAddr[p.Address] = p.Name
+		kept = append(kept, p)
 	}
+	b.Plan.Peers = kept
 	return b
 }
 
@@ -107,11 +116,17 @@ func peer(p *v1alpha1.BGPPeer, secrets map[string]*corev1.Secret) (*bgp.Peer, er
 	if out.Port == 0 {
 		out.Port = 179
 	}
+	// Unset and zero differ: nil takes the speaker's defaults.
 	if p.Spec.HoldTime != nil {
-		out.HoldTime = p.Spec.HoldTime.Duration
+		d := p.Spec.HoldTime.Duration
+		out.HoldTime = &d
 	}
 	if p.Spec.KeepaliveTime != nil {
-		out.Keepalive = p.Spec.KeepaliveTime.Duration
+		d := p.Spec.KeepaliveTime.Duration
+		out.Keepalive = &d
+	}
+	if err := out.Check(); err != nil {
+		return nil, err
 	}
 	if gr := p.Spec.GracefulRestart; gr != nil && gr.Enabled {
 		out.GracefulRestart, out.RestartTime = true, 120*time.Second

@@ -2,22 +2,30 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
+	"github.com/berthnet/berth/internal/syncloop"
 	"github.com/berthnet/berth/internal/watch"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
 )
 
 // Runner keeps the speaker in step with the API server's objects and
-// writes this node's sessions into the BGPPeers' status.
+// writes this node's sessions into the BGPPeers' status. It reports as the
+// agent's other components do: Err for the readiness check, an event on
+// this Node when syncs start failing (BGPFailed) and when they succeed
+// again (BGPReady), and berth_agent_bgp_* metrics.
 type Runner struct {
 	Node string
 	// Namespace holds the peers' password Secrets (the agents' own).
@@ -32,27 +40,72 @@ type Runner struct {
 	Routes   *bgp.Routes
 	// Resync rebuilds without an event this often (30 s when 0).
 	Resync time.Duration
-	Log    logr.Logger
-
-	dirty    watch.Trigger
-	services ipamkube.LBServices
+	// Recorder, if set, gets the Node events.
+	Recorder events.EventRecorder
+	Log      logr.Logger
 	// PlanApplied, when set, is called after each apply with its plan.
 	PlanApplied func(bgp.Plan)
+
+	loop     *syncloop.Loop
+	services ipamkube.LBServices
+	syncs    *prometheus.CounterVec
+	// statusDue asks the status goroutine for a write now.
+	statusDue chan struct{}
+
+	mu sync.Mutex
+	// err is the last sync's error; synced is set by the first that
+	// succeeded.
+	err      error
+	synced   bool
+	problems map[string]string
+	lastMsg  *string // the last sync's outcome ("" none), nil before the first; the sync loop's own
+}
+
+// NewRunner returns a runner; set the optional fields, then Watch and
+// Start it.
+func NewRunner(node, namespace string, reader client.Reader, speaker *bgp.Speaker, log logr.Logger) *Runner {
+	return &Runner{Node: node, Namespace: namespace, Reader: reader, Speaker: speaker, Log: log,
+		loop: syncloop.New(), statusDue: make(chan struct{}, 1),
+		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_agent_bgp_syncs_total", Help: "BGP syncs of this node (objects read, plan compiled and applied to the speaker), by result.",
+		}, []string{"result"}),
+	}
+}
+
+// Collectors lists the runner's metrics and the speaker's, for
+// registration.
+func (r *Runner) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.syncs, r.Speaker.Collector()}
+}
+
+// Err is nil once a sync has succeeded and the last one did: the
+// readiness check. Sessions that are down are not an error of the node
+// (the router may be down); they are in the BGPPeers' status.
+func (r *Runner) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.synced && r.err == nil {
+		return fmt.Errorf("BGP: first sync pending")
+	}
+	if r.err != nil {
+		return fmt.Errorf("BGP: last sync failed: %w", r.err)
+	}
+	return nil
 }
 
 // Watch subscribes to the informers of c; call it before the cache starts.
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
-	r.dirty.Fire()
-	all := func(client.Object) { r.dirty.Fire() }
-	return watch.Subscribe(ctx, c, append(r.services.Subs(r.dirty.Fire),
+	fire := r.loop.Trigger
+	all := func(client.Object) { fire() }
+	return watch.Subscribe(ctx, c, append(r.services.Subs(fire),
 		watch.Sub{Object: &corev1.Node{}, Func: func(o client.Object) {
 			if o.GetName() == r.Node || r.PodCIDRs {
-				r.dirty.Fire()
+				fire()
 			}
 		}},
 		watch.Sub{Object: &corev1.Secret{}, Func: func(o client.Object) {
 			if o.GetNamespace() == r.Namespace {
-				r.dirty.Fire()
+				fire()
 			}
 		}},
 		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
@@ -61,59 +114,123 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 	)...)
 }
 
-// Start applies the objects to the speaker on every change (at most every
-// 20 ms) and every Resync, and the sessions to the status every 2 s,
-// until ctx ends.
+// Start applies the objects to the speaker at once, on every change and
+// every Resync (a failed sync is retried after a second), and writes the
+// sessions to the status after each sync, when a session changes, and
+// every 2 s, until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
-	r.dirty.Fire()
-	resync := watch.Resync(r.Resync)
-	defer resync.Stop()
-	status := time.NewTicker(2 * time.Second)
-	defer status.Stop()
-	var problems map[string]string
-	for {
-		rebuild := false
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.dirty.C():
-			rebuild = true
-		case <-resync.C:
-			rebuild = true
-		case <-status.C:
-		case <-r.Speaker.Changed():
-		}
-		if !rebuild {
-			if r.Status != nil {
-				r.Status.Write(ctx, r.Speaker.States(ctx), problems)
-			}
-			continue
-		}
-		built, err := r.build(ctx)
-		if err != nil {
-			r.Log.Error(err, "read objects for BGP")
-			time.AfterFunc(time.Second, r.dirty.Fire)
-			continue
-		}
-		problems = built.Problems
-		for what, why := range built.Problems {
-			r.Log.Info("left out of BGP", "object", what, "problem", why)
-		}
-		if err := r.Speaker.Apply(ctx, built.Plan, built.ASN); err != nil {
-			r.Log.Error(err, "apply BGP plan")
-			time.AfterFunc(time.Second, r.dirty.Fire)
-		} else if r.PlanApplied != nil {
-			r.PlanApplied(built.Plan)
-		}
-		if r.Status != nil {
-			r.Status.Write(ctx, r.Speaker.States(ctx), problems)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(20 * time.Millisecond):
-		}
+	resync := r.Resync
+	if resync <= 0 {
+		resync = 30 * time.Second
 	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.writeStatus(ctx)
+	}()
+	err := r.loop.Run(ctx, resync, time.Second, r.sync, func(err error) {
+		r.Log.Error(err, "BGP sync failed; retrying in a second")
+	})
+	wg.Wait()
+	return err
+}
+
+// writeStatus owns the StatusWriter: it writes when asked, when a
+// session changes state, and every 2 s, until ctx ends.
+func (r *Runner) writeStatus(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.statusDue:
+		case <-r.Speaker.Changed():
+		case <-t.C:
+		}
+		if r.Status == nil {
+			continue
+		}
+		r.mu.Lock()
+		problems := r.problems
+		r.mu.Unlock()
+		r.Status.Write(ctx, r.Speaker.States(ctx), problems)
+	}
+}
+
+func (r *Runner) sync(ctx context.Context) error {
+	err := r.syncOnce(ctx)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	r.syncs.WithLabelValues(result).Inc()
+	r.mu.Lock()
+	r.err = err
+	if err == nil {
+		r.synced = true
+	}
+	r.mu.Unlock()
+	r.report(ctx, err)
+	select {
+	case r.statusDue <- struct{}{}:
+	default:
+	}
+	return err
+}
+
+func (r *Runner) syncOnce(ctx context.Context) error {
+	built, err := r.build(ctx)
+	if err != nil {
+		return fmt.Errorf("read objects: %w", err)
+	}
+	r.mu.Lock()
+	r.problems = built.Problems
+	r.mu.Unlock()
+	for what, why := range built.Problems {
+		r.Log.Info("left out of BGP", "object", what, "problem", why)
+	}
+	if err := r.Speaker.Apply(ctx, built.Plan); err != nil {
+		return fmt.Errorf("apply the plan to the speaker: %w", err)
+	}
+	if r.PlanApplied != nil {
+		r.PlanApplied(built.Plan)
+	}
+	return nil
+}
+
+// report records an event on this Node when the outcome of syncs changes:
+// BGPFailed with the error, BGPReady when they succeed again.
+func (r *Runner) report(ctx context.Context, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if r.lastMsg != nil && *r.lastMsg == msg {
+		return
+	}
+	first := r.lastMsg == nil
+	r.lastMsg = &msg
+	if r.Recorder == nil || (first && err == nil) {
+		return
+	}
+	node := &corev1.Node{}
+	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
+		return
+	}
+	if err != nil {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "BGPFailed", "Sync", "%s", truncate(msg, 1000))
+	} else {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "BGPReady", "Sync", "BGP speaker in step with the BGPPeers and BGPAnnouncements again")
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 func (r *Runner) build(ctx context.Context) (Built, error) {
@@ -127,7 +244,7 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 	)
 	noCopy := client.UnsafeDisableDeepCopy
 	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, &self); err != nil {
-		return Built{}, err
+		return Built{}, fmt.Errorf("node %s: %w", r.Node, err)
 	}
 	for _, l := range []client.ObjectList{&pools, &peers, &anns} {
 		if err := r.Reader.List(ctx, l, noCopy); err != nil {
@@ -135,7 +252,7 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 		}
 	}
 	if err := r.Reader.List(ctx, &secrets, noCopy, client.InNamespace(r.Namespace)); err != nil {
-		return Built{}, err
+		return Built{}, fmt.Errorf("list the Secrets of %s: %w", r.Namespace, err)
 	}
 	var err error
 	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net/http"
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,16 +31,23 @@ func (o *bgpOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.enabled, "bgp", true, "advertise LoadBalancer addresses to the BGPPeers that select this node, as BGPAnnouncements say")
 }
 
+// setup adds the BGP speaker and its runner: their metrics, the readiness
+// check ("bgp" fails until the first sync succeeded and whenever the last
+// one failed), Node events on failure and recovery, and the watches.
 func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespace string, serveUnclassed, podCIDRs bool) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("logger", "gobgp")
 	speaker := bgp.NewSpeaker(log)
-	if err := ctrlmetrics.Registry.Register(speaker.Collector()); err != nil {
-		return err
+	runner := bgpkube.NewRunner(node, namespace, mgr.GetCache(), speaker, ctrl.Log.WithName("bgp"))
+	runner.ServeUnclassed = serveUnclassed
+	runner.Status = &bgpkube.StatusWriter{Node: node, Client: mgr.GetClient(), Log: ctrl.Log.WithName("bgpstatus")}
+	runner.Recorder = mgr.GetEventRecorder("berth-agent")
+	for _, c := range runner.Collectors() {
+		if err := ctrlmetrics.Registry.Register(c); err != nil {
+			return err
+		}
 	}
-	runner := &bgpkube.Runner{
-		Node: node, Namespace: namespace, Reader: mgr.GetCache(), Speaker: speaker, ServeUnclassed: serveUnclassed,
-		Status: &bgpkube.StatusWriter{Node: node, Client: mgr.GetClient(), Log: ctrl.Log.WithName("bgpstatus")},
-		Log:    ctrl.Log.WithName("bgp"),
+	if err := mgr.AddReadyzCheck("bgp", func(*http.Request) error { return runner.Err() }); err != nil {
+		return err
 	}
 	if podCIDRs {
 		// Pod network mode bgp: this node's pod ranges go out, the

@@ -5,10 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
 
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -24,6 +26,8 @@ type l2Options struct {
 	interval       time.Duration
 	deadAfter      time.Duration
 	serveUnclassed bool
+	// key is the heartbeat key check read.
+	key []byte
 }
 
 func (o *l2Options) bind(fs *flag.FlagSet) {
@@ -35,21 +39,46 @@ func (o *l2Options) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.serveUnclassed, "serve-unclassed-services", true, "announce LoadBalancer Services with no loadBalancerClass too (as berth-controller's flag of the same name)")
 }
 
-func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) error {
-	if o.keyFile == "" {
-		return fmt.Errorf("no heartbeat key: pass --l2-key-file (a Secret's key, the same on every node), or --l2-announce=false")
-	}
-	key, err := os.ReadFile(o.keyFile)
+// check reads the heartbeat key and checks the timers, before anything
+// starts: a missing or short key is an error that names the flag and the
+// file (layer 2 is on by default, and agents without the shared key would
+// take each other for dead).
+func (o *l2Options) check() error {
+	key, err := o.readKey()
 	if err != nil {
-		return fmt.Errorf("heartbeat key: %w", err)
-	}
-	key = bytes.TrimSpace(key)
-	if len(key) < 16 {
-		return fmt.Errorf("heartbeat key in %s has %d bytes; use at least 16 random bytes", o.keyFile, len(key))
+		return err
 	}
 	if o.port == 0 || o.port > 65535 || o.interval <= 0 || o.deadAfter < 2*o.interval {
 		return fmt.Errorf("--l2-heartbeat-port must be 1-65535 and --l2-dead-after at least twice --l2-heartbeat-interval")
 	}
+	o.key = key
+	return nil
+}
+
+func (o *l2Options) readKey() ([]byte, error) {
+	if o.keyFile == "" {
+		return nil, fmt.Errorf("no heartbeat key: pass --l2-key-file (a file holding a Secret's key, the same on every node), or --l2-announce=false to run without layer-2 announcement")
+	}
+	key, err := os.ReadFile(o.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--l2-key-file %s: %w (mount the heartbeat key Secret there, or pass --l2-announce=false)", o.keyFile, err)
+	}
+	key = bytes.TrimSpace(key)
+	if len(key) < 16 {
+		return nil, fmt.Errorf("--l2-key-file %s holds %d bytes; use at least 16 random bytes", o.keyFile, len(key))
+	}
+	return key, nil
+}
+
+// setup adds the layer-2 announcer: its runner (syncs, readiness check
+// "l2", Node events), status writer, announcer and metrics.
+func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) error {
+	if o.key == nil {
+		if err := o.check(); err != nil {
+			return err
+		}
+	}
+	key := o.key
 	conn, err := l2announce.ListenHeartbeats(netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(o.port)))
 	if err != nil {
 		// A node without IPv6 has only IPv4 peers.
@@ -58,7 +87,8 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 	if err != nil {
 		return fmt.Errorf("heartbeat socket: %w", err)
 	}
-	members := &l2announce.Members{Self: node, Key: key, DeadAfter: o.deadAfter}
+	clk := clock.RealClock{}
+	members := &l2announce.Members{Self: node, Key: key, DeadAfter: o.deadAfter, Now: clk.Now}
 	metrics := l2announce.NewMetrics()
 	for _, c := range metrics.Collectors() {
 		if err := ctrlmetrics.Registry.Register(c); err != nil {
@@ -66,7 +96,8 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		}
 	}
 	status := &l2kube.StatusWriter{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("berth-agent"), Log: ctrl.Log.WithName("l2status")}
-	runner := &l2kube.Runner{Node: node, Reader: mgr.GetCache(), HeartbeatPort: uint16(o.port), ServeUnclassed: o.serveUnclassed, Log: ctrl.Log.WithName("l2")}
+	runner := &l2kube.Runner{Node: node, Reader: mgr.GetCache(), HeartbeatPort: uint16(o.port), ServeUnclassed: o.serveUnclassed,
+		Recorder: mgr.GetEventRecorder("berth-agent"), Log: ctrl.Log.WithName("l2")}
 	ann := &l2announce.Announcer{
 		Node:       node,
 		Members:    members,
@@ -78,11 +109,17 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		// that holds the address, and a failover never probes.
 		ProbeCount: 3, ProbeInterval: 100 * time.Millisecond, ProbeRetry: 2 * time.Second,
 		Burst: 3, BurstInterval: 100 * time.Millisecond,
-		Report:  status.Report,
-		Metrics: metrics,
-		Log:     ctrl.Log.WithName("l2"),
+		Report:        status.Report,
+		HealthChanged: runner.Trigger,
+		Metrics:       metrics,
+		Log:           ctrl.Log.WithName("l2"),
+		Clock:         clk,
+		Network:       l2announce.KernelNetwork{},
 	}
 	runner.Announcer = ann
+	if err := mgr.AddReadyzCheck("l2", func(*http.Request) error { return runner.Ready() }); err != nil {
+		return err
+	}
 	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
 		return err
 	}

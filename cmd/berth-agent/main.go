@@ -104,6 +104,11 @@ func run() error {
 	if nodeName == "" {
 		return fmt.Errorf("no node name: pass --node-name or set NODE_NAME (spec.nodeName through the downward API)")
 	}
+	if l2.enabled {
+		if err := l2.check(); err != nil {
+			return fmt.Errorf("layer-2 announcement: %w", err)
+		}
+	}
 	pn.NodeName = nodeName
 	var err error
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
@@ -210,11 +215,7 @@ func run() error {
 		}
 	}
 	if l2.enabled {
-		if l2.keyFile == "" {
-			// The agent's other duties do not need the key; unsigned
-			// heartbeats are never sent.
-			ctrl.Log.Error(nil, "layer-2 announcement is off: no heartbeat key; pass --l2-key-file (a Secret's key, the same on every node), or --l2-announce=false to silence this")
-		} else if err := l2.setup(ctx, mgr, nodeName); err != nil {
+		if err := l2.setup(ctx, mgr, nodeName); err != nil {
 			return fmt.Errorf("layer-2 announcement: %w", err)
 		}
 	}

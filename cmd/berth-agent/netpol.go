@@ -7,8 +7,8 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/knftables"
 
+	"github.com/berthnet/berth/internal/nftrules"
 	"github.com/berthnet/berth/netpol"
 	netpolkube "github.com/berthnet/berth/netpol/kube"
 )
@@ -17,7 +17,7 @@ import (
 // readiness check ("netpol" fails until the first sync succeeded and
 // whenever the last one failed) and its watches.
 func setupNetworkPolicy(ctx context.Context, mgr ctrl.Manager, nodeName string, resync time.Duration) error {
-	nft, err := knftables.New(knftables.InetFamily, netpol.Table)
+	nft, err := nftrules.NewNetlink(netpol.Table)
 	if err != nil {
 		return err
 	}

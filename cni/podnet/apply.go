@@ -7,12 +7,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-	"k8s.io/utils/ptr"
-	"sigs.k8s.io/knftables"
 
+	"github.com/berthnet/berth/internal/nftrules"
 	"github.com/berthnet/berth/internal/sysctl"
 )
 
@@ -23,14 +23,18 @@ const NFTable = "berth-podnet"
 // step is idempotent, so a periodic Apply also repairs drift: a deleted
 // route, neighbour or FDB entry comes back; what no longer belongs goes.
 type Applier struct {
-	nft knftables.Interface
+	nft nftrules.Backend
+	// masq is the masquerade table as last applied, nil when unknown
+	// (at start and after a failed apply: the next one rebuilds it).
+	masq *nftrules.Ruleset
 }
 
-// NewApplier checks that nftables is usable and returns an Applier.
+// NewApplier opens an nftables netlink socket in the calling thread's
+// network namespace and returns an Applier for that namespace.
 func NewApplier() (*Applier, error) {
-	nft, err := knftables.New(knftables.InetFamily, NFTable)
+	nft, err := nftrules.NewNetlink(NFTable)
 	if err != nil {
-		return nil, fmt.Errorf("nftables: %w (is the nft command installed?)", err)
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	return &Applier{nft: nft}, nil
 }
@@ -257,37 +261,50 @@ func applyRoutes(st State) error {
 	return nil
 }
 
-// applyMasquerade replaces the table in one transaction: pod traffic to
-// anything outside the cluster's pod ranges leaves with the node's address;
-// pod-to-pod traffic keeps the pod's own.
+// applyMasquerade sends what changed in the masquerade table, in one
+// transaction (the whole table at start and after a failure).
 func (a *Applier) applyMasquerade(ctx context.Context, st State) error {
-	tx := a.nft.NewTransaction()
-	tx.Add(&knftables.Table{Comment: ptr.To("berth pod network: masquerade pod traffic leaving the cluster")})
-	tx.Flush(&knftables.Table{})
-	sets := []struct {
+	next := masquerade(st)
+	tx := nftrules.NewTx(NFTable)
+	nftrules.Sync(tx, a.masq, next)
+	if tx.Len() == 0 {
+		return nil
+	}
+	if err := a.nft.Apply(ctx, tx); err != nil {
+		a.masq = nil
+		return err
+	}
+	a.masq = &next
+	return nil
+}
+
+// masquerade is the table berth-podnet: pod traffic to anything outside
+// the cluster's pod ranges leaves with the node's address; pod-to-pod
+// traffic keeps the pod's own.
+func masquerade(st State) nftrules.Ruleset {
+	rs := nftrules.Empty()
+	post := nftrules.BaseChain{Name: "postrouting", Type: "nat", Hook: "postrouting", Priority: "srcnat"}
+	for _, fam := range []struct {
 		name, typ, match string
-		pods             []netip.Prefix
-		cluster          []netip.Prefix
-	}{
-		{"v4", "ipv4_addr", "ip", filter(st.PodCIDRs, true), filter(st.ClusterCIDRs, true)},
-		{"v6", "ipv6_addr", "ip6", filter(st.PodCIDRs, false), filter(st.ClusterCIDRs, false)},
+		v4               bool
+	}{{"v4", "ipv4_addr", "ip", true}, {"v6", "ipv6_addr", "ip6", false}} {
+		pods, cluster := "pods-"+fam.name, "cluster-"+fam.name
+		rs.Sets[pods] = nftrules.Set{Type: fam.typ, Interval: true, Elements: prefixes(filter(st.PodCIDRs, fam.v4))}
+		rs.Sets[cluster] = nftrules.Set{Type: fam.typ, Interval: true, Elements: prefixes(filter(st.ClusterCIDRs, fam.v4))}
+		post.Rules = append(post.Rules, fam.match+" saddr @"+pods+" "+fam.match+" daddr != @"+cluster+` masquerade comment "pod traffic leaving the cluster"`)
 	}
-	tx.Add(&knftables.Chain{Name: "postrouting", Type: ptr.To(knftables.NATType), Hook: ptr.To(knftables.PostroutingHook), Priority: ptr.To(knftables.SNATPriority)})
-	for _, s := range sets {
-		for _, kind := range []struct {
-			name  string
-			elems []netip.Prefix
-		}{{"pods-" + s.name, s.pods}, {"cluster-" + s.name, s.cluster}} {
-			tx.Add(&knftables.Set{Name: kind.name, Type: s.typ, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
-			for _, e := range kind.elems {
-				tx.Add(&knftables.Element{Set: kind.name, Key: []string{e.String()}})
-			}
-		}
-		tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat(
-			s.match, "saddr", "@pods-"+s.name, s.match, "daddr", "!=", "@cluster-"+s.name, "masquerade"),
-			Comment: ptr.To("pod traffic leaving the cluster")})
+	rs.Base = []nftrules.BaseChain{post}
+	return rs
+}
+
+// prefixes writes ranges as set elements, sorted.
+func prefixes(ps []netip.Prefix) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, p.Masked().String())
 	}
-	return a.nft.Run(ctx, tx)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func filter(ps []netip.Prefix, v4 bool) []netip.Prefix {

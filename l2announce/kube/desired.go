@@ -8,11 +8,9 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
@@ -86,14 +84,22 @@ func Build(o Objects) Desired {
 		}
 		a := &l2announce.Address{Addr: la.Addr, Groups: groups[la.Pool], Local: la.Local, Services: la.Keys()}
 		for i, svc := range la.Services {
-			part := reported(svc, la.Addr)
-			if i == 0 {
-				a.Reported = part
-			} else if a.Reported != part {
-				a.Reported = ""
+			recs, err := Records(svc)
+			if err != nil {
+				// A takeover then probes first: slower, never wrong.
+				d.Problems = append(d.Problems, err.Error())
 			}
-			if strings.Contains(part, " announced by ") {
-				a.Announced = true
+			var said *l2announce.Report
+			if rec, ok := recs[la.Addr]; ok {
+				said = rec.report(la.Addr)
+				if rec.State == l2announce.Announcing {
+					a.Announced = true
+				}
+			}
+			if i == 0 {
+				a.Reported = said
+			} else if a.Reported != nil && !a.Reported.Says(said) {
+				a.Reported = nil
 			}
 		}
 		d.Addresses = append(d.Addresses, a)
@@ -112,31 +118,8 @@ func Build(o Objects) Desired {
 	return d
 }
 
-// ConditionAnnounced is the Service condition the announcing node writes:
-// True when every address Berth announces at layer 2 has a node
-// answering for it, with the node and interface in the message.
+// ConditionAnnounced is the Service condition the announcing node writes,
+// for people: True when every address Berth announces at layer 2 has a
+// node answering for it, with the node and interface in the message. The
+// same facts, as data, are in AnnotationState.
 const ConditionAnnounced = "berth.dev/L2Announced"
-
-// reported is what the Service's condition says of addr. When it says a
-// node announced addr, addr was announced before, and a new owner takes it
-// over without a conflict probe.
-func reported(svc *corev1.Service, addr netip.Addr) string {
-	c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced)
-	if c == nil {
-		return ""
-	}
-	return parseParts(c.Message)[addr]
-}
-
-// parseParts splits a condition message written by describe into its
-// per-address parts.
-func parseParts(msg string) map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	for _, part := range strings.Split(msg, "; ") {
-		f, _, _ := strings.Cut(part, " ")
-		if a, err := netip.ParseAddr(strings.TrimSuffix(f, ":")); err == nil {
-			out[a] = part
-		}
-	}
-	return out
-}

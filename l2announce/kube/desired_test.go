@@ -2,7 +2,9 @@ package kube
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -99,29 +101,95 @@ func TestBuild(t *testing.T) {
 	}
 }
 
-// The condition gathers one part per address; a new owner that finds its
-// address announced before skips the conflict probe.
-func TestConditionParts(t *testing.T) {
+// The condition gathers one part per address, for people; its status and
+// reason come from the records' states.
+func TestConditionFromRecords(t *testing.T) {
 	v4, v6 := netip.MustParseAddr("198.18.0.200"), netip.MustParseAddr("2001:db8::5")
-	parts := map[netip.Addr]string{
-		v4: l2announce.Report{Addr: v4, State: l2announce.Announcing, Node: "node1", Interfaces: []string{"eth0"}}.Describe(),
-		v6: l2announce.Report{Addr: v6, State: l2announce.NoAnnouncer, Node: "node2"}.Describe(),
+	recs := map[netip.Addr]Record{
+		v4: {State: l2announce.Announcing, Node: "node1", Interfaces: []string{"eth0"}},
+		v6: {State: l2announce.NoAnnouncer, Node: "node2"},
 	}
-	c := condition(parts)
-	if c.Status != metav1.ConditionFalse || c.Reason != ReasonNoAnnouncer {
+	if c := condition(recs); c.Status != metav1.ConditionFalse || c.Reason != ReasonNoAnnouncer {
 		t.Errorf("one address without announcer: %+v", c)
 	}
-	svc := lbService("a", "web", "", nil, "198.18.0.200", "2001:db8::5")
-	svc.Status.Conditions = []metav1.Condition{c}
-	if reported(&svc, v4) != parts[v4] || reported(&svc, v6) != parts[v6] {
-		t.Errorf("parts read back: v4 %q, v6 %q (message %q)", reported(&svc, v4), reported(&svc, v6), c.Message)
-	}
-	parts[v6] = l2announce.Report{Addr: v6, State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}.Describe()
-	if c := condition(parts); c.Status != metav1.ConditionTrue || c.Message != "198.18.0.200 announced by node1 on eth0; 2001:db8::5 announced by node2 on eth0" {
+	recs[v6] = Record{State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}
+	if c := condition(recs); c.Status != metav1.ConditionTrue || c.Reason != ReasonAnnounced ||
+		c.Message != "198.18.0.200 announced by node1 on eth0; 2001:db8::5 announced by node2 on eth0" {
 		t.Errorf("both announced: %+v", c)
 	}
-	parts[v4] = l2announce.Report{Addr: v4, State: l2announce.Conflict, Node: "node1", Interfaces: []string{"eth0"}, ConflictMAC: []byte{2, 0, 0, 0, 0, 9}}.Describe()
-	if c := condition(parts); c.Reason != ReasonAddressConflict || parseParts(c.Message)[v4] != parts[v4] {
+	recs[v4] = Record{State: l2announce.Conflict, Node: "node1", Interfaces: []string{"eth0"}, ConflictMAC: "02:00:00:00:00:09"}
+	if c := condition(recs); c.Status != metav1.ConditionFalse || c.Reason != ReasonAddressConflict ||
+		c.Message != "198.18.0.200 is in use by 02:00:00:00:00:09 on the LAN (node1 probed on eth0), so it is not announced; 2001:db8::5 announced by node2 on eth0" {
 		t.Errorf("conflict: %+v", c)
+	}
+}
+
+// The records read back as written; a broken annotation is an error that
+// names it, and counts as saying nothing.
+func TestRecordsRoundTrip(t *testing.T) {
+	svc := lbService("a", "web", "", nil, "198.18.0.200", "2001:db8::5")
+	recs := map[netip.Addr]Record{
+		netip.MustParseAddr("2001:db8::5"):  {State: l2announce.Conflict, Node: "node2", Interfaces: []string{"eth1"}, ConflictMAC: "02:00:00:00:00:09"},
+		netip.MustParseAddr("198.18.0.200"): {State: l2announce.Announcing, Node: "node1", Interfaces: []string{"bond0", "eth0"}},
+	}
+	svc.Annotations = map[string]string{AnnotationState: formatRecords(recs)}
+	want := `{"198.18.0.200":{"state":"Announcing","node":"node1","interfaces":["bond0","eth0"]},"2001:db8::5":{"state":"Conflict","node":"node2","interfaces":["eth1"],"conflictMAC":"02:00:00:00:00:09"}}`
+	if got := svc.Annotations[AnnotationState]; got != want {
+		t.Errorf("annotation\n%s\nwant\n%s", got, want)
+	}
+	back, err := Records(&svc)
+	if err != nil || fmt.Sprint(back) != fmt.Sprint(recs) {
+		t.Errorf("read back %v, %v; want %v", back, err, recs)
+	}
+	for _, bad := range []string{`announced by node1`, `{"nonsense":{"state":"Announcing"}}`, `{"198.18.0.200":{"state":"Maybe"}}`} {
+		svc.Annotations[AnnotationState] = bad
+		got, err := Records(&svc)
+		if err == nil || len(got) != 0 || !strings.Contains(err.Error(), AnnotationState) {
+			t.Errorf("annotation %q: %v, %v; want an error naming %s and no records", bad, got, err, AnnotationState)
+		}
+	}
+}
+
+// Whether a takeover skips the conflict probe (Announced) and what the
+// Services say now (Reported) come from the annotation: the condition's
+// message, however worded, changes neither.
+func TestDecisionsIgnoreMessages(t *testing.T) {
+	pools := []v1alpha1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "lan"}, Spec: v1alpha1.IPPoolSpec{Addresses: []v1alpha1.Address{"198.18.0.200-198.18.0.210"}}}}
+	anns := []v1alpha1.L2Announcement{{ObjectMeta: metav1.ObjectMeta{Name: "lan"}}}
+	announced := `{"198.18.0.200":{"state":"Announcing","node":"node2","interfaces":["eth0"]}}`
+	conflict := `{"198.18.0.200":{"state":"Conflict","node":"node2","interfaces":["eth0"],"conflictMAC":"02:00:00:00:00:09"}}`
+	for _, c := range []struct {
+		name, annotation, message string
+		announced                 bool
+		reported                  *l2announce.Report
+	}{
+		{"announced, usual words", announced, "198.18.0.200 announced by node2 on eth0", true,
+			&l2announce.Report{Addr: netip.MustParseAddr("198.18.0.200"), State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}},
+		{"announced, other words", announced, "198.18.0.200 wird von node2 auf eth0 bekanntgegeben", true,
+			&l2announce.Report{Addr: netip.MustParseAddr("198.18.0.200"), State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}},
+		{"announced, no message", announced, "", true,
+			&l2announce.Report{Addr: netip.MustParseAddr("198.18.0.200"), State: l2announce.Announcing, Node: "node2", Interfaces: []string{"eth0"}}},
+		{"no record, message says announced", "", "198.18.0.200 announced by node2 on eth0", false, nil},
+		{"conflict, message says announced", conflict, "198.18.0.200 announced by node2 on eth0", false,
+			&l2announce.Report{Addr: netip.MustParseAddr("198.18.0.200"), State: l2announce.Conflict, Node: "node2", Interfaces: []string{"eth0"}, ConflictMAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			svc := lbService("a", "web", corev1.ServiceExternalTrafficPolicyCluster, nil, "198.18.0.200")
+			if c.annotation != "" {
+				svc.Annotations = map[string]string{AnnotationState: c.annotation}
+			}
+			svc.Status.Conditions = []metav1.Condition{{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: ReasonAnnounced, Message: c.message}}
+			d := Build(Objects{ServeUnclassed: true, Pools: pools, Announcements: anns, Services: []corev1.Service{svc}})
+			if len(d.Addresses) != 1 {
+				t.Fatalf("addresses %v; want 198.18.0.200", d.Addresses)
+			}
+			a := d.Addresses[0]
+			if a.Announced != c.announced {
+				t.Errorf("Announced %v; want %v", a.Announced, c.announced)
+			}
+			if fmt.Sprint(a.Reported) != fmt.Sprint(c.reported) {
+				t.Errorf("Reported %+v; want %+v", a.Reported, c.reported)
+			}
+		})
 	}
 }

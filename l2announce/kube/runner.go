@@ -2,40 +2,77 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/events"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/internal/syncloop"
 	"github.com/berthnet/berth/internal/watch"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/l2announce"
 )
 
+// Node events the runner records when layer-2 announcement starts failing
+// on this node and when it works again.
+const (
+	EventL2Failed = "L2AnnouncementFailed"
+	EventL2Ready  = "L2AnnouncementReady"
+)
+
+// Announcer is what the runner feeds and asks for its health: an
+// *l2announce.Announcer.
+type Announcer interface {
+	SetDesired(addrs []*l2announce.Address, nodes []l2announce.NodeInfo, groups []*l2announce.Group)
+	Err() error
+}
+
 // Runner keeps the announcer's input and the heartbeat peers in step with
-// the API server's objects.
+// the API server's objects, and reports the node's layer-2 health: Ready
+// for the readiness check, and a Node event when it changes.
 type Runner struct {
 	Node      string
 	Reader    client.Reader
-	Announcer *l2announce.Announcer
+	Announcer Announcer
 	// HeartbeatPort is where every agent listens for heartbeats, on its
 	// node's InternalIP addresses.
 	HeartbeatPort  uint16
 	ServeUnclassed bool
-	// Resync rebuilds without an event this often, to repair a missed one.
+	// Resync rebuilds without an event this often (30 s when 0), to
+	// repair a missed one.
 	Resync time.Duration
 	Log    logr.Logger
+	// Recorder, if set, gets an event on this Node when layer 2 starts
+	// failing (EventL2Failed, with the error) and when it works again
+	// (EventL2Ready).
+	Recorder events.EventRecorder
 
-	dirty    watch.Trigger
+	once     sync.Once
+	loop     *syncloop.Loop
 	peers    atomic.Pointer[[]netip.AddrPort]
 	services ipamkube.LBServices
+
+	mu      sync.Mutex
+	lastErr *string // the last sync's error ("" for none), nil before the first
 }
+
+func (r *Runner) syncLoop() *syncloop.Loop {
+	r.once.Do(func() { r.loop = syncloop.New() })
+	return r.loop
+}
+
+// Trigger asks for a rebuild soon; the announcer calls it when its own
+// health changes, so the readiness and events follow.
+func (r *Runner) Trigger() { r.syncLoop().Trigger() }
 
 // Peers lists the other agents' heartbeat addresses.
 func (r *Runner) Peers() []netip.AddrPort {
@@ -47,39 +84,74 @@ func (r *Runner) Peers() []netip.AddrPort {
 
 // Watch subscribes to the informers of c; call it before the cache starts.
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
-	r.dirty.Fire() // the first build
-	all := func(client.Object) { r.dirty.Fire() }
-	return watch.Subscribe(ctx, c, append(r.services.Subs(r.dirty.Fire),
+	all := func(client.Object) { r.Trigger() }
+	return watch.Subscribe(ctx, c, append(r.services.Subs(r.Trigger),
 		watch.Sub{Object: &corev1.Node{}, Func: all},
 		watch.Sub{Object: &v1alpha1.IPPool{}, Func: all},
 		watch.Sub{Object: &v1alpha1.L2Announcement{}, Func: all},
 	)...)
 }
 
-// Start rebuilds the announcer's input whenever a watched object changes,
-// at most every 20 ms, and every Resync (30 s when 0) whatever happens,
-// until ctx ends.
+// Start rebuilds the announcer's input at once, whenever a watched object
+// changes (changes during a rebuild fold into one more) and every Resync,
+// until ctx ends; a failed rebuild is retried after a second.
 func (r *Runner) Start(ctx context.Context) error {
-	r.dirty.Fire()
-	resync := watch.Resync(r.Resync)
-	defer resync.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.dirty.C():
-		case <-resync.C:
-		}
-		if err := r.build(ctx); err != nil {
-			r.Log.Error(err, "read objects for layer-2 announcement")
-			time.AfterFunc(time.Second, r.dirty.Fire)
-		}
-		// Coalesce bursts of events (a Deployment's rollout, a resync).
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(20 * time.Millisecond):
-		}
+	resync := r.Resync
+	if resync <= 0 {
+		resync = 30 * time.Second
+	}
+	return r.syncLoop().Run(ctx, resync, time.Second, r.sync, func(err error) {
+		r.Log.Error(err, "layer-2 announcement: sync failed; retrying in a second")
+	})
+}
+
+// Ready reports why this node's layer-2 announcement is not working, or
+// nil once a sync succeeded and the announcer has no problem.
+func (r *Runner) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.lastErr == nil:
+		return fmt.Errorf("layer-2 announcement: first sync pending")
+	case *r.lastErr != "":
+		return fmt.Errorf("layer-2 announcement: %s", *r.lastErr)
+	}
+	return nil
+}
+
+func (r *Runner) sync(ctx context.Context) error {
+	err := r.build(ctx)
+	if err == nil && r.Announcer != nil {
+		err = r.Announcer.Err()
+	}
+	r.report(ctx, err)
+	return err
+}
+
+// report records an event on this Node when the outcome of syncs changes
+// (not for the first success: nothing was wrong before).
+func (r *Runner) report(ctx context.Context, err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	r.mu.Lock()
+	first := r.lastErr == nil
+	same := !first && *r.lastErr == msg
+	r.lastErr = &msg
+	r.mu.Unlock()
+	if same || r.Recorder == nil || (first && err == nil) {
+		return
+	}
+	node := &corev1.Node{}
+	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
+		r.Log.Error(gerr, "no event for a change of layer-2 health: cannot read this node", "node", r.Node)
+		return
+	}
+	if err != nil {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, EventL2Failed, "Announce", "%s", msg)
+	} else {
+		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, EventL2Ready, "Announce", "layer-2 announcement works again")
 	}
 }
 
@@ -93,18 +165,20 @@ func (r *Runner) build(ctx context.Context) error {
 	)
 	for _, l := range []client.ObjectList{&pools, &anns, &nodes} {
 		if err := r.Reader.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
-			return err
+			return fmt.Errorf("list %T: %w", l, err)
 		}
 	}
 	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {
-		return err
+		return fmt.Errorf("read LoadBalancer Services: %w", err)
 	}
 	o.Pools, o.Announcements, o.Nodes, o.ServeUnclassed = pools.Items, anns.Items, nodes.Items, r.ServeUnclassed
 	d := Build(o)
 	for _, p := range d.Problems {
 		r.Log.V(1).Info("left out of layer-2 announcement", "problem", p)
 	}
-	r.Announcer.SetDesired(d.Addresses, d.Nodes, d.Groups)
+	if r.Announcer != nil {
+		r.Announcer.SetDesired(d.Addresses, d.Nodes, d.Groups)
+	}
 
 	var peers []netip.AddrPort
 	for i := range nodes.Items {

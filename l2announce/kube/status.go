@@ -124,26 +124,34 @@ func (w *StatusWriter) writeOne(ctx context.Context, key client.ObjectKey, r l2a
 	if !inStatus[r.Addr] {
 		return nil // the address left the Service meanwhile
 	}
-	var parts map[netip.Addr]string
-	if c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); c != nil {
-		parts = parseParts(c.Message)
-	} else {
-		parts = map[netip.Addr]string{}
+	recs, err := Records(&svc)
+	if err != nil {
+		// Written over: the agents own the annotation.
+		w.Log.Error(err, "replacing the layer-2 state annotation")
 	}
-	for a := range parts {
+	for a := range recs {
 		if !inStatus[a] {
-			delete(parts, a)
+			delete(recs, a)
 		}
 	}
-	parts[r.Addr] = r.Describe()
-	cond := condition(parts)
+	recs[r.Addr] = recordOf(r)
+	value := formatRecords(recs)
+	cond := condition(recs)
 	cond.ObservedGeneration = svc.Generation
 	if cur := meta.FindStatusCondition(svc.Status.Conditions, ConditionAnnounced); cur != nil &&
-		cur.Status == cond.Status && cur.Reason == cond.Reason && cur.Message == cond.Message {
+		cur.Status == cond.Status && cur.Reason == cond.Reason && cur.Message == cond.Message &&
+		svc.Annotations[AnnotationState] == value {
 		return nil
 	}
 	orig := svc.DeepCopy()
 	meta.SetStatusCondition(&svc.Status.Conditions, cond)
+	if svc.Annotations == nil {
+		svc.Annotations = map[string]string{}
+	}
+	svc.Annotations[AnnotationState] = value
+	// One write to the status subresource carries both: a Service's
+	// status write keeps its metadata changes (only spec is reset), and
+	// the agent has no right to change Services otherwise.
 	if err := w.Client.Status().Patch(ctx, &svc, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 		return err
 	}
@@ -160,21 +168,23 @@ func (w *StatusWriter) writeOne(ctx context.Context, key client.ObjectKey, r l2a
 	return nil
 }
 
-// condition sums up the parts: True when every address is announced,
-// else False with the reason of the first one that is not.
-func condition(parts map[netip.Addr]string) metav1.Condition {
-	addrs := make([]netip.Addr, 0, len(parts))
-	for a := range parts {
+// condition sums up the records for people: True when every address is
+// announced, else False with the reason of the first one that is not
+// (by address order); the message has one part per address.
+func condition(recs map[netip.Addr]Record) metav1.Condition {
+	addrs := make([]netip.Addr, 0, len(recs))
+	for a := range recs {
 		addrs = append(addrs, a)
 	}
 	slices.SortFunc(addrs, netip.Addr.Compare)
 	c := metav1.Condition{Type: ConditionAnnounced, Status: metav1.ConditionTrue, Reason: ReasonAnnounced}
 	msgs := make([]string, len(addrs))
 	for i, a := range addrs {
-		msgs[i] = parts[a]
-		if c.Status == metav1.ConditionTrue && !strings.Contains(parts[a], " announced by ") {
+		rec := recs[a]
+		msgs[i] = rec.report(a).Describe()
+		if c.Status == metav1.ConditionTrue && rec.State != l2announce.Announcing {
 			c.Status, c.Reason = metav1.ConditionFalse, ReasonNoAnnouncer
-			if strings.Contains(parts[a], " is in use by ") {
+			if rec.State == l2announce.Conflict {
 				c.Reason = ReasonAddressConflict
 			}
 		}

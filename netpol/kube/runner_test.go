@@ -13,8 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/knftables"
 
+	"github.com/berthnet/berth/internal/nftrules"
 	"github.com/berthnet/berth/netpol"
 )
 
@@ -33,7 +33,7 @@ func TestRunnerSyncsAndReports(t *testing.T) {
 	pol := &networkingv1.NetworkPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "deny"},
 		Spec: networkingv1.NetworkPolicySpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}}
 	c := fake.NewClientBuilder().WithScheme(scheme.Scheme).WithObjects(node, ns, web, host, pol).Build()
-	nft := knftables.NewFake(knftables.InetFamily, netpol.Table)
+	nft := nftrules.NewFake(netpol.Table)
 	rec := events.NewFakeRecorder(10)
 	r := NewRunner("n1", c, netpol.NewSyncer(nft), 0, logr.Discard())
 	r.Recorder = rec
@@ -59,13 +59,14 @@ func TestRunnerSyncsAndReports(t *testing.T) {
 	if len(got) != 2 || !strings.Contains(got[0], "NetworkPolicyFailed") || !strings.Contains(got[0], "br_netfilter missing") || !strings.Contains(got[1], "NetworkPolicyReady") {
 		t.Errorf("events: %q", got)
 	}
-	if e := nft.Table.Maps["ingress-pods4"].FindElement("10.244.1.5"); e == nil || e.Value[0] != "goto in-shop/web" {
-		t.Errorf("web is not isolated in the table: %+v", e)
+	rs, _ := nft.Ruleset()
+	if v := rs.Maps["ingress-pods4"].Elements["10.244.1.5"]; v != "goto in-shop/web" {
+		t.Errorf("web is not isolated in the table: %q", v)
 	}
-	if nft.Table.Maps["ingress-pods4"].FindElement("192.0.2.1") != nil {
+	if _, ok := rs.Maps["ingress-pods4"].Elements["192.0.2.1"]; ok {
 		t.Errorf("a host-network pod was compiled")
 	}
-	if s := nft.Table.Sets["local-cidrs4"]; len(s.Elements) != 1 || s.Elements[0].Key[0] != "10.244.1.0/24" {
+	if s := rs.Sets["local-cidrs4"]; len(s.Elements) != 1 || s.Elements[0] != "10.244.1.0/24" {
 		t.Errorf("the node's pod range is not guarded: %+v", s.Elements)
 	}
 }

@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/berthnet/berth/l2announce"
+	l2kube "github.com/berthnet/berth/l2announce/kube"
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/labtest"
@@ -117,28 +117,28 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 	return s
 }
 
-// Owner is the node (1-based) the Services' condition names as announcing
-// the address.
+// Owner is the node (1-based) the udp Service's layer-2 state annotation
+// (l2kube.AnnotationState, data; the condition's message is for people)
+// names as announcing the address.
 func (s *Scenario) Owner(ctx context.Context) (int, error) {
 	svc, err := s.Kube.CoreV1().Services(s.NS).Get(ctx, "udp", metav1.GetOptions{})
 	if err != nil {
 		return 0, err
 	}
-	c := meta.FindStatusCondition(svc.Status.Conditions, lab.ConditionL2Announced)
-	if c == nil || c.Status != metav1.ConditionTrue {
-		return 0, fmt.Errorf("not announced: %+v", c)
+	recs, err := l2kube.Records(svc)
+	if err != nil {
+		return 0, err
 	}
-	_, rest, ok := strings.Cut(c.Message, s.Addr.String()+" announced by ")
-	if !ok {
-		return 0, fmt.Errorf("condition %q does not name %s's announcer", c.Message, s.Addr)
+	rec, ok := recs[s.Addr]
+	if !ok || rec.State != l2announce.Announcing {
+		return 0, fmt.Errorf("%s not announced: annotation %s is %q", s.Addr, l2kube.AnnotationState, svc.Annotations[l2kube.AnnotationState])
 	}
-	node, _, _ := strings.Cut(rest, " ")
 	for i := 1; i <= s.Config.Nodes; i++ {
-		if s.Config.NodeName(i) == node {
+		if s.Config.NodeName(i) == rec.Node {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("condition names %q, not a lab node", node)
+	return 0, fmt.Errorf("%s names %q, not a lab node", l2kube.AnnotationState, rec.Node)
 }
 
 // MAC is node i's LAN address.

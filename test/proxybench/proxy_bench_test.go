@@ -94,7 +94,7 @@ func measure(b *testing.B, c *cluster, k proxyKind, n int) result {
 	var r result
 	ns := netnstest.New(b)
 	nf := openNF(b, ns)
-	forwardAPI(b, ns, c.apiAddr)
+	netnstest.Forward(b, ns, c.apiAddr)
 	gen0, err := nf.generation()
 	if err != nil {
 		b.Fatal(err)

@@ -1,9 +1,18 @@
-package proxy
+package nftrules
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
+
+// Backend applies transactions to one table, each all or nothing: the
+// kernel (Netlink) or the strict in-memory Fake.
+type Backend interface {
+	Apply(ctx context.Context, tx *Tx) error
+	// TableExists reports whether the table is there already.
+	TableExists(ctx context.Context) (bool, error)
+}
 
 // Tx is one nftables transaction as data: what Sync decides, applied by a
 // Backend all or nothing. Keeping it as data lets tests read what a sync
@@ -11,8 +20,13 @@ import (
 // running the nft tool (which reads the whole table before every change:
 // ~1 s per change at 10,000 Services; see docs/service-proxy.md).
 type Tx struct {
-	Ops []Op
+	// Table names the table in String's output; the backend knows its own.
+	Table string
+	Ops   []Op
 }
+
+// NewTx returns an empty transaction on table.
+func NewTx(table string) *Tx { return &Tx{Table: table} }
 
 // OpKind is what an operation does.
 type OpKind uint8
@@ -36,6 +50,9 @@ const (
 	ObjRule
 	ObjSet
 	ObjElement
+	// ObjCounter is a named counter ("counter name X" in a rule counts
+	// on it); Name is the counter's.
+	ObjCounter
 )
 
 // Op is one operation. Name is the chain (rules too) or the set or map
@@ -46,7 +63,8 @@ type Op struct {
 	Name string
 	// Base is set when adding a base chain.
 	Base *BaseChain
-	// Rule is the rule's text, in nft syntax.
+	// Rule is the rule's text, in nft syntax; a trailing comment "..."
+	// becomes the rule's comment.
 	Rule string
 	// Def is set when adding a set or map.
 	Def *SetDef
@@ -107,6 +125,12 @@ func (tx *Tx) AddElement(set, key, value string) {
 	tx.add(Op{Kind: OpAdd, Obj: ObjElement, Name: set, Key: key, Value: value})
 }
 
+// AddCounter adds a named counter.
+func (tx *Tx) AddCounter(name string) { tx.add(Op{Kind: OpAdd, Obj: ObjCounter, Name: name}) }
+
+// DeleteCounter deletes a named counter no rule refers to.
+func (tx *Tx) DeleteCounter(name string) { tx.add(Op{Kind: OpDelete, Obj: ObjCounter, Name: name}) }
+
 // DeleteElement deletes an element by its key.
 func (tx *Tx) DeleteElement(set, key string) {
 	tx.add(Op{Kind: OpDelete, Obj: ObjElement, Name: set, Key: key})
@@ -119,15 +143,16 @@ func (tx *Tx) Len() int { return len(tx.Ops) }
 func (tx *Tx) String() string {
 	var b strings.Builder
 	for _, op := range tx.Ops {
-		b.WriteString(op.String())
+		b.WriteString(op.text(tx.Table))
 		b.WriteByte('\n')
 	}
 	return b.String()
 }
 
-func (op Op) String() string {
+// text renders one operation on table as an nft command.
+func (op Op) text(table string) string {
 	verb := map[OpKind]string{OpAdd: "add", OpDelete: "delete", OpFlush: "flush"}[op.Kind]
-	t := "inet " + Table
+	t := "inet " + table
 	switch op.Obj {
 	case ObjTable:
 		return fmt.Sprintf("%s table %s", verb, t)
@@ -154,6 +179,8 @@ func (op Op) String() string {
 			extra = fmt.Sprintf(" flags dynamic,timeout ; timeout %ds ;", op.Def.TimeoutSeconds)
 		}
 		return fmt.Sprintf("%s %s %s %s { type %s ;%s }", verb, kind, t, op.Name, op.Def.Type, extra)
+	case ObjCounter:
+		return fmt.Sprintf("%s counter %s %s", verb, t, op.Name)
 	case ObjElement:
 		if op.Value != "" {
 			return fmt.Sprintf("%s element %s %s { %s : %s }", verb, t, op.Name, op.Key, op.Value)

@@ -1,18 +1,16 @@
-package proxy
+package nftrules
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -33,15 +31,15 @@ type Netlink struct {
 // 64 KiB attribute limit.
 const elementsPerMessage = 256
 
-// NewNetlink returns a backend for the berth-proxy table in the network
-// namespace of the calling thread (or the one opts name).
-func NewNetlink(opts ...nftables.ConnOption) (*Netlink, error) {
+// NewNetlink returns a backend for the inet table named table in the
+// network namespace of the calling thread (or the one opts name).
+func NewNetlink(table string, opts ...nftables.ConnOption) (*Netlink, error) {
 	opts = append(opts, nftables.AsLasting(), nftables.WithSockOptions(largeBuffers))
 	conn, err := nftables.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nftables netlink socket: %w", err)
 	}
-	return &Netlink{conn: conn, table: &nftables.Table{Name: Table, Family: nftables.TableFamilyINet}, defs: map[string]SetDef{}}, nil
+	return &Netlink{conn: conn, table: &nftables.Table{Name: table, Family: nftables.TableFamilyINet}, defs: map[string]SetDef{}}, nil
 }
 
 // largeBuffers lets one batch carry a whole table: the kernel answers
@@ -75,14 +73,31 @@ func (n *Netlink) Close() error { return n.conn.CloseLasting() }
 
 // TableExists implements Backend.
 func (n *Netlink) TableExists(context.Context) (bool, error) {
-	_, err := n.conn.ListTableOfFamily(Table, nftables.TableFamilyINet)
+	_, err := n.conn.ListTableOfFamily(n.table.Name, nftables.TableFamilyINet)
 	if err == nil {
 		return true, nil
 	}
 	if errors.Is(err, unix.ENOENT) {
 		return false, nil
 	}
-	return false, fmt.Errorf("list table %s: %w", Table, err)
+	return false, fmt.Errorf("list table %s: %w", n.table.Name, err)
+}
+
+// Counters reads the packets counted on each named counter of the table.
+func (n *Netlink) Counters(context.Context) (map[string]uint64, error) {
+	objs, err := n.conn.GetNamedObjects(n.table)
+	if err != nil {
+		return nil, fmt.Errorf("list counters of table %s: %w", n.table.Name, err)
+	}
+	out := map[string]uint64{}
+	for _, o := range objs {
+		if n, ok := o.(*nftables.NamedObj); ok {
+			if c, ok := n.Obj.(*expr.Counter); ok {
+				out[n.Name] = c.Packets
+			}
+		}
+	}
+	return out, nil
 }
 
 // Apply implements Backend: the whole transaction is one batch, which the
@@ -128,11 +143,20 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 				n.conn.DelChain(c)
 			}
 		case ObjRule:
-			exprs, err := compileRule(op.Rule)
+			r, err := compileRule(op.Rule)
 			if err != nil {
-				return err
+				return fmt.Errorf("chain %s: %w", op.Name, err)
 			}
-			n.conn.AddRule(&nftables.Rule{Table: n.table, Chain: &nftables.Chain{Name: op.Name, Table: n.table}, Exprs: exprs})
+			if err := n.addRule(op.Name, r); err != nil {
+				return fmt.Errorf("chain %s: rule %q: %w", op.Name, op.Rule, err)
+			}
+		case ObjCounter:
+			c := &nftables.CounterObj{Table: n.table, Name: op.Name}
+			if op.Kind == OpAdd {
+				n.conn.AddObj(c)
+			} else {
+				n.conn.DeleteObject(c)
+			}
 		case ObjSet:
 			switch op.Kind {
 			case OpAdd:
@@ -191,6 +215,28 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 	return nil
 }
 
+// addRule adds a compiled rule, with the anonymous sets it looks up and
+// its comment.
+func (n *Netlink) addRule(chain string, r compiledRule) error {
+	for i, a := range r.anon {
+		s := &nftables.Set{Table: n.table, Anonymous: true, Constant: true, KeyType: a.keyType}
+		var elems []nftables.SetElement
+		for _, k := range a.keys {
+			elems = append(elems, nftables.SetElement{Key: k})
+		}
+		if err := n.conn.AddSet(s, elems); err != nil {
+			return fmt.Errorf("anonymous set: %w", err)
+		}
+		r.lookups[i].SetName, r.lookups[i].SetID = s.Name, s.ID
+	}
+	rule := &nftables.Rule{Table: n.table, Chain: &nftables.Chain{Name: chain, Table: n.table}, Exprs: r.exprs}
+	if r.comment != "" {
+		rule.UserData = userdata.Append(nil, userdata.TypeComment, []byte(r.comment+"\x00")) // nft reads it NUL-terminated
+	}
+	n.conn.AddRule(rule)
+	return nil
+}
+
 func baseChain(c *nftables.Chain, b *BaseChain) error {
 	switch b.Type {
 	case "nat":
@@ -203,6 +249,10 @@ func baseChain(c *nftables.Chain, b *BaseChain) error {
 	switch b.Hook {
 	case "prerouting":
 		c.Hooknum = nftables.ChainHookPrerouting
+	case "input":
+		c.Hooknum = nftables.ChainHookInput
+	case "forward":
+		c.Hooknum = nftables.ChainHookForward
 	case "output":
 		c.Hooknum = nftables.ChainHookOutput
 	case "postrouting":
@@ -210,7 +260,7 @@ func baseChain(c *nftables.Chain, b *BaseChain) error {
 	default:
 		return fmt.Errorf("chain %s: hook %q", c.Name, b.Hook)
 	}
-	prio := map[string]int32{"dstnat": -100, "srcnat": 100}
+	prio := map[string]int32{"dstnat": -100, "filter": 0, "srcnat": 100}
 	p, ok := prio[b.Priority]
 	if !ok {
 		v, err := strconv.Atoi(b.Priority)
@@ -223,56 +273,30 @@ func baseChain(c *nftables.Chain, b *BaseChain) error {
 	return nil
 }
 
-// fieldTypes are the nft types the proxy's sets and maps use.
-var fieldTypes = map[string]nftables.SetDatatype{
-	"ipv4_addr":    nftables.TypeIPAddr,
-	"ipv6_addr":    nftables.TypeIP6Addr,
-	"inet_proto":   nftables.TypeInetProto,
-	"inet_service": nftables.TypeInetService,
-	"verdict":      nftables.TypeVerdict,
-	"integer":      nftables.TypeInteger,
-}
-
-func parseType(t string) ([]nftables.SetDatatype, error) {
-	var out []nftables.SetDatatype
-	for _, f := range strings.Split(t, " . ") {
-		ft, ok := fieldTypes[strings.TrimSpace(f)]
-		if !ok {
-			return nil, fmt.Errorf("type %q", f)
-		}
-		out = append(out, ft)
-	}
-	return out, nil
-}
-
 func (n *Netlink) setOf(name string, d SetDef) (*nftables.Set, error) {
-	keyT, dataT, isMap := d.Type, "", false
-	if k, v, ok := strings.Cut(d.Type, " : "); ok {
-		keyT, dataT, isMap = k, v, true
-	}
-	keys, err := parseType(keyT)
+	t, err := parseSetType(d.Type)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("set %s: %w", name, err)
 	}
-	s := &nftables.Set{Table: n.table, Name: name, IsMap: isMap, Interval: d.Interval}
-	if len(keys) == 1 {
-		s.KeyType = keys[0]
+	s := &nftables.Set{Table: n.table, Name: name, IsMap: t.isMap, Interval: d.Interval}
+	if len(t.key) == 1 {
+		s.KeyType = t.key[0]
 	} else {
-		s.KeyType = nftables.MustConcatSetType(keys...)
+		s.KeyType = nftables.MustConcatSetType(t.key...)
+		// A set of concatenated intervals is the kernel's pipapo set.
+		s.Concatenation = d.Interval
 	}
 	if s.KeyType.Name == "integer" {
 		// Keys drawn by numgen, which writes host order.
 		s.KeyByteOrder = binaryutil.NativeEndian
 	}
-	if isMap {
-		data, err := parseType(dataT)
-		if err != nil {
-			return nil, err
-		}
-		if len(data) == 1 {
-			s.DataType = data[0]
+	if t.isMap {
+		if t.verdict {
+			s.DataType = nftables.TypeVerdict
+		} else if len(t.data) == 1 {
+			s.DataType = t.data[0]
 		} else {
-			s.DataType = nftables.MustConcatSetType(data...)
+			s.DataType = nftables.MustConcatSetType(t.data...)
 		}
 	}
 	if d.TimeoutSeconds > 0 {
@@ -282,147 +306,47 @@ func (n *Netlink) setOf(name string, d SetDef) (*nftables.Set, error) {
 }
 
 // elements encodes element operations (all on one set, all adds or all
-// deletes) as netlink set elements. Intervals (CIDRs) become a start and
-// an end element, as nft sends them.
+// deletes) as netlink set elements. Intervals of one field become a start
+// and an end element, as nft sends them; intervals of a concatenation
+// carry their end in the element.
 func (n *Netlink) elements(d SetDef, ops []Op) ([]nftables.SetElement, error) {
-	keyT, dataT, isMap := strings.Cut(d.Type, " : ")
-	fields, err := parseType(keyT)
+	t, err := parseSetType(d.Type)
 	if err != nil {
 		return nil, err
 	}
-	var dataFields []nftables.SetDatatype
-	if isMap && dataT != "verdict" {
-		if dataFields, err = parseType(dataT); err != nil {
-			return nil, err
+	if d.Interval && len(t.key) == 1 {
+		var rs []keyRange
+		for _, op := range ops {
+			r, err := t.parseKey(op.Key, true)
+			if err != nil {
+				return nil, err
+			}
+			rs = append(rs, r)
 		}
-	}
-	if d.Interval {
-		return intervals(ops)
+		return intervals(rs), nil
 	}
 	out := make([]nftables.SetElement, 0, len(ops))
 	for _, op := range ops {
-		key, err := encodeKey(fields, op.Key)
+		r, err := t.parseKey(op.Key, d.Interval)
 		if err != nil {
 			return nil, err
 		}
-		e := nftables.SetElement{Key: key}
-		if dataFields != nil && op.Kind == OpAdd {
-			if e.Val, err = encodeKey(dataFields, op.Value); err != nil {
+		e := nftables.SetElement{Key: r.lo}
+		if d.Interval {
+			e.KeyEnd = r.hi
+		}
+		if t.isMap && op.Kind == OpAdd {
+			if t.verdict {
+				v, err := parseVerdict(op.Value)
+				if err != nil {
+					return nil, fmt.Errorf("element %q: %w", op.Key, err)
+				}
+				e.VerdictData = v
+			} else if e.Val, err = t.parseData(op.Value); err != nil {
 				return nil, err
 			}
-		} else if isMap && op.Kind == OpAdd {
-			kind, chain, _ := strings.Cut(op.Value, " ")
-			v := &expr.Verdict{Kind: expr.VerdictGoto, Chain: chain}
-			if kind == "jump" {
-				v.Kind = expr.VerdictJump
-			}
-			e.VerdictData = v
 		}
 		out = append(out, e)
-	}
-	return out, nil
-}
-
-// encodeKey encodes "10.96.0.10 . udp . 53" for fields; parts of a
-// concatenation are padded to 4 bytes.
-func encodeKey(fields []nftables.SetDatatype, key string) ([]byte, error) {
-	parts := strings.Split(key, " . ")
-	if len(parts) != len(fields) {
-		return nil, fmt.Errorf("key %q does not fit %d fields", key, len(fields))
-	}
-	var out []byte
-	for i, f := range fields {
-		var b []byte
-		switch f.Name {
-		case "ipv4_addr", "ipv6_addr":
-			a, err := netip.ParseAddr(parts[i])
-			if err != nil || a.Is4() != (f.Name == "ipv4_addr") {
-				return nil, fmt.Errorf("key %q: %q is not an %s", key, parts[i], f.Name)
-			}
-			b = a.AsSlice()
-		case "integer":
-			v, err := strconv.ParseUint(parts[i], 10, 32)
-			if err != nil {
-				return nil, fmt.Errorf("key %q: %q is not an integer", key, parts[i])
-			}
-			b = binaryutil.NativeEndian.PutUint32(uint32(v))
-		case "inet_proto":
-			p, err := protoNumber(parts[i])
-			if err != nil {
-				return nil, err
-			}
-			b = []byte{p}
-		case "inet_service":
-			p, err := strconv.ParseUint(parts[i], 10, 16)
-			if err != nil {
-				return nil, fmt.Errorf("key %q: port %q", key, parts[i])
-			}
-			b = binaryutil.BigEndian.PutUint16(uint16(p))
-		}
-		if len(fields) > 1 {
-			for len(b)%4 != 0 {
-				b = append(b, 0)
-			}
-		}
-		out = append(out, b...)
-	}
-	return out, nil
-}
-
-// intervals turns CIDRs into the kernel's interval elements: sorted
-// starts and ends, an end at zero when nothing starts there (as nft
-// does), no end past the last address, and adjacent ranges joined.
-func intervals(ops []Op) ([]nftables.SetElement, error) {
-	type rng struct{ start, end []byte } // end nil: to the last address
-	var rs []rng
-	for _, op := range ops {
-		p, err := netip.ParsePrefix(op.Key)
-		if err != nil {
-			return nil, fmt.Errorf("interval %q: %w", op.Key, err)
-		}
-		p = p.Masked()
-		start := p.Addr().AsSlice()
-		end := append([]byte{}, start...)
-		bits := len(end)*8 - p.Bits()
-		for i := len(end) - 1; i >= 0 && bits > 0; i-- {
-			take := min(bits, 8)
-			end[i] |= byte(1<<take - 1)
-			bits -= take
-		}
-		// end+1, or nil when that overflows.
-		carry := true
-		for i := len(end) - 1; i >= 0 && carry; i-- {
-			end[i]++
-			carry = end[i] == 0
-		}
-		if carry {
-			end = nil
-		}
-		rs = append(rs, rng{start, end})
-	}
-	sort.Slice(rs, func(i, j int) bool { return string(rs[i].start) < string(rs[j].start) })
-	var merged []rng
-	for _, r := range rs {
-		if len(merged) > 0 {
-			last := &merged[len(merged)-1]
-			if last.end == nil || string(r.start) <= string(last.end) {
-				if last.end != nil && (r.end == nil || string(r.end) > string(last.end)) {
-					last.end = r.end
-				}
-				continue
-			}
-		}
-		merged = append(merged, r)
-	}
-	var out []nftables.SetElement
-	if len(merged) > 0 && strings.Trim(string(merged[0].start), "\x00") != "" {
-		out = append(out, nftables.SetElement{Key: make([]byte, len(merged[0].start)), IntervalEnd: true})
-	}
-	for _, r := range merged {
-		out = append(out, nftables.SetElement{Key: r.start})
-		if r.end != nil {
-			out = append(out, nftables.SetElement{Key: r.end, IntervalEnd: true})
-		}
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package proxy
+package nftrules
 
 import (
 	"fmt"
@@ -6,22 +6,52 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
-// ruleCompiler turns the rule text Build writes (a fixed vocabulary, in
-// nft syntax) into the expressions nft itself would send for it. The kernel
-// tests list every rule back with nft and compare it with the text, so the
-// two cannot drift apart silently.
+// ruleCompiler turns rule text (a fixed vocabulary, in nft syntax) into
+// the expressions nft itself would send for it. The kernel tests list
+// every rule back with nft and compare it with the text, so the two
+// cannot drift apart silently. The vocabulary:
+//
+//	verdicts      accept, drop, return, jump C, goto C, reject,
+//	              masquerade [fully-random]
+//	matches       ip|ip6 saddr|daddr @S, != @S, vmap @M, with . to
+//	              concatenate them with meta l4proto and th dport;
+//	              meta l4proto P [th dport N[-M]]; tcp|udp|sctp dport N[-M];
+//	              meta nfproto ipv4|ipv6; iifname|oifname "X";
+//	              ct state S[,S]; icmpv6 type { T, ... };
+//	              fib daddr type local; meta mark & M == V; numgen random mod N V
+//	statements    counter name "X"; meta mark set meta mark (|^) M;
+//	              update @S { ip saddr }; dnat ip|ip6 to A:P | to numgen
+//	              random mod N offset O map @M
+//	comment "X"   at the end: the rule's comment
 type ruleCompiler struct {
 	tok []string
 	pos int
 	// nfproto is the family the rule already matched ("" for none), so
-	// the dependency of ip/ip6 matches is emitted once.
-	nfproto string
-	out     []expr.Any
+	// the dependency of ip/ip6 matches is emitted once; l4proto likewise.
+	nfproto, l4proto string
+	out              []expr.Any
+	rule             compiledRule
+}
+
+// compiledRule is a rule's expressions, the anonymous sets it looks up
+// (lookups[i] looks up anon[i]; the backend names them) and its comment.
+type compiledRule struct {
+	exprs   []expr.Any
+	anon    []anonSet
+	lookups []*expr.Lookup
+	comment string
+}
+
+// anonSet is a constant set written in the rule ("{ a, b }").
+type anonSet struct {
+	keyType nftables.SetDatatype
+	keys    [][]byte
 }
 
 // 32-bit registers: NFT_REG32_00 is the first; a verdict map lookup writes
@@ -31,12 +61,48 @@ const (
 	regVerd = 0
 )
 
-func compileRule(rule string) ([]expr.Any, error) {
-	c := &ruleCompiler{tok: strings.Fields(rule)}
-	if err := c.rule(); err != nil {
-		return nil, fmt.Errorf("rule %q: %w", rule, err)
+func compileRule(rule string) (compiledRule, error) {
+	c := &ruleCompiler{tok: fields(rule)}
+	if err := c.all(); err != nil {
+		return compiledRule{}, fmt.Errorf("rule %q: %w", rule, err)
 	}
-	return c.out, nil
+	c.rule.exprs = c.out
+	return c.rule, nil
+}
+
+// fields splits rule text into words; a quoted string is one word, quotes
+// included.
+func fields(s string) []string {
+	var out []string
+	for {
+		s = strings.TrimLeft(s, " \t")
+		if s == "" {
+			return out
+		}
+		if s[0] == '"' {
+			end := strings.IndexByte(s[1:], '"')
+			if end < 0 {
+				return append(out, s)
+			}
+			out = append(out, s[:end+2])
+			s = s[end+2:]
+			continue
+		}
+		end := strings.IndexAny(s, " \t")
+		if end < 0 {
+			return append(out, s)
+		}
+		out = append(out, s[:end])
+		s = s[end:]
+	}
+}
+
+// unquote strips a word's quotes.
+func unquote(w string) string {
+	if len(w) >= 2 && w[0] == '"' && w[len(w)-1] == '"' {
+		return w[1 : len(w)-1]
+	}
+	return w
 }
 
 func (c *ruleCompiler) peek(n int) string {
@@ -63,7 +129,7 @@ func (c *ruleCompiler) expect(words ...string) error {
 
 func (c *ruleCompiler) emit(e ...expr.Any) { c.out = append(c.out, e...) }
 
-func (c *ruleCompiler) rule() error {
+func (c *ruleCompiler) all() error {
 	for c.pos < len(c.tok) {
 		if err := c.statement(); err != nil {
 			return err
@@ -81,18 +147,63 @@ func (c *ruleCompiler) statement() error {
 			kind = expr.VerdictGoto
 		}
 		c.emit(&expr.Verdict{Kind: kind, Chain: c.next()})
-	case t == "return":
+	case t == "return" || t == "accept" || t == "drop":
 		c.next()
-		c.emit(&expr.Verdict{Kind: expr.VerdictReturn})
+		c.emit(&expr.Verdict{Kind: map[string]expr.VerdictKind{"return": expr.VerdictReturn, "accept": expr.VerdictAccept, "drop": expr.VerdictDrop}[t]})
+	case t == "comment":
+		c.next()
+		w := c.next()
+		if !strings.HasPrefix(w, `"`) || c.pos != len(c.tok) {
+			return fmt.Errorf("comment: want one quoted string at the end of the rule")
+		}
+		if c.rule.comment = unquote(w); len(c.rule.comment) > 128 {
+			return fmt.Errorf("comment of %d bytes: nft takes at most 128", len(c.rule.comment))
+		}
+	case t == "counter":
+		if err := c.expect("counter", "name"); err != nil {
+			return err
+		}
+		c.emit(&expr.Objref{Type: unix.NFT_OBJECT_COUNTER, Name: unquote(c.next())})
+	case t == "ct":
+		return c.ctState()
+	case t == "iifname" || t == "oifname":
+		c.next()
+		name := unquote(c.next())
+		if len(name) >= unix.IFNAMSIZ || name == "" {
+			return fmt.Errorf("%s %q: not an interface name", t, name)
+		}
+		key := expr.MetaKeyIIFNAME
+		if t == "oifname" {
+			key = expr.MetaKeyOIFNAME
+		}
+		data := make([]byte, unix.IFNAMSIZ)
+		copy(data, name)
+		c.emit(&expr.Meta{Key: key, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data})
+	case t == "icmpv6":
+		return c.icmpv6()
+	case (t == "tcp" || t == "udp" || t == "sctp") && c.peek(1) == "dport":
+		c.next()
+		if err := c.proto(t); err != nil {
+			return err
+		}
+		return c.dport()
+	case t == "th" && c.peek(1) == "dport" && c.peek(2) != ".":
+		if c.l4proto == "" {
+			return fmt.Errorf("th dport: match meta l4proto first")
+		}
+		c.next()
+		return c.dport()
 	case t == "reject":
 		c.next()
 		c.emit(&expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_PORT_UNREACH})
 	case t == "masquerade":
 		c.next()
-		if err := c.expect("fully-random"); err != nil {
-			return err
+		m := &expr.Masq{}
+		if c.peek(0) == "fully-random" {
+			c.next()
+			m.FullyRandom = true
 		}
-		c.emit(&expr.Masq{FullyRandom: true})
+		c.emit(m)
 	case t == "fib":
 		if err := c.expect("fib", "daddr", "type", "local"); err != nil {
 			return err
@@ -107,11 +218,7 @@ func (c *ruleCompiler) statement() error {
 		return c.family(map[string]string{"ipv4": "ip", "ipv6": "ip6"}[fam])
 	case t == "meta" && c.peek(1) == "l4proto" && c.peek(2) != ".":
 		c.pos += 2
-		p, err := protoNumber(c.next())
-		if err != nil {
-			return err
-		}
-		c.emit(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}})
+		return c.proto(c.next())
 	case t == "ip" || t == "ip6" || t == "meta" || t == "th":
 		return c.lookup()
 	case t == "numgen":
@@ -121,7 +228,7 @@ func (c *ruleCompiler) statement() error {
 	case t == "dnat":
 		return c.dnat()
 	default:
-		return fmt.Errorf("at word %d: %q is not in the proxy's vocabulary", c.pos+1, t)
+		return fmt.Errorf("at word %d: %q is not in the vocabulary (see internal/nftrules/compile.go)", c.pos+1, t)
 	}
 	return nil
 }
@@ -143,6 +250,103 @@ func (c *ruleCompiler) family(fam string) error {
 	}
 	c.nfproto = fam
 	c.emit(&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{v}})
+	return nil
+}
+
+// proto matches the transport protocol once per rule.
+func (c *ruleCompiler) proto(name string) error {
+	p, err := protoNumber(name)
+	if err != nil {
+		return err
+	}
+	if c.l4proto == name {
+		return nil
+	}
+	if c.l4proto != "" {
+		return fmt.Errorf("a rule matches one protocol, not %s and %s", c.l4proto, name)
+	}
+	c.l4proto = name
+	c.emit(&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}})
+	return nil
+}
+
+// dport is "dport N" or "dport N-M" (the word before was the protocol
+// or th).
+func (c *ruleCompiler) dport() error {
+	if err := c.expect("dport"); err != nil {
+		return err
+	}
+	w := c.next()
+	lo, hi, isRange := strings.Cut(w, "-")
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := l, error(nil)
+	if isRange {
+		h, err2 = strconv.ParseUint(hi, 10, 16)
+	}
+	if err1 != nil || err2 != nil || h < l {
+		return fmt.Errorf("dport %q: want a port or a range of ports", w)
+	}
+	c.emit(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2})
+	if !isRange {
+		c.emit(&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(uint16(l))})
+		return nil
+	}
+	c.emit(&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(uint16(l)), ToData: binaryutil.BigEndian.PutUint16(uint16(h))})
+	return nil
+}
+
+// ctState is "ct state S[,S]...": any of the states.
+func (c *ruleCompiler) ctState() error {
+	if err := c.expect("ct", "state"); err != nil {
+		return err
+	}
+	w := c.next()
+	var mask uint32
+	for _, st := range strings.Split(w, ",") {
+		bit, ok := ctStates[st]
+		if !ok {
+			return fmt.Errorf("ct state %q: want invalid, established, related, new or untracked", st)
+		}
+		mask |= bit
+	}
+	c.emit(&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(mask), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)})
+	return nil
+}
+
+// ctStates are the kernel's conntrack state bits (NF_CT_STATE_BIT).
+var ctStates = map[string]uint32{"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64}
+
+// icmpv6 is "icmpv6 type { T, ... }", looked up in an anonymous set.
+func (c *ruleCompiler) icmpv6() error {
+	if err := c.expect("icmpv6", "type", "{"); err != nil {
+		return err
+	}
+	if err := c.family("ip6"); err != nil {
+		return err
+	}
+	if err := c.proto("icmpv6"); err != nil {
+		return err
+	}
+	a := anonSet{keyType: nftables.TypeICMP6Type}
+	for {
+		w := strings.TrimSuffix(c.next(), ",")
+		if w == "}" {
+			break
+		}
+		if w == "" {
+			return fmt.Errorf("icmpv6 type: want }")
+		}
+		v, ok := icmpv6Types[w]
+		if !ok {
+			return fmt.Errorf("icmpv6 type %q", w)
+		}
+		a.keys = append(a.keys, []byte{v})
+	}
+	l := &expr.Lookup{SourceRegister: 1}
+	c.rule.anon, c.rule.lookups = append(c.rule.anon, a), append(c.rule.lookups, l)
+	c.emit(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1}, l)
 	return nil
 }
 
@@ -350,18 +554,6 @@ func (c *ruleCompiler) dnat() error {
 	c.emit(&expr.Immediate{Register: 1, Data: ap.Addr().AsSlice()},
 		&expr.Immediate{Register: 2, Data: binaryutil.BigEndian.PutUint16(ap.Port())}, nat)
 	return nil
-}
-
-func protoNumber(p string) (byte, error) {
-	switch p {
-	case "tcp":
-		return unix.IPPROTO_TCP, nil
-	case "udp":
-		return unix.IPPROTO_UDP, nil
-	case "sctp":
-		return unix.IPPROTO_SCTP, nil
-	}
-	return 0, fmt.Errorf("protocol %q", p)
 }
 
 func hex32(s string) (uint32, error) {

@@ -1,0 +1,58 @@
+package main
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The heartbeat key is required while layer 2 is on: no flag, a missing
+// file or a short key stop the agent at start with an error naming the
+// flag and the file (it used to log and run with layer 2 off).
+func TestL2KeyRequired(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	good := filepath.Join(dir, "key")
+	if err := os.WriteFile(short, []byte("tooshort\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, []byte("  0123456789abcdef0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "absent")
+	for _, c := range []struct {
+		args []string
+		want []string // in the error; none: no error
+	}{
+		{nil, []string{"--l2-key-file", "--l2-announce=false"}},
+		{[]string{"--l2-key-file", missing}, []string{"--l2-key-file " + missing, "no such file", "--l2-announce=false"}},
+		{[]string{"--l2-key-file", short}, []string{"--l2-key-file " + short, "8 bytes", "at least 16"}},
+		{[]string{"--l2-key-file", good, "--l2-dead-after", "150ms"}, []string{"--l2-dead-after at least twice --l2-heartbeat-interval"}},
+		{[]string{"--l2-key-file", good}, nil},
+	} {
+		fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
+		var o l2Options
+		o.bind(fs)
+		if err := fs.Parse(c.args); err != nil {
+			t.Fatal(err)
+		}
+		err := o.check()
+		if c.want == nil {
+			if err != nil || string(o.key) != "0123456789abcdef0123" {
+				t.Errorf("%v: %v, key %q; want no error and the key without spaces", c.args, err, o.key)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%v: no error; want one saying %q", c.args, c.want)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: %q; want it to say %q", c.args, err, w)
+			}
+		}
+	}
+}
