@@ -54,9 +54,14 @@ debian-deps: ## Install the Debian packages the lab and tests use, if missing.
 test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s (cached) and the tools (helm too).
 	test/k8sbin/build.sh $(K8S_BIN)
 
+# The race detector watches every test; as root the host's own network
+# namespace is recorded before and compared after (hack/host-state.sh):
+# tests work in namespaces they made, and leave the host as they found it.
 .PHONY: test
-test: build test-deps ## Run every test: unit, privileged (as root), API server and lab.
-	$(GO) test -count=1 -timeout 30m ./...
+test: build test-deps ## Run every test (race detector on): unit, privileged (as root), API server and lab; then check the host's network namespace is unchanged.
+	@if [[ $$(id -u) == 0 ]]; then hack/host-state.sh snapshot $(BIN)/host-state.before; fi
+	$(GO) test -race -count=1 -timeout 30m ./...
+	@if [[ $$(id -u) == 0 ]]; then hack/host-state.sh compare $(BIN)/host-state.before; fi
 
 .PHONY: golden
 golden: ## Regenerate the golden files (every package whose tests define -update); review their diff like code.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the lab and the tests run, when any is missing:
 # bird2 (the lab router and BGP test peer), frr and gobgpd (the other BGP test
-# peers), iproute2 (`ip netns exec`), nftables (service proxy and
-# NetworkPolicy). Does nothing when all are there.
+# peers), iproute2 (`ip netns exec`), nftables (the tests list the kernel's
+# rules back with nft), gcc (the race detector `make test` runs needs cgo).
+# Does nothing when all are there.
 set -euo pipefail
 missing=()
 command -v bird >/dev/null || missing+=(bird2)
@@ -10,6 +11,7 @@ command -v bird >/dev/null || missing+=(bird2)
 command -v gobgpd >/dev/null || missing+=(gobgpd)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
+command -v gcc >/dev/null || missing+=(gcc libc6-dev)
 if ((${#missing[@]} == 0)); then
 	exit 0
 fi
