@@ -225,6 +225,16 @@ func TestLBIPAM(t *testing.T) {
 			}
 			return nil
 		})
+		// A pool over special-purpose addresses (here all of IPv4, with
+		// loopback, multicast and broadcast) is refused, saying which.
+		e.create(onlyFor(ippool("everything", "0.0.0.0/0"), "nobody"))
+		e.waitPool("everything", "refused", func(p *v1alpha1.IPPool) error {
+			c := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionReady)
+			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha1.ReasonInvalidAddresses || !strings.Contains(c.Message, "which no LoadBalancer can use") {
+				return fmt.Errorf("ready %+v", c)
+			}
+			return nil
+		})
 		e.create(lbService("basic", "stillworks"))
 		e.hasIPs("basic", "stillworks", "192.0.2.2")
 	})

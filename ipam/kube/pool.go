@@ -25,6 +25,9 @@ func Pool(p *v1alpha1.IPPool) (ipam.Pool, string, error) {
 		if err != nil {
 			return out, v1alpha1.ReasonInvalidAddresses, err
 		}
+		if err := ipam.CheckUsable(r); err != nil {
+			return out, v1alpha1.ReasonInvalidAddresses, err
+		}
 		out.Ranges = append(out.Ranges, r)
 	}
 	if len(out.Ranges) == 0 {
