@@ -62,6 +62,7 @@ func run() error {
 		svcProxy   bool
 		proxySync  time.Duration
 		nodePorts  []netip.Prefix
+		externalIP []netip.Prefix
 		l2         l2Options
 		bgpOpts    bgpOptions
 		namespace  string
@@ -88,6 +89,19 @@ func run() error {
 				return fmt.Errorf("%q is not a CIDR (like 192.0.2.0/24)", c)
 			}
 			nodePorts = append(nodePorts, p.Masked())
+		}
+		return nil
+	})
+	flag.Func("external-ip-cidrs", "CIDRs where Services' spec.externalIPs may be, comma-separated (0.0.0.0/0,::/0 for all, as kube-proxy); default none: any Service author can write any address there and take its traffic (CVE-2020-8554)", func(v string) error {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				return fmt.Errorf("%q is not a CIDR (like 192.0.2.0/24)", c)
+			}
+			externalIP = append(externalIP, p.Masked())
 		}
 		return nil
 	})
@@ -189,6 +203,12 @@ func run() error {
 		}
 		runner := proxykube.NewRunner(nodeName, mgr.GetCache(), syncer, health, proxySync, ctrl.Log.WithName("proxy"))
 		runner.NodePortCIDRs = nodePorts
+		runner.ExternalIPCIDRs = externalIP
+		for _, c := range runner.Collectors() {
+			if err := ctrlmetrics.Registry.Register(c); err != nil {
+				return err
+			}
+		}
 		runner.Recorder = mgr.GetEventRecorder("berth-agent")
 		if leanGC {
 			runner.AfterFirstSync = func() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,7 +49,10 @@ type Runner struct {
 	Resync time.Duration
 	// NodePortCIDRs narrow the node addresses node ports answer on.
 	NodePortCIDRs []netip.Prefix
-	Log           logr.Logger
+	// ExternalIPCIDRs are where Services' spec.externalIPs may be: the
+	// others are not served (none, when empty). See ServicePorts.
+	ExternalIPCIDRs []netip.Prefix
+	Log             logr.Logger
 	// AfterFirstSync, if set, runs once the first full sync succeeded.
 	AfterFirstSync func()
 	// Recorder, if set, gets an event on this Node when syncs start
@@ -67,6 +71,8 @@ type Runner struct {
 	cluster  []netip.Prefix
 	health   map[types.NamespacedName][]proxy.HealthCheck
 	lastFull time.Time
+
+	refusedExternal prometheus.Gauge
 }
 
 // cachedService is a Service's ports and endpoints, with the resource
@@ -75,13 +81,19 @@ type cachedService struct {
 	versions string
 	ports    []proxy.ServicePort
 	eps      map[proxy.PortKey][]proxy.Endpoint
+	// refused counts its externalIPs outside ExternalIPCIDRs.
+	refused int
 }
 
 // NewRunner returns a runner; call ServiceChanged, NodesChanged or Trigger
 // from watches.
 func NewRunner(node string, reader client.Reader, syncer *proxy.Syncer, health *proxy.HealthServer, resync time.Duration, log logr.Logger) *Runner {
 	return &Runner{Node: node, Reader: reader, Syncer: syncer, Health: health, Resync: resync, Log: log, loop: syncloop.New(),
-		dirty: map[types.NamespacedName]bool{}, cache: map[types.NamespacedName]cachedService{}, health: map[types.NamespacedName][]proxy.HealthCheck{}}
+		dirty: map[types.NamespacedName]bool{}, cache: map[types.NamespacedName]cachedService{}, health: map[types.NamespacedName][]proxy.HealthCheck{},
+		refusedExternal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_agent_proxy_external_ips_refused",
+			Help: "Addresses in Services' spec.externalIPs this node does not serve: outside --external-ip-cidrs (none are served when it is empty).",
+		})}
 }
 
 // Trigger asks for a sync soon.
@@ -153,7 +165,8 @@ func (r *Runner) sync(ctx context.Context) error {
 				ptrs[i] = &slices.Items[i]
 			}
 			next.versions = versions(&svc, ptrs)
-			next.ports, next.eps = ServicePorts(r.Node, &svc, ptrs)
+			next.ports, next.eps = ServicePorts(r.Node, &svc, ptrs, r.ExternalIPCIDRs)
+			next.refused = RefusedExternalIPs(&svc, r.ExternalIPCIDRs)
 		}
 		kept := map[proxy.PortKey]bool{}
 		for _, sp := range next.ports {
@@ -175,6 +188,11 @@ func (r *Runner) sync(ctx context.Context) error {
 		}
 	}
 	return r.finish(r.Syncer.Update(ctx, d))
+}
+
+// Collectors lists the runner's metrics for registration.
+func (r *Runner) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.refusedExternal}
 }
 
 // full reads every Service and sends the whole state (the syncer still
@@ -205,7 +223,8 @@ func (r *Runner) full(ctx context.Context) error {
 		c, ok := r.cache[k]
 		if !ok || c.versions != v {
 			c.versions = v
-			c.ports, c.eps = ServicePorts(r.Node, svc, bySvc[k])
+			c.ports, c.eps = ServicePorts(r.Node, svc, bySvc[k], r.ExternalIPCIDRs)
+			c.refused = RefusedExternalIPs(svc, r.ExternalIPCIDRs)
 			r.cache[k] = c
 		}
 		st.Services = append(st.Services, c.ports...)
@@ -236,6 +255,11 @@ func (r *Runner) full(ctx context.Context) error {
 // proxy unhealthy. A port that cannot be opened is retried on the next
 // sync.
 func (r *Runner) finish(err error) error {
+	refused := 0
+	for _, c := range r.cache {
+		refused += c.refused
+	}
+	r.refusedExternal.Set(float64(refused))
 	if r.Health != nil {
 		var all []proxy.HealthCheck
 		for _, hc := range r.health {

@@ -14,12 +14,13 @@ import (
 )
 
 // State builds the proxy's input from the cluster's Services and
-// EndpointSlices, as seen from node.
-func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlice, clusterCIDRs []netip.Prefix) proxy.State {
+// EndpointSlices, as seen from node; externalIPs are served only within
+// externalCIDRs (see ServicePorts).
+func State(node string, svcs []corev1.Service, slices []discoveryv1.EndpointSlice, clusterCIDRs, externalCIDRs []netip.Prefix) proxy.State {
 	st := proxy.State{Endpoints: map[proxy.PortKey][]proxy.Endpoint{}, ClusterCIDRs: clusterCIDRs}
 	bySvc := SlicesByService(slices)
 	for i := range svcs {
-		ports, eps := ServicePorts(node, &svcs[i], bySvc[types.NamespacedName{Namespace: svcs[i].Namespace, Name: svcs[i].Name}])
+		ports, eps := ServicePorts(node, &svcs[i], bySvc[types.NamespacedName{Namespace: svcs[i].Namespace, Name: svcs[i].Name}], externalCIDRs)
 		st.Services = append(st.Services, ports...)
 		for k, v := range eps {
 			st.Endpoints[k] = v
@@ -44,8 +45,13 @@ func SlicesByService(slices []discoveryv1.EndpointSlice) map[types.NamespacedNam
 }
 
 // ServicePorts is one Service's part of the state: its ports and their
-// endpoints. Headless and ExternalName Services have none.
-func ServicePorts(node string, svc *corev1.Service, slices []*discoveryv1.EndpointSlice) ([]proxy.ServicePort, map[proxy.PortKey][]proxy.Endpoint) {
+// endpoints. Headless and ExternalName Services have none. Of the
+// Service's spec.externalIPs only those within externalCIDRs are served:
+// any tenant who can create a Service can write any address there, and a
+// proxy that serves it takes that address's traffic from every pod and
+// node (CVE-2020-8554), so none are served unless the operator allows a
+// range (berth-agent --external-ip-cidrs).
+func ServicePorts(node string, svc *corev1.Service, slices []*discoveryv1.EndpointSlice, externalCIDRs []netip.Prefix) ([]proxy.ServicePort, map[proxy.PortKey][]proxy.Endpoint) {
 	if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone || svc.Spec.ClusterIP == "" {
 		return nil, nil
 	}
@@ -60,7 +66,7 @@ func ServicePorts(node string, svc *corev1.Service, slices []*discoveryv1.Endpoi
 			Key:           key,
 			ClusterIPs:    addrs(svc.Spec.ClusterIPs),
 			Port:          uint16(p.Port),
-			ExternalIPs:   addrs(svc.Spec.ExternalIPs),
+			ExternalIPs:   allowedExternalIPs(svc, externalCIDRs),
 			ExternalLocal: svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
 			InternalLocal: svc.Spec.InternalTrafficPolicy != nil && *svc.Spec.InternalTrafficPolicy == corev1.ServiceInternalTrafficPolicyLocal,
 		}
@@ -138,4 +144,30 @@ func endpoints(node string, sp corev1.ServicePort, slices []*discoveryv1.Endpoin
 		}
 	}
 	return out
+}
+
+// allowedExternalIPs are the Service's externalIPs within cidrs.
+func allowedExternalIPs(svc *corev1.Service, cidrs []netip.Prefix) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range addrs(svc.Spec.ExternalIPs) {
+		if inAny(a, cidrs) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// RefusedExternalIPs counts the Service's externalIPs outside cidrs, which
+// ServicePorts leaves out (malformed ones too).
+func RefusedExternalIPs(svc *corev1.Service, cidrs []netip.Prefix) int {
+	return len(svc.Spec.ExternalIPs) - len(allowedExternalIPs(svc, cidrs))
+}
+
+func inAny(a netip.Addr, cidrs []netip.Prefix) bool {
+	for _, c := range cidrs {
+		if c.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

@@ -30,6 +30,6 @@ func BenchmarkState10k(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		State("node1", svcs, slices, nil)
+		State("node1", svcs, slices, nil, nil)
 	}
 }

@@ -228,6 +228,12 @@ func TestSwitches(t *testing.T) {
 			t.Errorf("agent reaches the API server at %q:%q, want 192.0.2.10:8443", h, p)
 		}
 	})
+	t.Run("externalIPs allowed in a range", func(t *testing.T) {
+		a := container(t, mustRender(t, append(fullStack, "serviceProxy.externalIPCIDRs[0]=192.0.2.0/24", "serviceProxy.externalIPCIDRs[1]=2001:db8::/64")...).must(t, "DaemonSet", "berth-agent"))
+		wantArgs(t, a, "--external-ip-cidrs=192.0.2.0/24,2001:db8::/64")
+		// By default none are served.
+		noArgPrefix(t, container(t, mustRender(t, fullStack...).must(t, "DaemonSet", "berth-agent")), "--external-ip-cidrs")
+	})
 	t.Run("networkPolicy off", func(t *testing.T) {
 		wantArgs(t, container(t, mustRender(t, "networkPolicy.enabled=false").must(t, "DaemonSet", "berth-agent")), "--network-policy=false", "--pod-network=true")
 	})
@@ -310,6 +316,7 @@ func TestBadValues(t *testing.T) {
 			"loadBalancer.bgpPeers[0].spec.peerASN=1", "loadBalancer.bgpPeers[0].spec.localASN=2"}, []string{"/loadBalancer/bgpPeers/0/spec/address", "router1"}},
 		{"unknown pod network mode", []string{"podNetwork.mode=flat"}, []string{"/podNetwork/mode", "'routed', 'vxlan', 'auto', 'bgp'"}},
 		{"negative replicas", []string{"controller.replicas=-1"}, []string{"/controller/replicas", "minimum: got -1, want 1"}},
+		{"externalIPs not a CIDR", []string{"serviceProxy.externalIPCIDRs[0]=192.0.2.1"}, []string{"/serviceProxy/externalIPCIDRs/0"}},
 		{"pod MTU too small", []string{"podNetwork.mtu=100"}, []string{"/podNetwork/mtu"}},
 		{"pod MTU negative", []string{"podNetwork.mtu=-1"}, []string{"/podNetwork/mtu"}},
 		{"port out of range", []string{"loadBalancer.l2.heartbeatPort=70000"}, []string{"/loadBalancer/l2/heartbeatPort", "maximum"}},

@@ -40,14 +40,14 @@ func BenchmarkProxyCore(b *testing.B) {
 		svcs, slices := coreObjects(n)
 		h1 := liveHeapMiB()
 		cidrs := []netip.Prefix{netip.MustParsePrefix(podCIDR)}
-		st := proxykube.State(nodeName, svcs, slices, cidrs)
+		st := proxykube.State(nodeName, svcs, slices, cidrs, nil)
 		h2 := liveHeapMiB()
 		// The same state with one endpoint of one Service replaced.
 		changed := append([]discoveryv1.EndpointSlice(nil), slices...)
 		edited := slices[n/4].DeepCopy()
 		edited.Endpoints[0].Addresses = []string{"10.200.255.1"}
 		changed[n/4] = *edited
-		alt := [2]proxy.State{proxykube.State(nodeName, svcs, changed, cidrs), st}
+		alt := [2]proxy.State{proxykube.State(nodeName, svcs, changed, cidrs, nil), st}
 		// The same change as the agent sends it: a delta of that Service.
 		var deltas [2]proxy.Delta
 		for i, s := range alt {
@@ -61,7 +61,7 @@ func BenchmarkProxyCore(b *testing.B) {
 
 		b.Run("state-"+name, func(b *testing.B) {
 			for range b.N {
-				_ = proxykube.State(nodeName, svcs, slices, cidrs)
+				_ = proxykube.State(nodeName, svcs, slices, cidrs, nil)
 			}
 			b.ReportMetric(h1-h0, "MiB-objects")
 			b.ReportMetric(h2-h1, "MiB-state")
