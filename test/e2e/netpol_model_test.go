@@ -29,7 +29,7 @@ import (
 var (
 	npNamespaces = []string{"x", "y", "z"}
 	npPods       = []string{"a", "b", "c"}
-	npProbes     = []npProbe{{corev1.ProtocolTCP, 80}, {corev1.ProtocolTCP, 81}, {corev1.ProtocolUDP, 80}, {corev1.ProtocolUDP, 81}}
+	npProbes     = []npProbe{tcp80, tcp81, udp80, udp81}
 )
 
 type npProbe struct {
@@ -113,7 +113,8 @@ func (m *npModel) names() []string {
 }
 
 // expected computes the truth tables from the evaluator over the objects
-// as the API server has them now (defaults applied).
+// as the API server has them now (defaults applied): the second opinion
+// next to each case's hand-written table.
 func (m *npModel) expected(ctx context.Context, t *testing.T) map[npProbe]netpol.Matrix {
 	t.Helper()
 	pols, err := m.c.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
@@ -209,17 +210,29 @@ func (m *npModel) observe(ctx context.Context) map[npProbe]netpol.Matrix {
 	return out
 }
 
-// waitTruthTable probes until the observed tables equal the evaluator's,
-// or fails the test after a deadline with the diffs.
-func (m *npModel) waitTruthTable(ctx context.Context, t *testing.T, what string) {
+// waitTruthTable probes until the observed tables equal the hand-written
+// ones (want), or fails the test after a deadline with the diffs. The
+// evaluator's tables are a second opinion: a cell where it disagrees with
+// want fails the test at once, whatever the lab does.
+func (m *npModel) waitTruthTable(ctx context.Context, t *testing.T, what string, want npExpect) {
 	t.Helper()
+	names := m.names()
+	eval := m.expected(ctx, t)
+	var disagree []string
+	for _, pr := range npProbes {
+		if d := npDisagreement(want.matrix(names, pr), eval[pr], pr); d != "" {
+			disagree = append(disagree, d)
+		}
+	}
+	if len(disagree) > 0 {
+		t.Fatalf("%s: the evaluator disagrees with the hand-written table:\n%s", what, strings.Join(disagree, "\n"))
+	}
 	deadline := time.Now().Add(45 * time.Second)
 	for round := 1; ; round++ {
-		want := m.expected(ctx, t)
 		got := m.observe(ctx)
 		var diffs []string
 		for _, pr := range npProbes {
-			w := want[pr]
+			w := want.matrix(names, pr)
 			for i := range w.Names {
 				got[pr].Allowed[i][i] = w.Allowed[i][i] // not probed
 			}
@@ -232,11 +245,11 @@ func (m *npModel) waitTruthTable(ctx context.Context, t *testing.T, what string)
 			}
 		}
 		if len(diffs) == 0 {
-			t.Logf("%s: the truth tables match (round %d); TCP/80:\n%s", what, round, want[npProbes[0]])
+			t.Logf("%s: the truth tables match (round %d); TCP/80:\n%s", what, round, want.matrix(names, tcp80))
 			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("%s: the observed reachability differs from the evaluator's after %d rounds:\n%s", what, round, strings.Join(diffs, "\n\n"))
+			t.Fatalf("%s: the observed reachability differs from the expected after %d rounds:\n%s", what, round, strings.Join(diffs, "\n\n"))
 		}
 	}
 }

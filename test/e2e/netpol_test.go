@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 func TestNetworkPolicy(t *testing.T) {
 	l, ctx := labtest.Start(t, 20*time.Minute)
 	m := newNPModel(ctx, t, l)
-	m.waitTruthTable(ctx, t, "no policies")
+	m.waitTruthTable(ctx, t, "no policies", npAllAllowed)
 	t.Run("truth tables", func(t *testing.T) { npTruthTables(ctx, t, m) })
 	t.Run("ClusterIP backends", func(t *testing.T) { npClusterIP(ctx, t, m) })
 	t.Run("new pod under deny-all", func(t *testing.T) { npNewPodDenied(ctx, t, m) })
@@ -109,16 +110,25 @@ func npTruthTables(ctx context.Context, t *testing.T, m *npModel) {
 			yb = p.Status.PodIP
 		}
 	}
+	// Each step's table is written by hand from its policies (pods a, b,
+	// c in namespaces x, y, z; probes TCP and UDP 80 and 81).
 	steps := []struct {
 		name string
 		do   func()
+		want npExpect
 	}{
-		{"default deny ingress in x", func() { m.create(ctx, t, npPolicy("x", "deny-ingress", nil, in)) }},
-		{"default deny egress in x", func() { m.clear(ctx, t); m.create(ctx, t, npPolicy("x", "deny-egress", nil, eg)) }},
+		{"default deny ingress in x", func() { m.create(ctx, t, npPolicy("x", "deny-ingress", nil, in)) },
+			// Nothing reaches a pod of x, not even from x.
+			func(f, to npPod, pr npProbe) bool { return to.ns != "x" }},
+		{"default deny egress in x", func() { m.clear(ctx, t); m.create(ctx, t, npPolicy("x", "deny-egress", nil, eg)) },
+			// No pod of x reaches anything, not even in x.
+			func(f, to npPod, pr npProbe) bool { return f.ns != "x" }},
 		{"allow x/a from pod selector pod=b", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t, npFrom(npPolicy("x", "allow-from", map[string]string{"pod": "a"}), nil, npPeer(nil, map[string]string{"pod": "b"})))
-		}},
+		},
+			// x/a only from x/b (a pod selector alone stays in x).
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.is("x", "b") }},
 		{"policy updated in place (from pod=c)", func() {
 			p, err := m.c.NetworkingV1().NetworkPolicies("x").Get(ctx, "allow-from", metav1.GetOptions{})
 			if err != nil {
@@ -128,23 +138,37 @@ func npTruthTables(ctx context.Context, t *testing.T, m *npModel) {
 			if _, err := m.c.NetworkingV1().NetworkPolicies("x").Update(ctx, p, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}},
-		{"pod relabelled (x/b becomes pod=c)", func() { m.label(ctx, t, "pod", "x", "b", "pod", "c") }},
-		{"pod label restored", func() { m.label(ctx, t, "pod", "x", "b", "pod", "b") }},
+		},
+			// x/a only from x/c.
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.is("x", "c") }},
+		{"pod relabelled (x/b becomes pod=c)", func() { m.label(ctx, t, "pod", "x", "b", "pod", "c") },
+			// x/b now carries pod=c too: x/a from x/b and x/c.
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.is("x", "b") || f.is("x", "c") }},
+		{"pod label restored", func() { m.label(ctx, t, "pod", "x", "b", "pod", "b") },
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.is("x", "c") }},
 		{"allow x/a from namespace selector ns=y", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t, npFrom(npPolicy("x", "allow-ns", map[string]string{"pod": "a"}), nil, npPeer(map[string]string{"ns": "y"}, nil)))
-		}},
-		{"namespace relabelled (z becomes ns=y)", func() { m.label(ctx, t, "namespace", "", "z", "ns", "y") }},
-		{"namespace label restored", func() { m.label(ctx, t, "namespace", "", "z", "ns", "z") }},
+		},
+			// x/a only from the pods of y (not even from x).
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.ns == "y" }},
+		{"namespace relabelled (z becomes ns=y)", func() { m.label(ctx, t, "namespace", "", "z", "ns", "y") },
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.ns == "y" || f.ns == "z" }},
+		{"namespace label restored", func() { m.label(ctx, t, "namespace", "", "z", "ns", "z") },
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.ns == "y" }},
 		{"namespace AND pod selector in one peer", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t, npFrom(npPolicy("x", "and", map[string]string{"pod": "a"}), nil, npPeer(map[string]string{"ns": "y"}, map[string]string{"pod": "b"})))
-		}},
+		},
+			// Both selectors in one peer: x/a only from y/b.
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.is("y", "b") }},
 		{"namespace OR pod selector in two peers", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t, npFrom(npPolicy("x", "or", map[string]string{"pod": "a"}), nil, npPeer(map[string]string{"ns": "y"}, nil), npPeer(nil, map[string]string{"pod": "b"})))
-		}},
+		},
+			// Two peers: x/a from every pod of y, and from x/b (the pod
+			// selector alone stays in x, so not y/b's twin z/b).
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || f.ns == "y" || f.is("x", "b") }},
 		{"ipBlock of the pod range except y/b", func() {
 			m.clear(ctx, t)
 			p := npPolicy("x", "block", map[string]string{"pod": "a"})
@@ -152,17 +176,34 @@ func npTruthTables(ctx context.Context, t *testing.T, m *npModel) {
 				CIDR: m.cfg.ClusterCIDR.String(), Except: []string{netip.PrefixFrom(netip.MustParseAddr(yb), 32).String()},
 			}}}}}
 			m.create(ctx, t, p)
-		}},
+		},
+			// The pod range holds every pod: x/a from all but y/b.
+			func(f, to npPod, pr npProbe) bool { return !to.is("x", "a") || !f.is("y", "b") }},
 		{"named ports, ingress and egress", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t,
 				npFrom(npPolicy("x", "named-in", map[string]string{"pod": "a"}), []networkingv1.NetworkPolicyPort{npPort(tcp, intstr.FromString("serve-81"), 0), npPort(udp, intstr.FromString("serve-80-udp"), 0)}),
 				npTo(npPolicy("y", "named-eg", map[string]string{"pod": "c"}, eg), []networkingv1.NetworkPolicyPort{npPort(tcp, intstr.FromString("serve-80"), 0)}, npPeer(map[string]string{"ns": "z"}, nil)))
-		}},
+		},
+			// x/a takes anyone on TCP 81 (serve-81) and UDP 80
+			// (serve-80-udp) only; y/c sends only to the pods of z, on
+			// TCP 80 (their serve-80).
+			func(f, to npPod, pr npProbe) bool {
+				if to.is("x", "a") && pr != tcp81 && pr != udp80 {
+					return false
+				}
+				if f.is("y", "c") {
+					return to.ns == "z" && pr == tcp80
+				}
+				return true
+			}},
 		{"endPort ranges", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t, npFrom(npPolicy("x", "range", nil), []networkingv1.NetworkPolicyPort{npPort(tcp, intstr.FromInt32(81), 90), npPort(udp, intstr.FromInt32(70), 80)}))
-		}},
+		},
+			// Every pod of x takes TCP 81-90 and UDP 70-80 from anyone:
+			// TCP 81 and UDP 80 of the probes.
+			func(f, to npPod, pr npProbe) bool { return to.ns != "x" || pr == tcp81 || pr == udp80 }},
 		{"overlapping policies", func() {
 			m.clear(ctx, t)
 			m.create(ctx, t,
@@ -170,17 +211,42 @@ func npTruthTables(ctx context.Context, t *testing.T, m *npModel) {
 				npFrom(npPolicy("x", "from-y-81", map[string]string{"pod": "a"}), []networkingv1.NetworkPolicyPort{npPort(tcp, intstr.FromInt32(81), 0)}, npPeer(map[string]string{"ns": "y"}, nil)),
 				npPolicy("x", "deny-all-in", nil, in),
 				npTo(npPolicy("z", "egress-to-x", nil, eg), nil, npPeer(map[string]string{"ns": "x"}, nil)))
-		}},
+		},
+			// x/a: TCP 80 from x/b, TCP 81 from y; the rest of x takes
+			// nothing; z sends only to x, which takes nothing from z.
+			func(f, to npPod, pr npProbe) bool {
+				if f.ns == "z" && to.ns != "x" {
+					return false
+				}
+				switch {
+				case to.is("x", "a"):
+					return (pr == tcp80 && f.is("x", "b")) || (pr == tcp81 && f.ns == "y")
+				case to.ns == "x":
+					return false
+				}
+				return true
+			}},
 		{"one policy deleted", func() {
 			if err := m.c.NetworkingV1().NetworkPolicies("x").Delete(ctx, "deny-all-in", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-		}},
-		{"all policies deleted", func() { m.clear(ctx, t) }},
+		},
+			// x/b and x/c take anything again (z's pods included); x/a
+			// as before; z still sends only to x.
+			func(f, to npPod, pr npProbe) bool {
+				if f.ns == "z" && to.ns != "x" {
+					return false
+				}
+				if to.is("x", "a") {
+					return (pr == tcp80 && f.is("x", "b")) || (pr == tcp81 && f.ns == "y")
+				}
+				return true
+			}},
+		{"all policies deleted", func() { m.clear(ctx, t) }, npAllAllowed},
 	}
 	for _, s := range steps {
 		s.do()
-		m.waitTruthTable(ctx, t, s.name)
+		m.waitTruthTable(ctx, t, s.name, s.want)
 	}
 }
 
@@ -202,21 +268,30 @@ func npClusterIP(ctx context.Context, t *testing.T, m *npModel) {
 		}
 		svcs[backend] = got.Spec.ClusterIP
 	}
-	tcp80 := npProbe{corev1.ProtocolTCP, 80}
 	idx := map[string]int{}
 	for i, n := range m.names() {
 		idx[n] = i
 	}
-	check := func(what string, cases [][2]string) {
+	type viaService struct {
+		from, backend string // "x/a", "b" (the Service selecting y/b)
+		want          bool   // by hand
+	}
+	check := func(what string, cases []viaService) {
 		t.Helper()
+		// The evaluator, on the backend pod, is the second opinion.
+		eval := m.expected(ctx, t)[tcp80]
+		for _, c := range cases {
+			from, backend := idx[c.from], idx["y/"+c.backend]
+			if eval.Allowed[from][backend] != c.want {
+				t.Fatalf("%s: %s -> y/%s: by hand %v, the evaluator %v (%s)", what, c.from, c.backend, c.want, eval.Allowed[from][backend], eval.Why[from][backend])
+			}
+		}
 		deadline := time.Now().Add(45 * time.Second)
 		for {
-			want := m.expected(ctx, t)[tcp80]
 			var bad []string
 			for _, c := range cases {
-				from, backend := idx[c[0]], idx["y/"+c[1]]
-				if got := reach(ctx, m.ns[from], svcs[c[1]], tcp80); got != want.Allowed[from][backend] {
-					bad = append(bad, c[0]+" -> ClusterIP of y/"+c[1]+": got "+map[bool]string{true: "reached", false: "refused"}[got]+"; "+want.Why[from][backend])
+				if got := reach(ctx, m.ns[idx[c.from]], svcs[c.backend], tcp80); got != c.want {
+					bad = append(bad, fmt.Sprintf("%s -> ClusterIP of y/%s: reached %v, want %v", c.from, c.backend, got, c.want))
 				}
 			}
 			if len(bad) == 0 {
@@ -227,13 +302,12 @@ func npClusterIP(ctx context.Context, t *testing.T, m *npModel) {
 			}
 		}
 	}
-	pairs := [][2]string{{"x/a", "b"}, {"x/a", "c"}, {"x/b", "c"}, {"x/c", "b"}}
-	check("no policies", pairs)
+	check("no policies", []viaService{{"x/a", "b", true}, {"x/a", "c", true}, {"x/b", "c", true}, {"x/c", "b", true}})
 	m.create(ctx, t, npTo(npPolicy("x", "a-to-yb", map[string]string{"pod": "a"}, networkingv1.PolicyTypeEgress),
 		[]networkingv1.NetworkPolicyPort{npPort(corev1.ProtocolTCP, intstr.FromInt32(80), 0)}, npPeer(map[string]string{"ns": "y"}, map[string]string{"pod": "b"})))
-	check("egress of x/a to y/b only", pairs)
+	check("egress of x/a to y/b only", []viaService{{"x/a", "b", true}, {"x/a", "c", false}, {"x/b", "c", true}, {"x/c", "b", true}})
 	m.create(ctx, t, npFrom(npPolicy("y", "yb-from-xa", map[string]string{"pod": "b"}), nil, npPeer(map[string]string{"ns": "x"}, map[string]string{"pod": "a"})))
-	check("ingress of y/b from x/a only", pairs)
+	check("ingress of y/b from x/a only", []viaService{{"x/a", "b", true}, {"x/a", "c", false}, {"x/b", "c", true}, {"x/c", "b", false}})
 	m.clear(ctx, t)
 	for _, b := range []string{"b", "c"} {
 		if err := m.c.CoreV1().Services("y").Delete(ctx, "svc-"+b, metav1.DeleteOptions{}); err != nil {
@@ -248,7 +322,8 @@ func npClusterIP(ctx context.Context, t *testing.T, m *npModel) {
 func npNewPodDenied(ctx context.Context, t *testing.T, m *npModel) {
 	m.clear(ctx, t)
 	m.create(ctx, t, npPolicy("x", "deny-all", nil, networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress))
-	m.waitTruthTable(ctx, t, "deny-all in x")
+	// Nothing in or out of x.
+	m.waitTruthTable(ctx, t, "deny-all in x", func(f, to npPod, pr npProbe) bool { return f.ns != "x" && to.ns != "x" })
 	var prober int // y/a, and the new pod goes on its node
 	for i, p := range m.pods {
 		if p.Namespace == "y" && p.Name == "a" {
