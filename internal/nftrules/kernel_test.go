@@ -31,7 +31,7 @@ func vocabulary() Ruleset {
 			"fib daddr type local ip daddr @nodes meta l4proto . th dport vmap @nodeports",
 		}},
 		BaseChain{Name: "post", Type: "nat", Hook: "postrouting", Priority: "srcnat", Rules: []string{
-			"ip saddr @pods ip daddr != @cluster masquerade",
+			`ip saddr @pods ip daddr != @cluster masquerade comment "pod traffic leaving the cluster"`,
 			"ip saddr . ip daddr @hairpin jump mark",
 			"meta mark & 0x00004000 == 0x00000000 return",
 			"meta mark set meta mark ^ 0x00004000",
