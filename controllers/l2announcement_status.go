@@ -24,7 +24,8 @@ import (
 )
 
 // Reasons of an L2Announcement's Ready condition, besides
-// v1alpha1.ReasonInvalidSelector (False: a selector does not parse).
+// v1alpha1.ReasonInvalidSelector (False: a selector does not parse) and
+// v1alpha1.ReasonInvalidInterface (False: an interface pattern does not).
 const (
 	// ReasonL2Accepted: True, the announcement's selectors are valid and
 	// it announces at least one existing IPPool.
@@ -133,6 +134,12 @@ func l2Ready(spec *v1alpha1.L2AnnouncementSpec, pools []v1alpha1.IPPool) l2Verdi
 	for i := range spec.NodeSelectors {
 		if _, err := metav1.LabelSelectorAsSelector(&spec.NodeSelectors[i]); err != nil {
 			bad = append(bad, fmt.Sprintf("nodeSelectors[%d]: %v", i, err))
+		}
+	}
+	if len(bad) == 0 {
+		if err := spec.ValidateInterfaces(); err != nil {
+			return l2Verdict{status: metav1.ConditionFalse, reason: v1alpha1.ReasonInvalidInterface,
+				message: err.Error() + "; agents leave this announcement out"}
 		}
 	}
 	if len(bad) > 0 {

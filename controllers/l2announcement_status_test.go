@@ -262,6 +262,24 @@ func TestL2AnnouncementInvalidSelector(t *testing.T) {
 	e.ready("bad-op", metav1.ConditionTrue, controllers.ReasonL2Accepted, "announces pool a")
 }
 
+// An interface pattern the API server admits but that does not parse
+// ("eth[a-]": it would match no interface) makes the announcement
+// InvalidInterface, naming the pattern, with a Warning event, instead of
+// Ready; fixing it makes it Ready.
+func TestL2AnnouncementInvalidInterface(t *testing.T) {
+	e := newL2Env(t)
+	e.create(ippool("a", "192.0.2.0/28"))
+	bad := l2a("bad-glob", v1alpha1.L2AnnouncementSpec{IPPools: []string{"a"}, Interfaces: []string{"eth0", "eth[a-]"}})
+	e.create(bad)
+	e.ready("bad-glob", metav1.ConditionFalse, v1alpha1.ReasonInvalidInterface, `interfaces[1] "eth[a-]" is not a valid pattern`)
+	ev := e.event(metav1.NamespaceDefault, "bad-glob", v1alpha1.ReasonInvalidInterface)
+	if ev.Type != "Warning" || !strings.Contains(ev.Note, `"eth[a-]"`) {
+		t.Fatalf("event %s %q; want a Warning naming the pattern", ev.Type, ev.Note)
+	}
+	e.update(bad, func() { bad.Spec.Interfaces[1] = "eth[a-c]" })
+	e.ready("bad-glob", metav1.ConditionTrue, controllers.ReasonL2Accepted, "announces pool a")
+}
+
 // status.observedGeneration and the condition's follow spec changes, and
 // a reconcile that changes nothing writes nothing: neither a metadata-only
 // change of the announcement nor a pool it does not cover.

@@ -547,3 +547,21 @@ func TestAnnouncerOpenFailure(t *testing.T) {
 	}
 	r.check("held", r.held(), "map[eth0:[192.0.2.3]]")
 }
+
+// Responders that cannot open for a new address's probe keep Err set
+// while the probe waits to run again: readiness and Node events do not
+// flap every ProbeRetry.
+func TestAnnouncerOpenFailureWhileProbing(t *testing.T) {
+	r := newRig(t, 1)
+	r.net.openErr = errors.New("operation not permitted")
+	r.want([]string{"node-a"}, &Address{Addr: addrA})
+	r.run(settle + hold + 3*retry)
+	want := "open the ARP/NDP responders of eth0: operation not permitted"
+	if err := r.a.Err(); err == nil || err.Error() != want {
+		t.Errorf("Err: %v; want %q", err, want)
+	}
+	if r.health != 1 {
+		t.Errorf("HealthChanged called %d times over three probe retries; want 1", r.health)
+	}
+	r.check("held", r.held(), "map[]")
+}

@@ -19,6 +19,7 @@ func (l *loop) probeClear(ad *Address, link string, now time.Time) bool {
 	if p.running || now.Before(p.retryAt) {
 		return false
 	}
+	p.link = link
 	rs, err := l.respondersFor(link)
 	if err != nil {
 		p.retryAt = now.Add(l.a.ProbeRetry)
@@ -119,9 +120,16 @@ func (l *loop) publish() {
 			}
 		}
 	}
-	// A link no longer needed is no longer a problem.
+	// A link no longer needed (nothing held or waiting for a probe
+	// there) is no longer a problem.
+	probing := map[string]bool{}
+	for _, p := range l.probes {
+		if !p.clear {
+			probing[p.link] = true
+		}
+	}
 	for src := range l.problems {
-		if src != "" && m[src] == nil {
+		if src != "" && m[src] == nil && !probing[src] {
 			delete(l.openFailed, src)
 			l.problem(src, "")
 		}

@@ -19,6 +19,8 @@ type holding struct {
 }
 
 type probeState struct {
+	// link is where it probes.
+	link     string
 	running  bool
 	clear    bool
 	conflict net.HardwareAddr

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berthnet/berth/internal/nftrules"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -42,21 +43,7 @@ func listChains(t *testing.T, ns *netns.Namespace) (map[string][]string, string)
 	}); err != nil {
 		t.Fatalf("nft list: %v: %s", err, out)
 	}
-	chains := map[string][]string{}
-	cur := ""
-	for _, line := range strings.Split(string(out), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "chain "):
-			cur = strings.TrimSuffix(strings.TrimPrefix(line, "chain "), " {")
-			chains[cur] = []string{}
-		case line == "}":
-			cur = ""
-		case cur != "" && line != "" && !strings.HasPrefix(line, "type "):
-			chains[cur] = append(chains[cur], line)
-		}
-	}
-	return chains, string(out)
+	return nftrules.ListedChains(string(out)), string(out)
 }
 
 // The kernel takes the rules through netlink exactly as built: nft lists

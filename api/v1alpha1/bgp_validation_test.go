@@ -95,15 +95,6 @@ func TestBGPPeerValidation(t *testing.T) {
 				}
 			},
 		},
-		{
-			name: "no-keepalives",
-			spec: v1alpha1.BGPPeerSpec{Address: "198.51.100.1", PeerASN: 1, LocalASN: 1, HoldTime: dur(0), KeepaliveTime: dur(0), SourceAddress: "198.51.100.2"},
-			check: func(t *testing.T, got v1alpha1.BGPPeerSpec) {
-				if got.HoldTime == nil || got.HoldTime.Duration != 0 {
-					t.Errorf("holdTime %v, want 0s kept", got.HoldTime)
-				}
-			},
-		},
 	}
 	for _, tc := range accepted {
 		t.Run("accept/"+tc.name, func(t *testing.T) {
@@ -128,15 +119,17 @@ func TestBGPPeerValidation(t *testing.T) {
 	}{
 		{"bad IP", func(s *v1alpha1.BGPPeerSpec) { s.Address = "192.0.2.300" }, []string{"spec.address", "must be an IPv4 or IPv6 address"}},
 		{"hostname", func(s *v1alpha1.BGPPeerSpec) { s.Address = "router.example" }, []string{"spec.address", "must be an IPv4 or IPv6 address"}},
-		{"holdTime 2s", func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(2 * time.Second) }, []string{"spec.holdTime", "holdTime must be 0s or from 3s to 65535s"}},
-		{"holdTime beyond 16 bits", func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(65536 * time.Second) }, []string{"spec.holdTime", "holdTime must be 0s or from 3s to 65535s"}},
+		{"holdTime 2s", func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(2 * time.Second) }, []string{"spec.holdTime", "holdTime must be from 3s to 65535s"}},
+		{"holdTime beyond 16 bits", func(s *v1alpha1.BGPPeerSpec) { s.HoldTime = dur(65536 * time.Second) }, []string{"spec.holdTime", "holdTime must be from 3s to 65535s"}},
 		{"keepalive equal to holdTime", func(s *v1alpha1.BGPPeerSpec) { s.KeepaliveTime = dur(90 * time.Second) }, []string{"keepaliveTime must be less than holdTime"}},
 		{"keepalive above holdTime", func(s *v1alpha1.BGPPeerSpec) {
 			s.HoldTime, s.KeepaliveTime = dur(9*time.Second), dur(time.Minute)
 		}, []string{"keepaliveTime must be less than holdTime"}},
-		{"keepalive without holdTime 0s", func(s *v1alpha1.BGPPeerSpec) {
-			s.HoldTime, s.KeepaliveTime = dur(0), dur(time.Second)
-		}, []string{"keepaliveTime must be less than holdTime"}},
+		// GoBGP, Berth's speaker, cannot run without a hold timer: it
+		// would turn 0s into 90s.
+		{"holdTime 0s", func(s *v1alpha1.BGPPeerSpec) {
+			s.HoldTime, s.KeepaliveTime = dur(0), dur(0)
+		}, []string{"spec.holdTime", "0s, no hold timer, is not supported", "spec.keepaliveTime", "keepaliveTime must be at least 1s"}},
 		{"source of the other family", func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "2001:db8::10" }, []string{"sourceAddress must be of the same family"}},
 		{"bad source", func(s *v1alpha1.BGPPeerSpec) { s.SourceAddress = "node1" }, []string{"spec.sourceAddress", "must be an IPv4 or IPv6 address"}},
 		{"peer ASN 0", func(s *v1alpha1.BGPPeerSpec) { s.PeerASN = 0 }, []string{"spec.peerASN", "greater than or equal to 1"}},

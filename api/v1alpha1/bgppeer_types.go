@@ -7,7 +7,7 @@ import (
 // BGPPeerSpec describes a router that berth-agent opens a BGP session to,
 // and which nodes do.
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same family (IPv4 or IPv6) as address"
-// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime) || (duration(self.holdTime) == duration('0s') && duration(self.keepaliveTime) == duration('0s'))",message="keepaliveTime must be less than holdTime (usually a third of it), or 0s when holdTime is 0s"
+// +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be less than holdTime (usually a third of it)"
 type BGPPeerSpec struct {
 	// Address is the router's IP address, IPv4 or IPv6 ("192.0.2.1",
 	// "2001:db8::1"). IPv4 LoadBalancer addresses are announced over IPv4
@@ -35,21 +35,24 @@ type BGPPeerSpec struct {
 	LocalASN int64 `json:"localASN"`
 
 	// HoldTime is how long without a message from the router before the
-	// session is declared down and its routes withdrawn: 0s (no keepalives
-	// at all) or from 3s to 65535s. The router may negotiate it lower.
+	// session is declared down and its routes withdrawn: whole seconds from
+	// 3s to 65535s. The router may negotiate it lower. 0s (no hold timer
+	// and no keepalives, RFC 4271) is not supported: the embedded speaker
+	// (GoBGP) would run it as 90s.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
-	// +kubebuilder:validation:XValidation:rule="duration(self) == duration('0s') || (duration(self) >= duration('3s') && duration(self) <= duration('65535s'))",message="holdTime must be 0s or from 3s to 65535s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('3s') && duration(self) <= duration('65535s')",message="holdTime must be from 3s to 65535s (0s, no hold timer, is not supported: Berth's speaker would run it as 90s)"
 	// +kubebuilder:default="90s"
 	// +optional
 	HoldTime *metav1.Duration `json:"holdTime,omitempty"`
 
-	// KeepaliveTime is how often a keepalive is sent; it must be less than
-	// HoldTime. Empty: a third of the negotiated hold time.
+	// KeepaliveTime is how often a keepalive is sent, in whole seconds from
+	// 1s; it must be less than HoldTime. Empty: a third of the hold time.
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
 	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="keepaliveTime must be at least 1s"
 	// +optional
 	KeepaliveTime *metav1.Duration `json:"keepaliveTime,omitempty"`
 

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"fmt"
+	"path"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -37,10 +40,28 @@ type L2AnnouncementSpec struct {
 	// +kubebuilder:validation:MaxItems=32
 	// +kubebuilder:validation:items:MaxLength=64
 	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9_.:@*?\[\]-]+$`
+	// +kubebuilder:validation:XValidation:rule=`self.all(p, p.matches(r'^([^\[]|\[\^?[^\]]+\])*$'))`,message="an interface pattern's brackets must pair up around at least one character, like eth[0-3]"
 	// +listType=set
 	// +optional
 	Interfaces []string `json:"interfaces,omitempty"`
 }
+
+// ValidateInterfaces says which interface pattern does not parse (like
+// "eth[", which would match no interface), or nil. The API server's rule
+// refuses unpaired brackets; this catches the rest (like "eth[a-]").
+func (s *L2AnnouncementSpec) ValidateInterfaces() error {
+	for i, p := range s.Interfaces {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("interfaces[%d] %q is not a valid pattern (%v): brackets must pair up around a class, like eth[0-3]", i, p, err)
+		}
+	}
+	return nil
+}
+
+// ReasonInvalidInterface: an L2Announcement's Ready condition is False
+// because an interface pattern does not parse (the agents leave the
+// announcement out).
+const ReasonInvalidInterface = "InvalidInterface"
 
 // L2AnnouncementStatus is what the controller found.
 type L2AnnouncementStatus struct {

@@ -262,9 +262,20 @@ func applyRoutes(st State) error {
 }
 
 // applyMasquerade sends what changed in the masquerade table, in one
-// transaction (the whole table at start and after a failure).
+// transaction: the whole table at start, after a failure, and when the
+// table is gone (someone flushed the ruleset: the periodic apply repairs
+// it, as it repairs routes).
 func (a *Applier) applyMasquerade(ctx context.Context, st State) error {
 	next := masquerade(st)
+	if a.masq != nil {
+		exists, err := a.nft.TableExists(ctx)
+		if err != nil {
+			return err
+		}
+		if !exists {
+			a.masq = nil
+		}
+	}
 	tx := nftrules.NewTx(NFTable)
 	nftrules.Sync(tx, a.masq, next)
 	if tx.Len() == 0 {

@@ -13,7 +13,7 @@ import (
 // The masquerade table, traced: pods leaving the cluster take the node's
 // address, pod to pod keeps the pod's; a periodic apply with nothing
 // changed sends nothing, a change sends only itself, and a refused apply
-// is followed by a rebuild.
+// or a table deleted by someone else is followed by a rebuild.
 func TestMasquerade(t *testing.T) {
 	ctx := context.Background()
 	f := nftrules.NewFake(NFTable)
@@ -28,7 +28,10 @@ func TestMasquerade(t *testing.T) {
 	}
 	check := func(src, dst string, masq bool) {
 		t.Helper()
-		rs, _ := f.Ruleset()
+		rs, ok := f.Ruleset()
+		if !ok {
+			t.Fatalf("%s to %s: no table", src, dst)
+		}
 		tr, err := nftrules.NewTracer(rs)
 		if err != nil {
 			t.Fatal(err)
@@ -73,4 +76,15 @@ func TestMasquerade(t *testing.T) {
 		t.Errorf("the apply after a failure did not rebuild the table:\n%s", tx)
 	}
 	check("10.244.1.5", "10.244.2.9", true)
+
+	// The table deleted behind the applier's back comes back whole.
+	gone := nftrules.NewTx(NFTable)
+	gone.DeleteTable()
+	if err := f.Apply(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.applyMasquerade(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	check("10.244.1.5", "8.8.8.8", true)
 }

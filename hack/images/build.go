@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"debug/elf"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,8 +47,6 @@ type Options struct {
 	Revision string
 	Source   string
 	Arch     string
-	// NFT is the nft binary the agent image carries, with its libraries.
-	NFT string
 	// Created stamps the image config and every file, so the same inputs
 	// give the same digest.
 	Created time.Time
@@ -92,10 +89,6 @@ func specs(o Options) ([]imageSpec, error) {
 			return nil, fmt.Errorf("%w (build them with `make build`, which sets CGO_ENABLED=0)", err)
 		}
 	}
-	nft, err := nftFiles(o.NFT, o.Arch)
-	if err != nil {
-		return nil, fmt.Errorf("the agent image needs nft (knftables runs it for NetworkPolicy and the pod network): %w; install Debian's nftables (make debian-deps) or pass -nft", err)
-	}
 	return []imageSpec{{
 		name:        "berth-controller",
 		description: "Berth controller: LoadBalancer IPAM, Gateway API and Ingress over xDS, Envoy fleets",
@@ -107,7 +100,9 @@ func specs(o Options) ([]imageSpec, error) {
 		description: "Berth node agent: pod network and CNI plugin, service proxy, NetworkPolicy, L2 and BGP announcements",
 		entrypoint:  []string{path.Join(binPath, "berth-agent")},
 		user:        Root,
-		layers:      [][]file{nft, {bin("berth-agent"), bin("berth-cni")}},
+		// Static binaries only: the agent programs nftables over netlink
+		// and runs no other program.
+		layers: [][]file{{bin("berth-agent"), bin("berth-cni")}},
 	}}, nil
 }
 
@@ -295,102 +290,4 @@ func checkStatic(p, arch string) error {
 		}
 	}
 	return nil
-}
-
-// multiarch maps GOARCH to Debian's library folder name.
-var multiarch = map[string]string{
-	"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu", "arm": "arm-linux-gnueabihf",
-	"ppc64le": "powerpc64le-linux-gnu", "s390x": "s390x-linux-gnu", "riscv64": "riscv64-linux-gnu",
-}
-
-// nftFiles returns nft, every shared library it loads (found where the
-// dynamic loader finds them, and kept at those paths), the loader itself,
-// and the /etc files nft reads to resolve protocol and service names.
-// build/Dockerfile does the same with ldd in a Debian stage.
-func nftFiles(nft, arch string) ([]file, error) {
-	if _, err := os.Stat(nft); err != nil {
-		return nil, err
-	}
-	f, err := elf.Open(nft)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if m, ok := elfMachines[arch]; !ok || f.Machine != m {
-		return nil, fmt.Errorf("%s is built for %s, not %s", nft, f.Machine, arch)
-	}
-	interp, err := interpreter(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", nft, err)
-	}
-	dirs := []string{"/lib/" + multiarch[arch], "/usr/lib/" + multiarch[arch], "/lib64", "/usr/lib64", "/lib", "/usr/lib"}
-	files := []file{{path: "/usr/sbin/nft", src: nft, mode: 0o755}}
-	if interp != "" {
-		files = append(files, file{path: interp, src: interp, mode: 0o755})
-	}
-	seen := map[string]bool{}
-	queue := []string{nft}
-	for len(queue) > 0 {
-		p := queue[0]
-		queue = queue[1:]
-		libs, err := needed(p)
-		if err != nil {
-			return nil, err
-		}
-		for _, lib := range libs {
-			if seen[lib] {
-				continue
-			}
-			seen[lib] = true
-			found := ""
-			for _, d := range dirs {
-				if _, err := os.Stat(filepath.Join(d, lib)); err == nil {
-					found = path.Join(d, lib)
-					break
-				}
-			}
-			if found == "" {
-				return nil, fmt.Errorf("%s needs %s, found in none of %s", p, lib, strings.Join(dirs, " "))
-			}
-			if found == interp || lib == path.Base(interp) {
-				continue // the loader, which the kernel loads from interp
-			}
-			files = append(files, file{path: found, src: found, mode: 0o644})
-			queue = append(queue, found)
-		}
-	}
-	for _, etc := range []string{"/etc/protocols", "/etc/services"} {
-		if _, err := os.Stat(etc); err != nil {
-			return nil, fmt.Errorf("%w (Debian's netbase has it)", err)
-		}
-		files = append(files, file{path: etc, src: etc, mode: 0o644})
-	}
-	return files, nil
-}
-
-func interpreter(f *elf.File) (string, error) {
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_INTERP {
-			continue
-		}
-		b, err := io.ReadAll(p.Open())
-		if err != nil {
-			return "", err
-		}
-		return string(bytes.TrimRight(b, "\x00")), nil
-	}
-	return "", nil
-}
-
-func needed(p string) ([]string, error) {
-	f, err := elf.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	libs, err := f.ImportedLibraries()
-	if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	return libs, nil
 }

@@ -1,10 +1,9 @@
 // Command images builds Berth's container images as OCI image tarballs
 // without a Docker engine and without pulling a base image: each image is
 // made from scratch out of static binaries (CGO_ENABLED=0, as `make build`
-// makes them) and, for the agent, the nft command with the shared libraries
-// it loads, copied from this machine (knftables runs nft for NetworkPolicy
-// and the pod network). `make images` runs it; build/Dockerfile makes the
-// same images on a machine with BuildKit. See docs/images.md.
+// makes them) and nothing else: the agent programs nftables over netlink
+// and runs no other program. `make images` runs it; build/Dockerfile makes
+// the same images on a machine with BuildKit. See docs/images.md.
 package main
 
 import (
@@ -28,8 +27,7 @@ func main() {
 	flag.StringVar(&o.Version, "version", "v0.0.0-dev", "image tag and org.opencontainers.image.version")
 	flag.StringVar(&o.Revision, "revision", "unknown", "org.opencontainers.image.revision (the git commit)")
 	flag.StringVar(&o.Source, "source", DefaultSource, "org.opencontainers.image.source")
-	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "architecture of the binaries (and of the nft copied from this machine)")
-	flag.StringVar(&o.NFT, "nft", "/usr/sbin/nft", "the nft binary carried by the agent image, with its shared libraries")
+	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "architecture of the binaries")
 	flag.StringVar(&created, "created", os.Getenv("SOURCE_DATE_EPOCH"), "creation time of the images and of every file in them, in Unix seconds (default $SOURCE_DATE_EPOCH, else 0), so that the same inputs give the same digests")
 	flag.Parse()
 	if created != "" {

@@ -1,6 +1,7 @@
 package nftrules
 
 import (
+	"maps"
 	"slices"
 	"strings"
 )
@@ -48,14 +49,15 @@ func Sync(tx *Tx, prev *Ruleset, next Ruleset) {
 	// Sets and maps whose definition changed are deleted and added again,
 	// after the chains that refer to them are flushed.
 	recreate := map[string]bool{}
-	for _, name := range sortedKeys(next.Sets) {
+	setNames, mapNames := sortedKeys(next.Sets), sortedKeys(next.Maps)
+	for _, name := range setNames {
 		if old, had := prev.Sets[name]; had && old.def() != next.Sets[name].def() {
 			recreate[name] = true
 		} else if !had {
 			tx.AddSet(name, next.Sets[name].def())
 		}
 	}
-	for _, name := range sortedKeys(next.Maps) {
+	for _, name := range mapNames {
 		if old, had := prev.Maps[name]; had && old.Type != next.Maps[name].Type {
 			recreate[name] = true
 		} else if !had {
@@ -93,7 +95,7 @@ func Sync(tx *Tx, prev *Ruleset, next Ruleset) {
 			tx.AddSet(name, SetDef{Type: next.Maps[name].Type})
 		}
 	}
-	for _, name := range sortedKeys(next.Sets) {
+	for _, name := range setNames {
 		s := next.Sets[name]
 		if s.TimeoutSeconds > 0 {
 			continue // the kernel owns a dynamic set's elements
@@ -102,11 +104,11 @@ func Sync(tx *Tx, prev *Ruleset, next Ruleset) {
 		if !recreate[name] {
 			old = prev.Sets[name].Elements
 		}
+		if slices.Equal(old, s.Elements) {
+			continue
+		}
 		if s.Interval {
 			// Intervals go in whole: flush and refill.
-			if slices.Equal(old, s.Elements) {
-				continue
-			}
 			if len(old) > 0 {
 				tx.FlushSet(name)
 			}
@@ -138,11 +140,14 @@ func Sync(tx *Tx, prev *Ruleset, next Ruleset) {
 			tx.AddRule(name, r)
 		}
 	}
-	for _, name := range sortedKeys(next.Maps) {
+	for _, name := range mapNames {
 		m := next.Maps[name]
 		var old map[string]string
 		if !recreate[name] {
 			old = prev.Maps[name].Elements
+		}
+		if maps.Equal(old, m.Elements) {
+			continue
 		}
 		for _, k := range sortedKeys(old) {
 			if v, ok := m.Elements[k]; !ok || v != old[k] {

@@ -177,7 +177,7 @@ func (f *Fake) apply(op Op) error {
 			if !f.exists {
 				return fmt.Errorf("no table")
 			}
-			f.exists = false
+			f.exists, f.rs, f.defs, f.base = false, Empty(), nil, nil
 		default:
 			return fmt.Errorf("not an operation on a table")
 		}

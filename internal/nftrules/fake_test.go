@@ -119,3 +119,21 @@ func TestSyncDiff(t *testing.T) {
 		t.Errorf("no change sent:\n%s", tx)
 	}
 }
+
+// Deleting the table deletes what it held: nothing is left to read (or
+// to trace) until it is built again.
+func TestFakeDeleteTable(t *testing.T) {
+	f := NewFake("t")
+	if err := apply(t, f, nil, table()); err != nil {
+		t.Fatal(err)
+	}
+	tx := NewTx("t")
+	tx.DeleteTable()
+	if err := f.Apply(context.Background(), tx); err != nil {
+		t.Fatal(err)
+	}
+	rs, ok := f.Ruleset()
+	if ok || len(rs.Chains)+len(rs.Sets)+len(rs.Maps)+len(rs.Counters)+len(rs.Base) != 0 {
+		t.Errorf("table after delete: %+v (exists %v), want nothing", rs, ok)
+	}
+}

@@ -2,7 +2,9 @@ package nftrules
 
 import (
 	"context"
+	"maps"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -29,7 +31,7 @@ func vocabulary() Ruleset {
 			"fib daddr type local ip daddr @nodes meta l4proto . th dport vmap @nodeports",
 		}},
 		BaseChain{Name: "post", Type: "nat", Hook: "postrouting", Priority: "srcnat", Rules: []string{
-			"ip saddr @pods ip daddr != @cluster masquerade",
+			`ip saddr @pods ip daddr != @cluster masquerade comment "pod traffic leaving the cluster"`,
 			"ip saddr . ip daddr @hairpin jump mark",
 			"meta mark & 0x00004000 == 0x00000000 return",
 			"meta mark set meta mark ^ 0x00004000",
@@ -149,6 +151,23 @@ func TestKernelVocabulary(t *testing.T) {
 		t.Errorf("counters: %v, %v; want dropped and more", counters, err)
 	}
 	sync(nil, rs)
+
+	// A transaction that fails before it is sent (a rule outside the
+	// vocabulary) leaves nothing queued for the next one.
+	bad := NewTx("berth-test")
+	bad.AddChain("leaked", nil)
+	bad.AddRule("leaked", "log prefix x")
+	if err := be.Apply(ctx, bad); err == nil {
+		t.Fatal("a rule outside the vocabulary was applied")
+	}
+	good := NewTx("berth-test")
+	good.AddChain("after", nil)
+	if err := be.Apply(ctx, good); err != nil {
+		t.Fatalf("the transaction after a refused one: %v", err)
+	}
+	if chains, _ := listTable(t, ns, "berth-test"); chains["leaked"] != nil || chains["after"] == nil {
+		t.Errorf("after a refused transaction and a good one: chains %v, want after and not leaked", slices.Sorted(maps.Keys(chains)))
+	}
 	if t.Failed() {
 		_, text := listTable(t, ns, "berth-test")
 		t.Logf("table:\n%s", text)

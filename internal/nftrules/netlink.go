@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/nftables"
@@ -20,6 +21,10 @@ import (
 // its cache before every change, which at 10,000 Services costs about a
 // second per change; here a change costs what it sends.
 type Netlink struct {
+	// mu keeps one use of the socket at a time: a counter read (a metrics
+	// scrape) between a transaction's batch and its answers would read
+	// the answers.
+	mu    sync.Mutex
 	conn  *nftables.Conn
 	table *nftables.Table
 	// defs are the sets and maps the table has, as of the last applied
@@ -73,6 +78,8 @@ func (n *Netlink) Close() error { return n.conn.CloseLasting() }
 
 // TableExists implements Backend.
 func (n *Netlink) TableExists(context.Context) (bool, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	_, err := n.conn.ListTableOfFamily(n.table.Name, nftables.TableFamilyINet)
 	if err == nil {
 		return true, nil
@@ -85,6 +92,8 @@ func (n *Netlink) TableExists(context.Context) (bool, error) {
 
 // Counters reads the packets counted on each named counter of the table.
 func (n *Netlink) Counters(context.Context) (map[string]uint64, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	objs, err := n.conn.GetNamedObjects(n.table)
 	if err != nil {
 		return nil, fmt.Errorf("list counters of table %s: %w", n.table.Name, err)
@@ -103,6 +112,33 @@ func (n *Netlink) Counters(context.Context) (map[string]uint64, error) {
 // Apply implements Backend: the whole transaction is one batch, which the
 // kernel applies all or nothing.
 func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	defs, err := n.queue(tx)
+	if err != nil {
+		n.discard()
+		return err
+	}
+	if err := n.conn.Flush(); err != nil {
+		return err
+	}
+	n.defs = defs
+	return nil
+}
+
+// discard empties the connection's queue of a half-built batch (a rule
+// that did not compile, say), which the next Flush would otherwise send
+// with the next transaction: it sends it with one more operation the
+// kernel refuses, deleting a table that does not exist, so none of it is
+// applied.
+func (n *Netlink) discard() {
+	n.conn.DelTable(&nftables.Table{Name: "berth-nftrules-discarded-batch", Family: nftables.TableFamilyINet})
+	_ = n.conn.Flush()
+}
+
+// queue adds a transaction's operations to the connection's batch and
+// returns the sets and maps the table will have once it is applied.
+func (n *Netlink) queue(tx *Tx) (map[string]SetDef, error) {
 	defs := make(map[string]SetDef, len(n.defs))
 	for k, v := range n.defs {
 		defs[k] = v
@@ -133,7 +169,7 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 			case OpAdd:
 				if op.Base != nil {
 					if err := baseChain(c, op.Base); err != nil {
-						return err
+						return nil, err
 					}
 				}
 				n.conn.AddChain(c)
@@ -145,10 +181,10 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 		case ObjRule:
 			r, err := compileRule(op.Rule)
 			if err != nil {
-				return fmt.Errorf("chain %s: %w", op.Name, err)
+				return nil, fmt.Errorf("chain %s: %w", op.Name, err)
 			}
 			if err := n.addRule(op.Name, r); err != nil {
-				return fmt.Errorf("chain %s: rule %q: %w", op.Name, op.Rule, err)
+				return nil, fmt.Errorf("chain %s: rule %q: %w", op.Name, op.Rule, err)
 			}
 		case ObjCounter:
 			c := &nftables.CounterObj{Table: n.table, Name: op.Name}
@@ -162,16 +198,16 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 			case OpAdd:
 				s, err := n.setOf(op.Name, *op.Def)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if err := n.conn.AddSet(s, nil); err != nil {
-					return fmt.Errorf("set %s: %w", op.Name, err)
+					return nil, fmt.Errorf("set %s: %w", op.Name, err)
 				}
 				defs[op.Name] = *op.Def
 			case OpFlush, OpDelete:
 				s, _, err := set(op.Name)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				if op.Kind == OpFlush {
 					n.conn.FlushSet(s)
@@ -188,11 +224,11 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 			}
 			s, d, err := set(op.Name)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			elems, err := n.elements(d, ops[i:j+1])
 			if err != nil {
-				return fmt.Errorf("set %s: %w", op.Name, err)
+				return nil, fmt.Errorf("set %s: %w", op.Name, err)
 			}
 			for k := 0; k < len(elems); k += elementsPerMessage {
 				chunk := elems[k:min(k+elementsPerMessage, len(elems))]
@@ -202,17 +238,13 @@ func (n *Netlink) Apply(_ context.Context, tx *Tx) error {
 					err = n.conn.SetDeleteElements(s, chunk)
 				}
 				if err != nil {
-					return fmt.Errorf("set %s: %w", op.Name, err)
+					return nil, fmt.Errorf("set %s: %w", op.Name, err)
 				}
 			}
 			i = j
 		}
 	}
-	if err := n.conn.Flush(); err != nil {
-		return err
-	}
-	n.defs = defs
-	return nil
+	return defs, nil
 }
 
 // addRule adds a compiled rule, with the anonymous sets it looks up and

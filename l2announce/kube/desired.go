@@ -63,6 +63,10 @@ func Build(o Objects) Desired {
 			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: %v", a.Name, err))
 			continue
 		}
+		if err := a.Spec.ValidateInterfaces(); err != nil {
+			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: %v", a.Name, err))
+			continue
+		}
 		nodeSel, err := ipamkube.Selectors(a.Spec.NodeSelectors)
 		if err != nil {
 			d.Problems = append(d.Problems, fmt.Sprintf("L2Announcement %s: nodeSelectors: %v", a.Name, err))

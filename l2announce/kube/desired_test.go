@@ -46,6 +46,7 @@ func TestBuild(t *testing.T) {
 				NodeSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"edge": "yes"}}}}},
 			{ObjectMeta: metav1.ObjectMeta{Name: "by-label"}, Spec: v1alpha1.L2AnnouncementSpec{IPPoolSelectors: []metav1.LabelSelector{{MatchLabels: map[string]string{"announce": "l2"}}}}},
 			{ObjectMeta: metav1.ObjectMeta{Name: "broken"}, Spec: v1alpha1.L2AnnouncementSpec{NodeSelectors: []metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Sideways"}}}}}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "bad-glob"}, Spec: v1alpha1.L2AnnouncementSpec{IPPools: []string{"lan"}, Interfaces: []string{"eth["}}},
 		},
 		Services: []corev1.Service{
 			lbService("a", "web", corev1.ServiceExternalTrafficPolicyCluster, nil, "198.18.0.200", "2001:db8::5"),
@@ -88,8 +89,17 @@ func TestBuild(t *testing.T) {
 	if d.Addresses[0].Local != nil {
 		t.Error("policy Cluster has a Local set")
 	}
-	if len(d.Problems) != 1 {
-		t.Errorf("problems: %v; want the broken announcement", d.Problems)
+	wantProblems := []string{
+		`L2Announcement bad-glob: interfaces[0] "eth[" is not a valid pattern (syntax error in pattern): brackets must pair up around a class, like eth[0-3]`,
+		`L2Announcement broken: nodeSelectors: `,
+	}
+	if len(d.Problems) != len(wantProblems) {
+		t.Errorf("problems: %q; want %q", d.Problems, wantProblems)
+	}
+	for i := range d.Problems {
+		if i < len(wantProblems) && !strings.HasPrefix(d.Problems[i], wantProblems[i]) {
+			t.Errorf("problem %d: %q; want it to start %q", i, d.Problems[i], wantProblems[i])
+		}
 	}
 	g := d.Addresses[0].Groups[0]
 	if g.Key != l2announce.GroupKey("by-name", "lan") || fmt.Sprint(g.Interfaces, g.Samples) != "[eth*] [198.18.0.200]" ||
