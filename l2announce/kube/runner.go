@@ -119,12 +119,17 @@ func (r *Runner) Ready() error {
 	return nil
 }
 
+// sync rebuilds the announcer's input and reports the node's layer-2
+// health: the rebuild's error, else the announcer's. Only a failed rebuild
+// is retried (the announcer retries on its own and says when its health
+// changes).
 func (r *Runner) sync(ctx context.Context) error {
 	err := r.build(ctx)
-	if err == nil && r.Announcer != nil {
-		err = r.Announcer.Err()
+	health := err
+	if health == nil && r.Announcer != nil {
+		health = r.Announcer.Err()
 	}
-	r.report(ctx, err)
+	r.report(ctx, health)
 	return err
 }
 

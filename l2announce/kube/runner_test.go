@@ -14,7 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/l2announce"
@@ -75,16 +77,16 @@ func TestRunnerHealth(t *testing.T) {
 	if err := r.Ready(); err == nil || !strings.Contains(err.Error(), "first sync pending") {
 		t.Errorf("Ready before a sync: %v; want first sync pending", err)
 	}
-	sync := func() error {
-		err := r.sync(ctx)
-		if got := r.Ready(); fmt.Sprint(got) != fmt.Sprint(layer2(err)) {
-			t.Errorf("Ready %v after a sync that returned %v", got, err)
+	sync := func(wantReady string) {
+		t.Helper()
+		if err := r.sync(ctx); err != nil {
+			t.Fatalf("sync: %v", err)
 		}
-		return err
+		if got := fmt.Sprint(r.Ready()); got != wantReady {
+			t.Errorf("Ready: %s; want %s", got, wantReady)
+		}
 	}
-	if err := sync(); err != nil {
-		t.Fatalf("first sync: %v", err)
-	}
+	sync("<nil>")
 	if got := fmt.Sprint(r.Peers()); got != "[[fd00::12]:7947]" {
 		t.Errorf("peers %s; want [[fd00::12]:7947] (node-b's first InternalIP)", got)
 	}
@@ -92,16 +94,14 @@ func TestRunnerHealth(t *testing.T) {
 		t.Errorf("nodes given to the announcer: %s", got)
 	}
 
+	// The announcer's problem makes the node unready; the rebuild itself
+	// succeeded, so it is not retried.
 	ann.set(errors.New("open the ARP/NDP responders of eth0: operation not permitted"))
 	for range 2 {
-		if err := sync(); err == nil || err.Error() != "open the ARP/NDP responders of eth0: operation not permitted" {
-			t.Errorf("sync with a failing announcer: %v", err)
-		}
+		sync("layer-2 announcement: open the ARP/NDP responders of eth0: operation not permitted")
 	}
 	ann.set(nil)
-	if err := sync(); err != nil {
-		t.Errorf("sync after the announcer recovered: %v", err)
-	}
+	sync("<nil>")
 	close(rec.Events)
 	var got []string
 	for e := range rec.Events {
@@ -116,10 +116,30 @@ func TestRunnerHealth(t *testing.T) {
 	}
 }
 
-// layer2 is what Ready says after a sync that returned err.
-func layer2(err error) error {
-	if err == nil {
-		return nil
+// A rebuild that cannot read the objects fails (the loop retries it) and
+// makes the node unready, saying what it could not read.
+func TestRunnerReadFailure(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
 	}
-	return fmt.Errorf("layer-2 announcement: %s", err)
+	if err := v1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithInterceptorFuncs(interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			if _, ok := list.(*v1alpha1.IPPoolList); ok {
+				return errors.New("ippools.berth.dev is forbidden")
+			}
+			return c.List(ctx, list, opts...)
+		},
+	}).Build()
+	r := &Runner{Node: "node-a", Reader: c, Announcer: &announcerState{}, Log: testr.New(t)}
+	want := "list *v1alpha1.IPPoolList: ippools.berth.dev is forbidden"
+	if err := r.sync(context.Background()); err == nil || err.Error() != want {
+		t.Errorf("sync: %v; want %q", err, want)
+	}
+	if err := r.Ready(); err == nil || err.Error() != "layer-2 announcement: "+want {
+		t.Errorf("Ready: %v; want it to say %q", err, want)
+	}
 }

@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,8 +24,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/kubetest"
 	"github.com/berthnet/berth/test/labtest"
+	"github.com/berthnet/berth/test/netnstest"
 )
 
 // Every binary reports the version it was stamped with.
@@ -47,8 +52,9 @@ func TestBinariesReportVersion(t *testing.T) {
 func TestCNIVersionAndStatus(t *testing.T) {
 	t.Parallel()
 	bin := labtest.Build(t)
+	ns := netnstest.New(t)
 	run := func(command string) ([]byte, error) {
-		cmd := exec.Command(filepath.Join(bin.Dir, "berth-cni"))
+		cmd := ns.Command(context.Background(), filepath.Join(bin.Dir, "berth-cni"))
 		cmd.Env = []string{"CNI_COMMAND=" + command, "CNI_PATH=" + bin.Dir}
 		cmd.Stdin = strings.NewReader(`{"cniVersion":"1.1.0","name":"berth","type":"berth-cni"}`)
 		return cmd.Output()
@@ -102,11 +108,13 @@ func TestControllerLeadsWithItsRole(t *testing.T) {
 	bindUser(t, admin, user, "berth-controller", ns)
 	kubeconfig, _ := env.User(t, user)
 
-	probe := freeAddr(t)
-	cmd := exec.Command(filepath.Join(bin.Dir, "berth-controller"),
+	// Its own namespace: the xDS server listens on every address (:18000).
+	netNS := componentNS(t, env)
+	web := netnstest.HTTPClient(netNS)
+	cmd := netNS.Command(context.Background(), filepath.Join(bin.Dir, "berth-controller"),
 		"--kubeconfig", kubeconfig,
 		"--leader-election-namespace", ns,
-		"--metrics-bind-address", freeAddr(t),
+		"--metrics-bind-address", "127.0.0.1:8080",
 		"--health-probe-bind-address", probe)
 	logs := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -123,7 +131,7 @@ func TestControllerLeadsWithItsRole(t *testing.T) {
 		}
 	})
 
-	waitUntil(t, time.Minute, "controller ready", func() error { return httpOK(probe, "/readyz") })
+	waitUntil(t, time.Minute, "controller ready", func() error { return httpOK(web, probe, "/readyz") })
 	lease := &coordinationv1.Lease{}
 	key := client.ObjectKey{Namespace: ns, Name: "berth-controller.berth.dev"}
 	waitUntil(t, time.Minute, "leader lease held", func() error {
@@ -169,7 +177,10 @@ func TestControllerLeadsWithItsRole(t *testing.T) {
 }
 
 // berth-agent runs with its generated role, turns ready once it sees its own
-// Node, and stays unready, saying why, when its Node does not exist.
+// Node, and stays unready, saying why, when its Node does not exist. Each
+// agent runs in a namespace of its own, as on a node: it programs nftables
+// (service proxy, NetworkPolicy) where it runs, and those tables stay when it
+// is killed.
 func TestAgentFindsItsNode(t *testing.T) {
 	t.Parallel()
 	bin := labtest.Build(t)
@@ -192,10 +203,18 @@ func TestAgentFindsItsNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	start := func(node string) string {
-		probe := freeAddr(t)
-		cmd := exec.Command(filepath.Join(bin.Dir, "berth-agent"),
-			"--kubeconfig", kubeconfig, "--node-name", node, "--pod-network=false",
+	// The heartbeat key the release mounts from a Secret: layer-2
+	// announcement stays on, as every component the agent runs by default.
+	l2Key := filepath.Join(t.TempDir(), "l2-key")
+	if err := os.WriteFile(l2Key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var nodeNS []*netns.Namespace
+	start := func(node string) *http.Client {
+		ns := componentNS(t, env)
+		nodeNS = append(nodeNS, ns)
+		cmd := ns.Command(context.Background(), filepath.Join(bin.Dir, "berth-agent"),
+			"--kubeconfig", kubeconfig, "--node-name", node, "--pod-network=false", "--l2-key-file", l2Key,
 			"--metrics-bind-address", "0", "--health-probe-bind-address", probe)
 		logs := &strings.Builder{}
 		cmd.Stdout, cmd.Stderr = logs, logs
@@ -209,13 +228,13 @@ func TestAgentFindsItsNode(t *testing.T) {
 				t.Logf("berth-agent %s log:\n%s", node, logs)
 			}
 		})
-		return probe
+		return netnstest.HTTPClient(ns)
 	}
 	good := start("n1")
 	missing := start("n2")
-	waitUntil(t, time.Minute, "agent on n1 ready", func() error { return httpOK(good, "/readyz") })
+	waitUntil(t, time.Minute, "agent on n1 ready", func() error { return httpOK(good, probe, "/readyz") })
 	waitUntil(t, time.Minute, "agent on n2 explains it has no node", func() error {
-		body, code, err := httpGet(missing, "/readyz?verbose")
+		body, code, err := httpGet(missing, probe, "/readyz?verbose")
 		if err != nil {
 			return err
 		}
@@ -224,9 +243,44 @@ func TestAgentFindsItsNode(t *testing.T) {
 		}
 		return nil
 	})
-	if err := httpOK(missing, "/readyz"); err == nil {
+	if err := httpOK(missing, probe, "/readyz"); err == nil {
 		t.Error("agent without a Node reports ready")
 	}
+
+	// The ready agent's service proxy and NetworkPolicy tables are in its
+	// namespace, and none are in the host's.
+	want := []string{"table inet berth-netpol", "table inet berth-proxy"}
+	waitUntil(t, time.Minute, "agent on n1 programs its namespace", func() error {
+		if got := berthTables(t, nodeNS[0]); !slices.Equal(got, want) {
+			return fmt.Errorf("tables in %s: %q, want %q", nodeNS[0], got, want)
+		}
+		return nil
+	})
+	host, err := netns.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	if got := berthTables(t, host); len(got) != 0 {
+		t.Errorf("Berth tables in the host's namespace: %q; an agent ran there. Remove them: nft delete table inet <name>", got)
+	}
+}
+
+// berthTables lists the nftables tables named berth-* in ns, sorted.
+func berthTables(t *testing.T, ns *netns.Namespace) []string {
+	t.Helper()
+	out, err := ns.Command(context.Background(), "nft", "list", "tables").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list tables in %s: %v\n%s", ns, err, out)
+	}
+	var tables []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.Contains(line, " berth-") {
+			tables = append(tables, line)
+		}
+	}
+	slices.Sort(tables)
+	return tables
 }
 
 func adminClient(t *testing.T, env *kubetest.Env) client.Client {
@@ -263,18 +317,29 @@ func bindUser(t *testing.T, c client.Client, user, role, ns string) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
+// probe is where a component under test serves its health checks: each runs
+// in a namespace of its own, where the port is free.
+const probe = "127.0.0.1:8081"
+
+// componentNS makes a namespace for a Berth component the test runs, with
+// the test's API server answering there at its host address. A component in
+// the host's namespace would change the host: berth-agent left its nftables
+// tables there when killed.
+func componentNS(t *testing.T, env *kubetest.Env) *netns.Namespace {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	addr := env.Config.Host
+	if u, err := url.Parse(addr); err == nil && u.Host != "" {
+		addr = u.Host
 	}
-	defer l.Close()
-	return l.Addr().String()
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		t.Fatalf("API server address %q: want host:port or https://host:port: %v", env.Config.Host, err)
+	}
+	ns := netnstest.New(t)
+	netnstest.Forward(t, ns, addr)
+	return ns
 }
 
-func httpGet(addr, path string) (string, int, error) {
-	c := &http.Client{Timeout: 5 * time.Second}
+func httpGet(c *http.Client, addr, path string) (string, int, error) {
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {
 		return "", 0, err
@@ -284,8 +349,8 @@ func httpGet(addr, path string) (string, int, error) {
 	return string(b), resp.StatusCode, nil
 }
 
-func httpOK(addr, path string) error {
-	body, code, err := httpGet(addr, path)
+func httpOK(c *http.Client, addr, path string) error {
+	body, code, err := httpGet(c, addr, path)
 	if err != nil {
 		return err
 	}
