@@ -17,6 +17,7 @@ import (
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
 	"github.com/berthnet/berth/internal/syncloop"
+	"github.com/berthnet/berth/internal/syncreport"
 	"github.com/berthnet/berth/internal/watch"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
 )
@@ -52,13 +53,11 @@ type Runner struct {
 	// statusDue asks the status goroutine for a write now.
 	statusDue chan struct{}
 
-	mu sync.Mutex
-	// err is the last sync's error; synced is set by the first that
-	// succeeded.
-	err      error
-	synced   bool
+	reportOnce sync.Once
+	reports    *syncreport.Reporter // made at first use, with Recorder
+
+	mu       sync.Mutex
 	problems map[string]string
-	lastMsg  *string // the last sync's outcome ("" none), nil before the first; the sync loop's own
 }
 
 // NewRunner returns a runner; set the optional fields, then Watch and
@@ -81,16 +80,14 @@ func (r *Runner) Collectors() []prometheus.Collector {
 // Err is nil once a sync has succeeded and the last one did: the
 // readiness check. Sessions that are down are not an error of the node
 // (the router may be down); they are in the BGPPeers' status.
-func (r *Runner) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.synced && r.err == nil {
-		return fmt.Errorf("BGP: first sync pending")
-	}
-	if r.err != nil {
-		return fmt.Errorf("BGP: last sync failed: %w", r.err)
-	}
-	return nil
+func (r *Runner) Err() error { return r.reporter().Ready() }
+
+// reporter is the runner's syncreport, made once Recorder is set.
+func (r *Runner) reporter() *syncreport.Reporter {
+	r.reportOnce.Do(func() {
+		r.reports = syncreport.New("BGP", r.Node, "BGP speaker in step with the BGPPeers and BGPAnnouncements", r.Reader, r.Recorder, r.Log)
+	})
+	return r.reports
 }
 
 // Watch subscribes to the informers of c; call it before the cache starts.
@@ -166,13 +163,7 @@ func (r *Runner) sync(ctx context.Context) error {
 		result = "error"
 	}
 	r.syncs.WithLabelValues(result).Inc()
-	r.mu.Lock()
-	r.err = err
-	if err == nil {
-		r.synced = true
-	}
-	r.mu.Unlock()
-	r.report(ctx, err)
+	r.reporter().Report(ctx, err)
 	select {
 	case r.statusDue <- struct{}{}:
 	default:
@@ -198,39 +189,6 @@ func (r *Runner) syncOnce(ctx context.Context) error {
 		r.PlanApplied(built.Plan)
 	}
 	return nil
-}
-
-// report records an event on this Node when the outcome of syncs changes:
-// BGPFailed with the error, BGPReady when they succeed again.
-func (r *Runner) report(ctx context.Context, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if r.lastMsg != nil && *r.lastMsg == msg {
-		return
-	}
-	first := r.lastMsg == nil
-	r.lastMsg = &msg
-	if r.Recorder == nil || (first && err == nil) {
-		return
-	}
-	node := &corev1.Node{}
-	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
-		return
-	}
-	if err != nil {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, "BGPFailed", "Sync", "%s", truncate(msg, 1000))
-	} else {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, "BGPReady", "Sync", "BGP speaker in step with the BGPPeers and BGPAnnouncements again")
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 func (r *Runner) build(ctx context.Context) (Built, error) {

@@ -82,7 +82,7 @@ func TestRunnerReports(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "last sync failed") {
+	if err := r.Err(); err == nil || !strings.Contains(err.Error(), "BGP: apply the plan to the speaker: the BGP speaker is shut down") {
 		t.Errorf("readiness after the speaker shut down: %v", err)
 	}
 	if ok, bad := testutil.ToFloat64(r.syncs.WithLabelValues("ok")), testutil.ToFloat64(r.syncs.WithLabelValues("error")); ok != 2 || bad != 3 {

@@ -85,13 +85,13 @@ func (r *Reporter) Report(ctx context.Context, err error) {
 }
 
 // Ready is the component's readiness check: an error until a sync has
-// succeeded, and while the last one failed.
+// succeeded, and while the last one failed (saying why).
 func (r *Reporter) Ready() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
 	case r.lastErr != "":
-		return fmt.Errorf("%s: last sync failed: %s", r.component, truncate(r.lastErr))
+		return fmt.Errorf("%s: %s", r.component, truncate(r.lastErr))
 	case !r.synced:
 		return fmt.Errorf("%s: first sync pending", r.component)
 	}

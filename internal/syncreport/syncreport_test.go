@@ -32,9 +32,9 @@ func TestReporterSequence(t *testing.T) {
 		{"before any sync", nil, "first sync pending", nil},
 		{"first success: quiet", nil, "", nil},
 		{"again: nothing new", nil, "", nil},
-		{"a failure", nft, "last sync failed: netlink: operation not permitted", []string{"Warning ServiceProxyFailed netlink: operation not permitted"}},
-		{"the same failure: no second event", nft, "last sync failed", nil},
-		{"another failure", errors.New("table busy"), "last sync failed: table busy", []string{"Warning ServiceProxyFailed table busy"}},
+		{"a failure", nft, "ServiceProxy: netlink: operation not permitted", []string{"Warning ServiceProxyFailed netlink: operation not permitted"}},
+		{"the same failure: no second event", nft, "operation not permitted", nil},
+		{"another failure", errors.New("table busy"), "ServiceProxy: table busy", []string{"Warning ServiceProxyFailed table busy"}},
 		{"recovered", nil, "", []string{"Normal ServiceProxyReady service proxy rules in place again"}},
 		{"still fine", nil, "", nil},
 	}

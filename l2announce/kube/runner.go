@@ -17,13 +17,14 @@ import (
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/internal/syncloop"
+	"github.com/berthnet/berth/internal/syncreport"
 	"github.com/berthnet/berth/internal/watch"
 	ipamkube "github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/l2announce"
 )
 
-// Node events the runner records when layer-2 announcement starts failing
-// on this node and when it works again.
+// Node events the runner records (through syncreport) when layer-2
+// announcement starts failing on this node and when it works again.
 const (
 	EventL2Failed = "L2AnnouncementFailed"
 	EventL2Ready  = "L2AnnouncementReady"
@@ -61,8 +62,8 @@ type Runner struct {
 	peers    atomic.Pointer[[]netip.AddrPort]
 	services ipamkube.LBServices
 
-	mu      sync.Mutex
-	lastErr *string // the last sync's error ("" for none), nil before the first
+	reportOnce sync.Once
+	reports    *syncreport.Reporter // made at first use, with Recorder
 }
 
 func (r *Runner) syncLoop() *syncloop.Loop {
@@ -107,16 +108,15 @@ func (r *Runner) Start(ctx context.Context) error {
 
 // Ready reports why this node's layer-2 announcement is not working, or
 // nil once a sync succeeded and the announcer has no problem.
-func (r *Runner) Ready() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	switch {
-	case r.lastErr == nil:
-		return fmt.Errorf("layer-2 announcement: first sync pending")
-	case *r.lastErr != "":
-		return fmt.Errorf("layer-2 announcement: %s", *r.lastErr)
-	}
-	return nil
+func (r *Runner) Ready() error { return r.reporter().Ready() }
+
+// reporter is the runner's syncreport (readiness and Node events), made
+// once Recorder is set.
+func (r *Runner) reporter() *syncreport.Reporter {
+	r.reportOnce.Do(func() {
+		r.reports = syncreport.New("L2Announcement", r.Node, "layer-2 announcement works", r.Reader, r.Recorder, r.Log)
+	})
+	return r.reports
 }
 
 // sync rebuilds the announcer's input and reports the node's layer-2
@@ -129,35 +129,8 @@ func (r *Runner) sync(ctx context.Context) error {
 	if health == nil && r.Announcer != nil {
 		health = r.Announcer.Err()
 	}
-	r.report(ctx, health)
+	r.reporter().Report(ctx, health)
 	return err
-}
-
-// report records an event on this Node when the outcome of syncs changes
-// (not for the first success: nothing was wrong before).
-func (r *Runner) report(ctx context.Context, err error) {
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	r.mu.Lock()
-	first := r.lastErr == nil
-	same := !first && *r.lastErr == msg
-	r.lastErr = &msg
-	r.mu.Unlock()
-	if same || r.Recorder == nil || (first && err == nil) {
-		return
-	}
-	node := &corev1.Node{}
-	if gerr := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, node); gerr != nil {
-		r.Log.Error(gerr, "no event for a change of layer-2 health: cannot read this node", "node", r.Node)
-		return
-	}
-	if err != nil {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeWarning, EventL2Failed, "Announce", "%s", msg)
-	} else {
-		r.Recorder.Eventf(node, nil, corev1.EventTypeNormal, EventL2Ready, "Announce", "layer-2 announcement works again")
-	}
 }
 
 func (r *Runner) build(ctx context.Context) error {

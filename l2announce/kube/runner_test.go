@@ -98,7 +98,7 @@ func TestRunnerHealth(t *testing.T) {
 	// succeeded, so it is not retried.
 	ann.set(errors.New("open the ARP/NDP responders of eth0: operation not permitted"))
 	for range 2 {
-		sync("layer-2 announcement: open the ARP/NDP responders of eth0: operation not permitted")
+		sync("L2Announcement: open the ARP/NDP responders of eth0: operation not permitted")
 	}
 	ann.set(nil)
 	sync("<nil>")
@@ -139,7 +139,7 @@ func TestRunnerReadFailure(t *testing.T) {
 	if err := r.sync(context.Background()); err == nil || err.Error() != want {
 		t.Errorf("sync: %v; want %q", err, want)
 	}
-	if err := r.Ready(); err == nil || err.Error() != "layer-2 announcement: "+want {
+	if err := r.Ready(); err == nil || err.Error() != "L2Announcement: "+want {
 		t.Errorf("Ready: %v; want it to say %q", err, want)
 	}
 }
