@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr/testr"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -42,23 +40,7 @@ func TestStatusWriterNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The role file also holds the agents' Role in their namespace.
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "berth-system"}}); err != nil {
-		t.Fatal(err)
-	}
-	kubetest.Apply(t, env.Config, filepath.Join(root, "config/rbac/agent/role.yaml"))
-	if err := admin.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "berth-agent-test"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "berth-agent"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "berth-agent-test"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_, agentCfg := env.User(t, "berth-agent-test")
-	agent, err := client.New(agentCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := env.AgentClient(t, scheme)
 	for _, name := range []string{"tor-a", "tor-b"} {
 		if err := admin.Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.1", PeerASN: 64500, LocalASN: 64512}}); err != nil {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -26,33 +24,13 @@ import (
 // dual-stack Service, and a report of an address the Service no longer
 // has changing nothing.
 func TestStatusWriterAnnotation(t *testing.T) {
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	env := kubetest.Start(t, kubetest.Options{})
 	ctx := context.Background()
 	admin, err := client.New(env.Config, client.Options{Scheme: clientgoscheme.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The role file also holds the agents' Role in their namespace.
-	if err := admin.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "berth-system"}}); err != nil {
-		t.Fatal(err)
-	}
-	kubetest.Apply(t, env.Config, filepath.Join(root, "config/rbac/agent/role.yaml"))
-	if err := admin.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "berth-agent-test"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "berth-agent"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "berth-agent-test"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_, agentCfg := env.User(t, "berth-agent-test")
-	agent, err := client.New(agentCfg, client.Options{Scheme: clientgoscheme.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	agent := env.AgentClient(t, clientgoscheme.Scheme)
 
 	dual := corev1.IPFamilyPolicyPreferDualStack
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
