@@ -23,9 +23,10 @@ import (
 // has a /30 and a link name of its own.
 var peerSeq atomic.Int32
 
-// peerNet is a namespace for one peer daemon, joined to the test's (host)
-// namespace by a veth pair: the speaker, in the test process, talks to the
-// daemon over that link and nothing else.
+// peerNet is a namespace for one peer daemon, joined to the test process's
+// own namespace (TestMain runs the tests in one, never the host's) by a
+// veth pair: the speaker, in the test process, talks to the daemon over
+// that link and nothing else.
 type peerNet struct {
 	ns     *netns.Namespace
 	dir    string
