@@ -13,8 +13,10 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/vishvananda/netlink"
 
 	"github.com/berthnet/berth/cni"
@@ -72,7 +74,7 @@ func newNode(t *testing.T, podCIDRs ...string) *node {
 			t.Fatal(err)
 		}
 	}
-	n := &node{ns: ns, dataDir: t.TempDir(), cninet: libcni.NewCNIConfig([]string{pluginDir}, nil)}
+	n := &node{ns: ns, dataDir: t.TempDir(), cninet: runtimeCNI(pluginDir)}
 	n.list = n.conflist(t, podCIDRs, nil)
 	return n
 }
@@ -99,6 +101,16 @@ func (n *node) conflist(t *testing.T, podCIDRs []string, extra map[string]any) *
 func (n *node) in(t *testing.T, fn func() error) error {
 	t.Helper()
 	return n.ns.Do(fn)
+}
+
+// runtimeCNI is libcni as a runtime holds it: one for every pod. Its exec
+// is given, not left nil: libcni fills a nil one in on first use, without
+// a lock, a race when pods are added at once (the race detector saw it).
+func runtimeCNI(pluginDir string) *libcni.CNIConfig {
+	return libcni.NewCNIConfig([]string{pluginDir}, &invoke.DefaultExec{
+		RawExec:       &invoke.RawExec{Stderr: os.Stderr},
+		PluginDecoder: version.PluginDecoder{},
+	})
 }
 
 func rt(id string, pod *netns.Namespace) *libcni.RuntimeConf {
@@ -243,7 +255,7 @@ func mustJSON(t *testing.T, v any) []byte {
 
 func TestStatus(t *testing.T) {
 	ns := netnstest.New(t)
-	n := &node{ns: ns, dataDir: t.TempDir(), cninet: libcni.NewCNIConfig([]string{pluginDir}, nil)}
+	n := &node{ns: ns, dataDir: t.TempDir(), cninet: runtimeCNI(pluginDir)}
 	n.list = n.conflist(t, []string{"10.244.3.0/24"}, nil)
 	status := func(list *libcni.NetworkConfigList) error {
 		return n.in(t, func() error { return n.cninet.GetStatusNetworkList(context.Background(), list) })
