@@ -28,7 +28,9 @@ type Allocator struct {
 type holding struct {
 	// pool is the pool the Service asked for when it got its addresses.
 	pool       string
+	namespace  string
 	sharingKey string
+	shareWith  []string
 	ports      []Port
 	local      bool
 	selector   string
@@ -104,7 +106,7 @@ func (a *Allocator) Restore(req Request, addrs []netip.Addr) error {
 		}
 		seen[f] = true
 		if err := a.canShare(addr, &req); err != nil {
-			return errorf(ReasonDuplicate, "address %v is also held by %s; Berth does not move either: delete one Service or change its address", addr, err.holder)
+			return errorf(ReasonDuplicate, "address %v is also held by %s (%s); Berth does not move either: delete one Service or change its address", addr, a.holderFor(err.holder, &req), err.why)
 		}
 	}
 	ips := make([]Assigned, len(addrs))
@@ -327,7 +329,7 @@ func (a *Allocator) pickRequested(req *Request, want netip.Addr) (Assigned, *Err
 		return Assigned{}, errorf(ReasonIPNotInPool, "requested address %v ends in .0 or .255, which pool %s avoids", want, pool.Name)
 	}
 	if err := a.canShare(want, req); err != nil {
-		return Assigned{}, errorf(ReasonIPInUse, "requested address %v is held by %s: %s", want, err.holder, err.why)
+		return Assigned{}, errorf(ReasonIPInUse, "requested address %v is held by %s: %s", want, a.holderFor(err.holder, req), err.why)
 	}
 	return Assigned{Addr: want, Pool: pool.Name}, nil
 }
@@ -416,7 +418,8 @@ func (a *Allocator) Release(key string) []netip.Addr {
 
 func (a *Allocator) record(req *Request, ips []Assigned) {
 	a.Release(req.Key)
-	h := &holding{pool: req.Pool, sharingKey: req.SharingKey, ports: slices.Clone(req.Ports), local: req.Local, selector: req.Selector, ips: slices.Clone(ips)}
+	h := &holding{pool: req.Pool, namespace: req.Namespace, sharingKey: req.SharingKey, shareWith: slices.Clone(req.ShareWithNamespaces),
+		ports: slices.Clone(req.Ports), local: req.Local, selector: req.Selector, ips: slices.Clone(ips)}
 	a.services[req.Key] = h
 	for _, ip := range ips {
 		a.byAddr[ip.Addr] = append(a.byAddr[ip.Addr], req.Key)
@@ -456,6 +459,9 @@ func (a *Allocator) canShare(addr netip.Addr, req *Request) *shareError {
 func compatible(h *holding, req *Request) string {
 	if req.SharingKey == "" || h.sharingKey != req.SharingKey {
 		return "the Services do not carry the same berth.dev/allow-shared-ip key"
+	}
+	if h.namespace != req.Namespace && !(allowsNamespace(h.shareWith, req.Namespace) && allowsNamespace(req.ShareWithNamespaces, h.namespace)) {
+		return "the Services are in different namespaces, and sharing across namespaces needs both to list the other's in berth.dev/allow-shared-ip-namespaces"
 	}
 	for _, p := range req.Ports {
 		for _, q := range h.ports {
@@ -519,7 +525,7 @@ func (a *Allocator) Check() error {
 			}
 			for _, other := range keys[i+1:] {
 				o := a.services[other]
-				req := Request{Key: other, SharingKey: o.sharingKey, Ports: o.ports, Local: o.local, Selector: o.selector}
+				req := Request{Key: other, Namespace: o.namespace, SharingKey: o.sharingKey, ShareWithNamespaces: o.shareWith, Ports: o.ports, Local: o.local, Selector: o.selector}
 				if why := compatible(h, &req); why != "" {
 					return fmt.Errorf("address %v is held by %s and %s, which may not share: %s", addr, k, other, why)
 				}
@@ -535,4 +541,21 @@ func (a *Allocator) Describe(pool string) string {
 		return describe(p.ranges)
 	}
 	return ""
+}
+
+// allowsNamespace reports whether a Service's allow-shared-ip-namespaces
+// list admits namespace ns.
+func allowsNamespace(list []string, ns string) bool {
+	return slices.Contains(list, ns) || slices.Contains(list, "*")
+}
+
+// holderFor names the Service holding an address to the Service req: by
+// namespace and name when they are in one namespace, else only as "a
+// Service in another namespace" (a tenant learns nothing of another's
+// Services from its own Service's status).
+func (a *Allocator) holderFor(holder string, req *Request) string {
+	if h := a.services[holder]; h != nil && h.namespace != req.Namespace {
+		return "a Service in another namespace"
+	}
+	return holder
 }

@@ -36,8 +36,14 @@ type Request struct {
 	// Pool is a specific pool asked for.
 	Pool string
 	// SharingKey is the allow-shared-ip annotation; empty: no sharing.
+	// Keys are per namespace: Services of two namespaces share only when
+	// each lists the other's in ShareWithNamespaces.
 	SharingKey string
-	Ports      []Port
+	// ShareWithNamespaces are the other namespaces whose Services may share
+	// an address with this one under its key ("*": any); from the
+	// allow-shared-ip-namespaces annotation.
+	ShareWithNamespaces []string
+	Ports               []Port
 	// Local is externalTrafficPolicy: Local; Selector is the Service's pod
 	// selector in a canonical form, compared for sharing Local Services.
 	Local    bool

@@ -23,8 +23,13 @@ const (
 	AnnotationPool = "berth.dev/ip-pool"
 	// AnnotationIPs asks for specific addresses, comma-separated, one per family.
 	AnnotationIPs = "berth.dev/load-balancer-ips"
-	// AnnotationSharing lets Services with the same value share an address.
+	// AnnotationSharing lets Services of one namespace with the same value
+	// share an address.
 	AnnotationSharing = "berth.dev/allow-shared-ip"
+	// AnnotationSharingNamespaces lists, comma-separated, the other
+	// namespaces whose Services may share under the same key ("*": any);
+	// both sides must list each other.
+	AnnotationSharingNamespaces = "berth.dev/allow-shared-ip-namespaces"
 )
 
 // Served reports whether Berth gives the Service an address: type
@@ -55,14 +60,15 @@ func Key(namespace, name string) string { return namespace + "/" + name }
 // request is an error that says what to fix.
 func Request(svc *corev1.Service, nsLabels map[string]string) (ipam.Request, error) {
 	req := ipam.Request{
-		Key:             Key(svc.Namespace, svc.Name),
-		Namespace:       svc.Namespace,
-		Labels:          svc.Labels,
-		NamespaceLabels: nsLabels,
-		Pool:            strings.TrimSpace(svc.Annotations[AnnotationPool]),
-		SharingKey:      strings.TrimSpace(svc.Annotations[AnnotationSharing]),
-		Local:           svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
-		Selector:        labels.SelectorFromSet(svc.Spec.Selector).String(),
+		Key:                 Key(svc.Namespace, svc.Name),
+		Namespace:           svc.Namespace,
+		Labels:              svc.Labels,
+		NamespaceLabels:     nsLabels,
+		Pool:                strings.TrimSpace(svc.Annotations[AnnotationPool]),
+		SharingKey:          strings.TrimSpace(svc.Annotations[AnnotationSharing]),
+		ShareWithNamespaces: splitNamespaces(svc.Annotations[AnnotationSharingNamespaces]),
+		Local:               svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal,
+		Selector:            labels.SelectorFromSet(svc.Spec.Selector).String(),
 	}
 	for _, f := range svc.Spec.IPFamilies {
 		if f == corev1.IPv6Protocol {
@@ -129,6 +135,17 @@ func Ingress(ips []ipam.Assigned) []corev1.LoadBalancerIngress {
 	out := make([]corev1.LoadBalancerIngress, len(ips))
 	for i, ip := range ips {
 		out[i] = corev1.LoadBalancerIngress{IP: ip.Addr.String(), IPMode: &vip}
+	}
+	return out
+}
+
+// splitNamespaces reads a comma-separated namespace list.
+func splitNamespaces(v string) []string {
+	var out []string
+	for _, ns := range strings.Split(v, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			out = append(out, ns)
+		}
 	}
 	return out
 }
