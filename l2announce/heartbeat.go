@@ -3,6 +3,7 @@ package l2announce
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -51,12 +52,22 @@ func (h *Heartbeats) Run(ctx context.Context, conn *net.UDPConn, refused func(er
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
-		buf := make([]byte, 512)
+		// One byte more than the largest heartbeat: a datagram that fills
+		// the buffer was cut, and is refused as such rather than as a bad
+		// signature (a node ready for many groups would be dead to its
+		// peers while it thinks itself alive).
+		buf := make([]byte, MaxHeartbeatSize+1)
 		for {
 			n, _, err := conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				if errors.Is(err, net.ErrClosed) {
 					return
+				}
+				continue
+			}
+			if n > MaxHeartbeatSize {
+				if refused != nil {
+					refused(fmt.Errorf("%w: more than %d bytes, the largest a heartbeat can be", ErrBadHeartbeat, MaxHeartbeatSize))
 				}
 				continue
 			}

@@ -2,8 +2,11 @@ package l2announce
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -54,4 +57,66 @@ func TestHeartbeats(t *testing.T) {
 	waitAlive(ma, "[node1]", 5*time.Second)
 	stopA()
 	<-doneA
+}
+
+// A heartbeat of many groups (here the most one carries, with the longest
+// name) arrives whole over a real socket: with a 512-byte buffer it was
+// cut and refused, so a node ready for about 56 groups was dead to its
+// peers. A datagram larger than any heartbeat is refused as too large.
+func TestHeartbeatsLarge(t *testing.T) {
+	key := []byte("k")
+	recv := &Members{Self: "r", Key: key, DeadAfter: time.Minute}
+	conn, err := ListenHeartbeats(netip.MustParseAddrPort("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	to := conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
+	refusals := make(chan error, 4)
+	h := &Heartbeats{Members: recv, Interval: time.Hour, Peers: func() []netip.AddrPort { return nil }}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx, conn, func(err error) { refusals <- err }) }()
+	defer func() { stop(); <-done }()
+
+	name := strings.Repeat("n", 255)
+	sender := &Members{Self: name, Key: key}
+	groups := make([]uint64, MaxGroups)
+	for i := range groups {
+		groups[i] = uint64(i) + 1
+	}
+	msg := sender.Heartbeat(false, groups)
+	if len(msg) != MaxHeartbeatSize {
+		t.Fatalf("the largest heartbeat is %d bytes, MaxHeartbeatSize says %d", len(msg), MaxHeartbeatSize)
+	}
+	out, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	if _, err := out.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(recv.ReadyPeers()[name]) != MaxGroups {
+		select {
+		case err := <-refusals:
+			t.Fatalf("refused: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the %d-byte heartbeat did not arrive whole: peers %d", len(msg), len(recv.ReadyPeers()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := out.Write(make([]byte, MaxHeartbeatSize+100)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-refusals:
+		if !errors.Is(err, ErrBadHeartbeat) || !strings.Contains(err.Error(), "the largest a heartbeat can be") {
+			t.Errorf("refusal %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("an oversized datagram was not refused")
+	}
 }

@@ -51,6 +51,9 @@ const (
 	macLen           = sha256.Size
 	// MaxGroups bounds the groups one heartbeat carries (8 bytes each).
 	MaxGroups = 1024
+	// MaxHeartbeatSize is the largest heartbeat: a name of 255 bytes and
+	// MaxGroups groups (8.5 KiB; the kernel fragments it on the LAN).
+	MaxHeartbeatSize = 2 + 8 + 1 + 255 + 2 + 8*MaxGroups + macLen
 )
 
 func (m *Members) now() time.Time {
