@@ -20,7 +20,10 @@ type Owned func(addr netip.Addr) bool
 // interface whose hardware address is mac: the reply frame for an ARP
 // request that asks for an owned address (probes from 0.0.0.0 included:
 // answering is how a prober learns the address is taken), or nil and why
-// not.
+// not. The reply goes to the frame's Ethernet source, the host that sent
+// it: the hardware address inside the ARP packet is the sender's word, and
+// a host on the LAN could name a victim there to have every node's
+// replies sent to it.
 func ARPReply(frame []byte, mac net.HardwareAddr, owned Owned) ([]byte, string) {
 	var f ethernet.Frame
 	if err := f.UnmarshalBinary(frame); err != nil {
@@ -38,14 +41,16 @@ func ARPReply(frame []byte, mac net.HardwareAddr, owned Owned) ([]byte, string) 
 		return nil, fmt.Sprintf("ARP operation %d, not a request", p.Operation)
 	case !p.TargetIP.Is4():
 		return nil, "target is not an IPv4 address"
-	case bytes.Equal(p.SenderHardwareAddr, mac):
+	case bytes.Equal(p.SenderHardwareAddr, mac), bytes.Equal(f.Source, mac):
 		return nil, "our own request"
+	case f.Source[0]&1 != 0:
+		return nil, "a group (multicast or broadcast) Ethernet source"
 	case p.SenderIP == p.TargetIP:
 		return nil, "gratuitous announcement of " + p.TargetIP.String()
 	case !owned(p.TargetIP):
 		return nil, p.TargetIP.String() + " is not announced by this node here"
 	}
-	b, err := encodeARP(p.SenderHardwareAddr, mac, arp.OperationReply, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
+	b, err := encodeARP(f.Source, mac, arp.OperationReply, p.TargetIP, p.SenderHardwareAddr, p.SenderIP)
 	if err != nil {
 		return nil, "reply: " + err.Error()
 	}

@@ -54,6 +54,7 @@ func TestARPReply(t *testing.T) {
 		{"truncated", arpFrame(t, arp.OperationRequest, theirMAC, client, lbIP)[:20], "garbled"},
 		{"not ARP", append(append(append([]byte{}, ethernet.Broadcast...), theirMAC...), 0x08, 0x00, 0x45), "not ARP"},
 		{"runt", []byte{1, 2, 3}, "not an Ethernet frame"},
+		{"broadcast Ethernet source", withEthernetSource(arpFrame(t, arp.OperationRequest, theirMAC, client, lbIP), ethernet.Broadcast), "group"},
 	} {
 		reply, why := ARPReply(c.frame, ourMAC, owned)
 		if c.want == "" {
@@ -154,6 +155,10 @@ func FuzzARPReply(f *testing.F) {
 		if !owned(p.SenderIP) || !bytes.Equal(p.SenderHardwareAddr, ourMAC) || p.Operation != arp.OperationReply {
 			t.Fatalf("answered %+v", p)
 		}
+		// Only ever to the unicast host that sent the request.
+		if !bytes.Equal(fr.Destination, frame[6:12]) || fr.Destination[0]&1 != 0 {
+			t.Fatalf("reply to %s for a frame from %x", fr.Destination, frame[6:12])
+		}
 	})
 }
 
@@ -177,4 +182,30 @@ func FuzzNDPAdvert(f *testing.F) {
 			t.Fatalf("advertised %+v", m)
 		}
 	})
+}
+
+// withEthernetSource is frame with another Ethernet source address.
+func withEthernetSource(frame []byte, src net.HardwareAddr) []byte {
+	out := append([]byte(nil), frame...)
+	copy(out[6:12], src)
+	return out
+}
+
+// A request whose ARP sender hardware address names another host (a
+// victim) than the frame's Ethernet source is answered to the Ethernet
+// source: nodes cannot be made to send their replies at a third host.
+func TestARPReplyGoesToEthernetSource(t *testing.T) {
+	victim := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99}
+	frame := withEthernetSource(arpFrame(t, arp.OperationRequest, victim, client, lbIP), theirMAC)
+	reply, why := ARPReply(frame, ourMAC, owned)
+	if reply == nil {
+		t.Fatalf("no answer: %s", why)
+	}
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(reply); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.Destination, theirMAC) {
+		t.Errorf("reply sent to %s, want the frame's source %s (not the claimed %s)", f.Destination, theirMAC, victim)
+	}
 }
