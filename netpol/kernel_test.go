@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthnet/berth/internal/nftrules"
+	"github.com/berthnet/berth/internal/nftrules/nftlist"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,25 +49,7 @@ func kernelSync(t testing.TB, nft *nftrules.Netlink, prev *nftrules.Ruleset, nex
 // with the very text of rs, and returns the listing.
 func listsAsWritten(t *testing.T, ns *netns.Namespace, rs nftrules.Ruleset) string {
 	t.Helper()
-	var out []byte
-	if err := ns.Do(func() (err error) {
-		out, err = exec.Command("nft", "list", "table", "inet", Table).CombinedOutput()
-		return err
-	}); err != nil {
-		t.Fatalf("nft list: %v: %s", err, out)
-	}
-	got, want := nftrules.ListedChains(string(out)), nftrules.WithBase(rs).Chains
-	for name, rules := range want {
-		if strings.Join(got[name], "\n") != strings.Join(rules, "\n") {
-			t.Errorf("chain %s lists as\n  %s\nwant\n  %s", name, strings.Join(got[name], "\n  "), strings.Join(rules, "\n  "))
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("stale chain %s", name)
-		}
-	}
-	return string(out)
+	return nftlist.ListsAsWritten(t, ns, Table, nftrules.WithBase(rs).Chains)
 }
 
 // TestKernelAcceptsTable: the kernel (over netlink) takes the golden table

@@ -3,12 +3,11 @@ package proxy
 import (
 	"context"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/berthnet/berth/internal/nftrules"
+	"github.com/berthnet/berth/internal/nftrules/nftlist"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -36,14 +35,7 @@ func kernelState() State {
 // listChains reads every chain's rules from `nft list table`.
 func listChains(t *testing.T, ns *netns.Namespace) (map[string][]string, string) {
 	t.Helper()
-	var out []byte
-	if err := ns.Do(func() (err error) {
-		out, err = exec.Command("nft", "list", "table", "inet", Table).CombinedOutput()
-		return err
-	}); err != nil {
-		t.Fatalf("nft list: %v: %s", err, out)
-	}
-	return nftrules.ListedChains(string(out)), string(out)
+	return nftlist.Table(t, ns, Table)
 }
 
 // The kernel takes the rules through netlink exactly as built: nft lists

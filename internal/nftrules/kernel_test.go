@@ -3,12 +3,11 @@ package nftrules
 import (
 	"context"
 	"maps"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/internal/nftrules/nftlist"
 	"github.com/berthnet/berth/test/netnstest"
 )
 
@@ -71,39 +70,6 @@ func vocabulary() Ruleset {
 	return rs
 }
 
-// listTable reads every chain's rules from `nft list table`, and the
-// whole text.
-func listTable(t *testing.T, ns *netns.Namespace, table string) (map[string][]string, string) {
-	t.Helper()
-	var out []byte
-	if err := ns.Do(func() (err error) {
-		out, err = exec.Command("nft", "list", "table", "inet", table).CombinedOutput()
-		return err
-	}); err != nil {
-		t.Fatalf("nft list: %v: %s", err, out)
-	}
-	return ListedChains(string(out)), string(out)
-}
-
-// ListsAsWritten checks that nft lists every chain of the kernel's table
-// with the very text of rs.
-func ListsAsWritten(t *testing.T, ns *netns.Namespace, table string, rs Ruleset) string {
-	t.Helper()
-	got, text := listTable(t, ns, table)
-	want := WithBase(rs).Chains
-	for name, rules := range want {
-		if strings.Join(got[name], "\n") != strings.Join(rules, "\n") {
-			t.Errorf("chain %s lists as\n  %s\nwant\n  %s", name, strings.Join(got[name], "\n  "), strings.Join(rules, "\n  "))
-		}
-	}
-	for name := range got {
-		if _, ok := want[name]; !ok {
-			t.Errorf("stale chain %s", name)
-		}
-	}
-	return text
-}
-
 // The kernel takes every rule form through netlink, and nft lists each
 // back as written; a diff and a rebuild over the table apply too.
 func TestKernelVocabulary(t *testing.T) {
@@ -124,7 +90,7 @@ func TestKernelVocabulary(t *testing.T) {
 		if err := be.Apply(ctx, tx); err != nil {
 			t.Fatalf("apply: %v\n%s", err, tx)
 		}
-		return ListsAsWritten(t, ns, "berth-test", next)
+		return nftlist.ListsAsWritten(t, ns, "berth-test", WithBase(next).Chains)
 	}
 	rs := vocabulary()
 	text := sync(nil, rs)
@@ -165,11 +131,11 @@ func TestKernelVocabulary(t *testing.T) {
 	if err := be.Apply(ctx, good); err != nil {
 		t.Fatalf("the transaction after a refused one: %v", err)
 	}
-	if chains, _ := listTable(t, ns, "berth-test"); chains["leaked"] != nil || chains["after"] == nil {
+	if chains, _ := nftlist.Table(t, ns, "berth-test"); chains["leaked"] != nil || chains["after"] == nil {
 		t.Errorf("after a refused transaction and a good one: chains %v, want after and not leaked", slices.Sorted(maps.Keys(chains)))
 	}
 	if t.Failed() {
-		_, text := listTable(t, ns, "berth-test")
+		_, text := nftlist.Table(t, ns, "berth-test")
 		t.Logf("table:\n%s", text)
 	}
 }
