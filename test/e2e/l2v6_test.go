@@ -19,6 +19,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
+	"github.com/berthnet/berth/l2announce"
+	l2kube "github.com/berthnet/berth/l2announce/kube"
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
 )
@@ -80,8 +82,13 @@ func TestL2AnnouncementIPv6(t *testing.T) {
 	if !addr.Is6() || addr.Less(first) || last.Less(addr) {
 		t.Fatalf("Service address %s: want one of the IPv6 pool %s-%s", addr, first, last)
 	}
-	// The condition names the announcing node.
-	owner := announcer(t, cfg, addr, msg)
+	// The Service's layer-2 state (data, written with the condition)
+	// names the announcing node.
+	cur, err := kube.CoreV1().Services(ns).Get(ctx, "http", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := announcer(t, cfg, addr, cur)
 	t.Logf("%s: %s", lab.ConditionL2Announced, msg)
 
 	// HTTP to [addr]:port from the LAN client reaches a pod of the
@@ -112,32 +119,35 @@ func TestL2AnnouncementIPv6(t *testing.T) {
 	}
 	t.Logf("client's neighbour entry: %s", strings.TrimSpace(string(out)))
 
-	// The condition still names the same node.
+	// The condition is still True and the state names the same node.
 	got, err := kube.CoreV1().Services(ns).Get(ctx, "http", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := meta.FindStatusCondition(got.Status.Conditions, lab.ConditionL2Announced)
-	if c == nil || c.Status != metav1.ConditionTrue || announcer(t, cfg, addr, c.Message) != owner {
+	if c == nil || c.Status != metav1.ConditionTrue || announcer(t, cfg, addr, got) != owner {
 		t.Errorf("condition %s after the request: %+v; want it True and naming node%d", lab.ConditionL2Announced, c, owner)
 	}
 }
 
 // announcer is the node (1-based) a condition message names as announcing
 // addr ("<addr> announced by <node> on <interfaces>").
-func announcer(t *testing.T, cfg lab.Config, addr netip.Addr, msg string) int {
+func announcer(t *testing.T, cfg lab.Config, addr netip.Addr, svc *corev1.Service) int {
 	t.Helper()
-	_, rest, ok := strings.Cut(msg, addr.String()+" announced by ")
-	if !ok {
-		t.Fatalf("condition %q does not name %s's announcer", msg, addr)
+	recs, err := l2kube.Records(svc)
+	if err != nil {
+		t.Fatal(err)
 	}
-	node, _, _ := strings.Cut(rest, " ")
+	rec, ok := recs[addr]
+	if !ok || rec.State != l2announce.Announcing {
+		t.Fatalf("%s is not announced: annotation %s is %q", addr, l2kube.AnnotationState, svc.Annotations[l2kube.AnnotationState])
+	}
 	for i := 1; i <= cfg.Nodes; i++ {
-		if cfg.NodeName(i) == node {
+		if cfg.NodeName(i) == rec.Node {
 			return i
 		}
 	}
-	t.Fatalf("condition %q names %q, not a node of the lab", msg, node)
+	t.Fatalf("annotation %s names %q, not a node of the lab", l2kube.AnnotationState, rec.Node)
 	return 0
 }
 
