@@ -214,6 +214,17 @@ type rig struct {
 	lan *Group
 }
 
+// bothUp brings node-b up beside node-a, each with its address announced
+// (node-b's before the rig started), and runs until node-a holds its own.
+func (r *rig) bothUp() {
+	r.t.Helper()
+	r.peerGroups = []uint64{r.lan.Key}
+	r.heartbeat(false)
+	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
+	r.run(settle + hold)
+	r.check("both up", r.held(), "map[eth0:[192.0.2.3]]")
+}
+
 func newRig(t *testing.T, burst int) *rig {
 	t0 := time.Date(2026, 12, 7, 17, 0, 0, 0, time.UTC)
 	r := &rig{t: t, clk: clocktesting.NewFakeClock(t0), peerClk: clocktesting.NewFakeClock(t0), net: newFakeNet(t),
@@ -470,11 +481,7 @@ func TestAnnouncerLinkFlap(t *testing.T) {
 // nothing and closes its responders.
 func TestAnnouncerLeave(t *testing.T) {
 	r := newRig(t, 1)
-	r.peerGroups = []uint64{r.lan.Key}
-	r.heartbeat(false)
-	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
-	r.run(settle + hold)
-	r.check("both up", r.held(), "map[eth0:[192.0.2.3]]")
+	r.bothUp()
 	r.check("reports", fmt.Sprint(r.said()), "[192.0.2.3 Announcing node-a [eth0]]")
 
 	r.run(tick)
@@ -501,11 +508,7 @@ func TestAnnouncerLeave(t *testing.T) {
 // while node-b still answers for it.
 func TestAnnouncerPeerClockStepsBack(t *testing.T) {
 	r := newRig(t, 1)
-	r.peerGroups = []uint64{r.lan.Key}
-	r.heartbeat(false)
-	r.want([]string{"node-a", "node-b"}, &Address{Addr: addrA, Announced: true}, &Address{Addr: addrB, Announced: true})
-	r.run(settle + hold)
-	r.check("both up", r.held(), "map[eth0:[192.0.2.3]]")
+	r.bothUp()
 
 	r.peerClk.SetTime(r.peerClk.Now().Add(-10 * time.Second))
 	r.run(2 * time.Second)
