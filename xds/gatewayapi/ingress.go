@@ -25,6 +25,10 @@ type ingressClass struct {
 	certs    map[string]*ir.Certificate
 	clusters map[string]*ir.Cluster
 	results  []int // indices into Result.Ingresses
+	// claims is who holds each host in first-namespace mode, nil when
+	// hosts are shared; claimErr is a bad host-claim annotation.
+	claims   ingressHosts
+	claimErr error
 }
 
 // translateIngresses builds one group per Berth IngressClass from the
@@ -39,7 +43,13 @@ func translateIngresses(res *Resources, ix *index, controller string, out *Resul
 		if ic.Spec.Controller != controller {
 			continue
 		}
-		classes[ic.Name] = &ingressClass{name: ic.Name, certs: map[string]*ir.Certificate{}, clusters: map[string]*ir.Cluster{}}
+		c := &ingressClass{name: ic.Name, certs: map[string]*ir.Certificate{}, clusters: map[string]*ir.Cluster{}}
+		first, err := parseHostClaim(ic)
+		if first {
+			c.claims = ingressHosts{}
+		}
+		c.claimErr = err
+		classes[ic.Name] = c
 		names = append(names, ic.Name)
 		// Of several default classes, the first by name takes them all.
 		if ic.Annotations[DefaultIngressClassAnnotation] == "true" && (defaultClass == "" || ic.Name < defaultClass) {
@@ -51,21 +61,24 @@ func translateIngresses(res *Resources, ix *index, controller string, out *Resul
 	}
 	sort.Strings(names)
 
-	for _, i := range sortedBy(len(res.Ingresses), func(i int) (string, string) { return res.Ingresses[i].Namespace, res.Ingresses[i].Name }) {
+	order := sortedBy(len(res.Ingresses), func(i int) (string, string) { return res.Ingresses[i].Namespace, res.Ingresses[i].Name })
+	// Every Ingress of a class claims its hosts before any is translated.
+	for _, i := range order {
 		ing := &res.Ingresses[i]
-		class := ""
-		if ing.Spec.IngressClassName != nil {
-			class = *ing.Spec.IngressClassName
-		} else if a, ok := ing.Annotations[LegacyIngressClassAnnotation]; ok {
-			class = a
-		} else {
-			class = defaultClass
+		if ic := classes[ingressClassOf(ing, defaultClass)]; ic != nil && ic.claims != nil {
+			ic.claims.claimAll(ing)
 		}
-		ic := classes[class]
+	}
+	for _, i := range order {
+		ing := &res.Ingresses[i]
+		ic := classes[ingressClassOf(ing, defaultClass)]
 		if ic == nil {
 			continue
 		}
 		problems := ic.add(ing, ix)
+		if ic.claimErr != nil {
+			problems = append(problems, ic.claimErr.Error())
+		}
 		ic.results = append(ic.results, len(out.Ingresses))
 		out.Ingresses = append(out.Ingresses, IngressResult{Namespace: ing.Namespace, Name: ing.Name, Group: "ingress/" + ic.name, Problems: problems})
 	}
@@ -84,6 +97,18 @@ func translateIngresses(res *Resources, ix *index, controller string, out *Resul
 		groups = append(groups, g)
 	}
 	return groups
+}
+
+// ingressClassOf is the class an Ingress names (spec.ingressClassName, else
+// the legacy annotation), or the default class when it names none.
+func ingressClassOf(ing *networkingv1.Ingress, defaultClass string) string {
+	if ing.Spec.IngressClassName != nil {
+		return *ing.Spec.IngressClassName
+	}
+	if a, ok := ing.Annotations[LegacyIngressClassAnnotation]; ok {
+		return a
+	}
+	return defaultClass
 }
 
 // add translates one Ingress into the class and returns what in it could
@@ -113,6 +138,10 @@ func (ic *ingressClass) add(ing *networkingv1.Ingress, ix *index) []string {
 		if rule.HTTP == nil {
 			continue
 		}
+		if why := ic.claims.refusal(rule.Host, ing.Namespace); why != "" {
+			problem("rules[%d]: %s", i, why)
+			continue
+		}
 		for j := range rule.HTTP.Paths {
 			p := &rule.HTTP.Paths[j]
 			path, err := ingressPath(p)
@@ -132,6 +161,10 @@ func (ic *ingressClass) add(ing *networkingv1.Ingress, ix *index) []string {
 		}
 	}
 	if b := ing.Spec.DefaultBackend; b != nil {
+		if why := ic.claims.refusal("", ing.Namespace); why != "" {
+			problem("defaultBackend: %s", why)
+			return problems
+		}
 		r := &ir.HTTPRoute{Name: prefix + "/default", Path: &ir.StringMatch{Type: ir.Prefix, Value: "/"}}
 		ic.action(r, ing.Namespace, b, "defaultBackend", ix, problem)
 		// After every path of every Ingress, "/" included.
