@@ -28,8 +28,11 @@ type Objects struct {
 	Peers         []v1alpha1.BGPPeer
 	Announcements []v1alpha1.BGPAnnouncement
 	// Secrets are those of the agent's namespace, by name.
-	Secrets        map[string]*corev1.Secret
-	ServeUnclassed bool
+	Secrets map[string]*corev1.Secret
+	// ForbiddenSecrets are Secrets the agents may not read (not named in
+	// their Role).
+	ForbiddenSecrets map[string]bool
+	ServeUnclassed   bool
 	// PodCIDRs: advertise this node's pod ranges (pod network mode bgp).
 	PodCIDRs bool
 }
@@ -49,6 +52,10 @@ func Build(o Objects) Built {
 	}
 	var peers []*bgp.Peer
 	for i := range o.Peers {
+		if ref := o.Peers[i].Spec.PasswordSecret; ref != nil && o.ForbiddenSecrets[ref.Name] {
+			b.Problems["BGPPeer "+o.Peers[i].Name] = forbiddenSecret(ref.Name).Error()
+			continue
+		}
 		p, err := peer(&o.Peers[i], o.Secrets)
 		if err != nil {
 			b.Problems["BGPPeer "+o.Peers[i].Name] = err.Error()

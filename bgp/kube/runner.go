@@ -30,8 +30,13 @@ import (
 type Runner struct {
 	Node string
 	// Namespace holds the peers' password Secrets (the agents' own).
-	Namespace      string
-	Reader         client.Reader
+	Namespace string
+	Reader    client.Reader
+	// Secrets reads the password Secrets, by name (Reader when nil): not
+	// a cache, since the agents may read only the Secrets their Role
+	// names, not list the namespace. A changed Secret is read at the next
+	// sync (Resync at the latest).
+	Secrets        client.Reader
 	Speaker        *bgp.Speaker
 	Status         *StatusWriter
 	ServeUnclassed bool
@@ -97,11 +102,6 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 	return watch.Subscribe(ctx, c, append(r.services.Subs(fire),
 		watch.Sub{Object: &corev1.Node{}, Func: func(o client.Object) {
 			if o.GetName() == r.Node || r.PodCIDRs {
-				fire()
-			}
-		}},
-		watch.Sub{Object: &corev1.Secret{}, Func: func(o client.Object) {
-			if o.GetNamespace() == r.Namespace {
 				fire()
 			}
 		}},
@@ -193,12 +193,11 @@ func (r *Runner) syncOnce(ctx context.Context) error {
 
 func (r *Runner) build(ctx context.Context) (Built, error) {
 	var (
-		o       Objects
-		self    corev1.Node
-		pools   v1alpha1.IPPoolList
-		peers   v1alpha1.BGPPeerList
-		anns    v1alpha1.BGPAnnouncementList
-		secrets corev1.SecretList
+		o     Objects
+		self  corev1.Node
+		pools v1alpha1.IPPoolList
+		peers v1alpha1.BGPPeerList
+		anns  v1alpha1.BGPAnnouncementList
 	)
 	noCopy := client.UnsafeDisableDeepCopy
 	if err := r.Reader.Get(ctx, client.ObjectKey{Name: r.Node}, &self); err != nil {
@@ -209,10 +208,14 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 			return Built{}, err
 		}
 	}
-	if err := r.Reader.List(ctx, &secrets, noCopy, client.InNamespace(r.Namespace)); err != nil {
-		return Built{}, fmt.Errorf("list the Secrets of %s: %w", r.Namespace, err)
+	secretReader := r.Secrets
+	if secretReader == nil {
+		secretReader = r.Reader
 	}
 	var err error
+	if o.Secrets, o.ForbiddenSecrets, err = readPasswordSecrets(ctx, secretReader, r.Namespace, peers.Items); err != nil {
+		return Built{}, err
+	}
 	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {
 		return Built{}, err
 	}
@@ -236,10 +239,6 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 		r.Routes.Allow(allow)
 	}
 	o.Self, o.Pools, o.Peers, o.Announcements = &self, pools.Items, peers.Items, anns.Items
-	o.Secrets = map[string]*corev1.Secret{}
-	for i := range secrets.Items {
-		o.Secrets[secrets.Items[i].Name] = &secrets.Items[i]
-	}
 	o.ServeUnclassed, o.PodCIDRs = r.ServeUnclassed, r.PodCIDRs
 	return Build(o), nil
 }

@@ -14,13 +14,14 @@ import (
 	bgpkube "github.com/berthnet/berth/bgp/kube"
 )
 
-// The BGP speaker reads the peers and announcements, writes its sessions
-// into the peers' status, and reads the peers' password Secrets in its own
-// namespace only.
+// The BGP speaker reads the peers and announcements and writes its sessions
+// into the peers' status. It reads the peers' password Secrets in its own
+// namespace by name: no marker grants that, since the chart's Role
+// (templates/agent-secrets.yaml) names each Secret the agents may read
+// (resourceNames), so that they cannot read the xDS CA's key beside them.
 //
 // +kubebuilder:rbac:groups=berth.dev,resources=bgppeers;bgpannouncements,verbs=get;list;watch
 // +kubebuilder:rbac:groups=berth.dev,resources=bgppeers/status,verbs=get;patch;update
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=berth-system
 
 // bgpOptions are the BGP speaker's flags.
 type bgpOptions struct {
@@ -38,6 +39,7 @@ func (o *bgpOptions) setup(ctx context.Context, mgr ctrl.Manager, node, namespac
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})).With("logger", "gobgp")
 	speaker := bgp.NewSpeaker(log)
 	runner := bgpkube.NewRunner(node, namespace, mgr.GetCache(), speaker, ctrl.Log.WithName("bgp"))
+	runner.Secrets = mgr.GetAPIReader() // by name, never cached
 	runner.ServeUnclassed = serveUnclassed
 	runner.Status = &bgpkube.StatusWriter{Node: node, Client: mgr.GetClient(), Log: ctrl.Log.WithName("bgpstatus")}
 	runner.Recorder = mgr.GetEventRecorder("berth-agent")

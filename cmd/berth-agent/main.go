@@ -46,7 +46,14 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 
-func main() { daemon.Main("berth-agent", run) }
+func main() {
+	// `berth-agent init`: the privileged init container (init.go).
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		daemon.Main("berth-agent init", func() error { return runInit(os.Args[2:], os.Stdout) })
+		return
+	}
+	daemon.Main("berth-agent", run)
+}
 
 func run() error {
 	// A node agent runs on every node: once its first sync is done it
@@ -128,12 +135,16 @@ func run() error {
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
 		return err
 	}
-	// Secrets are read in the agents' own namespace only.
-	mgr, err := opts.NewManager(ctrl.Options{Cache: crcache.Options{ByObject: map[client.Object]crcache.ByObject{
-		&corev1.Secret{}: {Namespaces: map[string]crcache.Config{namespace: {}}},
-		// Every pod of the cluster is cached for NetworkPolicy: only what it reads.
-		&corev1.Pod{}: {Transform: netpolkube.TrimPod},
-	}}}, v1alpha1.AddToScheme)
+	mgr, err := opts.NewManager(ctrl.Options{
+		Cache: crcache.Options{ByObject: map[client.Object]crcache.ByObject{
+			// Every pod of the cluster is cached for NetworkPolicy: only what it reads.
+			&corev1.Pod{}: {Transform: netpolkube.TrimPod},
+		}},
+		// Secrets are never cached: the agents' Role names the few they
+		// may read (resourceNames), which allows no list or watch of the
+		// namespace, and they are read by name (bgp.go).
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
+	}, v1alpha1.AddToScheme)
 	if err != nil {
 		return err
 	}

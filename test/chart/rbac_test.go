@@ -2,6 +2,7 @@ package chart_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,21 +61,100 @@ func TestRolesAreTheGeneratedOnes(t *testing.T) {
 			objs.must(t, "ServiceAccount", "berth-"+component)
 		}
 	}
-	// Nothing else grants anything.
+	// Nothing else grants anything: the generated roles, and the agents'
+	// Role naming the Secrets they read (TestAgentSecretsRole).
+	allowed := map[string]bool{"Role/" + agentSecretsRole: true, "RoleBinding/" + agentSecretsRole: true}
+	for _, component := range []string{"controller", "agent"} {
+		for _, g := range decode(t, readFile(t, filepath.Join(root, "config", "rbac", component, "role.yaml"))) {
+			binding := map[string]string{"ClusterRole": "ClusterRoleBinding", "Role": "RoleBinding"}[g.GetKind()]
+			allowed[g.GetKind()+"/"+g.GetName()], allowed[binding+"/"+g.GetName()] = true, true
+		}
+	}
 	for _, k := range []string{"ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"} {
-		if n := len(objs.ofKind(k)); n != 2 {
-			t.Errorf("%d %ss rendered, want 2 (controller, agent): %v", n, k, objs.ofKind(k).names())
+		for _, name := range objs.ofKind(k).names() {
+			if !allowed[name] {
+				t.Errorf("%s rendered: neither generated (config/rbac) nor the agents' Secret Role", name)
+			}
 		}
 	}
-	// The agent reads Secrets (BGP passwords) in its own namespace only.
-	var agent rbacv1.ClusterRole
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(objs.must(t, "ClusterRole", "berth-agent").Object, &agent); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range agent.Rules {
-		if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*") {
-			t.Errorf("the agent's ClusterRole reaches Secrets cluster-wide: %v", r)
+	// The generated agent roles reach no Secret: the agents read only
+	// those the chart's Role names.
+	for _, g := range decode(t, readFile(t, filepath.Join(root, "config", "rbac", "agent", "role.yaml"))) {
+		var role rbacv1.ClusterRole
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(g.Object, &role); err != nil {
+			t.Fatal(err)
 		}
+		for _, r := range role.Rules {
+			if slices.Contains(r.Resources, "secrets") || slices.Contains(r.Resources, "*") {
+				t.Errorf("the agent's generated %s %s reaches Secrets: %v", g.GetKind(), g.GetName(), r)
+			}
+		}
+	}
+}
+
+// agentSecretsRole is the chart's Role (templates/agent-secrets.yaml) that
+// names the Secrets of the release namespace the agents may read.
+const agentSecretsRole = "berth-agent-secrets"
+
+// TestAgentSecretsRole: the agents may get, by name, exactly the heartbeat
+// key, the password Secrets of the chart's BGPPeers and
+// agent.extraSecretNames; with no name there is no Role at all (a rule
+// without resourceNames would allow every Secret, the xDS CA's among them).
+func TestAgentSecretsRole(t *testing.T) {
+	peer := func(i int, name, secret string) []string {
+		p := fmt.Sprintf("loadBalancer.bgpPeers[%d].", i)
+		sets := []string{p + "name=" + name, p + "spec.address=192.0.2.1", p + "spec.peerASN=64512", p + "spec.localASN=64513"}
+		if secret != "" {
+			sets = append(sets, p+"spec.passwordSecret.name="+secret, p+"spec.passwordSecret.key=password")
+		}
+		return sets
+	}
+	for _, c := range []struct {
+		name string
+		sets []string
+		want []string // nil: no Role
+	}{
+		{name: "defaults: the heartbeat key", want: []string{"berth-l2-key"}},
+		{name: "peers' passwords, extra names, once each, sorted",
+			sets: slices.Concat(peer(0, "tor-b", "tor-b-md5"), peer(1, "tor-a", "shared-md5"), peer(2, "tor-c", "shared-md5"), peer(3, "plain", ""),
+				[]string{"agent.extraSecretNames={outside-md5,tor-b-md5}"}),
+			want: []string{"berth-l2-key", "outside-md5", "shared-md5", "tor-b-md5"}},
+		{name: "a key Secret of the operator's", sets: []string{"loadBalancer.l2.keySecret.create=false", "loadBalancer.l2.keySecret.name=my-key"},
+			want: []string{"my-key"}},
+		{name: "no layer 2, no password: no Role", sets: slices.Concat([]string{"loadBalancer.l2.enabled=false"}, peer(0, "plain", ""))},
+		{name: "BGP off: its peers' Secrets are not read", sets: slices.Concat([]string{"loadBalancer.l2.enabled=false", "loadBalancer.bgp.enabled=false"}, peer(0, "tor", "tor-md5"))},
+		{name: "BGP off, extra names kept", sets: []string{"loadBalancer.l2.enabled=false", "loadBalancer.bgp.enabled=false", "agent.extraSecretNames={x}"},
+			want: []string{"x"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			objs := mustRender(t, c.sets...)
+			role, binding := objs.get("Role", agentSecretsRole), objs.get("RoleBinding", agentSecretsRole)
+			if c.want == nil {
+				if role != nil || binding != nil {
+					t.Fatalf("rendered %v, want no Role %s", objs.names(), agentSecretsRole)
+				}
+				return
+			}
+			if role == nil || binding == nil {
+				t.Fatalf("no Role and RoleBinding %s: rendered %v", agentSecretsRole, objs.names())
+			}
+			var got rbacv1.Role
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(role.Object, &got); err != nil {
+				t.Fatal(err)
+			}
+			want := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: c.want, Verbs: []string{"get"}}}
+			if d := cmp.Diff(want, got.Rules); d != "" || got.Namespace != namespace {
+				t.Errorf("Role %s/%s rules (-want +got):\n%s", got.Namespace, got.Name, d)
+			}
+			var b rbacv1.RoleBinding
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(binding.Object, &b); err != nil {
+				t.Fatal(err)
+			}
+			wantSubjects := []rbacv1.Subject{{Kind: "ServiceAccount", Name: "berth-agent", Namespace: namespace}}
+			if b.RoleRef.Kind != "Role" || b.RoleRef.Name != agentSecretsRole || !slices.Equal(b.Subjects, wantSubjects) || b.Namespace != namespace {
+				t.Errorf("RoleBinding %s/%s binds %v to %v", b.Namespace, b.Name, b.RoleRef, b.Subjects)
+			}
+		})
 	}
 }
 

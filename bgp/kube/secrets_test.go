@@ -1,0 +1,98 @@
+package kube
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/bgp"
+	"github.com/berthnet/berth/test/kubetest"
+)
+
+// TestPasswordSecretsByName: the agents may read only the Secrets their
+// Role names (resourceNames), as the chart makes it. With exactly that, a
+// real API server and the runner's own reads: a peer whose Secret is named
+// gets its password; a peer naming a Secret the agents may not read is left
+// out and says which chart value to set; a named Secret that is not there
+// says so; the other peers are not held up. Before, the runner listed the
+// namespace's Secrets, which such a Role forbids, and every sync failed.
+func TestPasswordSecretsByName(t *testing.T) {
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config", "crd", "bases")}})
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := env.AgentClient(t, scheme) // user berth-agent-test, namespace berth-system made
+	const ns = "berth-system"
+	for _, o := range []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-secrets-by-name"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"tor-md5", "gone"}, Verbs: []string{"get"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "agent-secrets-by-name"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "agent-secrets-by-name"},
+			Subjects: []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: "berth-agent-test"}}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tor-md5"}, Data: map[string][]byte{"password": []byte("s3cret")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "berth-xds-ca"}, Data: map[string][]byte{"password": []byte("the CA's key")}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node1"}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "tor"}, Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.1", PeerASN: 64500, LocalASN: 64512,
+			PasswordSecret: &v1alpha1.SecretKeyRef{Name: "tor-md5", Key: "password"}}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "sneaky"}, Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.2", PeerASN: 64500, LocalASN: 64512,
+			PasswordSecret: &v1alpha1.SecretKeyRef{Name: "berth-xds-ca", Key: "password"}}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "missing"}, Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.3", PeerASN: 64500, LocalASN: 64512,
+			PasswordSecret: &v1alpha1.SecretKeyRef{Name: "gone", Key: "password"}}},
+		&v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "plain"}, Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.4", PeerASN: 64500, LocalASN: 64512}},
+	} {
+		if err := admin.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The Role is what the agent has: it cannot list the namespace.
+	if err := agent.List(ctx, &corev1.SecretList{}, client.InNamespace(ns)); !apierrors.IsForbidden(err) {
+		t.Fatalf("the agent listing the Secrets of %s: %v, want Forbidden", ns, err)
+	}
+
+	speaker := bgp.NewSpeaker(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	t.Cleanup(func() { speaker.Shutdown(context.Background()) })
+	r := NewRunner("node1", ns, agent, speaker, testr.New(t))
+	built, err := r.build(ctx)
+	if err != nil {
+		t.Fatalf("build with the agent's rights: %v", err)
+	}
+	passwords := map[string]string{}
+	for _, p := range built.Plan.Peers {
+		passwords[p.Name] = p.Password
+	}
+	if d := cmp.Diff(map[string]string{"tor": "s3cret", "plain": ""}, passwords); d != "" {
+		t.Errorf("peers in the plan and their passwords (-want +got):\n%s", d)
+	}
+	wantProblems := map[string]string{
+		"BGPPeer sneaky":  `password Secret "berth-xds-ca": the agents may not read it (their Role names each Secret they read): add it to the chart value agent.extraSecretNames`,
+		"BGPPeer missing": `password Secret "gone" not found in the agents' namespace`,
+	}
+	if d := cmp.Diff(wantProblems, built.Problems); d != "" {
+		t.Errorf("problems (-want +got):\n%s", d)
+	}
+}
