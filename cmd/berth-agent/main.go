@@ -46,14 +46,7 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 
-func main() {
-	// `berth-agent init`: the privileged init container (init.go).
-	if len(os.Args) > 1 && os.Args[1] == "init" {
-		daemon.Main("berth-agent init", func() error { return runInit(os.Args[2:], os.Stdout) })
-		return
-	}
-	daemon.Main("berth-agent", run)
-}
+func main() { daemon.Main("berth-agent", run) }
 
 func run() error {
 	// A node agent runs on every node: once its first sync is done it
