@@ -33,10 +33,15 @@ import (
 )
 
 // What the Gateway and Ingress side of berth-controller reads and writes.
-// Cluster-wide Secret access is needed twice over: listeners and Ingresses
-// name TLS Secrets in any namespace (the cache holds only kubernetes.io/tls
-// Secrets), and each Gateway's Envoys get their xDS client certificate in a
-// Secret next to the Gateway, owned by it.
+// Cluster-wide it reads: listeners and Ingresses name TLS Secrets in any
+// namespace (the cache holds only kubernetes.io/tls Secrets), routes name
+// Services and their EndpointSlices anywhere. It writes cluster-wide only
+// the status of what it serves. Every Envoy fleet (ServiceAccount,
+// bootstrap ConfigMap, client-certificate Secret, Deployment, Service)
+// lives in the controller's own namespace (berth-system is the generator's
+// placeholder; the chart puts the Role in the release's namespace), so its
+// writes of those kinds are a Role there: it cannot create a pod, Secret
+// or Service in a tenant's namespace.
 //
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses;gateways;httproutes;grpcroutes;referencegrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=gatewayclasses/status;gateways/status;httproutes/status;grpcroutes/status,verbs=get;update;patch
@@ -44,15 +49,24 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps;serviceaccounts,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=create;patch;delete
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=berth-system,resources=secrets;configmaps;serviceaccounts;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,namespace=berth-system,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+//
+// Fleets of the model before this one run in their Gateway's namespace;
+// the controller removes them once their replacement is ready
+// (removeStaleFleets). Deleting is all it may do there, and only for this
+// migration: a later release drops this rule.
+//
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps;serviceaccounts;services,verbs=delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=delete
 
 // GatewayOptions configure the Gateway API and Ingress side of the
 // controller.
 type GatewayOptions struct {
-	// Namespace is the controller's own: the CA Secret and the Ingress
-	// fleets live there.
+	// Namespace is the controller's own: the CA Secret and every Envoy
+	// fleet live there.
 	Namespace string
 	// XDSBind is where the xDS server listens (":18000").
 	XDSBind string
@@ -79,15 +93,18 @@ type GatewayOptions struct {
 const xdsCASecret = "berth-xds-ca"
 
 // GatewayCacheByObject narrows the manager's cache for the Gateway side:
-// only TLS Secrets, and only the ConfigMaps, ServiceAccounts and
-// Deployments the controller provisions. Pass it as the manager's
-// cache.Options.ByObject.
-func GatewayCacheByObject() map[client.Object]crcache.ByObject {
+// only TLS Secrets, only the ConfigMaps and ServiceAccounts the controller
+// provisions, in its namespace (the only one it may write them in), and
+// only the Deployments it provisions (anywhere: the old model's fleets in
+// Gateways' namespaces are found there and removed). Pass it as the
+// manager's cache.Options.ByObject.
+func GatewayCacheByObject(namespace string) map[client.Object]crcache.ByObject {
 	ours := labels.SelectorFromSet(labels.Set{provision.LabelManagedBy: provision.ManagedBy})
+	own := map[string]crcache.Config{namespace: {}}
 	return map[client.Object]crcache.ByObject{
 		&corev1.Secret{}:         {Field: fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS))},
-		&corev1.ConfigMap{}:      {Label: ours},
-		&corev1.ServiceAccount{}: {Label: ours},
+		&corev1.ConfigMap{}:      {Label: ours, Namespaces: own},
+		&corev1.ServiceAccount{}: {Label: ours, Namespaces: own},
 		&appsv1.Deployment{}:     {Label: ours},
 	}
 }

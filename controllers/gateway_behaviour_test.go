@@ -14,8 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 	gwv1b1 "sigs.k8s.io/gateway-api/apis/v1beta1"
-
-	"github.com/berthnet/berth/xds/provision"
 )
 
 // A Gateway gets its fleet, its address, and is Programmed only once an
@@ -56,9 +54,10 @@ func TestGatewayLifecycle(t *testing.T) {
 		t.Errorf("no event-to-serve time observed: %v", served)
 	}
 
-	// The fleet: every object owned by the Gateway; the Service on the
-	// listener port, to the port Envoy binds.
-	base := provision.ObjectName("gw", "edge")
+	// The fleet: every object in Berth's namespace, labelled with the
+	// Gateway (no owner reference can cross namespaces); the Service on
+	// the listener port, to the port Envoy binds.
+	const base = "berth-gw-shop-edge-3788f37a" // sha256sum of "shop/edge"
 	var gw gwv1.Gateway
 	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: "edge"}, &gw); err != nil {
 		t.Fatal(err)
@@ -67,22 +66,32 @@ func TestGatewayLifecycle(t *testing.T) {
 		name := base
 		switch o.(type) {
 		case *corev1.ConfigMap:
-			name = provision.ConfigMapName(base)
+			name = base + "-bootstrap"
 		case *corev1.Secret:
-			name = provision.SecretName(base)
+			name = base + "-xds"
 		}
 		e.eventually(fmt.Sprintf("%T %s", o, name), func() error {
-			if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: name}, o); err != nil {
+			if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "berth-system", Name: name}, o); err != nil {
 				return err
 			}
-			if refs := o.GetOwnerReferences(); len(refs) != 1 || refs[0].UID != gw.UID {
-				return fmt.Errorf("owners %v, want the Gateway %s", refs, gw.UID)
+			l := o.GetLabels()
+			if l["berth.dev/gateway-namespace"] != "shop" || l["berth.dev/gateway-name"] != "edge" || len(o.GetOwnerReferences()) != 0 {
+				return fmt.Errorf("labels %v owners %v, want the Gateway shop/edge in labels and no owner", l, o.GetOwnerReferences())
 			}
 			return nil
 		})
 	}
+	// Nothing of the fleet in the Gateway's namespace, where its tenant
+	// could mount the client certificate.
+	var inShop corev1.SecretList
+	if err := e.c.List(e.ctx, &inShop, client.InNamespace("shop")); err != nil {
+		t.Fatal(err)
+	}
+	if len(inShop.Items) != 0 {
+		t.Errorf("%d Secrets in the Gateway's namespace, want none", len(inShop.Items))
+	}
 	var fleetSvc corev1.Service
-	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: base}, &fleetSvc); err != nil {
+	if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "berth-system", Name: base}, &fleetSvc); err != nil {
 		t.Fatal(err)
 	}
 	if p := fleetSvc.Spec.Ports; len(p) != 1 || p[0].Port != 80 || p[0].TargetPort.IntValue() != 10080 {
@@ -142,12 +151,16 @@ func TestGatewayLifecycle(t *testing.T) {
 	e.create(&gwv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: gwv1.GatewayClassSpec{ControllerName: "example.com/other"}})
 	updateObject(t, e.ctx, e.c, &gw, func() { gw.Spec.GatewayClassName = "other" })
 	e.eventually("fleet removed", func() error {
-		var d appsv1.Deployment
-		err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "shop", Name: base}, &d)
-		if err == nil {
-			return fmt.Errorf("Deployment %s still there", base)
+		for _, o := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ServiceAccount{}} {
+			err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "berth-system", Name: base}, o)
+			if err == nil {
+				return fmt.Errorf("%T %s still there", o, base)
+			}
+			if client.IgnoreNotFound(err) != nil {
+				return err
+			}
 		}
-		return client.IgnoreNotFound(err)
+		return nil
 	})
 }
 

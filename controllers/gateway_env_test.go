@@ -40,8 +40,10 @@ import (
 // LB IPAM controller (so a Gateway's Service gets an address) and the
 // Gateway engine serving xDS on a loopback port.
 type gwEnv struct {
-	t       *testing.T
-	c       client.Client
+	t *testing.T
+	// c is the cluster's administrator; ctl is the controller's own
+	// identity, whose rights are the chart's roles, as the manager's.
+	c, ctl  client.Client
 	xdsAddr string
 	ctx     context.Context
 	reg     *prometheus.Registry // the controller's metrics
@@ -76,19 +78,26 @@ func newGWEnvWith(t *testing.T, opt func(*controllers.GatewayOptions), before ..
 		e.create(o)
 	}
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+	// The engine runs with exactly the rights the chart gives the
+	// controller's ServiceAccount: a write its roles do not allow fails
+	// here as in a cluster.
+	ctlConfig := controllerConfig(t, env)
+	if e.ctl, err = client.New(ctlConfig, client.Options{Scheme: s}); err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := ctrl.NewManager(ctlConfig, ctrl.Options{
 		Scheme:                 s,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  crcache.Options{ByObject: controllers.GatewayCacheByObject()},
+		Cache:                  crcache.Options{ByObject: controllers.GatewayCacheByObject("berth-system")},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	e.reg = reg
-	if err := controllers.SetupLBIPAM(mgr, controllers.LBIPAMOptions{ServeUnclassed: true}, reg); err != nil {
+	if err := controllers.SetupLBIPAM(mgr, controllers.LBIPAMOptions{ServeUnclassed: true, FleetNamespace: "berth-system"}, reg); err != nil {
 		t.Fatal(err)
 	}
 	gopts := controllers.GatewayOptions{
@@ -207,8 +216,10 @@ func (e *gwEnv) routeCondition(ns, name, typ string, status metav1.ConditionStat
 func (e *gwEnv) envoy(ns, gateway, nodeID string) (*adsclient.Client, adsclient.Config) {
 	e.t.Helper()
 	var sec corev1.Secret
-	name := provision.SecretName(provision.ObjectName("gw", gateway))
-	e.eventually("fleet Secret "+name, func() error { return e.c.Get(e.ctx, client.ObjectKey{Namespace: ns, Name: name}, &sec) })
+	name := provision.SecretName(provision.GatewayFleetName(ns, gateway))
+	e.eventually("fleet Secret "+name, func() error {
+		return e.c.Get(e.ctx, client.ObjectKey{Namespace: "berth-system", Name: name}, &sec)
+	})
 	cert, err := tls.X509KeyPair(sec.Data["tls.crt"], sec.Data["tls.key"])
 	if err != nil {
 		e.t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,37 +20,36 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/xds/gatewayapi"
 	"github.com/berthnet/berth/xds/ir"
+	"github.com/berthnet/berth/xds/pki"
 	"github.com/berthnet/berth/xds/provision"
 )
 
 // fieldOwner is the controller's server-side apply field manager.
 const fieldOwner = client.FieldOwner("berth-controller")
 
-// fleets returns the Envoy fleet of every node group: one per accepted
-// Gateway, in its namespace and owned by it; one per Berth IngressClass,
-// in the controller's namespace and owned by the class.
+// fleets returns the Envoy fleet of every node group, all in the
+// controller's namespace: one per accepted Gateway, labelled with it (an
+// owner reference cannot cross namespaces); one per Berth IngressClass,
+// owned by the class.
 func (e *gatewayEngine) fleets(ctx context.Context, result *gatewayapi.Result) ([]provision.Fleet, error) {
 	var out []provision.Fleet
 	for _, g := range result.Gateways {
 		if !g.Accepted || len(g.Ports) == 0 {
 			continue
 		}
-		var gw gwv1.Gateway
-		if err := e.client.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: g.Name}, &gw); err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			return nil, err
+		f := provision.Fleet{
+			Group: g.Group, Namespace: e.opts.Namespace, Name: provision.GatewayFleetName(g.Namespace, g.Name),
+			Gateway: types.NamespacedName{Namespace: g.Namespace, Name: g.Name},
+			Ports:   g.Ports, LoadBalancerIPs: g.Addresses,
 		}
-		out = append(out, provision.Fleet{
-			Group: g.Group, Namespace: g.Namespace, Name: provision.ObjectName("gw", g.Name),
-			Owner: metav1.OwnerReference{APIVersion: gwv1.GroupVersion.String(), Kind: "Gateway", Name: gw.Name, UID: gw.UID, Controller: ptr.To(true)},
-			Ports: g.Ports, LoadBalancerIPs: g.Addresses,
-		})
+		if len(f.LoadBalancerIPs) == 0 {
+			f.LoadBalancerIPs = e.carriedAddresses(ctx, f)
+		}
+		out = append(out, f)
 	}
 	classes := map[string]bool{}
 	for _, in := range result.Ingresses {
@@ -73,7 +73,7 @@ func (e *gatewayEngine) fleets(ctx context.Context, result *gatewayapi.Result) (
 		}
 		out = append(out, provision.Fleet{
 			Group: grp.Name, Namespace: e.opts.Namespace, Name: provision.ObjectName("ingress", class),
-			Owner: metav1.OwnerReference{APIVersion: "networking.k8s.io/v1", Kind: "IngressClass", Name: ic.Name, UID: ic.UID, Controller: ptr.To(true)},
+			Owner: &metav1.OwnerReference{APIVersion: "networking.k8s.io/v1", Kind: "IngressClass", Name: ic.Name, UID: ic.UID, Controller: ptr.To(true)},
 			Ports: ports,
 		})
 	}
@@ -99,14 +99,12 @@ func (e *gatewayEngine) provision(ctx context.Context, result *gatewayapi.Result
 		return err
 	}
 	var errs []error
-	want := map[string]bool{}
 	for _, f := range fleets {
-		want[f.Namespace+"/"+f.Name] = true
 		if err := e.applyFleet(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("fleet %s/%s of %s: %w", f.Namespace, f.Name, f.Group, err))
 		}
 	}
-	errs = append(errs, e.removeStaleFleets(ctx, want))
+	errs = append(errs, e.removeStaleFleets(ctx, fleets))
 	return errors.Join(errs...)
 }
 
@@ -115,7 +113,6 @@ func (e *gatewayEngine) applyFleet(ctx context.Context, f provision.Fleet) error
 	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	sa, cm, dep, svc := provision.Objects(f, boot, e.opts.Envoy)
 	var existing corev1.Secret
 	key := types.NamespacedName{Namespace: f.Namespace, Name: provision.SecretName(f.Name)}
 	if err := e.client.Get(ctx, key, &existing); err != nil && !apierrors.IsNotFound(err) {
@@ -125,6 +122,15 @@ func (e *gatewayEngine) applyFleet(ctx context.Context, f provision.Fleet) error
 	if err != nil {
 		return err
 	}
+	// Envoy reads its client certificate once, at start: a reissued one
+	// (renewal, or a new CA) changes the pod template, which rolls the
+	// pods, one at a time, well before the old one expires.
+	cert, err := pki.DecodeCertPEM(data[corev1.TLSCertKey])
+	if err != nil {
+		return fmt.Errorf("client certificate: %w", err)
+	}
+	f.CertSerial = cert.SerialNumber.Text(16)
+	sa, cm, dep, svc := provision.Objects(f, boot, e.opts.Envoy)
 	sec := &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: *sa.ObjectMeta.DeepCopy(),
@@ -166,35 +172,130 @@ func (e *gatewayEngine) apply(ctx context.Context, o client.Object) error {
 	return nil
 }
 
-// removeStaleFleets deletes provisioned objects whose fleet is no longer
-// wanted (a Gateway moved to another class, an IngressClass changed
-// controller). Deleted owners take theirs with them through garbage
-// collection; this covers the owners that stay.
-func (e *gatewayEngine) removeStaleFleets(ctx context.Context, want map[string]bool) error {
+// removeStaleFleets deletes the provisioned objects of fleets no longer
+// wanted (a Gateway deleted or moved to another class, an IngressClass
+// changed controller): by their labels, as a Gateway's fleet has no owner
+// reference to take it away. Fleets of the old model, in a Gateway's own
+// namespace, go once the fleet of their group in the controller's
+// namespace has a ready Envoy, or once their group is not wanted at all.
+func (e *gatewayEngine) removeStaleFleets(ctx context.Context, fleets []provision.Fleet) error {
+	want := map[string]bool{}
+	for _, f := range fleets {
+		want[f.Name] = true
+	}
 	sel := client.MatchingLabels{provision.LabelManagedBy: provision.ManagedBy, provision.LabelComponent: provision.Component}
 	var deps appsv1.DeploymentList
 	if err := e.client.List(ctx, &deps, sel); err != nil {
 		return err
 	}
-	var errs []error
+	ready := map[string]bool{} // groups with a ready Envoy in our namespace
 	for _, d := range deps.Items {
-		if want[d.Namespace+"/"+d.Name] {
-			continue
-		}
-		for _, o := range []client.Object{
-			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name}},
-			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name}},
-			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: provision.ConfigMapName(d.Name)}},
-			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: provision.SecretName(d.Name)}},
-			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name}},
-		} {
-			if err := e.client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-			delete(e.applied, fmt.Sprintf("%T/%s/%s", o, o.GetNamespace(), o.GetName()))
+		if d.Namespace == e.opts.Namespace && want[d.Name] && d.Status.ReadyReplicas > 0 {
+			ready[d.Annotations[provision.AnnotationGroup]] = true
 		}
 	}
+	wantGroup := map[string]bool{}
+	for _, f := range fleets {
+		wantGroup[f.Group] = true
+	}
+	var errs []error
+	for _, d := range deps.Items {
+		if d.Namespace == e.opts.Namespace {
+			if want[d.Name] {
+				continue
+			}
+		} else if g := d.Annotations[provision.AnnotationGroup]; wantGroup[g] && !ready[g] {
+			continue // the old model's fleet serves until the new one does
+		}
+		errs = append(errs, e.deleteFleet(ctx, d.Namespace, d.Name))
+	}
 	return errors.Join(errs...)
+}
+
+func (e *gatewayEngine) deleteFleet(ctx context.Context, namespace, name string) error {
+	var errs []error
+	for _, o := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: provision.ConfigMapName(name)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: provision.SecretName(name)}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}},
+	} {
+		if err := e.client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete %T %s/%s: %w", o, namespace, o.GetName(), err))
+		}
+		delete(e.applied, fmt.Sprintf("%T/%s/%s", o, o.GetNamespace(), o.GetName()))
+	}
+	return errors.Join(errs...)
+}
+
+// oldFleetService returns the Service of a Gateway's fleet as the old
+// model placed it (in the Gateway's namespace), if it is still there.
+func (e *gatewayEngine) oldFleetService(ctx context.Context, gw types.NamespacedName) *corev1.Service {
+	if gw.Namespace == e.opts.Namespace {
+		return nil
+	}
+	var svc corev1.Service
+	if err := e.client.Get(ctx, types.NamespacedName{Namespace: gw.Namespace, Name: provision.ObjectName("gw", gw.Name)}, &svc); err != nil {
+		return nil
+	}
+	l := svc.Labels
+	if l[provision.LabelManagedBy] != provision.ManagedBy || l[provision.LabelComponent] != provision.Component ||
+		svc.Annotations[provision.AnnotationGroup] != pki.GatewayGroup(gw.Namespace, gw.Name) {
+		return nil // a tenant's own Service of that name
+	}
+	return &svc
+}
+
+// carriedAddresses are the addresses a Gateway with no spec.addresses asks
+// for on its fleet's Service while the fleet moves from the old model:
+// those of the old Service, so the Gateway keeps its address (the request
+// is met once the old fleet is removed), and they stay asked for until
+// the new Service holds them. Afterwards the Service asks for none and
+// keeps what it holds.
+func (e *gatewayEngine) carriedAddresses(ctx context.Context, f provision.Fleet) []string {
+	if old := e.oldFleetService(ctx, f.Gateway); old != nil {
+		if ips := lbIPs(old); len(ips) > 0 {
+			return ips
+		}
+	}
+	var cur corev1.Service
+	if err := e.client.Get(ctx, types.NamespacedName{Namespace: f.Namespace, Name: f.Name}, &cur); err != nil {
+		return nil
+	}
+	asked := cur.Annotations[kube.AnnotationIPs]
+	if asked == "" {
+		return nil
+	}
+	held := lbIPs(&cur)
+	for _, a := range strings.Split(asked, ",") {
+		if !slices.Contains(held, strings.TrimSpace(a)) {
+			return strings.Split(asked, ",")
+		}
+	}
+	return nil
+}
+
+func lbIPs(svc *corev1.Service) []string {
+	var out []string
+	for _, in := range svc.Status.LoadBalancer.Ingress {
+		if in.IP != "" {
+			out = append(out, in.IP)
+		}
+	}
+	return out
+}
+
+// gatewayAddresses returns the load-balancer addresses of a Gateway's
+// fleet Service, or while it has none those of its fleet of the old model.
+func (e *gatewayEngine) gatewayAddresses(ctx context.Context, namespace, name string) []string {
+	if a := e.fleetAddresses(ctx, e.opts.Namespace, provision.GatewayFleetName(namespace, name)); len(a) > 0 {
+		return a
+	}
+	if old := e.oldFleetService(ctx, types.NamespacedName{Namespace: namespace, Name: name}); old != nil {
+		return e.fleetAddresses(ctx, old.Namespace, old.Name)
+	}
+	return nil
 }
 
 // fleetAddresses returns the load-balancer addresses of a fleet's Service.

@@ -200,7 +200,7 @@ func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayRe
 			prog.Rejected = "not served: " + served.err.Error()
 		}
 	}
-	for _, a := range e.fleetAddresses(ctx, g.Namespace, provision.ObjectName("gw", g.Name)) {
+	for _, a := range e.gatewayAddresses(ctx, g.Namespace, g.Name) {
 		typ := gwv1.IPAddressType
 		if !isIP(a) {
 			typ = gwv1.HostnameAddressType

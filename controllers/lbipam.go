@@ -29,6 +29,11 @@ type LBIPAMOptions struct {
 	// cluster's ServiceCIDR objects and Nodes show.
 	ServiceCIDRs []string
 	ClusterCIDRs []string
+	// FleetNamespace is Berth's own namespace, where the Services of
+	// Gateways' Envoy fleets live: their requests count in their Gateway's
+	// namespace (kube.RequestNamespace). Empty: every Service counts in
+	// its own.
+	FleetNamespace string
 }
 
 // lbState is the allocator and what the reconcilers know beside it. One
@@ -156,15 +161,17 @@ func (s *lbState) restoreAll(ctx context.Context) error {
 		if len(addrs) == 0 {
 			continue
 		}
-		labels, err := s.namespaceLabels(ctx, svc.Namespace, nsLabels)
+		reqNS := kube.RequestNamespace(svc, s.opts.FleetNamespace)
+		labels, err := s.namespaceLabels(ctx, reqNS, nsLabels)
 		if err != nil {
 			return err
 		}
 		req, err := kube.Request(svc, labels)
+		req.Namespace = reqNS
 		if err != nil {
 			// Restore what it holds under its key; the reconcile of the
 			// Service will report the bad request.
-			req = ipam.Request{Key: kube.Key(svc.Namespace, svc.Name), Namespace: svc.Namespace}
+			req = ipam.Request{Key: kube.Key(svc.Namespace, svc.Name), Namespace: reqNS}
 		}
 		if err := s.restore(req, addrs); err != nil {
 			s.duplicates[req.Key] = err.Error()

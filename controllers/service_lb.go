@@ -111,16 +111,18 @@ func (r *serviceLBReconciler) decide(ctx context.Context, req ctrl.Request) (sta
 		return r.writeStatus(ctx, &svc, nil, nil, nil)
 	}
 
-	nsLabels, err := s.namespaceLabels(ctx, svc.Namespace, nil)
+	reqNS := kube.RequestNamespace(&svc, s.opts.FleetNamespace)
+	nsLabels, err := s.namespaceLabels(ctx, reqNS, nil)
 	if err != nil {
 		return nil, err
 	}
 	request, reqErr := kube.Request(&svc, nsLabels)
+	request.Namespace = reqNS
 
 	if msg, dup := s.duplicates[key]; dup {
 		addrs, _ := kube.StatusAddrs(&svc)
 		if reqErr != nil {
-			request = ipam.Request{Key: key, Namespace: svc.Namespace}
+			request = ipam.Request{Key: key, Namespace: reqNS}
 		}
 		if err := s.restore(request, addrs); err != nil {
 			// Leave its addresses as they are and say why.

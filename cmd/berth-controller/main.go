@@ -51,7 +51,7 @@ func run() error {
 	flag.StringVar(&serviceCIDRs, "service-cidrs", "", "comma-separated service CIDRs never handed out, besides the cluster's ServiceCIDR objects")
 	flag.StringVar(&clusterCIDRs, "cluster-cidrs", "", "comma-separated pod CIDRs never handed out, besides each Node's podCIDRs")
 	flag.BoolVar(&gateway, "gateway", true, "translate Gateway API and Ingress resources, serve them over xDS and provision an Envoy fleet per Gateway")
-	flag.StringVar(&gw.Namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the controller's namespace: the xDS CA Secret and the Ingress Envoys live there")
+	flag.StringVar(&gw.Namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the controller's namespace: the xDS CA Secret and every Envoy fleet live there")
 	flag.StringVar(&gw.PodName, "pod-name", os.Getenv("POD_NAME"), "the controller's own pod, labelled "+controllers.LabelXDSLeader+" while it serves xDS (the xDS Service selects it)")
 	flag.StringVar(&gw.XDSBind, "xds-bind-address", ":18000", "where the xDS server listens (mutual TLS)")
 	flag.StringVar(&gw.XDSAddress, "xds-address", "berth-xds.berth-system.svc:18000", "host:port the Envoys dial for xDS (the controller's xDS Service)")
@@ -61,12 +61,13 @@ func run() error {
 	flag.Parse()
 	lb.ServiceCIDRs = splitList(serviceCIDRs)
 	lb.ClusterCIDRs = splitList(clusterCIDRs)
+	lb.FleetNamespace = gw.Namespace
 	if _, done := opts.Start("berth-controller", os.Stdout); done {
 		return nil
 	}
 	var cacheOpts crcache.Options
 	if gateway {
-		cacheOpts.ByObject = controllers.GatewayCacheByObject()
+		cacheOpts.ByObject = controllers.GatewayCacheByObject(gw.Namespace)
 		gw.ServerNames = serverNames(gw.XDSAddress, splitList(xdsNames))
 		gw.Bootstrap = bootstrapFor(gw.XDSAddress)
 	}

@@ -30,7 +30,26 @@ const (
 	// namespaces whose Services may share under the same key ("*": any);
 	// both sides must list each other.
 	AnnotationSharingNamespaces = "berth.dev/allow-shared-ip-namespaces"
+	// LabelGatewayNamespace, on the Service of a Gateway's Envoy fleet,
+	// names the Gateway's namespace; the controller sets it.
+	LabelGatewayNamespace = "berth.dev/gateway-namespace"
 )
+
+// RequestNamespace is the namespace a Service's request counts in (IPPool
+// namespace selectors, sharing keys): its own, except for the Service of
+// a Gateway's Envoy fleet, which lives in Berth's namespace (fleetNamespace)
+// and counts in its Gateway's. The label is trusted only there, where
+// only the controller (and the cluster's administrators) write: the same
+// label on a tenant's Service changes nothing.
+func RequestNamespace(svc *corev1.Service, fleetNamespace string) string {
+	if fleetNamespace == "" || svc.Namespace != fleetNamespace {
+		return svc.Namespace
+	}
+	if ns := svc.Labels[LabelGatewayNamespace]; ns != "" {
+		return ns
+	}
+	return svc.Namespace
+}
 
 // Served reports whether Berth gives the Service an address: type
 // LoadBalancer with Berth's class, or with no class when serveUnclassed.

@@ -1,7 +1,10 @@
 // Package provision describes the Envoy fleet that serves one node group
 // (a Gateway, or an IngressClass): its ServiceAccount, bootstrap ConfigMap,
 // Deployment and LoadBalancer Service, and the Secret that carries its xDS
-// client certificate. Pure: the controller applies what Objects returns.
+// client certificate. Every fleet lives in Berth's own namespace, where
+// only the controller writes (Envoy Gateway's default model): no tenant
+// can mount a fleet's client certificate. Pure: the controller applies
+// what Objects returns.
 package provision
 
 import (
@@ -15,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 )
@@ -29,6 +33,17 @@ const (
 	// its slashes); AnnotationGroup holds the group itself.
 	LabelGroup      = "berth.dev/xds-group-hash"
 	AnnotationGroup = "berth.dev/xds-group"
+	// LabelGatewayNamespace and LabelGatewayName name the Gateway a fleet
+	// serves (owner references cannot cross namespaces). The name label
+	// is shortened with a hash past 63 characters; AnnotationGateway holds
+	// "<namespace>/<name>" whole.
+	LabelGatewayNamespace = "berth.dev/gateway-namespace"
+	LabelGatewayName      = "berth.dev/gateway-name"
+	AnnotationGateway     = "berth.dev/gateway"
+	// AnnotationCertSerial, on the pod template, is the serial of the xDS
+	// client certificate the pods were started with: Envoy reads the
+	// certificate files once, so a reissued certificate rolls the pods.
+	AnnotationCertSerial = "berth.dev/xds-client-cert-serial"
 )
 
 // Container-side facts the bootstrap and the Deployment share.
@@ -51,8 +66,15 @@ type Fleet struct {
 	Group string
 	// Namespace and Name place the objects; Name is the base of their names.
 	Namespace, Name string
-	// Owner owns every object, so they go when it goes.
-	Owner metav1.OwnerReference
+	// Owner, when set, owns every object, so they go when it goes (an
+	// IngressClass). A Gateway's fleet has none: it lives in another
+	// namespace than its Gateway and carries Gateway's labels instead.
+	Owner *metav1.OwnerReference
+	// Gateway is the Gateway served, empty for an IngressClass's fleet.
+	Gateway types.NamespacedName
+	// CertSerial is the serial of the fleet's current xDS client
+	// certificate; a new one rolls the pods.
+	CertSerial string
 	// Ports are the listener ports the Service carries.
 	Ports []int32
 	// LoadBalancerIPs are requested addresses (a Gateway's spec.addresses);
@@ -78,15 +100,44 @@ func ContainerPort(p int32) int32 {
 	return p
 }
 
+// maxBase leaves room for "-bootstrap" in a DNS label.
+const maxBase = 63 - len("-bootstrap")
+
 // ObjectName is the base name of a fleet's objects: "berth-" plus the
 // owner's name, shortened with a hash when it would not fit a DNS label.
+// IngressClass fleets use it; GatewayFleetName names a Gateway's.
 func ObjectName(kind, name string) string {
 	n := "berth-" + kind + "-" + name
-	if len(n) <= 52 { // room for "-bootstrap"
+	if len(n) <= maxBase {
 		return n
 	}
 	h := sha256.Sum256([]byte(n))
 	return n[:40] + "-" + hex.EncodeToString(h[:])[:11]
+}
+
+// GatewayFleetName is the base name of a Gateway's fleet objects in
+// Berth's namespace: "berth-gw-<namespace>-<name>-<hash>", the readable
+// part cut to fit a DNS label and the hash (of "<namespace>/<name>")
+// always there, so "a-b"/"c" and "a"/"b-c" get different names, as Envoy
+// Gateway names its proxies.
+func GatewayFleetName(namespace, name string) string {
+	h := sha256.Sum256([]byte(namespace + "/" + name))
+	suffix := "-" + hex.EncodeToString(h[:])[:8]
+	readable := strings.ReplaceAll("berth-gw-"+namespace+"-"+name, ".", "-")
+	if len(readable) > maxBase-len(suffix) {
+		readable = readable[:maxBase-len(suffix)]
+	}
+	return strings.TrimRight(readable, "-") + suffix
+}
+
+// GatewayNameLabel is the LabelGatewayName value of a Gateway: its name,
+// or past 63 characters its first 54 and a hash of the whole.
+func GatewayNameLabel(name string) string {
+	if len(name) <= 63 {
+		return name
+	}
+	h := sha256.Sum256([]byte(name))
+	return strings.TrimRight(name[:54], "-.") + "-" + hex.EncodeToString(h[:])[:8]
 }
 
 // GroupHash is the label value for a node group.
@@ -111,14 +162,35 @@ func (f Fleet) Labels() map[string]string {
 	}
 }
 
-func (f Fleet) meta(name string) metav1.ObjectMeta {
-	return metav1.ObjectMeta{
-		Name:            name,
-		Namespace:       f.Namespace,
-		Labels:          f.Labels(),
-		Annotations:     map[string]string{AnnotationGroup: f.Group},
-		OwnerReferences: []metav1.OwnerReference{f.Owner},
+// objectLabels are Labels and, for a Gateway's fleet, the Gateway's.
+func (f Fleet) objectLabels() map[string]string {
+	l := f.Labels()
+	if f.Gateway.Name != "" {
+		l[LabelGatewayNamespace] = f.Gateway.Namespace
+		l[LabelGatewayName] = GatewayNameLabel(f.Gateway.Name)
 	}
+	return l
+}
+
+func (f Fleet) annotations() map[string]string {
+	a := map[string]string{AnnotationGroup: f.Group}
+	if f.Gateway.Name != "" {
+		a[AnnotationGateway] = f.Gateway.String()
+	}
+	return a
+}
+
+func (f Fleet) meta(name string) metav1.ObjectMeta {
+	m := metav1.ObjectMeta{
+		Name:        name,
+		Namespace:   f.Namespace,
+		Labels:      f.objectLabels(),
+		Annotations: f.annotations(),
+	}
+	if f.Owner != nil {
+		m.OwnerReferences = []metav1.OwnerReference{*f.Owner}
+	}
+	return m
 }
 
 // Objects returns the ServiceAccount, bootstrap ConfigMap, Deployment and
@@ -163,9 +235,10 @@ func (f Fleet) deployment(bootstrap []byte, o Options) *appsv1.Deployment {
 		ports = append(ports, corev1.ContainerPort{Name: fmt.Sprintf("l-%d", p), ContainerPort: ContainerPort(p), Protocol: corev1.ProtocolTCP})
 	}
 	ports = append(ports, corev1.ContainerPort{Name: "ready", ContainerPort: ReadyPort, Protocol: corev1.ProtocolTCP})
-	podMeta := metav1.ObjectMeta{
-		Labels:      f.Labels(),
-		Annotations: map[string]string{AnnotationGroup: f.Group, "berth.dev/bootstrap-sha256": hex.EncodeToString(sum[:])[:16]},
+	podMeta := metav1.ObjectMeta{Labels: f.objectLabels(), Annotations: f.annotations()}
+	podMeta.Annotations["berth.dev/bootstrap-sha256"] = hex.EncodeToString(sum[:])[:16]
+	if f.CertSerial != "" {
+		podMeta.Annotations[AnnotationCertSerial] = f.CertSerial
 	}
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
