@@ -143,7 +143,7 @@ func (a *Announcer) Held() map[string][]netip.Addr {
 // Run announces until ctx ends. On the way out it stops answering first
 // and only then lets the heartbeats send their leaving message, so the
 // next owner never answers while this node still does.
-func (a *Announcer) Run(ctx context.Context, hbConn *net.UDPConn) error {
+func (a *Announcer) Run(ctx context.Context, hbConns []*net.UDPConn) error {
 	if a.Clock == nil || a.Network == nil {
 		return fmt.Errorf("layer-2 announcer of %s: set Clock (clock.RealClock{}) and Network (KernelNetwork{})", a.Node)
 	}
@@ -152,8 +152,8 @@ func (a *Announcer) Run(ctx context.Context, hbConn *net.UDPConn) error {
 	hbCtx, stopHB := context.WithCancel(context.Background())
 	hbDone := make(chan error, 1)
 	go func() {
-		hbDone <- a.Heartbeats.Run(hbCtx, hbConn, func(err error) {
-			a.Metrics.heartbeatRefused()
+		hbDone <- a.Heartbeats.Run(hbCtx, hbConns, func(err error) {
+			a.Metrics.heartbeatRefused(err)
 			a.Log.V(1).Info("heartbeat refused", "error", err.Error())
 		})
 	}()

@@ -11,30 +11,40 @@ import (
 	"time"
 )
 
+// loopbackConn listens on addr (a loopback address), port chosen by the
+// kernel.
+func loopbackConn(t *testing.T, addr string) (*net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	c, err := ListenHeartbeats(netip.AddrPortFrom(netip.MustParseAddr(addr), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, c.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+func peerAt(name string, at netip.AddrPort) *PeerSet {
+	return NewPeerSet([]Peer{{Name: name, Addrs: []netip.Addr{at.Addr()}, Port: at.Port()}})
+}
+
 // Two agents on loopback see each other, and one sees the other go when it
 // shuts down. (That a leaving heartbeat takes a node out at once, and
 // silence only after DeadAfter, is TestMembers' part, on a fake clock.)
 func TestHeartbeats(t *testing.T) {
 	key := []byte("k")
-	mk := func(name string) (*Members, *Heartbeats, netip.AddrPort) {
+	mk := func(name, addr string) (*Members, *Heartbeats, *net.UDPConn, netip.AddrPort) {
 		m := &Members{Self: name, Key: key, DeadAfter: 400 * time.Millisecond}
-		c, err := ListenHeartbeats(netip.MustParseAddrPort("127.0.0.1:0"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := &Heartbeats{Members: m, Interval: 100 * time.Millisecond}
-		h.conn = c
-		return m, h, c.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
+		c, at := loopbackConn(t, addr)
+		return m, &Heartbeats{Members: m, Interval: 100 * time.Millisecond}, c, at
 	}
-	ma, ha, aAddr := mk("node1")
-	mb, hb, bAddr := mk("node2")
-	ha.Peers = func() []netip.AddrPort { return []netip.AddrPort{bAddr} }
-	hb.Peers = func() []netip.AddrPort { return []netip.AddrPort{aAddr} }
+	ma, ha, ca, aAddr := mk("node1", "127.0.0.1")
+	mb, hb, cb, bAddr := mk("node2", "127.0.0.2")
+	ha.Peers = func() *PeerSet { return peerAt("node2", bAddr) }
+	hb.Peers = func() *PeerSet { return peerAt("node1", aAddr) }
 	ctxA, stopA := context.WithCancel(context.Background())
 	ctxB, stopB := context.WithCancel(context.Background())
 	doneA, doneB := make(chan error, 1), make(chan error, 1)
-	go func() { doneA <- ha.Run(ctxA, ha.conn, nil) }()
-	go func() { doneB <- hb.Run(ctxB, hb.conn, nil) }()
+	go func() { doneA <- ha.Run(ctxA, []*net.UDPConn{ca}, nil) }()
+	go func() { doneB <- hb.Run(ctxB, []*net.UDPConn{cb}, nil) }()
 	defer stopB()
 	defer stopA()
 	waitAlive := func(m *Members, want string, within time.Duration) {
@@ -66,19 +76,17 @@ func TestHeartbeats(t *testing.T) {
 func TestHeartbeatsLarge(t *testing.T) {
 	key := []byte("k")
 	recv := &Members{Self: "r", Key: key, DeadAfter: time.Minute}
-	conn, err := ListenHeartbeats(netip.MustParseAddrPort("127.0.0.1:0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	to := conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort()
+	conn, to := loopbackConn(t, "127.0.0.1")
+	out, from := loopbackConn(t, "127.0.0.3")
+	defer out.Close()
+	name := strings.Repeat("n", 255)
 	refusals := make(chan error, 4)
-	h := &Heartbeats{Members: recv, Interval: time.Hour, Peers: func() []netip.AddrPort { return nil }}
+	h := &Heartbeats{Members: recv, Interval: time.Hour, Peers: func() *PeerSet { return peerAt(name, from) }}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx, conn, func(err error) { refusals <- err }) }()
+	go func() { done <- h.Run(ctx, []*net.UDPConn{conn}, func(err error) { refusals <- err }) }()
 	defer func() { stop(); <-done }()
 
-	name := strings.Repeat("n", 255)
 	sender := &Members{Self: name, Key: key}
 	groups := make([]uint64, MaxGroups)
 	for i := range groups {
@@ -88,12 +96,7 @@ func TestHeartbeatsLarge(t *testing.T) {
 	if len(msg) != MaxHeartbeatSize {
 		t.Fatalf("the largest heartbeat is %d bytes, MaxHeartbeatSize says %d", len(msg), MaxHeartbeatSize)
 	}
-	out, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	if _, err := out.Write(msg); err != nil {
+	if _, err := out.WriteToUDPAddrPort(msg, to); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -108,7 +111,7 @@ func TestHeartbeatsLarge(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, err := out.Write(make([]byte, MaxHeartbeatSize+100)); err != nil {
+	if _, err := out.WriteToUDPAddrPort(make([]byte, MaxHeartbeatSize+100), to); err != nil {
 		t.Fatal(err)
 	}
 	select {

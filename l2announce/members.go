@@ -1,11 +1,6 @@
 package l2announce
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
-	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -21,40 +16,56 @@ import (
 // an agent that shuts down, takes it out at once, so a rolling update
 // moves its addresses without waiting.
 //
-// Heartbeats carry an HMAC-SHA256 under a key all agents share (from a
-// Secret), so nothing on the LAN can keep a dead node alive or push a live
-// one out, and a sequence number (the sender's clock in nanoseconds, which
-// only grows across restarts) so an old message cannot be replayed.
+// What a heartbeat must pass, in order (Receive; the transport has already
+// dropped datagrams from addresses that are no peer's InternalIP):
+//   - its name is that of the node whose address sent it;
+//   - its HMAC verifies under that node's key, NodeKey(Key, name);
+//   - its time is within Window of this node's clock, so a message
+//     captured earlier, or one dated far ahead, is refused;
+//   - its time is after that of the last heartbeat taken from the node,
+//     so a message is taken at most once.
+//
+// Per peer it keeps only the last time taken, when that was, and what the
+// heartbeat said. A restarted receiver has none of it: it takes any fresh
+// heartbeat, so a replay can still count within Window of its capture,
+// once. A forged time ahead of the clock holds the genuine heartbeats off
+// for Window at most; a peer whose clock stepped back is heard again at
+// once when it stepped less than Window (its agent keeps its times
+// growing), else as soon as its clock agrees with this one's again.
 type Members struct {
-	Self      string
+	Self string
+	// Key is the secret all agents share (from a Secret); each signs with
+	// NodeKey(Key, its name).
 	Key       []byte
 	DeadAfter time.Duration
+	// Window is how far a heartbeat's time may be from this node's clock
+	// (DefaultWindow when 0); the nodes' clocks must agree closer than it.
+	Window time.Duration
+	// AcceptV1 takes heartbeats of the release before (version 1, signed
+	// with Key itself) under the same rules, and has Heartbeats send them
+	// to peers not heard in version 2, so a rolling upgrade keeps every
+	// agent hearing every other.
+	AcceptV1 bool
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 
 	mu    sync.Mutex
 	peers map[string]*peer
-	// sent is the sequence number of the last heartbeat made.
-	sent uint64
+	// sent is the time of the last heartbeat made.
+	sent int64
 }
 
 type peer struct {
 	heard  time.Time
-	seq    uint64
+	last   int64
 	left   bool
 	groups map[uint64]bool
+	// v2 is when it last sent a version-2 heartbeat.
+	v2 time.Time
 }
 
-const (
-	heartbeatVersion = 1
-	flagLeaving      = 1
-	macLen           = sha256.Size
-	// MaxGroups bounds the groups one heartbeat carries (8 bytes each).
-	MaxGroups = 1024
-	// MaxHeartbeatSize is the largest heartbeat: a name of 255 bytes and
-	// MaxGroups groups (8.5 KiB; the kernel fragments it on the LAN).
-	MaxHeartbeatSize = 2 + 8 + 1 + 255 + 2 + 8*MaxGroups + macLen
-)
+// DefaultWindow is Members.Window when unset.
+const DefaultWindow = 5 * time.Second
 
 func (m *Members) now() time.Time {
 	if m.Now != nil {
@@ -63,96 +74,118 @@ func (m *Members) now() time.Time {
 	return time.Now()
 }
 
+func (m *Members) window() time.Duration {
+	if m.Window > 0 {
+		return m.Window
+	}
+	return DefaultWindow
+}
+
 // Heartbeat is this agent's next heartbeat message, saying for which
 // groups (GroupKey) it is ready to announce; at most MaxGroups are sent.
-//
-// Layout: version, flags, sequence (8 bytes), name length, name, group
-// count (2 bytes), groups (8 bytes each), HMAC-SHA256 of all before it.
 func (m *Members) Heartbeat(leaving bool, groups []uint64) []byte {
+	v2, _ := m.Heartbeats(leaving, groups)
+	return v2
+}
+
+// Heartbeats is this agent's next heartbeat in version 2, and in version 1
+// (nil unless AcceptV1) for the peers that speak only that, with the same
+// time.
+func (m *Members) Heartbeats(leaving bool, groups []uint64) (v2, v1 []byte) {
 	if len(groups) > MaxGroups {
 		groups = groups[:MaxGroups]
 	}
-	b := make([]byte, 2, 13+len(m.Self)+8*len(groups)+macLen)
-	b[0] = heartbeatVersion
-	if leaving {
-		b[1] = flagLeaving
+	t := m.nextTime()
+	v2 = encodeHeartbeat(heartbeatV2, NodeKey(m.Key, m.Self), leaving, t, m.Self, groups)
+	if m.AcceptV1 {
+		v1 = encodeHeartbeat(heartbeatV1, m.Key, leaving, t, m.Self, groups)
 	}
-	b = binary.BigEndian.AppendUint64(b, m.nextSeq())
-	b = append(b, byte(len(m.Self)))
-	b = append(b, m.Self...)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(groups)))
-	for _, g := range groups {
-		b = binary.BigEndian.AppendUint64(b, g)
-	}
-	mac := hmac.New(sha256.New, m.Key)
-	mac.Write(b)
-	return mac.Sum(b)
+	return v2, v1
 }
 
-// nextSeq numbers a heartbeat: the clock in nanoseconds, or one more than
-// the last number when the clock stepped back (an NTP correction), so the
-// peers, which refuse a number not above the last they saw, keep hearing
-// this agent.
-func (m *Members) nextSeq() uint64 {
+// nextTime dates a heartbeat: the clock in nanoseconds, or one more than
+// the last time when the clock stepped back (an NTP correction) by less
+// than Window, so the peers, which refuse a time not after the last they
+// took, keep hearing this agent. A step of more than Window is taken as
+// is: times that far ahead would be refused by peers whose clocks agree.
+func (m *Members) nextTime() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	seq := uint64(m.now().UnixNano())
-	if seq <= m.sent {
-		seq = m.sent + 1
+	t := m.now().UnixNano()
+	if t <= m.sent && m.sent-t < int64(m.window()) {
+		t = m.sent + 1
 	}
-	m.sent = seq
-	return seq
+	m.sent = t
+	return t
 }
 
-// ErrBadHeartbeat is wrapped by every refusal of Receive.
-var ErrBadHeartbeat = errors.New("heartbeat refused")
+// SpeaksV2 reports whether node sent a version-2 heartbeat within Window:
+// it needs no version-1 copy.
+func (m *Members) SpeaksV2(node string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.peers[node]
+	return p != nil && !p.v2.IsZero() && m.now().Sub(p.v2) <= m.window()
+}
 
-// Receive takes a heartbeat from the network.
-func (m *Members) Receive(b []byte) error {
-	if len(b) < 13+macLen {
-		return fmt.Errorf("%w: %d bytes is too short", ErrBadHeartbeat, len(b))
+// Receive takes a heartbeat that came from an address of node from (the
+// transport looks the source address up among the Nodes' InternalIPs;
+// "" when it is none of them). A version-1 heartbeat from a peer that
+// sent version 2 within Window is the copy sent for older agents: it is
+// dropped without error.
+func (m *Members) Receive(from string, b []byte) error {
+	if from == "" {
+		return refuse(RefusedNotPeer, "not from a peer's InternalIP")
 	}
-	body, sum := b[:len(b)-macLen], b[len(b)-macLen:]
-	mac := hmac.New(sha256.New, m.Key)
-	mac.Write(body)
-	if !hmac.Equal(sum, mac.Sum(nil)) {
-		return fmt.Errorf("%w: bad signature", ErrBadHeartbeat)
+	h, err := decodeHeartbeat(b)
+	if err != nil {
+		return err
 	}
-	if body[0] != heartbeatVersion {
-		return fmt.Errorf("%w: version %d", ErrBadHeartbeat, body[0])
+	if h.name != from {
+		return refuse(RefusedSignature, "%s's address sent a heartbeat named %q", from, h.name)
 	}
-	seq := binary.BigEndian.Uint64(body[2:10])
-	n := int(body[10])
-	if n == 0 || len(body) < 13+n {
-		return fmt.Errorf("%w: name length %d in %d bytes", ErrBadHeartbeat, n, len(body))
+	var key []byte
+	switch {
+	case h.version == heartbeatV2:
+		key = NodeKey(m.Key, from)
+	case m.AcceptV1:
+		key = m.Key
+	default:
+		return refuse(RefusedMalformed, "version 1 from %s (turned off)", from)
 	}
-	name := string(body[11 : 11+n])
-	rest := body[11+n:]
-	count := int(binary.BigEndian.Uint16(rest))
-	if len(rest) != 2+8*count || count > MaxGroups {
-		return fmt.Errorf("%w: %d groups in %d bytes", ErrBadHeartbeat, count, len(rest)-2)
+	if !h.signedBy(key) {
+		return refuse(RefusedSignature, "bad signature from %s (version %d)", from, h.version)
 	}
-	if name == m.Self {
-		return nil
-	}
-	groups := make(map[uint64]bool, count)
-	for i := 0; i < count; i++ {
-		groups[binary.BigEndian.Uint64(rest[2+8*i:])] = true
+	now := m.now()
+	age := now.Sub(time.Unix(0, h.time))
+	if w := m.window(); age > w || age < -w {
+		return refuse(RefusedStale, "heartbeat of %s dated %s, %s from this node's clock (more than %s)",
+			from, time.Unix(0, h.time).UTC().Format(time.RFC3339Nano), age.Round(time.Millisecond), w)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.peers == nil {
 		m.peers = map[string]*peer{}
 	}
-	p := m.peers[name]
+	p := m.peers[from]
 	if p == nil {
 		p = &peer{}
-		m.peers[name] = p
+		m.peers[from] = p
 	}
-	if seq <= p.seq {
-		return fmt.Errorf("%w: replayed or reordered heartbeat from %s", ErrBadHeartbeat, name)
+	if h.version == heartbeatV1 && !p.v2.IsZero() && now.Sub(p.v2) <= m.window() {
+		return nil
 	}
-	p.seq, p.heard, p.left, p.groups = seq, m.now(), body[1]&flagLeaving != 0, groups
+	if h.time <= p.last {
+		return refuse(RefusedReplay, "replayed or reordered heartbeat from %s", from)
+	}
+	groups := make(map[uint64]bool, len(h.groups))
+	for _, g := range h.groups {
+		groups[g] = true
+	}
+	p.last, p.heard, p.left, p.groups = h.time, now, h.leaving, groups
+	if h.version == heartbeatV2 {
+		p.v2 = now
+	}
 	return nil
 }
 

@@ -20,7 +20,7 @@ func TestMembers(t *testing.T) {
 		t.Fatalf("alone: %s", got)
 	}
 	hb := peer.Heartbeat(false, nil)
-	if err := self.Receive(hb); err != nil {
+	if err := self.Receive("node2", hb); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(self.Alive()); got != "[node1 node2]" {
@@ -30,14 +30,14 @@ func TestMembers(t *testing.T) {
 		t.Fatalf("ready for no group: %s", got)
 	}
 	c.t = c.t.Add(time.Millisecond)
-	if err := self.Receive(peer.Heartbeat(false, []uint64{7, 1 << 63})); err != nil {
+	if err := self.Receive("node2", peer.Heartbeat(false, []uint64{7, 1 << 63})); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(self.ReadyPeers()); got != "map[node2:map[7:true 9223372036854775808:true]]" {
 		t.Fatalf("ready for two groups: %s", got)
 	}
 	// The same message again is a replay.
-	if err := self.Receive(hb); !errors.Is(err, ErrBadHeartbeat) {
+	if err := self.Receive("node2", hb); !errors.Is(err, ErrBadHeartbeat) {
 		t.Errorf("replay: %v", err)
 	}
 	// Silent for longer than DeadAfter: dead.
@@ -46,12 +46,12 @@ func TestMembers(t *testing.T) {
 		t.Errorf("after 401 ms of silence: %s", got)
 	}
 	c.t = c.t.Add(time.Millisecond)
-	if err := self.Receive(peer.Heartbeat(false, nil)); err != nil {
+	if err := self.Receive("node2", peer.Heartbeat(false, nil)); err != nil {
 		t.Fatal(err)
 	}
 	// Leaving: out at once.
 	c.t = c.t.Add(time.Millisecond)
-	if err := self.Receive(peer.Heartbeat(true, nil)); err != nil {
+	if err := self.Receive("node2", peer.Heartbeat(true, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if got := fmt.Sprint(self.Alive()); got != "[node1]" {
@@ -59,11 +59,11 @@ func TestMembers(t *testing.T) {
 	}
 	// Wrong key, tampered name, garbage: refused.
 	c.t = c.t.Add(time.Millisecond)
-	other := &Members{Self: "node3", Key: []byte("another key"), Now: c.now}
+	other := &Members{Self: "node2", Key: []byte("another key"), Now: c.now}
 	tampered := peer.Heartbeat(false, nil)
 	tampered[len(tampered)-40] ^= 1
 	for name, b := range map[string][]byte{"wrong key": other.Heartbeat(false, nil), "tampered": tampered, "short": {1, 2, 3}} {
-		if err := self.Receive(b); !errors.Is(err, ErrBadHeartbeat) {
+		if err := self.Receive("node2", b); !errors.Is(err, ErrBadHeartbeat) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -79,8 +79,8 @@ func FuzzMembersReceive(f *testing.F) {
 	f.Add(m.Heartbeat(false, nil))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r := &Members{Self: "node1", Key: []byte("another key"), DeadAfter: time.Hour}
-		if err := r.Receive(b); err == nil && len(r.Alive()) > 1 {
+		r := &Members{Self: "node1", Key: []byte("another key"), DeadAfter: time.Hour, AcceptV1: true}
+		if err := r.Receive("node2", b); err == nil && len(r.Alive()) > 1 {
 			t.Fatalf("a heartbeat without the key joined: %v", r.Alive())
 		}
 	})

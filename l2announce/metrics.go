@@ -1,6 +1,7 @@
 package l2announce
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,7 @@ type Metrics struct {
 	takeovers prometheus.Counter
 	releases  prometheus.Counter
 	conflicts prometheus.Counter
-	hbRefused prometheus.Counter
+	hbRefused *prometheus.CounterVec
 }
 
 // NewMetrics makes the series; register Collectors.
@@ -33,8 +34,8 @@ func NewMetrics() *Metrics {
 			Help: "Addresses this node stopped announcing."}),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_conflicts_total",
 			Help: "Conflict probes another host answered."}),
-		hbRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_heartbeats_refused_total",
-			Help: "Heartbeats refused (bad signature, replayed, malformed)."}),
+		hbRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_agent_l2_heartbeats_refused_total",
+			Help: "Heartbeats refused, by reason: not_peer (source is no Node's InternalIP), signature, stale (time outside the window), replay, malformed."}, []string{"reason"}),
 	}
 }
 
@@ -68,10 +69,16 @@ func (m *Metrics) conflict() {
 	}
 }
 
-func (m *Metrics) heartbeatRefused() {
-	if m != nil {
-		m.hbRefused.Inc()
+func (m *Metrics) heartbeatRefused(err error) {
+	if m == nil {
+		return
 	}
+	reason := RefusedMalformed
+	var r *HeartbeatRefusal
+	if errors.As(err, &r) {
+		reason = r.Reason
+	}
+	m.hbRefused.WithLabelValues(reason).Inc()
 }
 
 // frame counts one received frame by the reason the responder gave.

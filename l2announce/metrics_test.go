@@ -15,7 +15,7 @@ func TestMetricNames(t *testing.T) {
 	m.taken()
 	m.released()
 	m.conflict()
-	m.heartbeatRefused()
+	m.heartbeatRefused(refuse(RefusedStale, "old"))
 	m.frame("answered who-has")
 	reg := prometheus.NewRegistry()
 	for _, c := range m.Collectors() {

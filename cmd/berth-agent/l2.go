@@ -5,13 +5,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/berthnet/berth/l2announce"
@@ -25,6 +28,8 @@ type l2Options struct {
 	port           uint
 	interval       time.Duration
 	deadAfter      time.Duration
+	window         time.Duration
+	acceptV1       bool
 	serveUnclassed bool
 	// key is the heartbeat key check read.
 	key []byte
@@ -36,6 +41,8 @@ func (o *l2Options) bind(fs *flag.FlagSet) {
 	fs.UintVar(&o.port, "l2-heartbeat-port", 7947, "UDP port agents exchange heartbeats on, on each node's InternalIP")
 	fs.DurationVar(&o.interval, "l2-heartbeat-interval", 100*time.Millisecond, "how often an agent sends its heartbeat")
 	fs.DurationVar(&o.deadAfter, "l2-dead-after", 400*time.Millisecond, "silence after which a peer is taken for dead and its addresses move")
+	fs.DurationVar(&o.window, "l2-heartbeat-window", l2announce.DefaultWindow, "how far a heartbeat's time may be from the receiver's clock; older (replayed) or later ones are refused, so the nodes' clocks must agree closer than this")
+	fs.BoolVar(&o.acceptV1, "l2-heartbeat-v1", true, "also take and send the previous release's heartbeats (version 1), so agents of both releases hear each other during an upgrade; turn off once every agent runs this release")
 	fs.BoolVar(&o.serveUnclassed, "serve-unclassed-services", true, "announce LoadBalancer Services with no loadBalancerClass too (as berth-controller's flag of the same name)")
 }
 
@@ -50,6 +57,9 @@ func (o *l2Options) check() error {
 	}
 	if o.port == 0 || o.port > 65535 || o.interval <= 0 || o.deadAfter < 2*o.interval {
 		return fmt.Errorf("--l2-heartbeat-port must be 1-65535 and --l2-dead-after at least twice --l2-heartbeat-interval")
+	}
+	if o.window < o.deadAfter {
+		return fmt.Errorf("--l2-heartbeat-window (%s) must be at least --l2-dead-after (%s)", o.window, o.deadAfter)
 	}
 	o.key = key
 	return nil
@@ -79,16 +89,8 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		}
 	}
 	key := o.key
-	conn, err := l2announce.ListenHeartbeats(netip.AddrPortFrom(netip.IPv6Unspecified(), uint16(o.port)))
-	if err != nil {
-		// A node without IPv6 has only IPv4 peers.
-		conn, err = l2announce.ListenHeartbeats(netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(o.port)))
-	}
-	if err != nil {
-		return fmt.Errorf("heartbeat socket: %w", err)
-	}
 	clk := clock.RealClock{}
-	members := &l2announce.Members{Self: node, Key: key, DeadAfter: o.deadAfter, Now: clk.Now}
+	members := &l2announce.Members{Self: node, Key: key, DeadAfter: o.deadAfter, Window: o.window, AcceptV1: o.acceptV1, Now: clk.Now}
 	metrics := l2announce.NewMetrics()
 	for _, c := range metrics.Collectors() {
 		if err := ctrlmetrics.Registry.Register(c); err != nil {
@@ -125,11 +127,52 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 	}
 	for _, run := range []func(context.Context) error{
 		runner.Start, status.Start,
-		func(ctx context.Context) error { return ann.Run(ctx, conn) },
+		func(ctx context.Context) error {
+			conns, err := o.listen(ctx, mgr.GetCache(), node)
+			if err != nil {
+				return err
+			}
+			return ann.Run(ctx, conns)
+		},
 	} {
 		if err := mgr.Add(afterSync{mgr: mgr, run: run}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// listen binds the heartbeat sockets on this node's InternalIPs (the first
+// of each family; see l2announce.HeartbeatAddrs), read from its Node once
+// the cache has synced: heartbeats are taken only from peers' InternalIPs,
+// so they must leave from this node's, and nothing else need reach them.
+func (o *l2Options) listen(ctx context.Context, r client.Reader, node string) ([]*net.UDPConn, error) {
+	var n corev1.Node
+	if err := r.Get(ctx, client.ObjectKey{Name: node}, &n); err != nil {
+		return nil, fmt.Errorf("heartbeat sockets: read Node %s: %w", node, err)
+	}
+	var internal []netip.Addr
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			if ip, err := netip.ParseAddr(a.Address); err == nil {
+				internal = append(internal, ip)
+			}
+		}
+	}
+	addrs := l2announce.HeartbeatAddrs(internal)
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("heartbeat sockets: Node %s lists no InternalIP to listen on (or pass --l2-announce=false)", node)
+	}
+	var conns []*net.UDPConn
+	for _, a := range addrs {
+		c, err := l2announce.ListenHeartbeats(netip.AddrPortFrom(a, uint16(o.port)))
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, fmt.Errorf("heartbeat socket on Node %s's InternalIP %s, --l2-heartbeat-port %d: %w", node, a, o.port, err)
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
 }

@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
 	"flag"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 // The heartbeat key is required while layer 2 is on: no flag, a missing
@@ -30,6 +37,7 @@ func TestL2KeyRequired(t *testing.T) {
 		{[]string{"--l2-key-file", missing}, []string{"--l2-key-file " + missing, "no such file", "--l2-announce=false"}},
 		{[]string{"--l2-key-file", short}, []string{"--l2-key-file " + short, "8 bytes", "at least 16"}},
 		{[]string{"--l2-key-file", good, "--l2-dead-after", "150ms"}, []string{"--l2-dead-after at least twice --l2-heartbeat-interval"}},
+		{[]string{"--l2-key-file", good, "--l2-heartbeat-window", "300ms"}, []string{"--l2-heartbeat-window (300ms) must be at least --l2-dead-after (400ms)"}},
 		{[]string{"--l2-key-file", good}, nil},
 	} {
 		fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
@@ -54,5 +62,34 @@ func TestL2KeyRequired(t *testing.T) {
 				t.Errorf("%v: %q; want it to say %q", c.args, err, w)
 			}
 		}
+	}
+}
+
+// The heartbeat sockets are bound on the Node's InternalIPs (the first of
+// each family), not on every address; a Node with no InternalIP is an
+// error that says so.
+func TestL2ListenOnInternalIP(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+		{Type: corev1.NodeExternalIP, Address: "127.0.0.9"},
+		{Type: corev1.NodeInternalIP, Address: "127.0.0.7"},
+		{Type: corev1.NodeInternalIP, Address: "127.0.0.8"},
+	}}}
+	bare := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}}
+	c := fake.NewClientBuilder().WithObjects(node, bare).Build()
+	o := l2Options{port: 0}
+	conns, err := o.listen(context.Background(), c, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, conn := range conns {
+		got = append(got, conn.LocalAddr().(*net.UDPAddr).IP.String())
+		conn.Close()
+	}
+	if fmt.Sprint(got) != "[127.0.0.7]" {
+		t.Errorf("listens on %v; want [127.0.0.7] (the first InternalIP)", got)
+	}
+	if _, err := o.listen(context.Background(), c, "n2"); err == nil || !strings.Contains(err.Error(), "Node n2 lists no InternalIP") {
+		t.Errorf("a Node without InternalIP: %v", err)
 	}
 }

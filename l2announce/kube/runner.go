@@ -59,7 +59,7 @@ type Runner struct {
 
 	once     sync.Once
 	loop     *syncloop.Loop
-	peers    atomic.Pointer[[]netip.AddrPort]
+	peers    atomic.Pointer[l2announce.PeerSet]
 	services ipamkube.LBServices
 
 	reportOnce sync.Once
@@ -75,13 +75,9 @@ func (r *Runner) syncLoop() *syncloop.Loop {
 // health changes, so the readiness and events follow.
 func (r *Runner) Trigger() { r.syncLoop().Trigger() }
 
-// Peers lists the other agents' heartbeat addresses.
-func (r *Runner) Peers() []netip.AddrPort {
-	if p := r.peers.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+// Peers is the other agents, with their Nodes' InternalIPs (nil before
+// the first sync).
+func (r *Runner) Peers() *l2announce.PeerSet { return r.peers.Load() }
 
 // Watch subscribes to the informers of c; call it before the cache starts.
 func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
@@ -158,26 +154,26 @@ func (r *Runner) build(ctx context.Context) error {
 		r.Announcer.SetDesired(d.Addresses, d.Nodes, d.Groups)
 	}
 
-	var peers []netip.AddrPort
+	var peers []l2announce.Peer
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		if n.Name == r.Node {
 			continue
 		}
-		// One address per peer (its first InternalIP): a heartbeat sent
-		// to each of a dual-stack node's addresses would arrive twice,
-		// and the second copy be refused as a replay.
+		p := l2announce.Peer{Name: n.Name, Port: r.HeartbeatPort}
 		for _, a := range n.Status.Addresses {
 			if a.Type != corev1.NodeInternalIP {
 				continue
 			}
 			if ip, err := netip.ParseAddr(a.Address); err == nil {
-				peers = append(peers, netip.AddrPortFrom(ip.Unmap(), r.HeartbeatPort))
-				break
+				p.Addrs = append(p.Addrs, ip.Unmap())
 			}
 		}
+		if len(p.Addrs) > 0 {
+			peers = append(peers, p)
+		}
 	}
-	sort.Slice(peers, func(i, j int) bool { return peers[i].Compare(peers[j]) < 0 })
-	r.peers.Store(&peers)
+	sort.Slice(peers, func(i, j int) bool { return peers[i].Name < peers[j].Name })
+	r.peers.Store(l2announce.NewPeerSet(peers))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -53,7 +54,7 @@ func (a *announcerState) set(err error) {
 // before its first sync; ready after one; a problem of the announcer makes
 // it unready, saying why, with one Warning event on the Node; its end makes
 // it ready with one Normal event. It feeds the announcer the Nodes and the
-// peers their first InternalIP.
+// peers with their InternalIPs (where heartbeats may come from).
 func TestRunnerHealth(t *testing.T) {
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -87,8 +88,13 @@ func TestRunnerHealth(t *testing.T) {
 		}
 	}
 	sync("<nil>")
-	if got := fmt.Sprint(r.Peers()); got != "[[fd00::12]:7947]" {
-		t.Errorf("peers %s; want [[fd00::12]:7947] (node-b's first InternalIP)", got)
+	if got := fmt.Sprint(r.Peers().Peers()); got != "[{node-b [fd00::12 198.18.0.12] 7947}]" {
+		t.Errorf("peers %s; want node-b with both its InternalIPs, port 7947", got)
+	}
+	for addr, want := range map[string]string{"fd00::12": "node-b", "198.18.0.12": "node-b", "::ffff:198.18.0.12": "node-b", "198.18.0.13": ""} {
+		if got := r.Peers().Name(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("heartbeat from %s: taken as %q; want %q", addr, got, want)
+		}
 	}
 	if got := fmt.Sprint(ann.nodes); got != "[{node-a map[] false} {node-b map[] false}]" {
 		t.Errorf("nodes given to the announcer: %s", got)
