@@ -11,6 +11,7 @@ import (
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // callbacks are the go-control-plane server hooks: they admit a stream only for the group
@@ -31,7 +32,36 @@ const (
 	refusedNoNode      = "no_node"
 	refusedGroup       = "group_mismatch"
 	refusedNodeChanged = "node_changed"
+	refusedUnknownType = "unknown_type"
+	refusedNodeSize    = "node_too_large"
 )
+
+// maxQuoted bounds what a refusal quotes of a client's own input (a type URL), in the
+// status sent back and in the log.
+const maxQuoted = 128
+
+func quoted(s string) string {
+	if len(s) > maxQuoted {
+		return fmt.Sprintf("%q... (%d bytes)", s[:maxQuoted], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// refuse counts and logs a refused stream and returns the status that ends it.
+func (c callbacks) refuse(code codes.Code, reason, msg string) error {
+	c.s.metrics.refused.WithLabelValues(reason).Inc()
+	c.s.log.Info("xDS stream refused", "reason", reason, "error", msg)
+	return status.Errorf(code, "xDS stream refused: %s", msg)
+}
+
+// servedType refuses a subscription to a type the server does not serve: go-control-plane
+// would keep it, request and all, as a watch never answered.
+func (c callbacks) servedType(typeURL string) error {
+	if knownType(typeURL) {
+		return nil
+	}
+	return c.refuse(codes.InvalidArgument, refusedUnknownType, fmt.Sprintf("type %s is not served by Berth", quoted(typeURL)))
+}
 
 func (c callbacks) open(ctx context.Context, key streamKey) error {
 	group, err := peerGroup(ctx)
@@ -42,7 +72,7 @@ func (c callbacks) open(ctx context.Context, key streamKey) error {
 	}
 	t := c.s.tracker
 	t.mu.Lock()
-	t.streams[key] = &stream{certGroup: group, sent: map[string]map[string]string{}, acked: map[string]string{}}
+	t.streams[key] = &stream{certGroup: group, sent: map[string]map[string]string{}, acked: map[string]string{}, kept: map[string]int{}}
 	t.mu.Unlock()
 	return nil
 }
@@ -56,9 +86,37 @@ func (c callbacks) closed(key streamKey) {
 		t.markChangedLocked(st.cluster)
 	}
 	t.mu.Unlock()
-	if st != nil && st.counted {
+	if st == nil {
+		return
+	}
+	if st.counted {
 		c.s.metrics.streams.WithLabelValues(protocol(key)).Dec()
 	}
+	bytes := 0
+	for _, n := range st.kept {
+		bytes += n
+	}
+	c.s.metrics.subs.Sub(float64(len(st.kept)))
+	c.s.metrics.subBytes.Sub(float64(bytes))
+}
+
+// keep records the size of the request kept for a stream's subscription to a type,
+// once slimmed: it replaces the one kept before for the same type.
+func (c callbacks) keep(key streamKey, typeURL string, size int) {
+	t := c.s.tracker
+	t.mu.Lock()
+	st := t.streams[key]
+	if st == nil {
+		t.mu.Unlock()
+		return
+	}
+	prev, had := st.kept[typeURL]
+	st.kept[typeURL] = size
+	t.mu.Unlock()
+	if !had {
+		c.s.metrics.subs.Inc()
+	}
+	c.s.metrics.subBytes.Add(float64(size - prev))
 }
 
 // admit checks a request's node against the stream's certificate. The first request
@@ -75,18 +133,20 @@ func (c callbacks) admit(key streamKey, node *core.Node) error {
 	switch {
 	case !st.counted && node == nil:
 		reason, msg = refusedNoNode, "the first request carries no node"
+	case !st.counted && nodeBytes(node) > c.s.limits.MaxNodeBytes:
+		t.mu.Unlock()
+		return c.refuse(codes.InvalidArgument, refusedNodeSize, fmt.Sprintf("the node's id, cluster and metadata are %d bytes, more than the %d allowed (--xds-max-node-bytes)",
+			nodeBytes(node), c.s.limits.MaxNodeBytes))
 	case !st.counted && node.GetCluster() != st.certGroup:
 		reason, msg = refusedGroup, fmt.Sprintf("node %q asks for group %q (node.cluster), but its client certificate is for group %q",
 			node.GetId(), node.GetCluster(), st.certGroup)
 	case st.counted && node != nil && (node.GetCluster() != st.cluster || node.GetId() != st.nodeID):
-		reason, msg = refusedNodeChanged, fmt.Sprintf("node %q of group %q became node %q of group %q within one stream",
-			st.nodeID, st.cluster, node.GetId(), node.GetCluster())
+		reason, msg = refusedNodeChanged, fmt.Sprintf("node %q of group %q became node %s of group %s within one stream",
+			st.nodeID, st.cluster, quoted(node.GetId()), quoted(node.GetCluster()))
 	}
 	if reason != "" {
 		t.mu.Unlock()
-		c.s.metrics.refused.WithLabelValues(reason).Inc()
-		c.s.log.Info("xDS stream refused", "reason", reason, "error", msg)
-		return status.Errorf(codes.PermissionDenied, "xDS stream refused: %s", msg)
+		return c.refuse(codes.PermissionDenied, reason, msg)
 	}
 	first := !st.counted
 	if first {
@@ -111,6 +171,9 @@ func (c callbacks) OnStreamClosed(id int64, _ *core.Node) {
 
 func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) error {
 	key := streamKey{serve: c.serve, id: id}
+	if err := c.servedType(req.GetTypeUrl()); err != nil {
+		return err
+	}
 	if err := c.admit(key, req.GetNode()); err != nil {
 		return err
 	}
@@ -129,6 +192,8 @@ func (c callbacks) OnStreamRequest(id int64, req *discovery.DiscoveryRequest) er
 		// version parks the watch until a new version is set.
 		req.VersionInfo = rejected
 	}
+	slimRequest(req)
+	c.keep(key, req.GetTypeUrl(), proto.Size(req))
 	return nil
 }
 
@@ -147,6 +212,9 @@ func (c callbacks) OnDeltaStreamClosed(id int64, _ *core.Node) {
 
 func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryRequest) error {
 	key := streamKey{serve: c.serve, delta: true, id: id}
+	if err := c.servedType(req.GetTypeUrl()); err != nil {
+		return err
+	}
 	if err := c.admit(key, req.GetNode()); err != nil {
 		return err
 	}
@@ -158,6 +226,8 @@ func (c callbacks) OnStreamDeltaRequest(id int64, req *discovery.DeltaDiscoveryR
 	if a, _ := c.s.tracker.request(key, req.GetTypeUrl(), req.GetResponseNonce(), nil, msg, time.Now()); a == nack {
 		c.s.metrics.nacks.WithLabelValues(shortType(req.GetTypeUrl())).Inc()
 	}
+	slimDeltaRequest(req)
+	c.keep(key, req.GetTypeUrl(), proto.Size(req))
 	return nil
 }
 

@@ -62,9 +62,15 @@ func serverCreds(t testing.TB, ca *pki.CA, clientCAs ...*pki.CA) Credentials {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvLimits(t, Limits{})
+}
+
+// newEnvLimits is newEnv with limits other than the defaults.
+func newEnvLimits(t testing.TB, limits Limits) *env {
+	t.Helper()
 	ca := newCA(t)
 	reg := prometheus.NewRegistry()
-	srv, err := New(Options{Credentials: serverCreds(t, ca), Registerer: reg})
+	srv, err := New(Options{Credentials: serverCreds(t, ca), Registerer: reg, Limits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +186,21 @@ func within[T any](t testing.TB, what string, f func() (T, error)) (T, error) {
 		t.Fatalf("%s: nothing within %s", what, wait)
 		var zero T
 		return zero, errors.New("timeout")
+	}
+}
+
+// eventually polls cond until it holds, for what the server does on its own goroutines
+// and signals nowhere (a connection closing, a watch re-armed).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, wait)
+		}
+		<-tick.C
 	}
 }
 

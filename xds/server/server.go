@@ -42,6 +42,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Log receives stream refusals and go-control-plane's own messages; zero discards.
 	Log logr.Logger
+	// Limits bound what clients can make the server hold; zero fields take the defaults.
+	Limits Limits
 }
 
 // Server is the xDS server. Its methods are safe for concurrent use.
@@ -52,6 +54,8 @@ type Server struct {
 	log     logr.Logger
 	tracker *tracker
 	serves  atomic.Uint32
+	limits  Limits
+	conns   *conns
 
 	mu     sync.Mutex // serialises publishing, guards groups
 	groups map[string]*groupConfig
@@ -60,6 +64,10 @@ type Server struct {
 // New returns a Server that serves nothing until Set is called and Serve runs.
 func New(opts Options) (*Server, error) {
 	if err := opts.Credentials.check(); err != nil {
+		return nil, err
+	}
+	limits, err := opts.Limits.withDefaults()
+	if err != nil {
 		return nil, err
 	}
 	m, err := newMetrics(opts.Registerer)
@@ -77,7 +85,9 @@ func New(opts Options) (*Server, error) {
 		log:     log,
 		tracker: newTracker(),
 		groups:  map[string]*groupConfig{},
+		limits:  limits,
 	}
+	s.conns = newConns(s, limits.MaxConnsPerGroup)
 	c := opts.Credentials
 	s.creds.Store(&c)
 	return s, nil
@@ -96,10 +106,15 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	cb := callbacks{s: s, serve: s.serves.Add(1)}
 	xds := ads{sotw: sotwv3.NewServer(ctx, s.cache, cb), delta: deltav3.NewServer(ctx, s.cache, cb)}
 	g := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(s.tlsConfig())),
+		grpc.Creds(limitedCreds{TransportCredentials: credentials.NewTLS(s.tlsConfig()), conns: s.conns}),
 		// Envoy pings every 30 s by default at most; anything faster is abuse.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// A connection ends at its maximum age, so every Envoy comes back with the
+		// certificate it has now, against the CAs trusted now.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second,
+			MaxConnectionAge: s.limits.MaxConnAge, MaxConnectionAgeGrace: s.limits.MaxConnAgeGrace}),
+		grpc.MaxRecvMsgSize(s.limits.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(s.limits.MaxStreamsPerConn),
 	)
 	discovery.RegisterAggregatedDiscoveryServiceServer(g, xds)
 

@@ -98,6 +98,10 @@ func (s *Server) TakeChanged() []string { return s.tracker.takeChanged() }
 // an Envoy answers the latest, so a few are plenty.
 const maxNonces = 8
 
+// maxNACKMessage bounds the error detail kept of a NACK (as Envoy Gateway bounds status
+// messages); Envoy's own messages are far shorter.
+const maxNACKMessage = 32768
+
 // stream is the server's view of one xDS stream.
 type stream struct {
 	certGroup string // from the client certificate
@@ -108,6 +112,8 @@ type stream struct {
 	// sent is, per type URL, the version of each response still awaiting an answer, by nonce.
 	sent  map[string]map[string]string
 	acked map[string]string
+	// kept is, per type subscribed to, the encoded size of the request kept for it.
+	kept map[string]int
 }
 
 // tracker follows the streams and turns their requests into ACKs and NACKs.
@@ -239,7 +245,11 @@ func (t *tracker) request(key streamKey, typeURL, nonce string, version *string,
 	}
 	if errorMessage != nil {
 		delete(st.sent[typeURL], nonce)
-		t.nacks[st.cluster] = &NACK{Node: st.nodeID, TypeURL: typeURL, Version: sentVersion, Message: *errorMessage, At: now}
+		msg := *errorMessage
+		if len(msg) > maxNACKMessage {
+			msg = msg[:maxNACKMessage] // kept per group until the next NACK: bounded as status messages are
+		}
+		t.nacks[st.cluster] = &NACK{Node: st.nodeID, TypeURL: typeURL, Version: sentVersion, Message: msg, At: now}
 		t.markChangedLocked(st.cluster)
 		return nack, sentVersion
 	}

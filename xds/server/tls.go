@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -33,12 +34,16 @@ func (c *Credentials) check() error {
 }
 
 // SetCredentials replaces the server certificate and client CAs. New connections use them
-// at once, without a restart; established connections keep the session they negotiated.
+// at once, without a restart. Established connections keep the session they negotiated,
+// unless the new CAs do not verify their client certificate (the CA that did was
+// dropped): those are closed, and their Envoys come back with a certificate the new CAs
+// verify.
 func (s *Server) SetCredentials(c Credentials) error {
 	if err := c.check(); err != nil {
 		return err
 	}
 	s.creds.Store(&c)
+	s.conns.recheck(c.ClientCAs, time.Now())
 	return nil
 }
 

@@ -10,6 +10,9 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	sotw "github.com/envoyproxy/go-control-plane/pkg/client/sotw/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // handshake dials the server with raw TLS and returns the serial of the certificate the
@@ -34,8 +37,9 @@ func handshake(t *testing.T, addr string, cfg *tls.Config) (string, error) {
 }
 
 // TestCredentialRotation rotates the CA in the way the controller does: first trust both
-// CAs and serve a certificate from the new one, then drop the old CA. No restart; an
-// established stream carries on.
+// CAs and serve a certificate from the new one, then drop the old CA. No restart; a
+// stream established with a certificate of the new CA carries on, and one established
+// with the old CA's is closed once that CA is dropped.
 func TestCredentialRotation(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
@@ -44,7 +48,7 @@ func TestCredentialRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := e.ca
-	established, rec := connectSotw(t, e, groupA, "envoy-old", groupA, resource.EndpointType)
+	established, _ := connectSotw(t, e, groupA, "envoy-old", groupA, resource.EndpointType)
 	fetch(t, established)
 	if err := established.Ack(); err != nil {
 		t.Fatal(err)
@@ -69,30 +73,52 @@ func TestCredentialRotation(t *testing.T) {
 	if serial, err := handshake(t, e.addr, clientTLS(t, next, groupA, next)); err != nil || serial != wantSerial {
 		t.Errorf("new client: %s, %v", serial, err)
 	}
-	// Step 2: the old CA is no longer trusted; its client certificates are refused.
+	// An Envoy reissued a certificate of the new CA during the overlap.
+	conn, rec := dialTLS(t, e.addr, clientTLS(t, next, groupA, next))
+	renewed := sotw.NewADSClient(e.ctx, node("envoy-renewed", groupA), resource.EndpointType)
+	if err := renewed.InitConnect(conn); err != nil {
+		t.Fatal(err)
+	}
+	fetch(t, renewed)
+	if err := renewed.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.closed.WithLabelValues(closedCARotated)); got != 0 {
+		t.Errorf("connections closed while both CAs are trusted: %v, want 0", got)
+	}
+
+	// Step 2: the old CA is no longer trusted; its client certificates are refused, and
+	// the connection it verified before is closed.
 	if err := e.srv.SetCredentials(serverCreds(t, next)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := handshake(t, e.addr, clientTLS(t, old, groupA, old, next)); err == nil {
 		t.Error("a client certificate from the dropped CA was accepted")
 	}
+	if _, err := within(t, "the old CA's stream ends", established.Fetch); status.Code(err) != codes.Unavailable {
+		t.Errorf("stream of a certificate from the dropped CA: %v, want it ended (Unavailable)", err)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.closed.WithLabelValues(closedCARotated)); got != 1 {
+		t.Errorf("connections closed for the rotation: %v, want 1", got)
+	}
 	// A new Envoy with a new certificate gets its configuration over gRPC.
-	conn, _ := dialTLS(t, e.addr, clientTLS(t, next, groupA, next))
+	conn2, _ := dialTLS(t, e.addr, clientTLS(t, next, groupA, next))
 	c := sotw.NewADSClient(e.ctx, node("envoy-new", groupA), resource.EndpointType)
-	if err := c.InitConnect(conn); err != nil {
+	if err := c.InitConnect(conn2); err != nil {
 		t.Fatal(err)
 	}
 	if got := names(t, fetch(t, c)); len(got) != 1 {
 		t.Errorf("new Envoy after rotation got %v", got)
 	}
-	// The stream established before the rotation still receives updates.
+	// The stream of the new CA's certificate, established before the old CA was dropped,
+	// still receives updates.
 	cfg.endpointIP = 2
 	if err := e.srv.SetTypes(ctx, groupA, "v2", map[resource.Type][]types.Resource{resource.EndpointType: cfg.endpoints()}); err != nil {
 		t.Fatal(err)
 	}
-	fetch(t, established)
+	fetch(t, renewed)
 	if v := rec.last().GetVersionInfo(); v != "v2" {
-		t.Errorf("established stream got %q, want v2", v)
+		t.Errorf("renewed stream got %q, want v2", v)
 	}
 	if err := e.srv.SetCredentials(Credentials{}); err == nil {
 		t.Error("empty credentials accepted")
