@@ -46,7 +46,14 @@ import (
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods;namespaces,verbs=get;list;watch
 
-func main() { daemon.Main("berth-agent", run) }
+func main() {
+	// `berth-agent init`: the privileged init container (init.go).
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		daemon.Main("berth-agent init", func() error { return runInit(os.Args[2:], os.Stdout) })
+		return
+	}
+	daemon.Main("berth-agent", run)
+}
 
 func run() error {
 	// A node agent runs on every node: once its first sync is done it
@@ -68,9 +75,11 @@ func run() error {
 		namespace  string
 		netPol     bool
 		netPolSync time.Duration
+		serve      serveOptions
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
+	serve.bind(flag.CommandLine)
 	flag.StringVar(&nodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, set from the downward API)")
 	flag.BoolVar(&podNetwork, "pod-network", true, "run the pod network on this node (off when the cluster keeps another CNI)")
 	flag.StringVar(&mode, "pod-network-mode", string(podnet.Auto), "how pods reach other nodes: routed, vxlan, auto (routed on the same subnet, VXLAN otherwise), or bgp (pod ranges advertised to and learned from the BGPPeers)")
@@ -128,6 +137,7 @@ func run() error {
 	if pn.Mode, err = podnet.ParseMode(mode); err != nil {
 		return err
 	}
+	metricsAddr := serve.apply(&opts)
 	mgr, err := opts.NewManager(ctrl.Options{
 		Cache: crcache.Options{ByObject: map[client.Object]crcache.ByObject{
 			// Every pod of the cluster is cached for NetworkPolicy: only what it reads.
@@ -139,6 +149,9 @@ func run() error {
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	}, v1alpha1.AddToScheme)
 	if err != nil {
+		return err
+	}
+	if err := serve.addMetrics(mgr, metricsAddr); err != nil {
 		return err
 	}
 	// Ready once this node's Node object is in the cache.

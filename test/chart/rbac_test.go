@@ -63,7 +63,9 @@ func TestRolesAreTheGeneratedOnes(t *testing.T) {
 	}
 	// Nothing else grants anything: the generated roles, and the agents'
 	// Role naming the Secrets they read (TestAgentSecretsRole).
-	allowed := map[string]bool{"Role/" + agentSecretsRole: true, "RoleBinding/" + agentSecretsRole: true}
+	allowed := map[string]bool{"Role/" + agentSecretsRole: true, "RoleBinding/" + agentSecretsRole: true,
+		// GET /metrics alone, for scrapers (TestAgentServing).
+		"ClusterRole/berth-metrics-reader": true, "ClusterRoleBinding/berth-metrics-reader": true}
 	for _, component := range []string{"controller", "agent"} {
 		for _, g := range decode(t, readFile(t, filepath.Join(root, "config", "rbac", component, "role.yaml"))) {
 			binding := map[string]string{"ClusterRole": "ClusterRoleBinding", "Role": "RoleBinding"}[g.GetKind()]

@@ -107,8 +107,8 @@ func TestDefaults(t *testing.T) {
 	if got := fieldRefEnv(a, "NODE_NAME"); got != "spec.nodeName" {
 		t.Errorf("agent NODE_NAME from %q, want spec.nodeName", got)
 	}
-	if got := hostPaths(t, ds); !slices.Equal(got, []string{"/etc/cni/net.d", "/opt/cni/bin"}) {
-		t.Errorf("agent hostPaths %v, want the CNI folders only", got)
+	if got := hostPaths(t, ds); !slices.Equal(got, []string{"/etc/cni/net.d", "/opt/cni/bin", "/lib"}) {
+		t.Errorf("agent hostPaths %v, want the CNI folders and /lib (the init container's modules) only", got)
 	}
 	if p := probePath(a, "readinessProbe"); p != "/readyz" {
 		t.Errorf("agent readiness probe %q, want /readyz", p)
@@ -161,13 +161,8 @@ func TestSwitches(t *testing.T) {
 			t.Errorf("agent securityContext %v, want unprivileged with NET_ADMIN and NET_RAW only", sc)
 		}
 	})
-	t.Run("podNetwork on is privileged", func(t *testing.T) {
-		// berth-agent writes /proc/sys/net, read-only in unprivileged containers.
-		sc, _ := container(t, mustRender(t).must(t, "DaemonSet", "berth-agent"))["securityContext"].(map[string]any)
-		if sc["privileged"] != true {
-			t.Errorf("agent securityContext %v, want privileged with the pod network", sc)
-		}
-	})
+	// With the pod network the agent is not privileged either: its init
+	// container is (TestAgentPrivileges).
 	t.Run("podNetwork mode bgp", func(t *testing.T) {
 		a := container(t, mustRender(t, "podNetwork.mode=bgp", "podNetwork.mtu=1400").must(t, "DaemonSet", "berth-agent"))
 		wantArgs(t, a, "--pod-network-mode=bgp", "--mtu=1400", "--bgp=true")
