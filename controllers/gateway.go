@@ -87,6 +87,9 @@ type GatewayOptions struct {
 	// the engine tightens it once its first sync is done (see leanGC),
 	// unless GOGC or GOMEMLIMIT is set in the environment.
 	KeepGC bool
+	// XDSLimits bound what the xDS server's clients can make it hold (see
+	// docs/xds.md); zero fields take the server's defaults.
+	XDSLimits server.Limits
 }
 
 // xdsCASecret is the Secret holding the xDS CA in the controller's namespace.
@@ -216,7 +219,7 @@ func (e *gatewayEngine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("xDS server certificate: %w", err)
 	}
-	srv, err := server.New(server.Options{Credentials: creds, Registerer: e.reg, Log: log.WithName("xds")})
+	srv, err := server.New(server.Options{Credentials: creds, Registerer: e.reg, Log: log.WithName("xds"), Limits: e.opts.XDSLimits})
 	if err != nil {
 		return err
 	}

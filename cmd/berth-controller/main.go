@@ -56,6 +56,7 @@ func run() error {
 	flag.StringVar(&gw.XDSBind, "xds-bind-address", ":18000", "where the xDS server listens (mutual TLS)")
 	flag.StringVar(&gw.XDSAddress, "xds-address", "berth-xds.berth-system.svc:18000", "host:port the Envoys dial for xDS (the controller's xDS Service)")
 	flag.StringVar(&xdsNames, "xds-server-names", "", "comma-separated DNS names and IPs for the xDS server certificate (default: the --xds-address host and its Service forms)")
+	xdsLimits := xdsLimitFlags(flag.CommandLine)
 	flag.StringVar(&gw.Envoy.Image, "envoy-image", provision.DefaultImage, "Envoy image of the provisioned fleets")
 	flag.Var(replicasFlag{&gw.Envoy.Replicas}, "envoy-replicas", "Envoy replicas per Gateway, at least 1 (default 2)")
 	flag.Parse()
@@ -70,6 +71,7 @@ func run() error {
 		cacheOpts.ByObject = controllers.GatewayCacheByObject(gw.Namespace)
 		gw.ServerNames = serverNames(gw.XDSAddress, splitList(xdsNames))
 		gw.Bootstrap = bootstrapFor(gw.XDSAddress)
+		gw.XDSLimits = *xdsLimits
 	}
 	mgr, err := opts.NewManager(ctrl.Options{
 		Cache:                   cacheOpts,

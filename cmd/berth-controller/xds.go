@@ -1,15 +1,19 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berthnet/berth/xds/bootstrap"
 	"github.com/berthnet/berth/xds/pki"
 	"github.com/berthnet/berth/xds/provision"
+	"github.com/berthnet/berth/xds/server"
 )
 
 // serverNames are the names the xDS server certificate carries: those
@@ -95,4 +99,66 @@ func bootstrapFor(address string) func(group string) ([]byte, error) {
 			ReadyPort: provision.ReadyPort,
 		})
 	}
+}
+
+// xdsLimitFlags registers the xDS server's limits (docs/xds.md) on fs, each
+// with its default, and returns them as parsed.
+func xdsLimitFlags(fs *flag.FlagSet) *server.Limits {
+	l := &server.Limits{
+		MaxRecvMsgBytes: server.DefaultMaxRecvMsgBytes, MaxStreamsPerConn: server.DefaultMaxStreamsPerConn,
+		MaxNodeBytes: server.DefaultMaxNodeBytes, MaxConnsPerGroup: server.DefaultMaxConnsPerGroup,
+		MaxConnAge: server.DefaultMaxConnAge, MaxConnAgeGrace: server.DefaultMaxConnAgeGrace,
+	}
+	fs.Var(positive[int]{&l.MaxRecvMsgBytes}, "xds-max-message-bytes", "largest xDS request a client may send, in bytes")
+	fs.Var(positive[uint32]{&l.MaxStreamsPerConn}, "xds-max-streams-per-connection", "concurrent xDS streams per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
+	fs.Var(positive[int]{&l.MaxNodeBytes}, "xds-max-node-bytes", "largest node id, cluster and metadata an xDS client may send, in bytes; a larger node's stream is refused")
+	fs.Var(positive[int]{&l.MaxConnsPerGroup}, "xds-max-connections-per-group", "open xDS connections per node group (per fleet client certificate); one more is closed after its handshake")
+	fs.Var(positiveDuration{&l.MaxConnAge}, "xds-max-connection-age", "xDS connections are closed at this age (±10%), so Envoys reconnect with their current certificate")
+	fs.Var(positiveDuration{&l.MaxConnAgeGrace}, "xds-max-connection-age-grace", "time an xDS connection past its age has before it is closed (for its Envoy to reconnect)")
+	return l
+}
+
+// positive is a flag.Value for a whole number of at least 1: the xDS
+// limits have no "unlimited".
+type positive[T int | uint32] struct{ p *T }
+
+func (f positive[T]) String() string {
+	if f.p == nil {
+		return "0"
+	}
+	return strconv.FormatUint(uint64(*f.p), 10)
+}
+
+func (f positive[T]) Set(s string) error {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", s)
+	}
+	if v < 1 || v > math.MaxInt32 {
+		return fmt.Errorf("%d: give a number from 1 to %d", v, math.MaxInt32)
+	}
+	*f.p = T(v)
+	return nil
+}
+
+// positiveDuration is a flag.Value for a duration longer than zero.
+type positiveDuration struct{ p *time.Duration }
+
+func (f positiveDuration) String() string {
+	if f.p == nil {
+		return "0s"
+	}
+	return f.p.String()
+}
+
+func (f positiveDuration) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	if d <= 0 {
+		return fmt.Errorf("%s: give a duration longer than zero", s)
+	}
+	*f.p = d
+	return nil
 }
