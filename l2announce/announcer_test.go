@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
 	clocktesting "k8s.io/utils/clock/testing"
 )
 
@@ -49,16 +50,18 @@ type fakeNet struct {
 	t  *testing.T
 	mu sync.Mutex
 	// links are the node's; lan maps addresses other hosts on the LAN
-	// hold to their MACs (they answer probes).
+	// hold to their MACs (they answer probes); probers, addresses other
+	// hosts keep probing for without taking them.
 	links   []Link
 	lan     map[netip.Addr]net.HardwareAddr
+	probers map[netip.Addr]net.HardwareAddr
 	openErr error
 	ports   map[string]*fakePort
 	opens   int
 }
 
 func newFakeNet(t *testing.T) *fakeNet {
-	return &fakeNet{t: t, lan: map[netip.Addr]net.HardwareAddr{}, ports: map[string]*fakePort{},
+	return &fakeNet{t: t, lan: map[netip.Addr]net.HardwareAddr{}, probers: map[netip.Addr]net.HardwareAddr{}, ports: map[string]*fakePort{},
 		links: []Link{
 			{Name: "lo", Index: 1, Up: true, Virtual: true},
 			{Name: "eth0", Index: 2, MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, Up: true},
@@ -150,7 +153,9 @@ func (p *fakePort) Announce(addr netip.Addr) error {
 	return nil
 }
 
-func (p *fakePort) Probe(_ context.Context, addr netip.Addr, _ int, _ time.Duration) (net.HardwareAddr, error) {
+// Probe answers as a LAN would: a host holding addr claims it (whatever
+// probes for it too); else a host probing for it shows as ProbeOnly.
+func (p *fakePort) Probe(_ context.Context, addr netip.Addr, _ int, _ time.Duration) (*Contender, error) {
 	if p.isClosed() {
 		return nil, net.ErrClosed
 	}
@@ -159,7 +164,13 @@ func (p *fakePort) Probe(_ context.Context, addr netip.Addr, _ int, _ time.Durat
 	p.mu.Unlock()
 	p.n.mu.Lock()
 	defer p.n.mu.Unlock()
-	return p.n.lan[addr], nil
+	if mac := p.n.lan[addr]; mac != nil {
+		return &Contender{MAC: mac}, nil
+	}
+	if mac := p.n.probers[addr]; mac != nil {
+		return &Contender{MAC: mac, ProbeOnly: true}, nil
+	}
+	return nil, nil
 }
 
 func (p *fakePort) Joined(addr netip.Addr, join bool) error {
@@ -427,6 +438,127 @@ func TestAnnouncerConflict(t *testing.T) {
 	r.check("reports", fmt.Sprint(r.said()), "[192.0.2.3 Announcing node-a [eth0]]")
 	if n, probes := port.counts(addrA); n != 1 || probes != 3 {
 		t.Errorf("after the host left: %d announcements, %d probes; want 1 and 3", n, probes)
+	}
+}
+
+// series reads one series of m: its value and whether it exists.
+func series(t *testing.T, m *Metrics, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	for _, c := range m.Collectors() {
+		reg.MustRegister(c)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, s := range f.GetMetric() {
+			got := map[string]string{}
+			for _, l := range s.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if got[labels[i]] != labels[i+1] {
+					continue next
+				}
+			}
+			if s.GetCounter() != nil {
+				return s.GetCounter().GetValue(), true
+			}
+			return s.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// A conflict that lasts is on the Service (Conflict, then the event) and
+// in the metrics an operator alerts on: every probe another host answers
+// counts in berth_agent_l2_conflicts_total{address, kind="claim"}, and
+// berth_agent_l2_address_conflict{address} is 1 while the host holds the
+// address back, gone once it is announced.
+func TestAnnouncerPersistentConflict(t *testing.T) {
+	r := newRig(t, 1)
+	r.a.Metrics = NewMetrics()
+	r.net.lan[addrA] = net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	r.want([]string{"node-a"}, &Address{Addr: addrA, Reported: &Report{Addr: addrA, State: Conflict, Node: "node-a", Interfaces: []string{"eth0"}, ConflictMAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}}})
+	r.run(settle + hold)
+	r.check("reports", fmt.Sprint(r.said()), "[192.0.2.3 Conflict node-a [eth0] 02:00:00:00:00:09]")
+	claims := func(want float64) {
+		t.Helper()
+		if v, _ := series(t, r.a.Metrics, "berth_agent_l2_conflicts_total", "address", "192.0.2.3", "kind", "claim"); v != want {
+			t.Errorf("conflicts_total{address=192.0.2.3,kind=claim} %v; want %v", v, want)
+		}
+	}
+	inConflict := func(want bool) {
+		t.Helper()
+		v, ok := series(t, r.a.Metrics, "berth_agent_l2_address_conflict", "address", "192.0.2.3")
+		if ok != want || ok && v != 1 {
+			t.Errorf("address_conflict{address=192.0.2.3}: %v (present %v); want present %v, 1", v, ok, want)
+		}
+	}
+	claims(1)
+	inConflict(true)
+	for i := 2; i <= 4; i++ {
+		r.run(retry)
+		claims(float64(i))
+		inConflict(true)
+	}
+	r.check("held while the host stays", r.held(), "map[]")
+	// The Services say it already: nothing new to report.
+	r.check("reports while it lasts", fmt.Sprint(r.said()), "[]")
+
+	r.net.mu.Lock()
+	delete(r.net.lan, addrA)
+	r.net.mu.Unlock()
+	r.run(retry)
+	r.check("host gone", r.held(), "map[eth0:[192.0.2.3]]")
+	claims(4)
+	inConflict(false)
+}
+
+// A LAN host that only probes for the new address (ARP probes from
+// 0.0.0.0, RFC 5227), again at every probe of node-a's and never taking
+// it, holds it back once: node-a probes again after ProbeRetry, then
+// announces it. Nothing is reported as a conflict; the probes count in
+// berth_agent_l2_conflicts_total{kind="probe"}. (It used to count as a
+// conflict at every probe: the address stayed unannounced forever.)
+func TestAnnouncerProberCountsOnce(t *testing.T) {
+	r := newRig(t, 1)
+	r.a.Metrics = NewMetrics()
+	r.net.probers[addrA] = net.HardwareAddr{2, 0, 0, 0, 0, 7}
+	r.want([]string{"node-a"}, &Address{Addr: addrA})
+	r.run(settle + hold)
+	r.check("held after the first probe", r.held(), "map[]")
+	r.check("reports after the first probe", fmt.Sprint(r.said()), "[]")
+	port := r.net.port("eth0")
+	if _, probes := port.counts(addrA); probes != 1 {
+		t.Errorf("probes: %d; want 1", probes)
+	}
+	r.run(retry - tick)
+	r.check("held before ProbeRetry", r.held(), "map[]")
+	r.run(tick)
+	if n, probes := port.counts(addrA); n != 1 || probes != 2 {
+		t.Errorf("after ProbeRetry: %d announcements, %d probes; want 1 and 2", n, probes)
+	}
+	r.check("held after the second probe", r.held(), "map[eth0:[192.0.2.3]]")
+	r.check("reports", fmt.Sprint(r.said()), "[192.0.2.3 Announcing node-a [eth0]]")
+	if v, _ := series(t, r.a.Metrics, "berth_agent_l2_conflicts_total", "address", "192.0.2.3", "kind", "probe"); v != 2 {
+		t.Errorf("conflicts_total{kind=probe} %v; want 2", v)
+	}
+	if _, ok := series(t, r.a.Metrics, "berth_agent_l2_conflicts_total", "kind", "claim"); ok {
+		t.Error("a prober counted as a claim")
+	}
+	if _, ok := series(t, r.a.Metrics, "berth_agent_l2_address_conflict"); ok {
+		t.Error("address_conflict set for a prober")
+	}
+	r.run(5 * retry)
+	if _, probes := port.counts(addrA); probes != 2 {
+		t.Errorf("probes once announced: %d; want still 2", probes)
 	}
 }
 

@@ -57,7 +57,7 @@ func (s *ARPServer) Serve(ctx context.Context, owned Owned, log func(reason stri
 			return fmt.Errorf("ARP on %s: %w", s.ifi.Name, err)
 		}
 		frame, mac := buf[:n], s.ifi.HardwareAddr
-		s.probes.offer(func(addr netip.Addr) net.HardwareAddr { return ARPConflict(frame, mac, addr) })
+		s.probes.offer(func(addr netip.Addr) *Contender { return ARPConflict(frame, mac, addr) })
 		reply, why := ARPReply(frame, mac, owned)
 		if addr, hw := arpClaim(frame, mac); hw != nil && owned(addr) {
 			why = conflictReason(addr, hw, why)
@@ -94,11 +94,12 @@ func (s *ARPServer) Announce(addr netip.Addr) error {
 
 // Probe asks whether another host uses addr before this node announces
 // it: count RFC 5227 probes interval apart (see ProbeCount), then one
-// interval more for late answers. It returns the hardware address of a
-// host that answered, announced addr or probed for it too, or nil when
-// nobody did. Serve reads the answers: Probe waits for it to start, and
-// fails with ErrNotServing once it has returned.
-func (s *ARPServer) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (conflict net.HardwareAddr, err error) {
+// interval more for late answers. It returns a host that answered or
+// announced addr (a claim, at once), else one that only probed for it too
+// (ProbeOnly), or nil when nobody did. Serve reads the answers: Probe
+// waits for it to start, and fails with ErrNotServing once it has
+// returned.
+func (s *ARPServer) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (*Contender, error) {
 	if !addr.Is4() {
 		return nil, fmt.Errorf("probe: %s is not an IPv4 address", addr)
 	}

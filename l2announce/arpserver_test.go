@@ -133,15 +133,15 @@ func TestARPProbe(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if hw, err := srv.Probe(ctx, netip.MustParseAddr("198.18.9.60"), ProbeCount, ProbeInterval); hw != nil || err != nil {
-		t.Fatalf("probe for an address nobody holds: conflict %v, %v", hw, err)
+	if c, err := srv.Probe(ctx, netip.MustParseAddr("198.18.9.60"), ProbeCount, ProbeInterval); c != nil || err != nil {
+		t.Fatalf("probe for an address nobody holds: conflict %+v, %v", c, err)
 	}
 	if err := client.AddAddress("eth0", taken.String()+"/32"); err != nil {
 		t.Fatal(err)
 	}
-	hw, err := srv.Probe(ctx, taken, ProbeCount, ProbeInterval)
-	if err != nil || !bytes.Equal(hw, clientMAC) {
-		t.Fatalf("probe for the client's address: conflict %v, %v; want the client's MAC %s (server saw: %s)", hw, err, clientMAC, r)
+	c, err := srv.Probe(ctx, taken, ProbeCount, ProbeInterval)
+	if err != nil || c == nil || !bytes.Equal(c.MAC, clientMAC) || c.ProbeOnly {
+		t.Fatalf("probe for the client's address: conflict %+v, %v; want a claim by the client's MAC %s (server saw: %s)", c, err, clientMAC, r)
 	}
 	want := ConflictReason + clientMAC.String() + " claims " + taken.String()
 	waitFor(t, "Serve to log "+want, func() bool { return r.has(want) })

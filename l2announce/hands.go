@@ -28,17 +28,25 @@ func (l *loop) probeClear(ad *Address, link string, now time.Time) bool {
 	p.running = true
 	addr, count, interval := ad.Addr, l.a.ProbeCount, l.a.ProbeInterval
 	go func() {
-		mac, err := rs.Probe(l.ctx, addr, count, interval)
+		c, err := rs.Probe(l.ctx, addr, count, interval)
 		select {
-		case l.results <- probeResult{addr: addr, link: link, conflict: mac, err: err}:
+		case l.results <- probeResult{addr: addr, link: link, contender: c, err: err}:
 		case <-l.ctx.Done():
 		}
 	}()
 	return false
 }
 
-// probed takes a probe's result: clear, a conflict (reported, probed again
-// after ProbeRetry), or a failure (probed again after ProbeRetry).
+// probed takes a probe's result: clear, a claim by another host (reported
+// and counted, probed again after ProbeRetry), a host only probing for the
+// address too, or a failure (probed again after ProbeRetry).
+//
+// A host that only probes (RFC 5227 2.1.1: it wants the address as well)
+// holds the address back once, for ProbeRetry; after that a prober is no
+// longer a reason to wait, or a host that probes for an address it never
+// takes (a scanner, a misconfigured DHCP client) would keep it unannounced
+// forever. A host that claims the address holds it back as long as it
+// does: that is a conflict, on the Service and in the metrics.
 func (l *loop) probed(r probeResult) {
 	p := l.probes[r.addr]
 	if p == nil {
@@ -47,13 +55,20 @@ func (l *loop) probed(r probeResult) {
 	now := l.a.Clock.Now()
 	p.running = false
 	l.gen++
+	defer l.countConflicts()
+	c := r.contender
 	switch {
 	case r.err != nil:
 		l.a.Log.Error(r.err, "conflict probe", "address", r.addr.String(), "interface", r.link)
 		p.retryAt = now.Add(l.a.ProbeRetry)
-	case r.conflict != nil:
-		p.conflict, p.retryAt = r.conflict, now.Add(l.a.ProbeRetry)
-		l.a.Metrics.conflict()
+	case c != nil && c.ProbeOnly && !p.proberSeen:
+		p.proberSeen, p.retryAt = true, now.Add(l.a.ProbeRetry)
+		l.a.Metrics.contended(r.addr, false)
+		l.a.Log.Info("another host probes for the address too; probing again once", "address", r.addr.String(),
+			"interface", r.link, "mac", c.MAC.String(), "retryIn", l.a.ProbeRetry.String())
+	case c != nil && !c.ProbeOnly:
+		p.conflict, p.retryAt = c.MAC, now.Add(l.a.ProbeRetry)
+		l.a.Metrics.contended(r.addr, true)
 		l.a.mu.Lock()
 		var (
 			services []string
@@ -65,10 +80,26 @@ func (l *loop) probed(r probeResult) {
 			}
 		}
 		l.a.mu.Unlock()
-		l.report(Report{Addr: r.addr, Services: services, State: Conflict, Node: l.a.Node, Interfaces: []string{r.link}, ConflictMAC: r.conflict}, reported, now)
+		l.report(Report{Addr: r.addr, Services: services, State: Conflict, Node: l.a.Node, Interfaces: []string{r.link}, ConflictMAC: c.MAC}, reported, now)
 	default:
-		p.clear = true
+		if c != nil {
+			l.a.Log.Info("another host probes for the address again; announcing it", "address", r.addr.String(),
+				"interface", r.link, "mac", c.MAC.String())
+			l.a.Metrics.contended(r.addr, false)
+		}
+		p.clear, p.conflict = true, nil
 	}
+}
+
+// countConflicts hands the metrics the addresses another host claims now.
+func (l *loop) countConflicts() {
+	var held []netip.Addr
+	for addr, p := range l.probes {
+		if p.conflict != nil && !p.clear {
+			held = append(held, addr)
+		}
+	}
+	l.a.Metrics.conflicted(held)
 }
 
 // publish makes the responders answer for exactly what is held, opening

@@ -20,11 +20,15 @@ type holding struct {
 
 type probeState struct {
 	// link is where it probes.
-	link     string
-	running  bool
-	clear    bool
+	link    string
+	running bool
+	clear   bool
+	// conflict is the host that last claimed the address, while it does.
 	conflict net.HardwareAddr
-	retryAt  time.Time
+	// proberSeen: a probe saw another host only probing for the address;
+	// the next such one does not hold the address back.
+	proberSeen bool
+	retryAt    time.Time
 }
 
 type openFailure struct {
@@ -33,10 +37,10 @@ type openFailure struct {
 }
 
 type probeResult struct {
-	addr     netip.Addr
-	link     string
-	conflict net.HardwareAddr
-	err      error
+	addr      netip.Addr
+	link      string
+	contender *Contender
+	err       error
 }
 
 // loop is the announcer's state, owned by its one goroutine. Its step
@@ -316,6 +320,7 @@ func (l *loop) step(now time.Time) {
 		l.publish()
 	}
 	a.Metrics.set(len(l.holding), len(view))
+	l.countConflicts()
 }
 
 // retrying reports whether a conflict probe or the opening of a link's

@@ -2,6 +2,7 @@ package l2announce
 
 import (
 	"errors"
+	"net/netip"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,8 +16,12 @@ type Metrics struct {
 	frames    *prometheus.CounterVec
 	takeovers prometheus.Counter
 	releases  prometheus.Counter
-	conflicts prometheus.Counter
-	hbRefused *prometheus.CounterVec
+	conflicts *prometheus.CounterVec
+	// inConflictG is berth_agent_l2_address_conflict; inConflict the
+	// addresses it has now.
+	inConflictG *prometheus.GaugeVec
+	inConflict  map[netip.Addr]bool
+	hbRefused   *prometheus.CounterVec
 }
 
 // NewMetrics makes the series; register Collectors.
@@ -32,8 +37,11 @@ func NewMetrics() *Metrics {
 			Help: "Addresses this node started announcing."}),
 		releases: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_releases_total",
 			Help: "Addresses this node stopped announcing."}),
-		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_conflicts_total",
-			Help: "Conflict probes another host answered."}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_agent_l2_conflicts_total",
+			Help: "Conflict probes that saw another host want the address, by address and kind: claim (it answered or announced it) or probe (it only probed for it)."}, []string{"address", "kind"}),
+		inConflictG: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "berth_agent_l2_address_conflict",
+			Help: "1 while another host claims an address this node should announce, which it therefore does not announce."}, []string{"address"}),
+		inConflict: map[netip.Addr]bool{},
 		hbRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_agent_l2_heartbeats_refused_total",
 			Help: "Heartbeats refused, by reason: not_peer (source is no Node's InternalIP), signature, stale (time outside the window), replay, malformed."}, []string{"reason"}),
 	}
@@ -41,7 +49,7 @@ func NewMetrics() *Metrics {
 
 // Collectors lists the series to register.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.announced, m.live, m.frames, m.takeovers, m.releases, m.conflicts, m.hbRefused}
+	return []prometheus.Collector{m.announced, m.live, m.frames, m.takeovers, m.releases, m.conflicts, m.inConflictG, m.hbRefused}
 }
 
 func (m *Metrics) set(announced, live int) {
@@ -63,10 +71,38 @@ func (m *Metrics) released() {
 	}
 }
 
-func (m *Metrics) conflict() {
-	if m != nil {
-		m.conflicts.Inc()
+// contended counts a probe of addr that saw another host claim it, or
+// only probe for it.
+func (m *Metrics) contended(addr netip.Addr, claim bool) {
+	if m == nil {
+		return
 	}
+	kind := "probe"
+	if claim {
+		kind = "claim"
+	}
+	m.conflicts.WithLabelValues(addr.String(), kind).Inc()
+}
+
+// conflicted sets berth_agent_l2_address_conflict to 1 for exactly addrs
+// (called from the announcer's loop only).
+func (m *Metrics) conflicted(addrs []netip.Addr) {
+	if m == nil {
+		return
+	}
+	now := make(map[netip.Addr]bool, len(addrs))
+	for _, a := range addrs {
+		now[a] = true
+		if !m.inConflict[a] {
+			m.inConflictG.WithLabelValues(a.String()).Set(1)
+		}
+	}
+	for a := range m.inConflict {
+		if !now[a] {
+			m.inConflictG.DeleteLabelValues(a.String())
+		}
+	}
+	m.inConflict = now
 }
 
 func (m *Metrics) heartbeatRefused(err error) {

@@ -1,6 +1,7 @@
 package l2announce
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -14,7 +15,8 @@ func TestMetricNames(t *testing.T) {
 	m.set(2, 3)
 	m.taken()
 	m.released()
-	m.conflict()
+	m.contended(lbIP, true)
+	m.conflicted([]netip.Addr{lbIP})
 	m.heartbeatRefused(refuse(RefusedStale, "old"))
 	m.frame("answered who-has")
 	reg := prometheus.NewRegistry()
@@ -32,6 +34,7 @@ func TestMetricNames(t *testing.T) {
 		names = append(names, f.GetName())
 	}
 	want := []string{
+		"berth_agent_l2_address_conflict",
 		"berth_agent_l2_announced_addresses",
 		"berth_agent_l2_conflicts_total",
 		"berth_agent_l2_frames_total",

@@ -103,7 +103,7 @@ func (s *NDPServer) Serve(ctx context.Context, owned Owned, log func(reason stri
 			continue
 		}
 		msg := buf[:n]
-		s.probes.offer(func(addr netip.Addr) net.HardwareAddr { return NDPConflict(msg, mac, addr) })
+		s.probes.offer(func(addr netip.Addr) *Contender { return NDPConflict(msg, mac, addr) })
 		advert, dst, why := NDPAdvert(msg, src, mac, owned)
 		if addr, hw := ndpClaim(msg, mac); hw != nil && owned(addr) {
 			why = conflictReason(addr, hw, why)
@@ -191,8 +191,8 @@ func (s *NDPServer) Leave(addr netip.Addr) error {
 
 // Probe asks whether another host uses addr before this node announces
 // it: count neighbour solicitations for addr interval apart (see
-// ProbeCount), then one interval more for late answers. It returns the
-// hardware address a host advertised for addr, or nil when nobody did.
+// ProbeCount), then one interval more for late answers. It returns the host
+// that advertised addr (a claim), or nil when nobody did.
 //
 // RFC 4862 sends duplicate address detection from the unspecified
 // address; this socket cannot: it is bound to the link-local address, and
@@ -202,7 +202,7 @@ func (s *NDPServer) Leave(addr netip.Addr) error {
 // A host in the middle of its own duplicate address detection for addr
 // does not answer and is not seen. Serve reads the answers: Probe waits
 // for it to start, and fails with ErrNotServing once it has returned.
-func (s *NDPServer) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (conflict net.HardwareAddr, err error) {
+func (s *NDPServer) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (*Contender, error) {
 	group, err := solicitedNode(addr)
 	if err != nil {
 		return nil, fmt.Errorf("probe: %w", err)

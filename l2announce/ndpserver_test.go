@@ -95,15 +95,15 @@ func TestNDPProbe(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
-	if hw, err := l.srv.Probe(ctx, netip.MustParseAddr("2001:db8:9::60"), ProbeCount, ProbeInterval); hw != nil || err != nil {
-		t.Fatalf("probe for an address nobody holds: conflict %v, %v", hw, err)
+	if c, err := l.srv.Probe(ctx, netip.MustParseAddr("2001:db8:9::60"), ProbeCount, ProbeInterval); c != nil || err != nil {
+		t.Fatalf("probe for an address nobody holds: conflict %+v, %v", c, err)
 	}
 	if err := l.client.AddAddress(l.clientIf, taken.String()+"/128"); err != nil {
 		t.Fatal(err)
 	}
-	hw, err := l.srv.Probe(ctx, taken, ProbeCount, ProbeInterval)
-	if err != nil || !bytes.Equal(hw, l.clientMAC) {
-		t.Fatalf("probe for the client's address: conflict %v, %v; want the client's MAC %s (server saw: %s)", hw, err, l.clientMAC, r)
+	c, err := l.srv.Probe(ctx, taken, ProbeCount, ProbeInterval)
+	if err != nil || c == nil || !bytes.Equal(c.MAC, l.clientMAC) || c.ProbeOnly {
+		t.Fatalf("probe for the client's address: conflict %+v, %v; want a claim by the client's MAC %s (server saw: %s)", c, err, l.clientMAC, r)
 	}
 	want := ConflictReason + l.clientMAC.String() + " claims " + taken.String()
 	waitFor(t, "Serve to log "+want, func() bool { return r.has(want) })

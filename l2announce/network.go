@@ -28,9 +28,10 @@ type LinkIO interface {
 	Serve(ctx context.Context, owned Owned, log func(reason string)) error
 	// Announce sends one gratuitous ARP or unsolicited advertisement.
 	Announce(addr netip.Addr) error
-	// Probe asks the LAN whether another host holds addr: its MAC when
-	// one answers, nil when none does.
-	Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (net.HardwareAddr, error)
+	// Probe asks the LAN whether another host wants addr: one that
+	// claims it (answered or announced it), else one that only probed
+	// for it too (ProbeOnly), else nil.
+	Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (*Contender, error)
 	// Joined follows the addresses the link answers for (IPv6 joins
 	// their solicited-node groups).
 	Joined(addr netip.Addr, join bool) error

@@ -44,20 +44,31 @@ const ConflictReason = "conflict: "
 // answer.
 var ErrNotServing = errors.New("the server's Serve has stopped: nothing reads the answers")
 
+// Contender is another host a conflict probe saw wanting the address.
+type Contender struct {
+	// MAC is its hardware address.
+	MAC net.HardwareAddr
+	// ProbeOnly says it only probed for the address itself (an ARP probe
+	// from 0.0.0.0): it wants the address but does not use it. Otherwise
+	// it claims it: it answered, announced it or sent from it.
+	ProbeOnly bool
+}
+
 // ARPConflict decides whether an Ethernet frame received on an interface
-// whose hardware address is mac shows another host using addr: an ARP
+// whose hardware address is mac shows another host wanting addr: an ARP
 // packet whose sender is addr (a reply to our probe, or that host's own
-// request or announcement), or another host's probe for addr (RFC 5227
-// 2.1.1: both want it, so neither may take it). It returns that host's
-// hardware address (a copy), or nil.
-func ARPConflict(frame []byte, mac net.HardwareAddr, addr netip.Addr) net.HardwareAddr {
+// request or announcement: a claim), or another host's probe for addr
+// (RFC 5227 2.1.1: both want it; ProbeOnly). It returns that host (its
+// hardware address a copy), or nil.
+func ARPConflict(frame []byte, mac net.HardwareAddr, addr netip.Addr) *Contender {
 	p := parseARP(frame)
 	switch {
 	case p == nil || !addr.Is4() || bytes.Equal(p.SenderHardwareAddr, mac):
 		return nil
-	case p.SenderIP == addr,
-		p.Operation == arp.OperationRequest && p.SenderIP == netip.IPv4Unspecified() && p.TargetIP == addr:
-		return bytes.Clone(p.SenderHardwareAddr)
+	case p.SenderIP == addr:
+		return &Contender{MAC: bytes.Clone(p.SenderHardwareAddr)}
+	case p.Operation == arp.OperationRequest && p.SenderIP == netip.IPv4Unspecified() && p.TargetIP == addr:
+		return &Contender{MAC: bytes.Clone(p.SenderHardwareAddr), ProbeOnly: true}
 	}
 	return nil
 }
@@ -93,16 +104,17 @@ func arpProbe(addr netip.Addr, mac net.HardwareAddr) ([]byte, error) {
 
 // NDPConflict decides whether an ICMPv6 message received on an interface
 // whose hardware address is mac shows another host using addr: a
-// neighbour advertisement for addr with another target link-layer address.
-// It returns that address (a copy), or nil. An advertisement without the
-// option names nobody and is not counted; answers to a probe carry it,
-// since the probe goes to a multicast group (RFC 4861 7.2.4).
-func NDPConflict(msg []byte, mac net.HardwareAddr, addr netip.Addr) net.HardwareAddr {
+// neighbour advertisement for addr with another target link-layer address
+// (a claim). It returns that host (its address a copy), or nil. An
+// advertisement without the option names nobody and is not counted;
+// answers to a probe carry it, since the probe goes to a multicast group
+// (RFC 4861 7.2.4).
+func NDPConflict(msg []byte, mac net.HardwareAddr, addr netip.Addr) *Contender {
 	target, hw := ndpClaim(msg, mac)
 	if hw == nil || target != addr.WithZone("") {
 		return nil
 	}
-	return hw
+	return &Contender{MAC: hw}
 }
 
 // ndpClaim is the address a neighbour advertisement claims and the
@@ -146,8 +158,8 @@ type probes struct {
 
 type probe struct {
 	addr netip.Addr
-	// conflict takes the first conflicting hardware address.
-	conflict chan net.HardwareAddr
+	// seen takes what Serve saw (a claim or a probe), one at a time.
+	seen chan *Contender
 }
 
 // states returns the started and stopped channels; p.mu must be held.
@@ -175,28 +187,29 @@ func (p *probes) serve() (stop func(), err error) {
 
 // offer shows one received frame to every active probe: conflict says what
 // the frame shows about an address.
-func (p *probes) offer(conflict func(addr netip.Addr) net.HardwareAddr) {
+func (p *probes) offer(conflict func(addr netip.Addr) *Contender) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for pr := range p.active {
-		if hw := conflict(pr.addr); hw != nil {
+		if c := conflict(pr.addr); c != nil {
 			select {
-			case pr.conflict <- hw:
-			default: // it has one already
+			case pr.seen <- c:
+			default: // it has one to read already; a claim comes again
 			}
 		}
 	}
 }
 
 // run sends count probes for addr interval apart and waits one interval
-// more, and returns the first conflict Serve hands over meanwhile, or nil.
-// If Serve has not started yet, it waits for it first (or for ctx): a
-// caller may start Serve and probe at once.
-func (p *probes) run(ctx context.Context, addr netip.Addr, count int, interval time.Duration, send func() error) (net.HardwareAddr, error) {
+// more. It returns the first host Serve shows claiming addr meanwhile, at
+// once; else the first that only probed for it, at the end; else nil. If
+// Serve has not started yet, it waits for it first (or for ctx): a caller
+// may start Serve and probe at once.
+func (p *probes) run(ctx context.Context, addr netip.Addr, count int, interval time.Duration, send func() error) (*Contender, error) {
 	if count < 1 || interval <= 0 {
 		return nil, fmt.Errorf("probe %s: count %d and interval %s must be positive", addr, count, interval)
 	}
-	pr := &probe{addr: addr, conflict: make(chan net.HardwareAddr, 1)}
+	pr := &probe{addr: addr, seen: make(chan *Contender, 1)}
 	p.mu.Lock()
 	started, stopped := p.states()
 	if p.active == nil {
@@ -216,6 +229,7 @@ func (p *probes) run(ctx context.Context, addr netip.Addr, count int, interval t
 	}
 	t := time.NewTimer(interval)
 	defer t.Stop()
+	var prober *Contender
 	for i := range count {
 		select {
 		case <-stopped:
@@ -226,15 +240,24 @@ func (p *probes) run(ctx context.Context, addr netip.Addr, count int, interval t
 			return nil, fmt.Errorf("probe %s: send %d of %d: %w", addr, i+1, count, err)
 		}
 		t.Reset(interval)
-		select {
-		case hw := <-pr.conflict:
-			return hw, nil
-		case <-t.C:
-		case <-stopped:
-			return nil, fmt.Errorf("probe %s: %w", addr, ErrNotServing)
-		case <-ctx.Done():
-			return nil, fmt.Errorf("probe %s: %w", addr, ctx.Err())
+	wait:
+		for {
+			select {
+			case c := <-pr.seen:
+				if !c.ProbeOnly {
+					return c, nil
+				}
+				if prober == nil {
+					prober = c
+				}
+			case <-t.C:
+				break wait
+			case <-stopped:
+				return nil, fmt.Errorf("probe %s: %w", addr, ErrNotServing)
+			case <-ctx.Done():
+				return nil, fmt.Errorf("probe %s: %w", addr, ctx.Err())
+			}
 		}
 	}
-	return nil, nil
+	return prober, nil
 }

@@ -22,32 +22,44 @@ var (
 )
 
 func TestARPConflict(t *testing.T) {
-	probe, err := arpProbe(lbIP, theirMAC)
+	probeFrame, err := arpProbe(lbIP, theirMAC)
 	if err != nil {
 		t.Fatal(err)
 	}
+	const (
+		none  = "none"
+		claim = "claim"
+		probe = "probe only"
+	)
 	for _, c := range []struct {
-		name     string
-		frame    []byte
-		conflict bool // for lbIP, with theirMAC
+		name  string
+		frame []byte
+		want  string // for lbIP, with theirMAC
 	}{
-		{"their reply from the address", arpFrame(t, arp.OperationReply, theirMAC, lbIP, client), true},
-		{"their gratuitous announcement", arpFrame(t, arp.OperationRequest, theirMAC, lbIP, lbIP), true},
-		{"their request from the address", arpFrame(t, arp.OperationRequest, theirMAC, lbIP, client), true},
-		{"their probe for the address", probe, true},
-		{"a request for the address from elsewhere", arpFrame(t, arp.OperationRequest, theirMAC, client, lbIP), false},
-		{"a reply from another address", arpFrame(t, arp.OperationReply, theirMAC, otherIP, client), false},
-		{"their probe for another address", arpFrame(t, arp.OperationRequest, theirMAC, unspecified4, otherIP), false},
-		{"a reply to a probe is no probe", arpFrame(t, arp.OperationReply, theirMAC, unspecified4, lbIP), false},
-		{"our own announcement", arpFrame(t, arp.OperationRequest, ourMAC, lbIP, lbIP), false},
-		{"our own probe", arpFrame(t, arp.OperationRequest, ourMAC, unspecified4, lbIP), false},
-		{"truncated", arpFrame(t, arp.OperationReply, theirMAC, lbIP, client)[:20], false},
-		{"not ARP", append(append(append([]byte{}, ethernet.Broadcast...), theirMAC...), 0x08, 0x00, 0x45), false},
-		{"runt", []byte{1, 2, 3}, false},
+		{"their reply from the address", arpFrame(t, arp.OperationReply, theirMAC, lbIP, client), claim},
+		{"their gratuitous announcement", arpFrame(t, arp.OperationRequest, theirMAC, lbIP, lbIP), claim},
+		{"their request from the address", arpFrame(t, arp.OperationRequest, theirMAC, lbIP, client), claim},
+		{"their probe for the address", probeFrame, probe},
+		{"a request for the address from elsewhere", arpFrame(t, arp.OperationRequest, theirMAC, client, lbIP), none},
+		{"a reply from another address", arpFrame(t, arp.OperationReply, theirMAC, otherIP, client), none},
+		{"their probe for another address", arpFrame(t, arp.OperationRequest, theirMAC, unspecified4, otherIP), none},
+		{"a reply to a probe is no probe", arpFrame(t, arp.OperationReply, theirMAC, unspecified4, lbIP), none},
+		{"our own announcement", arpFrame(t, arp.OperationRequest, ourMAC, lbIP, lbIP), none},
+		{"our own probe", arpFrame(t, arp.OperationRequest, ourMAC, unspecified4, lbIP), none},
+		{"truncated", arpFrame(t, arp.OperationReply, theirMAC, lbIP, client)[:20], none},
+		{"not ARP", append(append(append([]byte{}, ethernet.Broadcast...), theirMAC...), 0x08, 0x00, 0x45), none},
+		{"runt", []byte{1, 2, 3}, none},
 	} {
 		got := ARPConflict(c.frame, ourMAC, lbIP)
-		if c.conflict != (got != nil) || got != nil && !bytes.Equal(got, theirMAC) {
-			t.Errorf("%s: conflict %v; want %v", c.name, got, c.conflict)
+		kind := none
+		switch {
+		case got != nil && got.ProbeOnly:
+			kind = probe
+		case got != nil:
+			kind = claim
+		}
+		if kind != c.want || got != nil && !bytes.Equal(got.MAC, theirMAC) {
+			t.Errorf("%s: %s %+v; want %s by %s", c.name, kind, got, c.want, theirMAC)
 		}
 	}
 	if got := ARPConflict(arpFrame(t, arp.OperationReply, theirMAC, lbIP, client), ourMAC, lbIP6); got != nil {
@@ -57,7 +69,7 @@ func TestARPConflict(t *testing.T) {
 	frame := arpFrame(t, arp.OperationReply, theirMAC, lbIP, client)
 	got := ARPConflict(frame, ourMAC, lbIP)
 	clear(frame)
-	if !bytes.Equal(got, theirMAC) {
+	if !bytes.Equal(got.MAC, theirMAC) {
 		t.Errorf("conflict %v changed with the frame", got)
 	}
 }
@@ -145,11 +157,11 @@ func TestNDPConflict(t *testing.T) {
 		{"garbled", []byte{136, 0, 0}, false},
 	} {
 		got := NDPConflict(c.msg, ourMAC, lbIP6)
-		if c.conflict != (got != nil) || got != nil && !bytes.Equal(got, theirMAC) {
-			t.Errorf("%s: conflict %v; want %v", c.name, got, c.conflict)
+		if c.conflict != (got != nil) || got != nil && (!bytes.Equal(got.MAC, theirMAC) || got.ProbeOnly) {
+			t.Errorf("%s: conflict %+v; want a claim: %v", c.name, got, c.conflict)
 		}
 	}
-	if got := NDPConflict(ndpAdvert(t, lbIP6, tlla(theirMAC)), ourMAC, lbIP6.WithZone("eth0")); !bytes.Equal(got, theirMAC) {
+	if got := NDPConflict(ndpAdvert(t, lbIP6, tlla(theirMAC)), ourMAC, lbIP6.WithZone("eth0")); got == nil || !bytes.Equal(got.MAC, theirMAC) {
 		t.Errorf("a zone hides the conflict: %v", got)
 	}
 }
@@ -161,10 +173,18 @@ func TestProbes(t *testing.T) {
 	defer cancel()
 	never := func() error { return nil }
 	var p probes
-	conflictFor := func(addr netip.Addr) func(netip.Addr) net.HardwareAddr {
-		return func(a netip.Addr) net.HardwareAddr {
+	conflictFor := func(addr netip.Addr) func(netip.Addr) *Contender {
+		return func(a netip.Addr) *Contender {
 			if a == addr {
-				return theirMAC
+				return &Contender{MAC: theirMAC}
+			}
+			return nil
+		}
+	}
+	proberFor := func(addr netip.Addr, mac net.HardwareAddr) func(netip.Addr) *Contender {
+		return func(a netip.Addr) *Contender {
+			if a == addr {
+				return &Contender{MAC: mac, ProbeOnly: true}
 			}
 			return nil
 		}
@@ -205,12 +225,35 @@ func TestProbes(t *testing.T) {
 		p.offer(conflictFor(lbIP)) // a second answer is dropped, not blocked on
 		return nil
 	})
-	if !bytes.Equal(hw, theirMAC) || err != nil || sent != 1 {
-		t.Errorf("answered: conflict %v, err %v after %d probes; want %v after 1", hw, err, sent, theirMAC)
+	if hw == nil || !bytes.Equal(hw.MAC, theirMAC) || hw.ProbeOnly || err != nil || sent != 1 {
+		t.Errorf("answered: conflict %+v, err %v after %d probes; want a claim by %v after 1", hw, err, sent, theirMAC)
+	}
+
+	// A host that only probes too does not end the probe: it is the
+	// answer when nobody claims the address by the end.
+	sent = 0
+	hw, err = p.run(ctx, lbIP, 3, time.Millisecond, func() error {
+		sent++
+		p.offer(proberFor(lbIP, theirMAC))
+		return nil
+	})
+	if hw == nil || !bytes.Equal(hw.MAC, theirMAC) || !hw.ProbeOnly || err != nil || sent != 3 {
+		t.Errorf("a prober: %+v, err %v after %d probes; want probe only by %v after 3", hw, err, sent, theirMAC)
+	}
+	// A claim after a prober ends the probe, and is the answer.
+	sent = 0
+	hw, err = p.run(ctx, lbIP, 3, time.Hour, func() error {
+		sent++
+		p.offer(proberFor(lbIP, ourMAC))
+		go p.offer(conflictFor(lbIP))
+		return nil
+	})
+	if hw == nil || !bytes.Equal(hw.MAC, theirMAC) || hw.ProbeOnly || err != nil || sent != 1 {
+		t.Errorf("a prober, then a claim: %+v, err %v after %d probes; want a claim by %v after 1", hw, err, sent, theirMAC)
 	}
 
 	// Probes for different addresses run side by side.
-	other := make(chan net.HardwareAddr, 1)
+	other := make(chan *Contender, 1)
 	go func() {
 		hw, _ := p.run(ctx, otherIP, 1, time.Hour, never)
 		other <- hw
@@ -227,12 +270,12 @@ func TestProbes(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if hw, _ := p.run(ctx, lbIP, 1, time.Hour, func() error { p.offer(conflictFor(lbIP)); return nil }); !bytes.Equal(hw, theirMAC) {
-		t.Errorf("conflict %v", hw)
+	if hw, _ := p.run(ctx, lbIP, 1, time.Hour, func() error { p.offer(conflictFor(lbIP)); return nil }); hw == nil || !bytes.Equal(hw.MAC, theirMAC) {
+		t.Errorf("conflict %+v", hw)
 	}
 	p.offer(conflictFor(otherIP))
-	if hw := <-other; !bytes.Equal(hw, theirMAC) {
-		t.Errorf("the other probe: conflict %v", hw)
+	if hw := <-other; hw == nil || !bytes.Equal(hw.MAC, theirMAC) {
+		t.Errorf("the other probe: conflict %+v", hw)
 	}
 
 	// A send error ends the probe.
@@ -267,13 +310,14 @@ func FuzzARPConflict(f *testing.F) {
 	f.Add(probe)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		hw := ARPConflict(frame, ourMAC, lbIP)
+		c := ARPConflict(frame, ourMAC, lbIP)
 		if addr, claimed := arpClaim(frame, ourMAC); claimed != nil && (!addr.Is4() || addr.IsUnspecified() || bytes.Equal(claimed, ourMAC)) {
 			t.Fatalf("%s claims %s", claimed, addr)
 		}
-		if hw == nil {
+		if c == nil {
 			return
 		}
+		hw := c.MAC
 		var fr ethernet.Frame
 		var p arp.Packet
 		if err := fr.UnmarshalBinary(frame); err != nil || fr.EtherType != ethernet.EtherTypeARP {
@@ -286,6 +330,9 @@ func FuzzARPConflict(f *testing.F) {
 		if bytes.Equal(hw, ourMAC) || !bytes.Equal(hw, p.SenderHardwareAddr) || p.SenderIP != lbIP && !probing {
 			t.Fatalf("conflict %v from %+v", hw, p)
 		}
+		if c.ProbeOnly != (p.SenderIP != lbIP) {
+			t.Fatalf("%+v from %+v: a claim is a frame sent from the address, a probe one from 0.0.0.0", c, p)
+		}
 	})
 }
 
@@ -297,10 +344,14 @@ func FuzzNDPConflict(f *testing.F) {
 	f.Add(ndpAdvert(f, lbIP6))
 	f.Add([]byte{136, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		hw := NDPConflict(msg, ourMAC, lbIP6)
-		if hw == nil {
+		c := NDPConflict(msg, ourMAC, lbIP6)
+		if c == nil {
 			return
 		}
+		if c.ProbeOnly {
+			t.Fatalf("an advertisement taken for a probe: %+v", c)
+		}
+		hw := c.MAC
 		m, err := ndp.ParseMessage(msg)
 		if err != nil {
 			t.Fatalf("conflict %v from garbled NDP: %v", hw, err)

@@ -119,7 +119,7 @@ func (r *Responders) Announce(addr netip.Addr) error {
 }
 
 // Probe asks the LAN whether another host holds addr; see ARPServer.Probe.
-func (r *Responders) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (net.HardwareAddr, error) {
+func (r *Responders) Probe(ctx context.Context, addr netip.Addr, count int, interval time.Duration) (*Contender, error) {
 	if addr.Is4() {
 		return r.arp.Probe(ctx, addr, count, interval)
 	}
