@@ -41,13 +41,18 @@ type Peer struct {
 	// network mode bgp, the other nodes' ranges come back through the
 	// router with it.
 	AllowOwnAS bool
+	// MaxPrefixes is the most prefixes accepted in the session (0: no
+	// limit): one more and the session is closed with a Cease, maximum
+	// number of prefixes reached (RFC 4486), and left down until the
+	// limit changes.
+	MaxPrefixes uint32
 }
 
 // Key is what, when it changes, needs the session to be made again; the
 // rest of a peer's settings never reset a session.
 func (p *Peer) Key() string {
 	return fmt.Sprint(p.Address, p.Port, p.PeerASN, p.LocalASN, durKey(p.HoldTime), durKey(p.Keepalive), p.Password,
-		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS)
+		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS, p.MaxPrefixes)
 }
 
 func durKey(d *time.Duration) string {
@@ -164,6 +169,18 @@ type Plan struct {
 	Exports map[string][]Export
 	// NextHop is the node's address per family (invalid: none).
 	NextHop4, NextHop6 netip.Addr
+	// PodRanges are every node's pod ranges with their owners (pod
+	// network mode bgp): a learned route inside one is accepted only
+	// when it is the range itself with the owner's address as next hop.
+	PodRanges []PodRange
+}
+
+// PodRange is one node's pod range and that node's addresses, the only
+// next hops a route to it may have.
+type PodRange struct {
+	Prefix netip.Prefix
+	Node   string
+	Addrs  []netip.Addr
 }
 
 // Prefixes lists every prefix of the plan, sorted.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,15 +21,16 @@ const RouteProtocol = 99
 
 // Routes puts the routes the speaker learns from its peers into the
 // kernel, for the pod network in mode bgp: a route is installed only when
-// its prefix is another node's pod range (Allow), via the next hop the
-// peer gave, and removed when the peer withdraws it. What it installed is
+// its prefix is another node's pod range and its next hop that node's
+// address (Allow; the speaker's import policy refuses the others before
+// they can be best), and removed when the peer withdraws it. What it installed is
 // compared with the kernel every Resync, so a route deleted by hand comes
 // back.
 type Routes struct {
 	Resync time.Duration
 
 	mu      sync.Mutex
-	allowed map[netip.Prefix]bool
+	allowed map[netip.Prefix][]netip.Addr
 	learned map[netip.Prefix]netip.Addr
 	wake    chan struct{}
 	once    sync.Once
@@ -48,13 +50,13 @@ func (r *Routes) poke() {
 	}
 }
 
-// Allow sets the prefixes that may be installed: the other nodes' pod
-// ranges.
-func (r *Routes) Allow(prefixes []netip.Prefix) {
+// Allow sets the routes that may be installed: the other nodes' pod
+// ranges, each via its node's addresses.
+func (r *Routes) Allow(ranges []PodRange) {
 	r.init()
-	m := make(map[netip.Prefix]bool, len(prefixes))
-	for _, p := range prefixes {
-		m[p.Masked()] = true
+	m := make(map[netip.Prefix][]netip.Addr, len(ranges))
+	for _, p := range ranges {
+		m[p.Prefix.Masked()] = append(m[p.Prefix.Masked()], p.Addrs...)
 	}
 	r.mu.Lock()
 	r.allowed = m
@@ -125,7 +127,7 @@ func (r *Routes) sync(clear bool) error {
 	r.mu.Lock()
 	if !clear {
 		for pf, nh := range r.learned {
-			if r.allowed[pf] {
+			if slices.Contains(r.allowed[pf], nh) {
 				want[pf] = nh
 			}
 		}

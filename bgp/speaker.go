@@ -48,6 +48,11 @@ type Speaker struct {
 	gen      int
 	nextHop4 netip.Addr
 	nextHop6 netip.Addr
+	// The import policy's generation and shape (importShape), and the
+	// pod ranges it holds (normalRanges).
+	importGen   int
+	importShape string
+	podRanges   []PodRange
 	// lastErr is why each peer's session last went down, from the
 	// server's peer events (its peer list does not keep it). Guarded by
 	// errMu, not mu: events come while Apply holds mu and waits on the
@@ -182,6 +187,7 @@ func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
 	}
 	s.srv, s.stopWatch, s.failed = nil, nil, nil
 	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
+	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	s.errMu.Lock()
 	s.lastErr = map[netip.Addr]string{}
 	s.errMu.Unlock()
@@ -241,6 +247,11 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 				return err
 			}
 		}
+	}
+
+	// What may come in, before a new peer sends anything.
+	if err := s.applyImports(ctx, plan.PodRanges); err != nil {
+		return err
 	}
 
 	// Peers: delete the gone and the changed, add the new and the changed.
@@ -380,6 +391,7 @@ func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) e
 	s.srv, s.routerID, s.stopWatch = srv, rid, stop
 	// A new instance has no policy yet: the next one is made whole.
 	s.peers, s.paths, s.shape, s.sets, s.gen = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil, 0
+	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	return nil
 }
 
@@ -467,6 +479,9 @@ func apiPeer(p *Peer) *api.Peer {
 		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 	}
 	af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
+	if p.MaxPrefixes > 0 {
+		af.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes}
+	}
 	if p.GracefulRestart {
 		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
 		af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}

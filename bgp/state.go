@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"sort"
 
@@ -22,6 +23,13 @@ type PeerState struct {
 	// the peer.
 	Advertised, Accepted         int
 	UpdatesSent, UpdatesReceived uint64
+	// Refused are the routes the peer sends now that the import policy
+	// refuses (Accepted does not count them).
+	Refused []Refusal
+	// MaxPrefixesReached: the peer sent more than MaxPrefixes, and the
+	// session was closed and stays down until the limit changes.
+	MaxPrefixesReached bool
+	MaxPrefixes        uint32
 }
 
 var sessionStates = map[api.PeerState_SessionState]string{
@@ -36,11 +44,11 @@ var sessionStates = map[api.PeerState_SessionState]string{
 // States lists the sessions of the peers the speaker runs, by name.
 func (s *Speaker) States(ctx context.Context) []PeerState {
 	s.mu.Lock()
-	byAddr := map[string]string{}
-	for name, p := range s.peers {
-		byAddr[p.Address.String()] = name
+	byAddr := map[string]*Peer{}
+	for _, p := range s.peers {
+		byAddr[p.Address.String()] = p
 	}
-	srv := s.srv
+	srv, ranges := s.srv, s.podRanges
 	var out []PeerState
 	for _, st := range s.failed {
 		out = append(out, st)
@@ -59,13 +67,19 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		if p.Conf == nil || p.State == nil {
 			return
 		}
-		name, ok := byAddr[p.Conf.NeighborAddress]
+		peer, ok := byAddr[p.Conf.NeighborAddress]
 		if !ok {
 			return
 		}
-		st := PeerState{Name: name, State: sessionStates[p.State.SessionState], LastError: lastErr[p.Conf.NeighborAddress]}
+		st := PeerState{Name: peer.Name, State: sessionStates[p.State.SessionState], LastError: lastErr[p.Conf.NeighborAddress],
+			MaxPrefixes: peer.MaxPrefixes}
 		if st.State == "" {
 			st.State = "Idle"
+		}
+		if p.State.AdminState == api.PeerState_ADMIN_STATE_PFX_CT {
+			// GoBGP closed the session on the limit and keeps it down.
+			st.MaxPrefixesReached = true
+			st.LastError = fmt.Sprintf("maximum prefixes reached: the router sent more than %d prefixes (maxPrefixes); the session was closed with a Cease (maximum number of prefixes reached) and stays down until maxPrefixes changes", peer.MaxPrefixes)
 		}
 		if st.State != "Established" && st.LastError == "" {
 			// No NOTIFICATION either way: no BGP exchange to speak of.
@@ -86,6 +100,10 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 				st.UpdatesReceived = m.Received.Update
 			}
 		}
+		if st.State == "Established" {
+			st.Refused = refused(srv, peer.Address, ranges)
+			st.Accepted = max(st.Accepted-len(st.Refused), 0)
+		}
 		out = append(out, st)
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -103,10 +121,12 @@ var (
 	descAccepted   = prometheus.NewDesc("berth_agent_bgp_prefixes_accepted", "Prefixes accepted from the peer.", []string{"peer"}, nil)
 	descSent       = prometheus.NewDesc("berth_agent_bgp_updates_sent_total", "UPDATE messages sent to the peer.", []string{"peer"}, nil)
 	descReceived   = prometheus.NewDesc("berth_agent_bgp_updates_received_total", "UPDATE messages received from the peer.", []string{"peer"}, nil)
+	descRefused    = prometheus.NewDesc("berth_agent_bgp_prefixes_refused", "Prefixes the peer sends that the node refuses (pod network mode bgp), by reason: NextHopNotOwner (a node's pod range whose next hop is not that node), InsidePodRange.", []string{"peer", "reason"}, nil)
+	descMaxReached = prometheus.NewDesc("berth_agent_bgp_max_prefixes_reached", "1 while the session is down because the peer sent more than maxPrefixes.", []string{"peer"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descAdvertised, descAccepted, descSent, descReceived} {
+	for _, d := range []*prometheus.Desc{descUp, descAdvertised, descAccepted, descSent, descReceived, descRefused, descMaxReached} {
 		ch <- d
 	}
 }
@@ -122,5 +142,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAccepted, prometheus.GaugeValue, float64(st.Accepted), st.Name)
 		ch <- prometheus.MustNewConstMetric(descSent, prometheus.CounterValue, float64(st.UpdatesSent), st.Name)
 		ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(st.UpdatesReceived), st.Name)
+		byReason := map[string]int{RefusedNextHopNotOwner: 0, RefusedInsidePodRange: 0}
+		for _, r := range st.Refused {
+			byReason[r.Reason]++
+		}
+		for reason, n := range byReason {
+			ch <- prometheus.MustNewConstMetric(descRefused, prometheus.GaugeValue, float64(n), st.Name, reason)
+		}
+		reached := 0.0
+		if st.MaxPrefixesReached {
+			reached = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descMaxReached, prometheus.GaugeValue, reached, st.Name)
 	}
 }

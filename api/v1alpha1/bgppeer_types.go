@@ -88,6 +88,18 @@ type BGPPeerSpec struct {
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address, e.g. 192.0.2.2 or 2001:db8::2"
 	// +optional
 	SourceAddress string `json:"sourceAddress,omitempty"`
+
+	// MaxPrefixes is the most prefixes a node accepts from the router in
+	// one session (RFC 4486). When the router sends more, the node closes
+	// the session with a Cease NOTIFICATION (maximum number of prefixes
+	// reached) and leaves it down until maxPrefixes changes (or the agent
+	// restarts); its status.nodes entry has the MaxPrefixesReached
+	// condition. Unset: 10000, more than the pod ranges of a cluster of
+	// 5,000 nodes and far less than a full Internet table. 0: no limit.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	// +optional
+	MaxPrefixes *int64 `json:"maxPrefixes,omitempty"`
 }
 
 // SecretKeyRef names one key of a Secret in berth-agent's namespace.
@@ -136,6 +148,29 @@ const (
 	BGPSessionEstablished BGPSessionState = "Established"
 )
 
+// Condition types and reasons of a BGPPeer's status.nodes entries.
+const (
+	// BGPConditionConfigured is False when the node leaves the peer out;
+	// its reason says why (ReasonAddressInClusterRange,
+	// ReasonInvalidPeer).
+	BGPConditionConfigured = "Configured"
+	// BGPConditionRoutesRefused is True while the node refuses routes
+	// the router sends (ReasonNextHopNotOwner, ReasonInsidePodRange).
+	BGPConditionRoutesRefused = "RoutesRefused"
+	// BGPConditionMaxPrefixesReached is True when the router sent more
+	// than maxPrefixes and the session was closed.
+	BGPConditionMaxPrefixesReached = "MaxPrefixesReached"
+
+	ReasonPeerConfigured        = "PeerConfigured"
+	ReasonInvalidPeer           = "InvalidPeer"
+	ReasonAddressInClusterRange = "AddressInClusterRange"
+	ReasonNoneRefused           = "NoneRefused"
+	ReasonNextHopNotOwner       = "NextHopNotOwner"
+	ReasonInsidePodRange        = "InsidePodRange"
+	ReasonWithinLimit           = "WithinLimit"
+	ReasonMaxPrefixesReached    = "MaxPrefixesReached"
+)
+
 // BGPPeerNodeStatus is one node's session with the peer. Each berth-agent
 // writes only its own entry, with server-side apply under a field manager
 // of its own.
@@ -166,6 +201,23 @@ type BGPPeerNodeStatus struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	PrefixesAccepted int32 `json:"prefixesAccepted,omitempty"`
+
+	// PrefixesRefused counts the prefixes received from the router that the
+	// node refuses (pod network mode bgp): another node's pod range whose
+	// next hop is not that node's address, or a route inside a pod range.
+	// The RoutesRefused condition names them.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	PrefixesRefused int32 `json:"prefixesRefused,omitempty"`
+
+	// Conditions of this node's session: Configured (False when the node
+	// does not run the peer, with the reason), RoutesRefused and
+	// MaxPrefixesReached.
+	// +kubebuilder:validation:MaxItems=8
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 
 	// LastTransition is when the session entered its current state.
 	// +optional

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/berthnet/berth/api/v1alpha1"
@@ -35,6 +36,13 @@ type Objects struct {
 	ServeUnclassed   bool
 	// PodCIDRs: advertise this node's pod ranges (pod network mode bgp).
 	PodCIDRs bool
+	// Nodes are every Node (Self among them), for their pod ranges: no
+	// peer address may be inside one, and in pod network mode bgp a
+	// learned route to one must have its node as next hop.
+	Nodes []corev1.Node
+	// ServiceCIDRs hold the cluster's Service ranges, where no peer
+	// address may be either.
+	ServiceCIDRs []networkingv1.ServiceCIDR
 }
 
 // Built is the speaker's input, and what was left out and why.
@@ -42,14 +50,34 @@ type Built struct {
 	Plan bgp.Plan
 	// Problems name the peers and announcements left out, by name.
 	Problems map[string]string
+	// Reasons hold the v1alpha1 reason of a problem that has one of its
+	// own (v1alpha1.ReasonAddressInClusterRange); the others' is
+	// v1alpha1.ReasonInvalidPeer.
+	Reasons map[string]string
+}
+
+// PeerProblems are the BGPPeers' problems, by peer name.
+func (b Built) PeerProblems() map[string]Problem {
+	out := map[string]Problem{}
+	for what, why := range b.Problems {
+		if name, ok := strings.CutPrefix(what, "BGPPeer "); ok {
+			reason := b.Reasons[what]
+			if reason == "" {
+				reason = v1alpha1.ReasonInvalidPeer
+			}
+			out[name] = Problem{Reason: reason, Message: why}
+		}
+	}
+	return out
 }
 
 // Build compiles the objects into this node's plan.
 func Build(o Objects) Built {
-	b := Built{Problems: map[string]string{}}
+	b := Built{Problems: map[string]string{}, Reasons: map[string]string{}}
 	if o.Self == nil {
 		return b
 	}
+	ranges := clusterRanges(o)
 	var peers []*bgp.Peer
 	for i := range o.Peers {
 		if ref := o.Peers[i].Spec.PasswordSecret; ref != nil && o.ForbiddenSecrets[ref.Name] {
@@ -59,6 +87,11 @@ func Build(o Objects) Built {
 		p, err := peer(&o.Peers[i], o.Secrets)
 		if err != nil {
 			b.Problems["BGPPeer "+o.Peers[i].Name] = err.Error()
+			continue
+		}
+		if err := checkAddress(p.Address, ranges); err != nil {
+			b.Problems["BGPPeer "+o.Peers[i].Name] = err.Error()
+			b.Reasons["BGPPeer "+o.Peers[i].Name] = v1alpha1.ReasonAddressInClusterRange
 			continue
 		}
 		peers = append(peers, p)
@@ -96,6 +129,9 @@ func Build(o Objects) Built {
 		}
 	}
 	b.Plan = bgp.Compile(self, peers, anns, addrs, o.PodCIDRs)
+	if o.PodCIDRs {
+		b.Plan.PodRanges = podRanges(o.Nodes)
+	}
 	// One session per address: of two peers of this node with one
 	// address, the first by name runs and the other says why not.
 	byAddr := map[netip.Addr]string{}
@@ -122,6 +158,11 @@ func peer(p *v1alpha1.BGPPeer, secrets map[string]*corev1.Secret) (*bgp.Peer, er
 		PeerASN: uint32(p.Spec.PeerASN), LocalASN: uint32(p.Spec.LocalASN), EBGPMultihop: p.Spec.EBGPMultiHop}
 	if out.Port == 0 {
 		out.Port = 179
+	}
+	// Unset and zero differ: unset takes the default, 0 is no limit.
+	out.MaxPrefixes = DefaultMaxPrefixes
+	if p.Spec.MaxPrefixes != nil {
+		out.MaxPrefixes = uint32(*p.Spec.MaxPrefixes)
 	}
 	// Unset and zero differ: nil takes the speaker's defaults.
 	if p.Spec.HoldTime != nil {

@@ -3,13 +3,14 @@ package kube
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/events"
 	crcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,7 +63,7 @@ type Runner struct {
 	reports    *syncreport.Reporter // made at first use, with Recorder
 
 	mu       sync.Mutex
-	problems map[string]string
+	problems map[string]Problem // by peer
 }
 
 // NewRunner returns a runner; set the optional fields, then Watch and
@@ -177,7 +178,7 @@ func (r *Runner) syncOnce(ctx context.Context) error {
 		return fmt.Errorf("read objects: %w", err)
 	}
 	r.mu.Lock()
-	r.problems = built.Problems
+	r.problems = built.PeerProblems()
 	r.mu.Unlock()
 	for what, why := range built.Problems {
 		r.Log.Info("left out of BGP", "object", what, "problem", why)
@@ -219,26 +220,31 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {
 		return Built{}, err
 	}
-	if r.Routes != nil {
-		// Only the other nodes' pod ranges may come in over BGP.
-		var nodes corev1.NodeList
-		if err := r.Reader.List(ctx, &nodes, noCopy); err != nil {
-			return Built{}, err
-		}
-		var allow []netip.Prefix
-		for i := range nodes.Items {
-			if nodes.Items[i].Name == r.Node {
-				continue
-			}
-			for _, c := range nodes.Items[i].Spec.PodCIDRs {
-				if p, err := netip.ParsePrefix(c); err == nil {
-					allow = append(allow, p)
-				}
-			}
-		}
-		r.Routes.Allow(allow)
+	// The cluster's ranges, where no peer may be, and the pod ranges'
+	// owners.
+	var nodes corev1.NodeList
+	if err := r.Reader.List(ctx, &nodes, noCopy); err != nil {
+		return Built{}, err
+	}
+	var cidrs networkingv1.ServiceCIDRList
+	if err := r.Reader.List(ctx, &cidrs, noCopy); err != nil && !meta.IsNoMatchError(err) {
+		// A cluster without the ServiceCIDR API (before 1.33) has none.
+		return Built{}, fmt.Errorf("list ServiceCIDRs: %w", err)
 	}
 	o.Self, o.Pools, o.Peers, o.Announcements = &self, pools.Items, peers.Items, anns.Items
+	o.Nodes, o.ServiceCIDRs = nodes.Items, cidrs.Items
 	o.ServeUnclassed, o.PodCIDRs = r.ServeUnclassed, r.PodCIDRs
-	return Build(o), nil
+	built := Build(o)
+	if r.Routes != nil {
+		// Only the other nodes' pod ranges, each via its node, may come
+		// in over BGP.
+		var others []bgp.PodRange
+		for _, pr := range built.Plan.PodRanges {
+			if pr.Node != r.Node {
+				others = append(others, pr)
+			}
+		}
+		r.Routes.Allow(others)
+	}
+	return built, nil
 }

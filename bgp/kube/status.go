@@ -2,8 +2,10 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -26,14 +28,75 @@ type StatusWriter struct {
 }
 
 type entry struct {
-	state, lastError     string
-	advertised, accepted int
-	transition           time.Time
+	state, lastError              string
+	advertised, accepted, refused int
+	conds                         []cond
+	transition                    time.Time
 }
 
-// Write applies what changed since the last write. problems holds peers
-// left out (by "BGPPeer <name>"), whose entry says why.
-func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, problems map[string]string) {
+// cond is one condition of an entry; its transition time is kept while
+// its status stays.
+type cond struct {
+	typ, status, reason, message string
+	since                        time.Time
+}
+
+func (e entry) same(o entry) bool {
+	if e.state != o.state || e.lastError != o.lastError || e.advertised != o.advertised || e.accepted != o.accepted ||
+		e.refused != o.refused || len(e.conds) != len(o.conds) {
+		return false
+	}
+	for i := range e.conds {
+		a, b := e.conds[i], o.conds[i]
+		if a.typ != b.typ || a.status != b.status || a.reason != b.reason || a.message != b.message {
+			return false
+		}
+	}
+	return true
+}
+
+// maxListed is how many refused routes a RoutesRefused message names.
+const maxListed = 5
+
+// sessionConds are the conditions of a session the node runs.
+func sessionConds(st bgp.PeerState) []cond {
+	out := []cond{{typ: v1alpha1.BGPConditionConfigured, status: "True", reason: v1alpha1.ReasonPeerConfigured,
+		message: "the node runs a session with the peer"}}
+	refused := cond{typ: v1alpha1.BGPConditionRoutesRefused, status: "False", reason: v1alpha1.ReasonNoneRefused,
+		message: "no route the peer sends is refused"}
+	if n := len(st.Refused); n > 0 {
+		refused.status, refused.reason = "True", st.Refused[0].Reason
+		for _, r := range st.Refused {
+			if r.Reason == bgp.RefusedNextHopNotOwner {
+				refused.reason = r.Reason // the hijack says more than the rest
+				break
+			}
+		}
+		var parts []string
+		for i, r := range st.Refused {
+			if i == maxListed {
+				parts = append(parts, fmt.Sprintf("and %d more", n-maxListed))
+				break
+			}
+			parts = append(parts, r.String())
+		}
+		refused.message = fmt.Sprintf("%d prefixes refused: %s", n, strings.Join(parts, "; "))
+	}
+	limit := cond{typ: v1alpha1.BGPConditionMaxPrefixesReached, status: "False", reason: v1alpha1.ReasonWithinLimit,
+		message: fmt.Sprintf("the peer sent no more than maxPrefixes (%d)", st.MaxPrefixes)}
+	if st.MaxPrefixes == 0 {
+		limit.message = "no limit (maxPrefixes 0)"
+	}
+	if st.MaxPrefixesReached {
+		limit.status, limit.reason = "True", v1alpha1.ReasonMaxPrefixesReached
+		limit.message = fmt.Sprintf("the peer sent more than %d prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes", st.MaxPrefixes)
+	}
+	return append(out, refused, limit)
+}
+
+// Write applies what changed since the last write. problems holds the
+// peers left out, by name, whose entry says why.
+func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, problems map[string]Problem) {
 	if w.written == nil {
 		w.written = map[string]entry{}
 	}
@@ -42,12 +105,20 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 	put := func(peer string, e entry) {
 		seen[peer] = true
 		old, ok := w.written[peer]
-		if ok && old.state == e.state && old.lastError == e.lastError && old.advertised == e.advertised && old.accepted == e.accepted {
+		if ok && old.same(e) {
 			return
 		}
 		e.transition = now
 		if ok && old.state == e.state {
 			e.transition = old.transition
+		}
+		for i := range e.conds {
+			e.conds[i].since = now
+			for _, o := range old.conds {
+				if o.typ == e.conds[i].typ && o.status == e.conds[i].status {
+					e.conds[i].since = o.since
+				}
+			}
 		}
 		if err := w.apply(ctx, peer, &e, now); err != nil {
 			w.Log.Error(err, "write BGPPeer status", "peer", peer)
@@ -56,12 +127,12 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 		w.written[peer] = e
 	}
 	for _, st := range states {
-		put(st.Name, entry{state: st.State, lastError: st.LastError, advertised: st.Advertised, accepted: st.Accepted})
+		put(st.Name, entry{state: st.State, lastError: st.LastError, advertised: st.Advertised, accepted: st.Accepted,
+			refused: len(st.Refused), conds: sessionConds(st)})
 	}
-	for what, why := range problems {
-		if name, ok := strings.CutPrefix(what, "BGPPeer "); ok {
-			put(name, entry{state: string(v1alpha1.BGPSessionIdle), lastError: why})
-		}
+	for name, p := range problems {
+		put(name, entry{state: string(v1alpha1.BGPSessionIdle), lastError: p.Message,
+			conds: []cond{{typ: v1alpha1.BGPConditionConfigured, status: "False", reason: p.Reason, message: p.Message}}})
 	}
 	// Peers this node no longer runs: its entry goes.
 	for peer := range w.written {
@@ -88,11 +159,18 @@ func (w *StatusWriter) apply(ctx context.Context, peer string, e *entry, now tim
 			"updated":            now.UTC().Format(time.RFC3339),
 		}
 		if e.lastError != "" {
-			msg := e.lastError
-			if len(msg) > 1000 {
-				msg = msg[:1000]
-			}
-			n["lastError"] = msg
+			n["lastError"] = bounded(e.lastError, 1000)
+		}
+		if e.refused > 0 {
+			n["prefixesRefused"] = int64(e.refused)
+		}
+		var conds []any
+		for _, c := range e.conds {
+			conds = append(conds, map[string]any{"type": c.typ, "status": c.status, "reason": c.reason,
+				"message": bounded(c.message, 1000), "lastTransitionTime": c.since.UTC().Format(time.RFC3339)})
+		}
+		if len(conds) > 0 {
+			n["conditions"] = conds
 		}
 		nodes = append(nodes, n)
 	}
@@ -107,4 +185,16 @@ func (w *StatusWriter) apply(ctx context.Context, peer string, e *entry, now tim
 		return nil
 	}
 	return err
+}
+
+// bounded cuts a message for status to at most n bytes, on a rune.
+func bounded(msg string, n int) string {
+	if len(msg) <= n {
+		return msg
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut]
 }

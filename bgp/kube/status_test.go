@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -74,7 +75,7 @@ func TestStatusWriterNodes(t *testing.T) {
 
 	w1.Write(ctx, []bgp.PeerState{{Name: "tor-a", State: "Established", Advertised: 3, Accepted: 1}}, nil)
 	w2.Write(ctx, []bgp.PeerState{{Name: "tor-a", State: "Active", LastError: "notification sent: code 2(open) subcode 2(bad peer as)"}},
-		map[string]string{"BGPPeer tor-b": `password Secret "md5" not found in the agents' namespace`})
+		map[string]Problem{"tor-b": {Reason: v1alpha1.ReasonInvalidPeer, Message: `password Secret "md5" not found in the agents' namespace`}})
 	want("tor-a", "node1 Established 3/1 ", "node2 Active 0/0 notification sent: code 2(open) subcode 2(bad peer as)")
 	want("tor-b", `node2 Idle 0/0 password Secret "md5" not found in the agents' namespace`)
 
@@ -97,4 +98,84 @@ func TestStatusWriterNodes(t *testing.T) {
 	if after.ResourceVersion != before.ResourceVersion {
 		t.Errorf("an unchanged state was written again (resourceVersion %s -> %s)", before.ResourceVersion, after.ResourceVersion)
 	}
+}
+
+// The conditions of a node's entry, against a real API server with the
+// agent's role: a session with refused routes says which and why
+// (RoutesRefused, the hijack's reason first) and counts them; one closed
+// on the limit says MaxPrefixesReached with the number; a peer left out
+// for its address says Configured False with the reason. Expectations
+// written by hand.
+func TestStatusWriterConditions(t *testing.T) {
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config", "crd", "bases")}})
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"tor-c", "pod-peer"} {
+		if err := admin.Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.1", PeerASN: 64500, LocalASN: 64512}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := &StatusWriter{Node: "node1", Client: env.AgentClient(t, scheme), Log: testr.New(t)}
+	// view is the node1 entry: "state refused=N" and a line per
+	// condition, "type status reason: message".
+	view := func(peer string) []string {
+		t.Helper()
+		var p v1alpha1.BGPPeer
+		if err := admin.Get(ctx, client.ObjectKey{Name: peer}, &p); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, n := range p.Status.Nodes {
+			out = append(out, fmt.Sprintf("%s %s refused=%d", n.Node, n.State, n.PrefixesRefused))
+			for _, c := range n.Conditions {
+				out = append(out, fmt.Sprintf("%s %s %s: %s", c.Type, c.Status, c.Reason, c.Message))
+			}
+		}
+		return out
+	}
+	want := func(peer string, lines ...string) {
+		t.Helper()
+		if got := view(peer); strings.Join(got, "\n") != strings.Join(lines, "\n") {
+			t.Errorf("%s:\n%s\nwant:\n%s", peer, strings.Join(got, "\n"), strings.Join(lines, "\n"))
+		}
+	}
+	node2 := []netip.Addr{netip.MustParseAddr("192.0.2.12")}
+	hijack := bgp.PeerState{Name: "tor-c", State: "Established", Accepted: 1, MaxPrefixes: 100, Refused: []bgp.Refusal{
+		{Prefix: netip.MustParsePrefix("10.244.2.0/25"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedInsidePodRange,
+			Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
+		{Prefix: netip.MustParsePrefix("10.244.2.0/24"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedNextHopNotOwner,
+			Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
+	}}
+	w.Write(ctx, []bgp.PeerState{hijack}, map[string]Problem{"pod-peer": {Reason: v1alpha1.ReasonAddressInClusterRange,
+		Message: "address 10.244.3.7 is inside node node3's pod range 10.244.3.0/24, where no router is"}})
+	want("tor-c", "node1 Established refused=2",
+		"Configured True PeerConfigured: the node runs a session with the peer",
+		"RoutesRefused True NextHopNotOwner: 2 prefixes refused: 10.244.2.0/25 via 192.0.2.66: inside node node2's pod range 10.244.2.0/24; "+
+			"10.244.2.0/24 via 192.0.2.66: node node2's pod range, whose next hop must be 192.0.2.12",
+		"MaxPrefixesReached False WithinLimit: the peer sent no more than maxPrefixes (100)")
+	want("pod-peer", "node1 Idle refused=0",
+		"Configured False AddressInClusterRange: address 10.244.3.7 is inside node node3's pod range 10.244.3.0/24, where no router is")
+
+	// The limit hit: the session is down, nothing refused any more.
+	w.Write(ctx, []bgp.PeerState{{Name: "tor-c", State: "Idle", MaxPrefixes: 100, MaxPrefixesReached: true,
+		LastError: "maximum prefixes reached"}}, nil)
+	want("tor-c", "node1 Idle refused=0",
+		"Configured True PeerConfigured: the node runs a session with the peer",
+		"RoutesRefused False NoneRefused: no route the peer sends is refused",
+		"MaxPrefixesReached True MaxPrefixesReached: the peer sent more than 100 prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes")
+	want("pod-peer")
 }

@@ -15,13 +15,16 @@ import (
 )
 
 // The BGP speaker reads the peers and announcements and writes its sessions
-// into the peers' status. It reads the peers' password Secrets in its own
-// namespace by name: no marker grants that, since the chart's Role
-// (templates/agent-secrets.yaml) names each Secret the agents may read
-// (resourceNames), so that they cannot read the xDS CA's key beside them.
+// into the peers' status. It reads the ServiceCIDRs (and the Nodes' and
+// IPPools' ranges) to refuse a peer address inside one. It reads the
+// peers' password Secrets in its own namespace by name: no marker grants
+// that, since the chart's Role (templates/agent-secrets.yaml) names each
+// Secret the agents may read (resourceNames), so that they cannot read
+// the xDS CA's key beside them.
 //
 // +kubebuilder:rbac:groups=berth.dev,resources=bgppeers;bgpannouncements,verbs=get;list;watch
 // +kubebuilder:rbac:groups=berth.dev,resources=bgppeers/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=servicecidrs,verbs=get;list;watch
 
 // bgpOptions are the BGP speaker's flags.
 type bgpOptions struct {
