@@ -92,8 +92,10 @@ type GatewayOptions struct {
 	XDSLimits server.Limits
 }
 
-// xdsCASecret is the Secret holding the xDS CA in the controller's namespace.
-const xdsCASecret = "berth-xds-ca"
+// xdsCASecret is the Secret holding the xDS CA in the controller's namespace
+// (type berth.dev/xds-ca; releases before kept it in berth-xds-ca, see
+// xds_pki.go).
+const xdsCASecret = "berth-xds-issuer"
 
 // GatewayCacheByObject narrows the manager's cache for the Gateway side:
 // only TLS Secrets, only the ConfigMaps and ServiceAccounts the controller

@@ -27,12 +27,27 @@ const (
 	// caBundleKey holds every CA certificate Envoys and the server trust:
 	// the current one and, during a rotation, the previous one.
 	caBundleKey = "ca.crt"
+	// The label on the CA Secret, as on everything the controller makes.
+	managedByLabel = "app.kubernetes.io/managed-by"
+	managedBy      = "berth-controller"
+)
+
+// The CA's Secret: of Berth's own type, so that it is no kubernetes.io/tls
+// Secret a Gateway or an Ingress could name as its certificate (nor in the
+// controller's cache of TLS Secrets, which translation reads).
+const (
+	caSecretType corev1.SecretType = "berth.dev/xds-ca"
+	// legacyCASecret is where releases before held the CA, as a
+	// kubernetes.io/tls Secret. A Secret's type cannot change, so the CA
+	// moves: ensureCA copies it (the same key and bundle, so fleets keep
+	// connecting) into the new Secret, then deletes this one.
+	legacyCASecret = "berth-xds-ca"
 )
 
 // xdsPKI keeps the CA behind the xDS server's mutual TLS in a Secret of the
-// controller's namespace (type kubernetes.io/tls: tls.crt and tls.key are
-// the CA's, ca.crt the trust bundle) and issues the server's certificate
-// and each fleet's client certificate from it.
+// controller's namespace (type caSecretType: tls.crt and tls.key are the
+// CA's, ca.crt the trust bundle) and issues the server's certificate and
+// each fleet's client certificate from it.
 type xdsPKI struct {
 	client client.Client
 	// reader reads the CA Secret from the API server, not from a cache
@@ -50,38 +65,26 @@ type xdsPKI struct {
 }
 
 // ensureCA loads the CA from its Secret, creating the Secret on first start
-// and rotating the CA when it falls due (the old CA stays trusted in the
-// bundle until it expires, so fleets with older client certificates keep
-// connecting while they are reissued).
+// (from the legacy one when an older release left it) and rotating the CA
+// when it falls due (the old CA stays trusted in the bundle until it
+// expires, so fleets with older client certificates keep connecting while
+// they are reissued).
 func (p *xdsPKI) ensureCA(ctx context.Context) (*pki.CA, []*x509.Certificate, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.now()
-	var sec corev1.Secret
 	key := types.NamespacedName{Namespace: p.namespace, Name: p.name}
-	err := p.reader.Get(ctx, key, &sec)
-	if apierrors.IsNotFound(err) {
-		ca, cerr := pki.NewCA("berth-xds-ca", now, caLifetime)
-		if cerr != nil {
-			return nil, nil, cerr
-		}
-		created, cerr := caSecret(key, ca, []*x509.Certificate{ca.Cert})
-		if cerr != nil {
-			return nil, nil, cerr
-		}
-		err = p.client.Create(ctx, created)
-		if err == nil {
-			p.ca, p.bundle = ca, []*x509.Certificate{ca.Cert}
-			return p.ca, p.bundle, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("create xDS CA Secret %s: %w", key, err)
-		}
-		// Another instance made it first: that CA is the one.
-		err = p.reader.Get(ctx, key, &sec)
-	}
+	sec, err := p.readOrCreate(ctx, key, now)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read xDS CA Secret %s: %w", key, err)
+		return nil, nil, err
+	}
+	if sec.Type != caSecretType {
+		return nil, nil, fmt.Errorf("xDS CA Secret %s is of type %q, want %s (delete it to have a new CA made; every fleet is then reissued)", key, sec.Type, caSecretType)
+	}
+	// Only once the new Secret holds the CA does the old one go: a
+	// controller stopped in between finds both and finishes here.
+	if err := p.dropLegacy(ctx); err != nil {
+		return nil, nil, err
 	}
 	ca, err := pki.LoadCA(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
@@ -103,13 +106,103 @@ func (p *xdsPKI) ensureCA(ctx context.Context) (*pki.CA, []*x509.Certificate, er
 			return nil, nil, err
 		}
 		sec.Data = ns.Data
-		if err := p.client.Update(ctx, &sec); err != nil {
+		if err := p.client.Update(ctx, sec); err != nil {
 			return nil, nil, fmt.Errorf("rotate xDS CA in %s (%s): %w", key, d.Reason, err)
 		}
 		ca = next
 	}
 	p.ca, p.bundle = ca, bundle
 	return ca, bundle, nil
+}
+
+// readOrCreate reads the CA Secret, or creates it: with the legacy
+// Secret's data when there is one, else with a new CA. When another
+// instance creates it first, that one is read.
+func (p *xdsPKI) readOrCreate(ctx context.Context, key types.NamespacedName, now time.Time) (*corev1.Secret, error) {
+	var sec corev1.Secret
+	err := p.reader.Get(ctx, key, &sec)
+	if err == nil {
+		return &sec, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("read xDS CA Secret %s: %w", key, err)
+	}
+	created, err := p.fromLegacy(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	if created == nil {
+		ca, err := pki.NewCA("berth-xds-ca", now, caLifetime)
+		if err != nil {
+			return nil, err
+		}
+		if created, err = caSecret(key, ca, []*x509.Certificate{ca.Cert}); err != nil {
+			return nil, err
+		}
+	}
+	err = p.client.Create(ctx, created)
+	if err == nil {
+		return created, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create xDS CA Secret %s: %w", key, err)
+	}
+	// Another instance made it first: that CA is the one.
+	if err := p.reader.Get(ctx, key, &sec); err != nil {
+		return nil, fmt.Errorf("read xDS CA Secret %s: %w", key, err)
+	}
+	return &sec, nil
+}
+
+// legacy reads the CA Secret an older release made, nil when there is none
+// (or the Secret of that name is not one berth-controller made).
+func (p *xdsPKI) legacy(ctx context.Context) (*corev1.Secret, error) {
+	if p.name == legacyCASecret {
+		return nil, nil
+	}
+	var old corev1.Secret
+	err := p.reader.Get(ctx, types.NamespacedName{Namespace: p.namespace, Name: legacyCASecret}, &old)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the xDS CA Secret of an older release %s/%s: %w", p.namespace, legacyCASecret, err)
+	}
+	if old.Type != corev1.SecretTypeTLS || old.Labels[managedByLabel] != managedBy {
+		return nil, nil
+	}
+	return &old, nil
+}
+
+// fromLegacy is the new CA Secret holding the legacy one's data, nil when
+// there is no legacy Secret.
+func (p *xdsPKI) fromLegacy(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	old, err := p.legacy(ctx)
+	if err != nil || old == nil {
+		return nil, err
+	}
+	if _, err := pki.LoadCA(old.Data[corev1.TLSCertKey], old.Data[corev1.TLSPrivateKeyKey]); err != nil {
+		// Nothing worth keeping: a new CA is made, and the old Secret goes.
+		return nil, nil
+	}
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{managedByLabel: managedBy}},
+		Type:       caSecretType,
+		Data:       old.Data,
+	}, nil
+}
+
+// dropLegacy deletes the legacy CA Secret, if it is still there.
+func (p *xdsPKI) dropLegacy(ctx context.Context) error {
+	old, err := p.legacy(ctx)
+	if err != nil || old == nil {
+		return err
+	}
+	err = p.client.Delete(ctx, old, client.Preconditions{UID: &old.UID})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the xDS CA Secret of an older release %s/%s (its CA moved to %s): %w", p.namespace, legacyCASecret, p.name, err)
+	}
+	return nil
 }
 
 func unexpired(certs []*x509.Certificate, now time.Time) []*x509.Certificate {
@@ -128,8 +221,8 @@ func caSecret(key types.NamespacedName, ca *pki.CA, bundle []*x509.Certificate) 
 		return nil, err
 	}
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "berth-controller"}},
-		Type:       corev1.SecretTypeTLS,
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{managedByLabel: managedBy}},
+		Type:       caSecretType,
 		Data: map[string][]byte{
 			corev1.TLSCertKey:       ca.CertPEM(),
 			corev1.TLSPrivateKeyKey: keyPEM,

@@ -3,6 +3,7 @@ package gatewayapi
 import (
 	"crypto/tls"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -61,10 +62,14 @@ func resolveCertificates(gw *gwv1.Gateway, spec *gwv1.Listener, ix *index, unres
 }
 
 // certificate reads a kubernetes.io/tls Secret, checking that the chain
-// and key parse and belong together so Envoy never rejects them.
+// and key parse and belong together so Envoy never rejects them. Berth's
+// own Secrets are refused (ownSecret), whatever grants allow.
 func certificate(s *corev1.Secret) (*ir.Certificate, error) {
 	if s == nil {
 		return nil, fmt.Errorf("no such Secret")
+	}
+	if why := ownSecret(s); why != "" {
+		return nil, fmt.Errorf("%s: Berth never serves it as a certificate; use a Secret of your own", why)
 	}
 	if s.Type != corev1.SecretTypeTLS {
 		return nil, fmt.Errorf("type is %q, want %s", s.Type, corev1.SecretTypeTLS)
@@ -77,4 +82,32 @@ func certificate(s *corev1.Secret) (*ir.Certificate, error) {
 		return nil, fmt.Errorf("certificate and key: %w", err)
 	}
 	return &ir.Certificate{Chain: chain, Key: key}, nil
+}
+
+// Labels that mark Berth's own Secrets.
+const (
+	labelManagedBy = "app.kubernetes.io/managed-by"
+	labelName      = "app.kubernetes.io/name"
+	labelComponent = "app.kubernetes.io/component"
+)
+
+// ownSecret says why s is one of Berth's own Secrets, or "" when it is
+// not: the xDS CA (a type of Berth's own, berth.dev/xds-ca; before an
+// upgrade a kubernetes.io/tls Secret made by berth-controller), the Envoy
+// fleets' xDS client certificates (made by berth-controller), and what
+// the chart makes (the heartbeat key). Serving one would hand its key to
+// every client of the listener: with the CA's or a fleet's, anyone could
+// pose as an Envoy fleet to the xDS server and pull every Gateway's keys.
+// Labels and types in the Secret's own namespace decide, so who can make
+// such a Secret could only refuse it to their own listeners.
+func ownSecret(s *corev1.Secret) string {
+	switch {
+	case strings.HasPrefix(string(s.Type), "berth.dev/"):
+		return fmt.Sprintf("Secret of Berth's own type %s", s.Type)
+	case s.Labels[labelManagedBy] == "berth-controller":
+		return fmt.Sprintf("Secret made by berth-controller (label %s), the xDS CA's or an Envoy fleet's", labelManagedBy)
+	case s.Labels[labelName] == "berth" && s.Labels[labelComponent] != "":
+		return fmt.Sprintf("Secret of Berth's %s (label %s=berth)", s.Labels[labelComponent], labelName)
+	}
+	return ""
 }
