@@ -212,6 +212,36 @@ func TestKeptRequestIsSlim(t *testing.T) {
 	}
 }
 
+// TestKeptDeltaRequestIsSlim is TestKeptRequestIsSlim over delta xDS.
+func TestKeptDeltaRequestIsSlim(t *testing.T) {
+	const pad = 512 << 10
+	e := newEnv(t)
+	if err := e.srv.Set(context.Background(), groupA, "a1", config{prefix: "a", backends: 1}.all(t)); err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Repeat("p", pad)
+	n := node("envoy-1", groupA)
+	n.UserAgentName = p
+	n.Extensions = []*core.Extension{{Name: p}}
+	req := &discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: resource.ClusterType,
+		ResourceLocatorsSubscribe: []*discovery.ResourceLocator{{Name: p}}}
+	req.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 1000, protowire.BytesType), []byte(p)))
+	d := e.delta(groupA, "unused", groupA)
+	d.node = true // the request carries its own node
+	d.send(req)
+	r := d.recv()
+	d.send(&discovery.DeltaDiscoveryRequest{TypeUrl: resource.ClusterType, ResponseNonce: r.GetNonce(), ErrorDetail: &rpcstatus.Status{Code: 3, Message: p}})
+	e.waitStatus(groupA, "the NACK", func(s GroupStatus) bool { return s.LastNACK != nil })
+	var k kept
+	eventually(t, "the watch after the NACK", func() bool { k = e.kept(groupA); return k.watches == 1 })
+	if k.subs != 1 || k.bytes > 512 || k.bytes == 0 {
+		t.Errorf("kept %v subscriptions of %v bytes, want 1 of at most 512", k.subs, k.bytes)
+	}
+	if k.cacheNodeSize > 256 {
+		t.Errorf("the cache holds a node of %d bytes, want the node's id and group", k.cacheNodeSize)
+	}
+}
+
 // TestNodeSizeBounded: a node whose metadata is larger than the bound (16 KiB by
 // default) is refused; one under it is served.
 func TestNodeSizeBounded(t *testing.T) {
