@@ -134,7 +134,7 @@ func demoGateway(ctx context.Context, cfg Config, out io.Writer) int {
 	var cfgs adsclient.Config
 	// The fleet's Secret appears with the first sync; retry until served.
 	for {
-		cfgs, _, err = adsclient.FetchFleet(fctx, c, adsclient.GatewayFleet(DemoNamespace, DemoGateway), cfg.XDSAddress(p), "")
+		cfgs, _, err = adsclient.FetchFleet(fctx, c, adsclient.GatewayFleet(Namespace, DemoNamespace, DemoGateway), cfg.XDSAddress(p), "")
 		if err == nil || fctx.Err() != nil {
 			break
 		}

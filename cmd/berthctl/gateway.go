@@ -34,7 +34,7 @@ func newGatewayConfig() *cobra.Command {
 		Short: "Print the listeners, routes, clusters, endpoints and secrets a Gateway's Envoys are served",
 		Long: `Connects to berth-controller's xDS server as an observer of the Gateway's node
 group, with the client certificate the controller keeps in the Gateway's
-fleet Secret (so it needs read access to that Secret), and prints what that
+fleet Secret in its own namespace (so it needs read access to that Secret), and prints what that
 group is served, as YAML. Private keys are shown only as their digest. An
 observer never counts as an Envoy: printing does not make a Gateway
 Programmed. With --ingress-class, prints the IngressClass's configuration.`,
@@ -56,7 +56,7 @@ Programmed. With --ingress-class, prints the IngressClass's configuration.`,
 				if !ok || ns == "" || name == "" {
 					return fmt.Errorf("want NAMESPACE/GATEWAY, got %q", args[0])
 				}
-				f = adsclient.GatewayFleet(ns, name)
+				f = adsclient.GatewayFleet(namespace, ns, name)
 			default:
 				return fmt.Errorf("name a Gateway (NAMESPACE/GATEWAY) or an --ingress-class, not both")
 			}
@@ -87,7 +87,7 @@ Programmed. With --ingress-class, prints the IngressClass's configuration.`,
 	cmd.Flags().StringVar(&xdsAddr, "xds-address", "", "host:port of berth-controller's xDS server")
 	cmd.Flags().StringVar(&serverName, "server-name", "", "name the xDS server's certificate carries (default: the --xds-address host; berth-xds.berth-system.svc through a port-forward)")
 	cmd.Flags().StringVar(&ingressClass, "ingress-class", "", "print an IngressClass's configuration instead of a Gateway's")
-	cmd.Flags().StringVar(&namespace, "namespace", "berth-system", "berth-controller's namespace (where the IngressClass fleets live)")
+	cmd.Flags().StringVar(&namespace, "namespace", "berth-system", "berth-controller's namespace (where every Envoy fleet lives)")
 	cmd.Flags().StringVar(&labName, "lab", "", "take --kubeconfig and --xds-address from the named local lab")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	return cmd

@@ -87,19 +87,32 @@ func TestGatewayInTheLab(t *testing.T) {
 		}
 	}
 
-	// Deleting the Gateway: the garbage collector takes its fleet.
-	base := provision.ObjectName("gw", "edge")
+	// The fleet lives in Berth's namespace, none of it in the Gateway's
+	// (whose tenants could otherwise mount its client certificate).
+	base := provision.GatewayFleetName(ns, "edge")
+	fleet := []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: lab.Namespace, Name: base}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: lab.Namespace, Name: base}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: lab.Namespace, Name: base}},
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: lab.Namespace, Name: provision.ConfigMapName(base)}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: lab.Namespace, Name: provision.SecretName(base)}},
+	}
+	for _, o := range fleet {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+			t.Errorf("fleet %T %s in %s: %v", o, o.GetName(), lab.Namespace, err)
+		}
+	}
+	var deps appsv1.DeploymentList
+	if err := c.List(ctx, &deps, client.InNamespace(ns)); err != nil || len(deps.Items) != 0 {
+		t.Errorf("Deployments in the Gateway's namespace: %d (%v), want none", len(deps.Items), err)
+	}
+
+	// Deleting the Gateway: the controller removes its fleet by its labels
+	// (no owner reference crosses namespaces).
 	if err := c.Delete(ctx, &gw); err != nil {
 		t.Fatal(err)
 	}
-	fleet := []client.Object{
-		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: base}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: base}},
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: base}},
-		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: provision.ConfigMapName(base)}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: provision.SecretName(base)}},
-	}
-	waitFor(ctx, t, "the Gateway's fleet to be collected", func() error {
+	waitFor(ctx, t, "the Gateway's fleet to be removed", func() error {
 		for _, o := range fleet {
 			err := c.Get(ctx, client.ObjectKeyFromObject(o), o)
 			if err == nil {

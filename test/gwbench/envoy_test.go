@@ -30,11 +30,11 @@ type envoy struct {
 	c *adsclient.Client
 }
 
-// fleetTLS waits for the fleet Secret the controller writes next to the
-// Gateway and returns a client TLS config with its certificate.
+// fleetTLS waits for the fleet Secret the controller writes into its
+// namespace and returns a client TLS config with its certificate.
 func fleetTLS(ctx context.Context, c *cluster, serverName string) (*tls.Config, error) {
 	var sec corev1.Secret
-	key := client.ObjectKey{Namespace: benchgen.GatewayNamespace, Name: provision.SecretName(provision.ObjectName("gw", benchgen.GatewayName))}
+	key := client.ObjectKey{Namespace: controllerNS, Name: provision.SecretName(provision.GatewayFleetName(benchgen.GatewayNamespace, benchgen.GatewayName))}
 	for {
 		err := c.c.Get(ctx, key, &sec)
 		if err == nil {

@@ -22,9 +22,9 @@ type Fleet struct {
 	Namespace, Name string
 }
 
-// GatewayFleet is the fleet of a Gateway.
-func GatewayFleet(namespace, name string) Fleet {
-	return Fleet{Group: pki.GatewayGroup(namespace, name), Namespace: namespace, Name: provision.ObjectName("gw", name)}
+// GatewayFleet is the fleet of a Gateway, in the controller's namespace.
+func GatewayFleet(controllerNamespace, namespace, name string) Fleet {
+	return Fleet{Group: pki.GatewayGroup(namespace, name), Namespace: controllerNamespace, Name: provision.GatewayFleetName(namespace, name)}
 }
 
 // IngressFleet is the fleet of an IngressClass, in the controller's namespace.
