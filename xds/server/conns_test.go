@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/berthnet/berth/xds/pki"
@@ -215,4 +218,52 @@ func TestConnectionMaxAge(t *testing.T) {
 		t.Errorf("stream past its connection's age: %v, want it ended (Unavailable)", err)
 	}
 	admitted(t, e, conn, "envoy-1", groupA)
+}
+
+// TestHandshakeByDroppedCARefused: a handshake verified with the CAs of before a
+// SetCredentials that dropped its CA, but counted after it (so recheck did not see it),
+// is refused as it is counted. The TLS state is built by hand: the interleaving cannot be
+// forced over a socket.
+func TestHandshakeByDroppedCARefused(t *testing.T) {
+	e := newEnv(t)
+	old := e.ca
+	stale, err := old.IssueClient(groupA, time.Now(), pki.DefaultLeafLifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := newCA(t)
+	fresh, err := next.IssueClient(groupA, time.Now(), pki.DefaultLeafLifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.SetCredentials(serverCreds(t, next)); err != nil {
+		t.Fatal(err)
+	}
+	verified := func(kp *pki.KeyPair, ca *pki.CA) credentials.TLSInfo {
+		return credentials.TLSInfo{State: tls.ConnectionState{
+			PeerCertificates: []*x509.Certificate{kp.Cert},
+			VerifiedChains:   [][]*x509.Certificate{{kp.Cert, ca.Cert}},
+		}}
+	}
+	a, b := net.Pipe()
+	defer b.Close()
+	if _, err := e.srv.conns.admit(a, verified(stale, old)); err == nil || !strings.Contains(err.Error(), "do not verify") {
+		t.Errorf("a handshake verified by the dropped CA: %v, want refused", err)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.refusedConns.WithLabelValues(closedCARotated)); got != 1 {
+		t.Errorf("refused connections (ca_rotated) %v, want 1", got)
+	}
+	c, d := net.Pipe()
+	defer d.Close()
+	admittedConn, err := e.srv.conns.admit(c, verified(fresh, next))
+	if err != nil {
+		t.Fatalf("a handshake verified by the CA trusted now: %v", err)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.conns); got != 1 {
+		t.Errorf("open connections %v, want 1", got)
+	}
+	_ = admittedConn.Close()
+	if got := testutil.ToFloat64(e.srv.metrics.conns); got != 0 {
+		t.Errorf("open connections after Close %v, want 0", got)
+	}
 }
