@@ -17,9 +17,10 @@ import (
 // addresses are on no interface (the service proxy catches their traffic),
 // so the kernel would not answer for them.
 type ARPServer struct {
-	ifi    *net.Interface
-	conn   *packet.Conn
-	probes probes
+	ifi     *net.Interface
+	conn    *packet.Conn
+	probes  probes
+	limiter *replyLimiter
 }
 
 // ListenARP opens a packet socket for ARP on ifi, in the network namespace
@@ -29,8 +30,12 @@ func ListenARP(ifi *net.Interface) (*ARPServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ARP socket on %s: %w", ifi.Name, err)
 	}
-	return &ARPServer{ifi: ifi, conn: c}, nil
+	return &ARPServer{ifi: ifi, conn: c, limiter: newReplyLimiter(DefaultReplyLimit)}, nil
 }
+
+// LimitReplies sets the replies one requester (by Ethernet source) gets;
+// DefaultReplyLimit until set. Call it before Serve.
+func (s *ARPServer) LimitReplies(l ReplyLimit) { s.limiter = newReplyLimiter(l) }
 
 // Serve answers until ctx ends or the socket fails; every frame's outcome
 // goes to log (nil: none), for debugging and metrics. A frame in which
@@ -59,6 +64,11 @@ func (s *ARPServer) Serve(ctx context.Context, owned Owned, log func(reason stri
 		frame, mac := buf[:n], s.ifi.HardwareAddr
 		s.probes.offer(func(addr netip.Addr) *Contender { return ARPConflict(frame, mac, addr) })
 		reply, why := ARPReply(frame, mac, owned)
+		// The reply goes to the request's Ethernet source (its first six
+		// bytes): the requester, whose allowance it draws on.
+		if reply != nil && !s.limiter.allow(string(reply[:6])) {
+			why, reply = limitedReason(why, net.HardwareAddr(reply[:6]).String()), nil
+		}
 		if addr, hw := arpClaim(frame, mac); hw != nil && owned(addr) {
 			why = conflictReason(addr, hw, why)
 		}

@@ -32,7 +32,7 @@ func NewMetrics() *Metrics {
 		live: prometheus.NewGauge(prometheus.GaugeOpts{Name: "berth_agent_l2_live_agents",
 			Help: "Agents this node hears heartbeats from, itself included."}),
 		frames: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "berth_agent_l2_frames_total",
-			Help: "ARP and NDP frames received, by outcome: answered, ignored, garbled, conflict (another host claims an address this node announces)."}, []string{"outcome"}),
+			Help: "ARP and NDP frames received, by outcome: answered, limited (a request not answered: its source is over its reply limit), ignored, garbled, conflict (another host claims an address this node announces)."}, []string{"outcome"}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_takeovers_total",
 			Help: "Addresses this node started announcing."}),
 		releases: prometheus.NewCounter(prometheus.CounterOpts{Name: "berth_agent_l2_releases_total",
@@ -126,6 +126,8 @@ func (m *Metrics) frame(reason string) {
 	switch {
 	case strings.HasPrefix(reason, "answered"):
 		outcome = "answered"
+	case strings.HasPrefix(reason, LimitedReason):
+		outcome = "limited"
 	case strings.HasPrefix(reason, "garbled"), strings.HasPrefix(reason, "not an Ethernet"):
 		outcome = "garbled"
 	case strings.Contains(reason, "conflict"):

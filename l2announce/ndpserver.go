@@ -35,9 +35,10 @@ import (
 // threads all stay in the host namespace; tests give the interface a name
 // of its own.
 type NDPServer struct {
-	ifi    *net.Interface
-	conn   *ndp.Conn
-	probes probes
+	ifi     *net.Interface
+	conn    *ndp.Conn
+	probes  probes
+	limiter *replyLimiter
 
 	mu     sync.Mutex
 	groups groups
@@ -65,8 +66,12 @@ func ListenNDP(ifi *net.Interface) (*NDPServer, error) {
 		c.Close()
 		return nil, fmt.Errorf("NDP socket on %s: hop limit control message: %w", ifi.Name, err)
 	}
-	return &NDPServer{ifi: ifi, conn: c, groups: groups{}}, nil
+	return &NDPServer{ifi: ifi, conn: c, groups: groups{}, limiter: newReplyLimiter(DefaultReplyLimit)}, nil
 }
+
+// LimitReplies sets the advertisements one solicitor (by IPv6 source
+// address) gets; DefaultReplyLimit until set. Call it before Serve.
+func (s *NDPServer) LimitReplies(l ReplyLimit) { s.limiter = newReplyLimiter(l) }
 
 // Serve answers until ctx ends (then it closes the socket) or the socket
 // fails; every message's outcome goes to log (nil: none), for debugging
@@ -105,6 +110,9 @@ func (s *NDPServer) Serve(ctx context.Context, owned Owned, log func(reason stri
 		msg := buf[:n]
 		s.probes.offer(func(addr netip.Addr) *Contender { return NDPConflict(msg, mac, addr) })
 		advert, dst, why := NDPAdvert(msg, src, mac, owned)
+		if advert != nil && !s.limiter.allow(src.String()) {
+			why, advert = limitedReason(why, src.String()), nil
+		}
 		if addr, hw := ndpClaim(msg, mac); hw != nil && owned(addr) {
 			why = conflictReason(addr, hw, why)
 		}

@@ -40,7 +40,11 @@ type LinkIO interface {
 }
 
 // KernelNetwork is the network namespace the agent runs in.
-type KernelNetwork struct{}
+type KernelNetwork struct {
+	// ReplyLimit bounds the replies each requester gets on each link;
+	// DefaultReplyLimit when nil.
+	ReplyLimit *ReplyLimit
+}
 
 // Links lists the namespace's links (ReadLinks).
 func (KernelNetwork) Links() ([]Link, error) { return ReadLinks() }
@@ -51,7 +55,7 @@ func (KernelNetwork) WatchLinks(ctx context.Context, changed func()) error {
 }
 
 // Open opens the ARP and NDP sockets of the named link.
-func (KernelNetwork) Open(link string) (LinkIO, error) {
+func (k KernelNetwork) Open(link string) (LinkIO, error) {
 	ifi, err := net.InterfaceByName(link)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", link, err)
@@ -59,6 +63,9 @@ func (KernelNetwork) Open(link string) (LinkIO, error) {
 	rs, err := OpenResponders(ifi)
 	if err != nil {
 		return nil, fmt.Errorf("interface %s: %w", link, err)
+	}
+	if k.ReplyLimit != nil {
+		rs.LimitReplies(*k.ReplyLimit)
 	}
 	return rs, nil
 }

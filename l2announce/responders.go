@@ -25,6 +25,8 @@ type Responders struct {
 	ndp    *NDPServer
 	ndpErr error
 	joined map[netip.Addr]bool
+	// limit, if set, is the ReplyLimit of both servers.
+	limit *ReplyLimit
 }
 
 // OpenResponders opens the ARP and NDP sockets of ifi in the calling
@@ -40,6 +42,18 @@ func OpenResponders(ifi *net.Interface) (*Responders, error) {
 		r.ndp = nil
 	}
 	return r, nil
+}
+
+// LimitReplies sets the ReplyLimit of both servers (DefaultReplyLimit
+// until set). Call it before Serve.
+func (r *Responders) LimitReplies(l ReplyLimit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.limit = &l
+	r.arp.LimitReplies(l)
+	if r.ndp != nil {
+		r.ndp.LimitReplies(l)
+	}
 }
 
 // Serve answers on both sockets until ctx ends, Close is called or one of
@@ -78,6 +92,9 @@ func (r *Responders) serveNDP(ctx context.Context, owned Owned, log func(reason 
 		s := r.ndp
 		if s == nil {
 			if s, r.ndpErr = ListenNDP(r.ifi); r.ndpErr == nil {
+				if r.limit != nil {
+					s.LimitReplies(*r.limit)
+				}
 				r.ndp = s
 				for a := range r.joined {
 					_ = s.Join(a)

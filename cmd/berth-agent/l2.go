@@ -30,6 +30,8 @@ type l2Options struct {
 	deadAfter      time.Duration
 	window         time.Duration
 	acceptV1       bool
+	replyRate      float64
+	replyBurst     int
 	serveUnclassed bool
 	// key is the heartbeat key check read.
 	key []byte
@@ -43,6 +45,8 @@ func (o *l2Options) bind(fs *flag.FlagSet) {
 	fs.DurationVar(&o.deadAfter, "l2-dead-after", 400*time.Millisecond, "silence after which a peer is taken for dead and its addresses move")
 	fs.DurationVar(&o.window, "l2-heartbeat-window", l2announce.DefaultWindow, "how far a heartbeat's time may be from the receiver's clock; older (replayed) or later ones are refused, so the nodes' clocks must agree closer than this")
 	fs.BoolVar(&o.acceptV1, "l2-heartbeat-v1", true, "also take and send the previous release's heartbeats (version 1), so agents of both releases hear each other during an upgrade; turn off once every agent runs this release")
+	fs.Float64Var(&o.replyRate, "l2-reply-rate", l2announce.DefaultReplyLimit.Rate, "ARP replies and neighbour advertisements a second one requester (Ethernet source for ARP, IPv6 source for NDP) gets on one interface, after --l2-reply-burst; requests over it go unanswered (frames_total{outcome=\"limited\"}); 0: no limit")
+	fs.IntVar(&o.replyBurst, "l2-reply-burst", l2announce.DefaultReplyLimit.Burst, "replies one requester gets at once before --l2-reply-rate applies")
 	fs.BoolVar(&o.serveUnclassed, "serve-unclassed-services", true, "announce LoadBalancer Services with no loadBalancerClass too (as berth-controller's flag of the same name)")
 }
 
@@ -57,6 +61,9 @@ func (o *l2Options) check() error {
 	}
 	if o.port == 0 || o.port > 65535 || o.interval <= 0 || o.deadAfter < 2*o.interval {
 		return fmt.Errorf("--l2-heartbeat-port must be 1-65535 and --l2-dead-after at least twice --l2-heartbeat-interval")
+	}
+	if o.replyRate < 0 || o.replyBurst < 1 {
+		return fmt.Errorf("--l2-reply-rate must be 0 (no limit) or more and --l2-reply-burst at least 1")
 	}
 	if o.window < o.deadAfter {
 		return fmt.Errorf("--l2-heartbeat-window (%s) must be at least --l2-dead-after (%s)", o.window, o.deadAfter)
@@ -116,7 +123,7 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		Metrics:       metrics,
 		Log:           ctrl.Log.WithName("l2"),
 		Clock:         clk,
-		Network:       l2announce.KernelNetwork{},
+		Network:       l2announce.KernelNetwork{ReplyLimit: &l2announce.ReplyLimit{Rate: o.replyRate, Burst: o.replyBurst, Now: clk.Now}},
 	}
 	runner.Announcer = ann
 	if err := mgr.AddReadyzCheck("l2", func(*http.Request) error { return runner.Ready() }); err != nil {

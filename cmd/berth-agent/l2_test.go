@@ -38,6 +38,8 @@ func TestL2KeyRequired(t *testing.T) {
 		{[]string{"--l2-key-file", short}, []string{"--l2-key-file " + short, "8 bytes", "at least 16"}},
 		{[]string{"--l2-key-file", good, "--l2-dead-after", "150ms"}, []string{"--l2-dead-after at least twice --l2-heartbeat-interval"}},
 		{[]string{"--l2-key-file", good, "--l2-heartbeat-window", "300ms"}, []string{"--l2-heartbeat-window (300ms) must be at least --l2-dead-after (400ms)"}},
+		{[]string{"--l2-key-file", good, "--l2-reply-burst", "0"}, []string{"--l2-reply-burst at least 1"}},
+		{[]string{"--l2-key-file", good, "--l2-reply-rate", "-1"}, []string{"--l2-reply-rate must be 0 (no limit) or more"}},
 		{[]string{"--l2-key-file", good}, nil},
 	} {
 		fs := flag.NewFlagSet("berth-agent", flag.ContinueOnError)
