@@ -1,12 +1,16 @@
 package privilege_test
 
 import (
+	"crypto/tls"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/berthnet/berth/test/netnstest"
 )
 
 // TestAgentCapabilities runs berth-agent, after `berth-agent init`, with
@@ -48,6 +52,23 @@ func TestAgentCapabilities(t *testing.T) {
 			}
 		}
 		waitFor(t, n, "ARP answered for "+lbAddr, func() (bool, string) { return arpAnswered(t, n) })
+
+		// Probes and metrics on the node's address alone (the chart's
+		// --serve-address=$(HOST_IP)); metrics over HTTPS, refused without a token.
+		if resp, err := netnstest.HTTPClient(n.ns).Get("http://127.0.0.1:" + probePort + "/readyz"); err == nil {
+			resp.Body.Close()
+			t.Errorf("probes answer on 127.0.0.1 too (%s)", resp.Status)
+		}
+		c := netnstest.HTTPClient(n.ns)
+		c.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		resp, err := c.Get("https://" + net.JoinHostPort(nodeAddr, "9190") + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("metrics without a token: %s, want 401", resp.Status)
+		}
 	})
 
 	t.Run("without NET_RAW", func(t *testing.T) {
