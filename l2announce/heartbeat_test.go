@@ -2,6 +2,8 @@ package l2announce
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -121,5 +123,74 @@ func TestHeartbeatsLarge(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("an oversized datagram was not refused")
+	}
+}
+
+// A rolling upgrade over real sockets: a new agent (AcceptV1) and a peer
+// still on the release before, which speaks version 1 only and checks it
+// as that release did (the HMAC under the shared secret itself). The new
+// agent sends it a version-1 copy it would take and hears its version-1
+// heartbeats; once the peer speaks version 2, the copies stop.
+func TestHeartbeatsMixedVersions(t *testing.T) {
+	key := hbSecret
+	m := &Members{Self: "new", Key: key, DeadAfter: time.Second, AcceptV1: true}
+	conn, newAt := loopbackConn(t, "127.0.0.1")
+	old, oldAt := loopbackConn(t, "127.0.0.4")
+	defer old.Close()
+	h := &Heartbeats{Members: m, Interval: 20 * time.Millisecond, Peers: func() *PeerSet { return peerAt("old", oldAt) }}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.Run(ctx, []*net.UDPConn{conn}, nil) }()
+	defer func() { stop(); <-done }()
+
+	_ = old.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, MaxHeartbeatSize)
+	next := func() []byte {
+		t.Helper()
+		n, _, err := old.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatalf("the old agent got nothing: %v", err)
+		}
+		return append([]byte(nil), buf[:n]...)
+	}
+	// The release before's check: version 1, HMAC-SHA256 under the secret.
+	oldTakes := func(b []byte) bool {
+		mac := hmac.New(sha256.New, key)
+		mac.Write(b[:len(b)-sha256.Size])
+		return b[0] == 1 && hmac.Equal(mac.Sum(nil), b[len(b)-sha256.Size:])
+	}
+	var sawV1, sawV2 bool
+	for !sawV1 || !sawV2 {
+		b := next()
+		switch {
+		case oldTakes(b):
+			sawV1 = true
+		case b[0] == 2:
+			sawV2 = true
+		default:
+			t.Fatalf("a datagram the old agent cannot take and that is no version 2: %x", b)
+		}
+	}
+	send := func(b []byte) {
+		t.Helper()
+		if _, err := old.WriteToUDPAddrPort(b, newAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(handHeartbeat(1, key, false, time.Now().UnixNano(), "old"))
+	waitFor(t, "the new agent to hear the old one", func() bool { return len(m.Alive()) == 2 })
+
+	// The old agent is upgraded.
+	send(handHeartbeat(2, handKey("old"), false, time.Now().UnixNano(), "old"))
+	waitFor(t, "the new agent to hear version 2", func() bool { return m.SpeaksV2("old") })
+	// A round under way may still carry a copy; none after it.
+	var versions []byte
+	for range 10 {
+		versions = append(versions, next()[0])
+	}
+	for i, v := range versions[2:] {
+		if v != 2 {
+			t.Fatalf("datagram %d after the peer spoke version 2 is version %d (all: %v)", i+2, v, versions)
+		}
 	}
 }
