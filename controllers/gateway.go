@@ -164,6 +164,7 @@ func SetupGateway(mgr ctrl.Manager, opts GatewayOptions, reg prometheus.Register
 		applied:  map[string]string{},
 
 		ingressProblems: map[string]string{},
+		addressProblems: map[string]string{},
 		dirty:           map[string]bool{},
 		lists:           newGatewayLists(),
 	}

@@ -14,12 +14,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/xds/gatewayapi"
@@ -313,4 +315,28 @@ func (e *gatewayEngine) fleetAddresses(ctx context.Context, namespace, name stri
 		}
 	}
 	return out
+}
+
+// reportAddressProblem tells a Gateway's owners, in a Warning event on the
+// Gateway, why its fleet's Service has no address: IPAM's events are on
+// that Service, in the controller's namespace, which they may not read.
+// Once per distinct problem; the reason is IPAM's (RequestedIPNotInPool,
+// PoolExhausted, ...).
+func (e *gatewayEngine) reportAddressProblem(ctx context.Context, gw *gwv1.Gateway, addressed bool) {
+	key := gw.Namespace + "/" + gw.Name
+	var svc corev1.Service
+	name := provision.GatewayFleetName(gw.Namespace, gw.Name)
+	if addressed || e.client.Get(ctx, types.NamespacedName{Namespace: e.opts.Namespace, Name: name}, &svc) != nil {
+		delete(e.addressProblems, key)
+		return
+	}
+	c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressAllocated)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		delete(e.addressProblems, key)
+		return
+	}
+	if problem := c.Reason + ": " + c.Message; e.addressProblems[key] != problem {
+		e.addressProblems[key] = problem
+		e.recorder.Eventf(gw, nil, corev1.EventTypeWarning, c.Reason, "Allocate", "the Gateway's Service %s/%s has no address: %s", svc.Namespace, svc.Name, c.Message)
+	}
 }

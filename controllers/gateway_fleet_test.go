@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -194,6 +195,29 @@ func TestGatewayFleetAddressFromGatewayNamespacePool(t *testing.T) {
 			return fmt.Errorf("ingress %+v, want 198.51.100.32 from gw-pool", in)
 		}
 		return nil
+	})
+}
+
+// Why a Gateway's Service has no address reaches the Gateway's owners, in
+// its namespace: IPAM's own events are on the Service in berth-system.
+func TestGatewayAddressProblemIsAnEventOnTheGateway(t *testing.T) {
+	e := newGWEnv(t)
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "nowhere"}})
+	e.create(berthClass())
+	gw := httpGateway("nowhere", "edge")
+	gw.Spec.Addresses = []gwv1.GatewaySpecAddress{{Type: ptr.To(gwv1.IPAddressType), Value: "198.51.100.99"}} // outside gw-pool
+	e.create(gw)
+	e.eventually("a RequestedIPNotInPool event on the Gateway", func() error {
+		var evs eventsv1.EventList
+		if err := e.c.List(e.ctx, &evs, client.InNamespace("nowhere")); err != nil {
+			return err
+		}
+		for _, ev := range evs.Items {
+			if ev.Regarding.Kind == "Gateway" && ev.Regarding.Name == "edge" && ev.Reason == "RequestedIPNotInPool" && ev.Type == corev1.EventTypeWarning {
+				return nil
+			}
+		}
+		return fmt.Errorf("%d events in nowhere, none about the address", len(evs.Items))
 	})
 }
 

@@ -207,6 +207,7 @@ func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayRe
 		}
 		prog.Addresses = append(prog.Addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a})
 	}
+	e.reportAddressProblem(ctx, &obj, len(prog.Addresses) > 0)
 	gatewayapi.SetProgrammed(st, g.Generation, prog)
 	st.Conditions = keepTransitions(obj.Status.Conditions, st.Conditions)
 	for i := range st.Listeners {

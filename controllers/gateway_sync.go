@@ -67,6 +67,9 @@ type gatewayEngine struct {
 	applied map[string]string
 	// ingressProblems are the problems last reported per Ingress.
 	ingressProblems map[string]string
+	// addressProblems are the address problems last reported per Gateway
+	// (reportAddressProblem).
+	addressProblems map[string]string
 	// routesWritten is what each route's status was known to hold after
 	// the last status pass, by "<kind>/<namespace>/<name>".
 	routesWritten map[routeStatusKey]*routeWritten
