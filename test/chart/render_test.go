@@ -464,3 +464,57 @@ func subset(sel, labels map[string]string) bool {
 	}
 	return len(sel) > 0
 }
+
+// The controller writes fleets only in the release's namespace (issue 19
+// item 8): its ClusterRole creates, updates and patches nothing but status
+// subresources and events, and deletes only the kinds of the previous
+// release's fleets (their migration); its Role in the release's namespace
+// writes the fleets' kinds. Expected verbs written by hand.
+func TestControllerWritesOnlyInReleaseNamespace(t *testing.T) {
+	objs := mustRender(t)
+	writes := map[string]bool{"create": true, "update": true, "patch": true, "delete": true, "deletecollection": true, "*": true}
+	migration := map[string]bool{"secrets": true, "configmaps": true, "serviceaccounts": true, "services": true, "deployments": true}
+	rules := func(o *unstructured.Unstructured) []map[string]any {
+		raw, _, _ := unstructured.NestedSlice(o.Object, "rules")
+		var out []map[string]any
+		for _, r := range raw {
+			out = append(out, r.(map[string]any))
+		}
+		return out
+	}
+	strs := func(r map[string]any, k string) []string {
+		v, _, _ := unstructured.NestedStringSlice(r, k)
+		return v
+	}
+	for _, r := range rules(objs.must(t, "ClusterRole", "berth-controller")) {
+		for _, res := range strs(r, "resources") {
+			for _, v := range strs(r, "verbs") {
+				if !writes[v] || strings.HasSuffix(res, "/status") || res == "events" {
+					continue
+				}
+				if v == "delete" && migration[res] {
+					continue
+				}
+				t.Errorf("the controller's ClusterRole may %s %s in every namespace", v, res)
+			}
+		}
+	}
+	role := objs.must(t, "Role", "berth-controller")
+	if role.GetNamespace() != namespace {
+		t.Fatalf("Role berth-controller in %q", role.GetNamespace())
+	}
+	can := map[string]bool{}
+	for _, r := range rules(role) {
+		for _, res := range strs(r, "resources") {
+			for _, v := range strs(r, "verbs") {
+				can[v+" "+res] = true
+			}
+		}
+	}
+	for _, want := range []string{"create secrets", "patch secrets", "create deployments", "patch deployments", "delete deployments",
+		"create services", "patch services", "create configmaps", "create serviceaccounts"} {
+		if !can[want] {
+			t.Errorf("the controller's Role cannot %s in the release's namespace", want)
+		}
+	}
+}
