@@ -1,6 +1,8 @@
 package gatewayapi
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"strings"
 	"time"
@@ -110,7 +112,8 @@ func (c ingressHosts) claimAll(ing *networkingv1.Ingress) {
 	}
 }
 
-// refusal is why namespace ns may not serve host, or "" when it may. It
+// refusal is why namespace ns may not serve host (who holds it), or ""
+// when it may. It
 // names the namespace holding the host and nothing in it: which Ingress
 // holds it is that namespace's business.
 func (c ingressHosts) refusal(host, ns string) string {
@@ -128,8 +131,35 @@ func (c ingressHosts) refusal(host, ns string) string {
 	if host == "" {
 		what = "the catch-all (rules without a host and defaultBackend)"
 	}
-	return fmt.Sprintf("%s belongs to namespace %s, whose Ingresses of this class named it first (%s: %s); not served",
+	return fmt.Sprintf("%s belongs to namespace %s, whose Ingresses of this class named it first (%s: %s)",
 		what, h.namespace, IngressHostClaimAnnotation, HostClaimFirstNamespace)
+}
+
+// tlsRefusal is why namespace ns may not add a certificate to the class's
+// HTTPS listener, or "": the certificate (its leaf's DNS names) or the
+// entry's hosts name a host another namespace holds. All the class's
+// certificates are in one filter chain, where Envoy picks one by the
+// client's SNI: another namespace's certificate for a held host could be
+// the one served for it.
+func (c ingressHosts) tlsRefusal(hosts []string, chain []byte, ns string) string {
+	if c == nil {
+		return ""
+	}
+	names := append([]string(nil), hosts...)
+	if b, _ := pem.Decode(chain); b != nil {
+		if leaf, err := x509.ParseCertificate(b.Bytes); err == nil {
+			names = append(names, leaf.DNSNames...)
+		}
+	}
+	for _, h := range names {
+		if h = strings.ToLower(h); h == "" {
+			continue
+		}
+		if why := c.refusal(h, ns); why != "" {
+			return why
+		}
+	}
+	return ""
 }
 
 func truncate(s string, n int) string {

@@ -1,11 +1,19 @@
 package gatewayapi
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -176,5 +184,78 @@ func TestIngressHostClaimUnknownMode(t *testing.T) {
 		if len(p) != 1 || !strings.Contains(p[0], `"first-namespaces"`) {
 			t.Errorf("%s told %q, want the bad annotation named", ns, p)
 		}
+	}
+}
+
+// tlsSecret is a kubernetes.io/tls Secret ns/name whose self-signed
+// certificate names dnsNames.
+func tlsSecret(t *testing.T, ns, name string, dnsNames ...string) corev1.Secret {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: dnsNames[0]}, DNSNames: dnsNames,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Type: corev1.SecretTypeTLS, Data: map[string][]byte{
+		corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
+	}}
+}
+
+func httpsCerts(out *Result) []string {
+	var got []string
+	for _, g := range out.Groups {
+		for _, l := range g.HTTP {
+			if l.TLS != nil {
+				for _, c := range l.TLS.Certificates {
+					got = append(got, c.Name)
+				}
+			}
+		}
+	}
+	return got
+}
+
+// TestIngressHostClaimTLS: every certificate of a class is in one filter
+// chain, where Envoy picks one by SNI; in first-namespace mode a
+// certificate (by its DNS names or the entry's hosts) for a host another
+// namespace holds is not served, and the entry's Ingress is told why.
+func TestIngressHostClaimTLS(t *testing.T) {
+	owner := hostIngress("shop", "s", 0, "shop.example.com", "/")
+	grab := hostIngress("intruder", "g", 5, "intruder.example.com", "/")
+	grab.Spec.TLS = []networkingv1.IngressTLS{
+		{Hosts: []string{"intruder.example.com"}, SecretName: "for-shop"}, // its certificate names shop.example.com
+		{Hosts: []string{"shop.example.com"}, SecretName: "own"},          // the entry names it
+		{Hosts: []string{"intruder.example.com"}, SecretName: "own"},
+	}
+	secrets := []corev1.Secret{
+		tlsSecret(t, "intruder", "for-shop", "shop.example.com"),
+		tlsSecret(t, "intruder", "own", "intruder.example.com"),
+	}
+	res := claimResources(HostClaimFirstNamespace, owner, grab)
+	res.Secrets = secrets
+	out := Translate(res, Options{})
+	if got, want := httpsCerts(out), []string{"intruder/own"}; !slices.Equal(got, want) {
+		t.Errorf("first-namespace: certificates %q, want %q", got, want)
+	}
+	p := problems(out, "intruder")
+	if len(p) != 2 || !strings.HasPrefix(p[0], "tls[0]: Secret intruder/for-shop: host \"shop.example.com\" belongs to namespace shop") ||
+		!strings.HasPrefix(p[1], "tls[1]: Secret intruder/own: host \"shop.example.com\" belongs to namespace shop") {
+		t.Errorf("first-namespace: intruder told %q, want tls[0] and tls[1] refused for namespace shop's host", p)
+	}
+
+	res = claimResources("", owner, grab)
+	res.Secrets = secrets
+	if got, want := httpsCerts(Translate(res, Options{})), []string{"intruder/for-shop", "intruder/own"}; !slices.Equal(got, want) {
+		t.Errorf("shared: certificates %q, want %q", got, want)
 	}
 }

@@ -127,6 +127,10 @@ func (ic *ingressClass) add(ing *networkingv1.Ingress, ix *index) []string {
 			problem("tls[%d]: Secret %s/%s: %v", i, ing.Namespace, t.SecretName, err)
 			continue
 		}
+		if why := ic.claims.tlsRefusal(t.Hosts, c.Chain, ing.Namespace); why != "" {
+			problem("tls[%d]: Secret %s/%s: %s; the certificate is not served", i, ing.Namespace, t.SecretName, why)
+			continue
+		}
 		c.Name = ing.Namespace + "/" + t.SecretName
 		ic.certs[c.Name] = c
 	}
@@ -139,7 +143,7 @@ func (ic *ingressClass) add(ing *networkingv1.Ingress, ix *index) []string {
 			continue
 		}
 		if why := ic.claims.refusal(rule.Host, ing.Namespace); why != "" {
-			problem("rules[%d]: %s", i, why)
+			problem("rules[%d]: %s; not served", i, why)
 			continue
 		}
 		for j := range rule.HTTP.Paths {
@@ -162,7 +166,7 @@ func (ic *ingressClass) add(ing *networkingv1.Ingress, ix *index) []string {
 	}
 	if b := ing.Spec.DefaultBackend; b != nil {
 		if why := ic.claims.refusal("", ing.Namespace); why != "" {
-			problem("defaultBackend: %s", why)
+			problem("defaultBackend: %s; not served", why)
 			return problems
 		}
 		r := &ir.HTTPRoute{Name: prefix + "/default", Path: &ir.StringMatch{Type: ir.Prefix, Value: "/"}}
