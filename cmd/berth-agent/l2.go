@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -35,6 +36,9 @@ type l2Options struct {
 	serveUnclassed bool
 	// key is the heartbeat key check read.
 	key []byte
+	// bindRetry is how long listenUntilBound waits between tries (5 s
+	// when 0).
+	bindRetry time.Duration
 }
 
 func (o *l2Options) bind(fs *flag.FlagSet) {
@@ -126,7 +130,13 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		Network:       l2announce.KernelNetwork{ReplyLimit: &l2announce.ReplyLimit{Rate: o.replyRate, Burst: o.replyBurst, Now: clk.Now}},
 	}
 	runner.Announcer = ann
-	if err := mgr.AddReadyzCheck("l2", func(*http.Request) error { return runner.Ready() }); err != nil {
+	var bindErr atomic.Pointer[error]
+	if err := mgr.AddReadyzCheck("l2", func(*http.Request) error {
+		if err := bindErr.Load(); err != nil {
+			return *err
+		}
+		return runner.Ready()
+	}); err != nil {
 		return err
 	}
 	if err := runner.Watch(ctx, mgr.GetCache()); err != nil {
@@ -135,9 +145,9 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 	for _, run := range []func(context.Context) error{
 		runner.Start, status.Start,
 		func(ctx context.Context) error {
-			conns, err := o.listen(ctx, mgr.GetCache(), node)
+			conns, err := o.listenUntilBound(ctx, mgr.GetCache(), node, &bindErr)
 			if err != nil {
-				return err
+				return nil // ctx ended
 			}
 			return ann.Run(ctx, conns)
 		},
@@ -147,6 +157,32 @@ func (o *l2Options) setup(ctx context.Context, mgr ctrl.Manager, node string) er
 		}
 	}
 	return nil
+}
+
+// listenUntilBound tries listen every bindRetry until it works or ctx ends; a
+// failure (the Node lists an InternalIP this host does not have, say)
+// shows in the readiness check "l2" and the log meanwhile, and the rest of
+// the agent keeps running.
+func (o *l2Options) listenUntilBound(ctx context.Context, r client.Reader, node string, failed *atomic.Pointer[error]) ([]*net.UDPConn, error) {
+	log := ctrl.Log.WithName("l2")
+	retry := o.bindRetry
+	if retry <= 0 {
+		retry = 5 * time.Second
+	}
+	for {
+		conns, err := o.listen(ctx, r, node)
+		if err == nil {
+			failed.Store(nil)
+			return conns, nil
+		}
+		failed.Store(&err)
+		log.Error(err, "layer 2 cannot start; trying again", "in", retry.String())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(retry):
+		}
+	}
 }
 
 // listen binds the heartbeat sockets on this node's InternalIPs (the first

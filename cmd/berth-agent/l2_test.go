@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,5 +95,49 @@ func TestL2ListenOnInternalIP(t *testing.T) {
 	}
 	if _, err := o.listen(context.Background(), c, "n2"); err == nil || !strings.Contains(err.Error(), "Node n2 lists no InternalIP") {
 		t.Errorf("a Node without InternalIP: %v", err)
+	}
+}
+
+// A Node whose InternalIP this host does not have (198.51.100.77) does not
+// stop the agent: the failure is what readiness says until the sockets
+// bind, here once the Node lists an address the host has.
+func TestL2ListenUntilBound(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "198.51.100.77"},
+	}}}
+	c := fake.NewClientBuilder().WithObjects(node).WithStatusSubresource(node).Build()
+	o := l2Options{port: 0, bindRetry: 10 * time.Millisecond}
+	var failed atomic.Pointer[error]
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	type result struct {
+		conns []*net.UDPConn
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		conns, err := o.listenUntilBound(ctx, c, "n1", &failed)
+		done <- result{conns, err}
+	}()
+	for failed.Load() == nil {
+		if ctx.Err() != nil {
+			t.Fatal("no bind failure recorded for an address the host does not have")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := *failed.Load(); !strings.Contains(err.Error(), "InternalIP 198.51.100.77") {
+		t.Errorf("readiness says %q; want it to name the InternalIP", err)
+	}
+	node.Status.Addresses[0].Address = "127.0.0.7"
+	if err := c.Status().Update(ctx, node); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || len(r.conns) != 1 {
+		t.Fatalf("after the Node changed: %v, %d sockets", r.err, len(r.conns))
+	}
+	r.conns[0].Close()
+	if failed.Load() != nil {
+		t.Errorf("readiness still says %v once bound", *failed.Load())
 	}
 }
