@@ -82,6 +82,7 @@ func Build(o Objects) Built {
 	for i := range o.Peers {
 		if ref := o.Peers[i].Spec.PasswordSecret; ref != nil && o.ForbiddenSecrets[ref.Name] {
 			b.Problems["BGPPeer "+o.Peers[i].Name] = forbiddenSecret(ref.Name).Error()
+			b.Reasons["BGPPeer "+o.Peers[i].Name] = ReasonPasswordSecretForbidden
 			continue
 		}
 		p, err := peer(&o.Peers[i], o.Secrets)

@@ -11,6 +11,10 @@ import (
 	"github.com/berthnet/berth/api/v1alpha1"
 )
 
+// ReasonPasswordSecretForbidden is the reason of a peer's Configured
+// condition when the agents may not read its password Secret.
+const ReasonPasswordSecretForbidden = "PasswordSecretForbidden"
+
 // ExtraSecretsValue is the chart value that names Secrets the agents may
 // read besides those the chart knows of; a peer whose password Secret the
 // agents may not read says to set it.

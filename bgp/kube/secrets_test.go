@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -94,5 +95,21 @@ func TestPasswordSecretsByName(t *testing.T) {
 	}
 	if d := cmp.Diff(wantProblems, built.Problems); d != "" {
 		t.Errorf("problems (-want +got):\n%s", d)
+	}
+	// And the peer's status says it, as this node's Configured condition.
+	w := &StatusWriter{Node: "node1", Client: agent, Log: testr.New(t)}
+	w.Write(ctx, nil, built.PeerProblems())
+	var sneaky v1alpha1.BGPPeer
+	if err := admin.Get(ctx, client.ObjectKey{Name: "sneaky"}, &sneaky); err != nil {
+		t.Fatal(err)
+	}
+	var got *metav1.Condition
+	for _, n := range sneaky.Status.Nodes {
+		if n.Node == "node1" {
+			got = meta.FindStatusCondition(n.Conditions, v1alpha1.BGPConditionConfigured)
+		}
+	}
+	if got == nil || got.Status != metav1.ConditionFalse || got.Reason != "PasswordSecretForbidden" || got.Message != wantProblems["BGPPeer sneaky"] {
+		t.Errorf("BGPPeer sneaky's Configured condition on node1: %+v", got)
 	}
 }
