@@ -189,7 +189,8 @@ func (r *rig) initKernel(t *testing.T, n *node) {
 
 // startAgent runs berth-agent in the node's namespace as root with only
 // caps in its bounding set, no inheritable or ambient capabilities, no new
-// privileges, and /proc/sys read-only: the container the chart describes.
+// privileges, a read-only root and /proc/sys, and only the CNI folders
+// writable: the container the chart describes.
 func (r *rig) startAgent(t *testing.T, n *node, caps []string) {
 	key := filepath.Join(t.TempDir(), "l2-key")
 	b := make([]byte, 32)
@@ -206,7 +207,10 @@ func (r *rig) startAgent(t *testing.T, n *node, caps []string) {
 	args := []string{
 		"--net=" + n.ns.Path(), "--",
 		"unshare", "--mount", "--propagation", "private", "--",
-		"sh", "-c", `mount --bind -o ro /proc/sys /proc/sys && exec "$@"`, "sh",
+		// The CNI folders stay writable (the chart's hostPath volumes) as
+		// their own mounts; the root and /proc/sys become read-only.
+		"sh", "-c", `mount --bind -o ro /proc/sys /proc/sys && mount --bind "$1" "$1" && mount --bind "$2" "$2" &&
+			mount -o remount,bind,ro / && shift 2 && exec "$@"`, "sh", n.conf, n.bin,
 		"setpriv", "--bounding-set", bounding, "--inh-caps", "-all", "--ambient-caps", "-all", "--no-new-privs", "--",
 		r.agent, "--node-name", n.name, "--kubeconfig", r.kubeconfig, "--namespace", "berth-system",
 		"--serve-address", nodeAddr, "--metrics-bind-address", ":9190", "--health-probe-bind-address", ":" + probePort,
