@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/berthnet/berth/ipam"
 	"github.com/berthnet/berth/ipam/kube"
 	"github.com/berthnet/berth/xds/gatewayapi"
 	"github.com/berthnet/berth/xds/ir"
@@ -202,11 +203,10 @@ func (e *gatewayEngine) removeStaleFleets(ctx context.Context, fleets []provisio
 	}
 	var errs []error
 	for _, d := range deps.Items {
-		if d.Namespace == e.opts.Namespace {
-			if want[d.Name] {
-				continue
-			}
-		} else if g := d.Annotations[provision.AnnotationGroup]; wantGroup[g] && !ready[g] {
+		if d.Namespace == e.opts.Namespace && want[d.Name] {
+			continue
+		}
+		if g := d.Annotations[provision.AnnotationGroup]; wantGroup[g] && !ready[g] {
 			continue // the old model's fleet serves until the new one does
 		}
 		errs = append(errs, e.deleteFleet(ctx, d.Namespace, d.Name))
@@ -234,9 +234,6 @@ func (e *gatewayEngine) deleteFleet(ctx context.Context, namespace, name string)
 // oldFleetService returns the Service of a Gateway's fleet as the old
 // model placed it (in the Gateway's namespace), if it is still there.
 func (e *gatewayEngine) oldFleetService(ctx context.Context, gw types.NamespacedName) *corev1.Service {
-	if gw.Namespace == e.opts.Namespace {
-		return nil
-	}
 	var svc corev1.Service
 	if err := e.client.Get(ctx, types.NamespacedName{Namespace: gw.Namespace, Name: provision.ObjectName("gw", gw.Name)}, &svc); err != nil {
 		return nil
@@ -253,8 +250,9 @@ func (e *gatewayEngine) oldFleetService(ctx context.Context, gw types.Namespaced
 // for on its fleet's Service while the fleet moves from the old model:
 // those of the old Service, so the Gateway keeps its address (the request
 // is met once the old fleet is removed), and they stay asked for until
-// the new Service holds them. Afterwards the Service asks for none and
-// keeps what it holds.
+// the new Service holds them, or IPAM refuses them for another reason than
+// their being in use. Afterwards the Service asks for none and keeps what
+// it holds.
 func (e *gatewayEngine) carriedAddresses(ctx context.Context, f provision.Fleet) []string {
 	if old := e.oldFleetService(ctx, f.Gateway); old != nil {
 		if ips := lbIPs(old); len(ips) > 0 {
@@ -267,6 +265,12 @@ func (e *gatewayEngine) carriedAddresses(ctx context.Context, f provision.Fleet)
 	}
 	asked := cur.Annotations[kube.AnnotationIPs]
 	if asked == "" {
+		return nil
+	}
+	if c := meta.FindStatusCondition(cur.Status.Conditions, ConditionAddressAllocated); c != nil &&
+		c.Status == metav1.ConditionFalse && c.Reason != ipam.ReasonIPInUse {
+		// The old address cannot be had here (the pool no longer holds
+		// it, or not for this namespace): any address rather than none.
 		return nil
 	}
 	held := lbIPs(&cur)

@@ -221,58 +221,106 @@ func TestGatewayAddressProblemIsAnEventOnTheGateway(t *testing.T) {
 	})
 }
 
-// An upgrade from fleets in Gateways' namespaces: the new fleet asks for
-// the old Service's address, the Gateway keeps showing it, the old fleet
-// stays until the new one has a ready Envoy, then goes, and the new
-// Service takes the address over.
-func TestGatewayFleetMigratesFromGatewayNamespace(t *testing.T) {
-	// The cluster as the previous release left it: the Gateway and its
-	// fleet in its namespace, the Service holding its address.
+// legacyFleet is a cluster as the previous release left it: Gateway
+// legacy/edge and its fleet in its namespace, the Service holding
+// 198.51.100.40; and the new controller started on it.
+type legacyFleet struct {
+	e      *gwEnv
+	old    []client.Object // the old fleet, its Service last
+	newKey client.ObjectKey
+}
+
+func newLegacyFleet(t *testing.T) *legacyFleet {
 	const oldName, group = "berth-gw-edge", "gateway/legacy/edge"
-	old := []client.Object{
-		oldFleetDeployment("legacy", oldName, group),
-		&corev1.ConfigMap{ObjectMeta: oldFleetMeta("legacy", oldName+"-bootstrap", group)},
-		&corev1.Secret{ObjectMeta: oldFleetMeta("legacy", oldName+"-xds", group)},
-		&corev1.ServiceAccount{ObjectMeta: oldFleetMeta("legacy", oldName, group)},
-	}
 	oldSvc := &corev1.Service{ObjectMeta: oldFleetMeta("legacy", oldName, group), Spec: corev1.ServiceSpec{
 		Type: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: ptr.To("berth.dev/lb"), Selector: map[string]string{"app": "old-envoy"},
 		Ports: []corev1.ServicePort{{Name: "l-80", Port: 80, TargetPort: intstr.FromInt32(10080), Protocol: corev1.ProtocolTCP}},
 	}}
 	oldSvc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.40"}}
+	old := []client.Object{
+		oldFleetDeployment("legacy", oldName, group),
+		&corev1.ConfigMap{ObjectMeta: oldFleetMeta("legacy", oldName+"-bootstrap", group)},
+		&corev1.Secret{ObjectMeta: oldFleetMeta("legacy", oldName+"-xds", group)},
+		&corev1.ServiceAccount{ObjectMeta: oldFleetMeta("legacy", oldName, group)},
+		oldSvc,
+	}
 	before := []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}}, berthClass(), httpGateway("legacy", "edge")}
 	for _, o := range old {
 		before = append(before, o.DeepCopyObject().(client.Object))
 	}
-	before = append(before, oldSvc.DeepCopy())
-	e := newGWEnvWith(t, nil, before...)
-	lbIs := func(key client.ObjectKey, want string) error {
-		var s corev1.Service
-		if err := e.c.Get(e.ctx, key, &s); err != nil {
-			return err
-		}
-		var got []string
-		for _, in := range s.Status.LoadBalancer.Ingress {
-			got = append(got, in.IP)
-		}
-		if !slices.Equal(got, []string{want}) {
-			return fmt.Errorf("%s holds %v, want %s", key, got, want)
-		}
-		return nil
-	}
-	e.eventually("old Service holds its address", func() error { return lbIs(client.ObjectKeyFromObject(oldSvc), "198.51.100.40") })
 	// sha256sum of "legacy/edge" begins cdaa7a43.
-	newKey := client.ObjectKey{Namespace: "berth-system", Name: "berth-gw-legacy-edge-cdaa7a43"}
-	e.eventually("new fleet Service asks for the old address", func() error {
+	return &legacyFleet{e: newGWEnvWith(t, nil, before...), old: old,
+		newKey: client.ObjectKey{Namespace: "berth-system", Name: "berth-gw-legacy-edge-cdaa7a43"}}
+}
+
+// holds checks that a Service holds exactly the address want.
+func (l *legacyFleet) holds(key client.ObjectKey, want string) error {
+	var s corev1.Service
+	if err := l.e.c.Get(l.e.ctx, key, &s); err != nil {
+		return err
+	}
+	var got []string
+	for _, in := range s.Status.LoadBalancer.Ingress {
+		got = append(got, in.IP)
+	}
+	if !slices.Equal(got, []string{want}) {
+		return fmt.Errorf("%s holds %v, want %s", key, got, want)
+	}
+	return nil
+}
+
+// asks waits until the new fleet Service asks for want ("": for nothing).
+func (l *legacyFleet) asks(want string) {
+	l.e.t.Helper()
+	l.e.eventually(fmt.Sprintf("new fleet Service asks for %q", want), func() error {
 		var s corev1.Service
-		if err := e.c.Get(e.ctx, newKey, &s); err != nil {
+		if err := l.e.c.Get(l.e.ctx, l.newKey, &s); err != nil {
 			return err
 		}
-		if a := s.Annotations["berth.dev/load-balancer-ips"]; a != "198.51.100.40" {
+		if a := s.Annotations["berth.dev/load-balancer-ips"]; a != want {
 			return fmt.Errorf("asks for %q", a)
 		}
 		return nil
 	})
+}
+
+// newFleetReady writes the new fleet's Deployment status as the Deployment
+// controller would once its first Envoy is ready (no kubelet here).
+func (l *legacyFleet) newFleetReady() {
+	l.e.t.Helper()
+	var dep appsv1.Deployment
+	if err := l.e.c.Get(l.e.ctx, l.newKey, &dep); err != nil {
+		l.e.t.Fatal(err)
+	}
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	if err := l.e.c.Status().Update(l.e.ctx, &dep); err != nil {
+		l.e.t.Fatal(err)
+	}
+}
+
+func (l *legacyFleet) oldRemoved() {
+	l.e.t.Helper()
+	for _, o := range l.old {
+		l.e.eventually(fmt.Sprintf("old %T %s removed", o, o.GetName()), func() error {
+			err := l.e.c.Get(l.e.ctx, client.ObjectKeyFromObject(o), o)
+			if err == nil {
+				return fmt.Errorf("still there")
+			}
+			return client.IgnoreNotFound(err)
+		})
+	}
+}
+
+// An upgrade from fleets in Gateways' namespaces: the new fleet asks for
+// the old Service's address, the Gateway keeps showing it, the old fleet
+// stays until the new one has a ready Envoy, then goes, and the new
+// Service takes the address over.
+func TestGatewayFleetMigratesFromGatewayNamespace(t *testing.T) {
+	l := newLegacyFleet(t)
+	e := l.e
+	oldSvc := l.old[len(l.old)-1]
+	e.eventually("old Service holds its address", func() error { return l.holds(client.ObjectKeyFromObject(oldSvc), "198.51.100.40") })
+	l.asks("198.51.100.40")
 	e.eventually("Gateway shows the old fleet's address meanwhile", func() error {
 		var gw gwv1.Gateway
 		if err := e.c.Get(e.ctx, client.ObjectKey{Namespace: "legacy", Name: "edge"}, &gw); err != nil {
@@ -284,42 +332,35 @@ func TestGatewayFleetMigratesFromGatewayNamespace(t *testing.T) {
 		return nil
 	})
 	// No Envoy of the new fleet is ready: the old fleet keeps serving.
-	for _, o := range append(old, oldSvc) {
+	for _, o := range l.old {
 		if err := e.c.Get(e.ctx, client.ObjectKeyFromObject(o), o); err != nil {
 			t.Errorf("old fleet's %T %s removed before the new fleet was ready: %v", o, o.GetName(), err)
 		}
 	}
+	l.newFleetReady()
+	l.oldRemoved()
+	e.eventually("new Service holds the old address", func() error { return l.holds(l.newKey, "198.51.100.40") })
+	l.asks("")
+	if err := l.holds(l.newKey, "198.51.100.40"); err != nil {
+		t.Errorf("after the request is dropped: %v", err)
+	}
+}
 
-	// The new fleet's first Envoy is ready (no kubelet here: its status is
-	// written as the Deployment controller would).
-	var dep appsv1.Deployment
-	if err := e.c.Get(e.ctx, newKey, &dep); err != nil {
-		t.Fatal(err)
-	}
-	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-	if err := e.c.Status().Update(e.ctx, &dep); err != nil {
-		t.Fatal(err)
-	}
-	for _, o := range append(old, oldSvc) {
-		e.eventually(fmt.Sprintf("old %T %s removed", o, o.GetName()), func() error {
-			err := e.c.Get(e.ctx, client.ObjectKeyFromObject(o), o)
-			if err == nil {
-				return fmt.Errorf("still there")
-			}
-			return client.IgnoreNotFound(err)
-		})
-	}
-	e.eventually("new Service holds the old address", func() error { return lbIs(newKey, "198.51.100.40") })
-	e.eventually("and asks for nothing once it holds it", func() error {
-		var s corev1.Service
-		if err := e.c.Get(e.ctx, newKey, &s); err != nil {
-			return err
-		}
-		if a, ok := s.Annotations["berth.dev/load-balancer-ips"]; ok {
-			return fmt.Errorf("still asks for %q", a)
-		}
-		return lbIs(newKey, "198.51.100.40")
-	})
+// When the old address cannot be had (the pool no longer holds it), the
+// new Service stops asking for it once the old fleet is gone, and gets an
+// address of the pool rather than none.
+func TestGatewayFleetMigrationOldAddressGone(t *testing.T) {
+	l := newLegacyFleet(t)
+	e := l.e
+	l.asks("198.51.100.40")
+	// gw-pool shrinks to 198.51.100.32-39: the old Service keeps .40 (with
+	// a warning), which no Service may ask for any more.
+	pool := &v1alpha1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "gw-pool"}}
+	updateObject(t, e.ctx, e.c, pool, func() { pool.Spec.Addresses = []v1alpha1.Address{"198.51.100.32/29"} })
+	l.newFleetReady()
+	l.oldRemoved()
+	l.asks("")
+	e.eventually("new Service holds the pool's first address", func() error { return l.holds(l.newKey, "198.51.100.32") })
 }
 
 func oldFleetMeta(ns, name, group string) metav1.ObjectMeta {
