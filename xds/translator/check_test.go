@@ -43,7 +43,9 @@ type routeAt struct {
 //     reserved unresolved-backend cluster, which only a route answering
 //     500 for missing clusters may name;
 //   - each IR route is exactly one Envoy route, in the virtual host of its
-//     hostname, and the routes of one listener keep their IR order.
+//     hostname, and the routes of one listener keep their IR order; except
+//     a route whose hostname a more specific listener of its port covers,
+//     which is not served at all (those requests are that listener's).
 //
 // It returns where each IR route went, by name.
 func checkResources(t testing.TB, g *ir.Group, res Resources) map[string]routeAt {
@@ -185,6 +187,12 @@ func checkResources(t testing.TB, g *ir.Group, res Resources) map[string]routeAt
 			if counted[rcName+"\x00"+r.Name] {
 				continue
 			}
+			if owner := shadowingListener(g, l, r.Hostname); owner != "" {
+				if _, ok := at[rcName+"\x00"+r.Name]; ok {
+					errf("listener %s: route %s is served, though listener %s owns its hostname %q", l.Name, r.Name, owner, r.Hostname)
+				}
+				continue
+			}
 			counted[rcName+"\x00"+r.Name] = true
 			a, ok := at[rcName+"\x00"+r.Name]
 			if !ok {
@@ -209,6 +217,44 @@ func checkResources(t testing.TB, g *ir.Group, res Resources) map[string]routeAt
 		errf("%d distinct IR routes became %d Envoy routes", len(counted), len(at))
 	}
 	return byName
+}
+
+// shadowingListener names a plain HTTP listener of l's port, more specific
+// than l, whose hostname matches every host that the route hostname host
+// does ("" when there is none): the Gateway API gives those requests to it.
+func shadowingListener(g *ir.Group, l *ir.HTTPListener, host string) string {
+	if l.TLS != nil || host == "" {
+		return ""
+	}
+	// A host the route hostname matches: the name itself, or for a
+	// wildcard, one label in its place.
+	probe, wild := strings.CutPrefix(host, "*.")
+	if wild {
+		probe = "probe." + probe
+	}
+	for _, o := range g.HTTP {
+		if o == l || o.Port != l.Port || o.TLS != nil || o.Hostname == "" || o.Hostname == l.Hostname {
+			continue
+		}
+		if wild && !strings.HasPrefix(o.Hostname, "*.") {
+			continue // an exact name never holds all of a wildcard
+		}
+		// More specific than l, and matching the route's hosts.
+		if hostnameMatches(o.Hostname, probe) && (l.Hostname == "" || hostnameMatches(l.Hostname, strings.TrimPrefix(o.Hostname, "*."))) {
+			return o.Name
+		}
+	}
+	return ""
+}
+
+// hostnameMatches is the Gateway API's hostname match, written apart from
+// the translator: "*.example.com" matches a.example.com and
+// b.a.example.com, not example.com.
+func hostnameMatches(pattern, host string) bool {
+	if suffix, ok := strings.CutPrefix(pattern, "*"); ok {
+		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
+	}
+	return pattern == host
 }
 
 // marshalAll is every resource, deterministically marshalled, by type and

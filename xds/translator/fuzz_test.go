@@ -3,6 +3,7 @@ package translator
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,13 +79,6 @@ func randomGroup(seed uint64) *ir.Group {
 		l := &ir.HTTPListener{Name: fmt.Sprintf("fuzz/g/l%d", li), Hostname: pick(hosts...)}
 		if maybe() {
 			l.Port = []uint32{443, 8443}[r.IntN(2)]
-			if usedHosts[l.Port] == nil {
-				usedHosts[l.Port] = map[string]bool{}
-			}
-			if usedHosts[l.Port][l.Hostname] {
-				l.Hostname = fmt.Sprintf("l%d.example.net", li)
-			}
-			usedHosts[l.Port][l.Hostname] = true
 			l.TLS = &ir.TLS{}
 			for i, n := r.IntN(3), 1+r.IntN(2); n > 0; i, n = i+1, n-1 {
 				l.TLS.Certificates = append(l.TLS.Certificates, certs[i%3])
@@ -92,10 +86,19 @@ func randomGroup(seed uint64) *ir.Group {
 		} else {
 			l.Port = []uint32{80, 8080}[r.IntN(2)]
 		}
+		// As the first stage makes them: listeners of a port have distinct
+		// hostnames, and a route's hostname is within its listener's.
+		if usedHosts[l.Port] == nil {
+			usedHosts[l.Port] = map[string]bool{}
+		}
+		if usedHosts[l.Port][l.Hostname] {
+			l.Hostname = fmt.Sprintf("l%d.example.net", li)
+		}
+		usedHosts[l.Port][l.Hostname] = true
 		for ri := range r.IntN(8) {
 			rt := &ir.HTTPRoute{Name: fmt.Sprintf("route/%d/%d", li, ri), Hostname: l.Hostname}
-			if maybe() {
-				rt.Hostname = pick(hosts...)
+			if h := pick(hosts...); maybe() && within(h, l.Hostname) {
+				rt.Hostname = h
 			}
 			if maybe() {
 				rt.Path = match(true)
@@ -204,4 +207,16 @@ func FuzzTranslate(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(checkRandomGroup)
+}
+
+// within says whether every host the route hostname h matches is one the
+// listener hostname l matches, as the first stage's intersection makes it.
+func within(h, l string) bool {
+	switch {
+	case l == "" || h == l:
+		return true
+	case h == "" || !strings.HasPrefix(l, "*."):
+		return false
+	}
+	return hostnameMatches(l, strings.Replace(h, "*", "probe", 1))
 }

@@ -14,40 +14,43 @@ import (
 
 // buildRouteConfig makes one route configuration from the routes of the
 // given listeners (most specific listener hostname first): one virtual host
-// per route hostname, its routes in the listeners' order, then each
-// listener's own precedence order. A route attached to two listeners of
-// the port for the same hostname (a route on "*.example.com" and
-// "*.apps.example.com" for x.apps.example.com) has the same name in both,
-// since names name the source match and hostname: it is served once, from
-// the more specific listener, as the second copy could never match.
+// per route hostname, its routes in the listener's own precedence order.
+//
+// A request belongs to the most specific listener whose hostname matches
+// it (the Gateway API), and Envoy gives it to the virtual host of the most
+// specific domain that matches it (exact, then the longest "*." suffix,
+// then "*"). For the two to agree when listeners share the port, every
+// listener with a hostname gets a virtual host of that hostname (empty,
+// so a 404, when none of its routes is for the whole of it), and a route
+// hostname that a more specific listener's hostname covers is left out:
+// such requests are that listener's, never a less specific one's. So a
+// route of the listener without a hostname no longer answers
+// a.example.com while a listener "*.example.com" is on the port.
 func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3.RouteConfiguration {
-	type vhostRoute struct{ domain, name string }
-	var seen map[vhostRoute]bool
-	if len(ls) > 1 {
-		seen = map[vhostRoute]bool{}
-	}
 	var hosts []vhostBuild
 	byDomain := map[string]int{}
-	for _, l := range ls {
+	vhost := func(domain string) *vhostBuild {
+		i, ok := byDomain[domain]
+		if !ok {
+			i = len(hosts)
+			byDomain[domain] = i
+			hosts = append(hosts, vhostBuild{domain: domain, old: m.lastVirtualHost(name, domain)})
+		}
+		return &hosts[i]
+	}
+	for i, l := range ls {
+		if len(ls) > 1 && l.Hostname != "" {
+			vhost(l.Hostname)
+		}
 		for _, r := range l.Routes {
 			domain := r.Hostname
 			if domain == "" {
 				domain = "*"
 			}
-			if seen != nil {
-				k := vhostRoute{domain, r.Name}
-				if seen[k] {
-					continue
-				}
-				seen[k] = true
+			if coveredByEarlier(ls[:i], domain) {
+				continue
 			}
-			i, ok := byDomain[domain]
-			if !ok {
-				i = len(hosts)
-				byDomain[domain] = i
-				hosts = append(hosts, vhostBuild{domain: domain, old: m.lastVirtualHost(name, domain)})
-			}
-			hosts[i].add(m.route(r))
+			vhost(domain).add(m.route(r))
 		}
 	}
 	rc := &routev3.RouteConfiguration{
@@ -68,6 +71,35 @@ func buildRouteConfig(name string, ls []*ir.HTTPListener, m *memoTable) *routev3
 		rc.VirtualHosts[i] = vh
 	}
 	return rc
+}
+
+// coveredByEarlier says whether a more specific listener of the port (one
+// of ls) serves every host the domain matches, so that requests for them
+// never reach a route of a later listener.
+func coveredByEarlier(ls []*ir.HTTPListener, domain string) bool {
+	for _, l := range ls {
+		if covers(l.Hostname, domain) {
+			return true
+		}
+	}
+	return false
+}
+
+// covers says whether every host that domain matches also matches the
+// listener hostname h: h itself, or, for h "*.example.com", any name or
+// wildcard under example.com ("a.example.com", "*.a.example.com"). The
+// Gateway API's wildcard matches one label or more, as Envoy's suffix
+// wildcard does.
+func covers(h, domain string) bool {
+	switch {
+	case h == "" || domain == "*":
+		return false
+	case h == domain:
+		return true
+	case strings.HasPrefix(h, "*."):
+		return strings.HasSuffix(domain, h[1:])
+	}
+	return false
 }
 
 // vhostBuild gathers the routes of one virtual host. While they are the
@@ -96,6 +128,10 @@ func (b *vhostBuild) add(er *routev3.Route) {
 }
 
 func (b *vhostBuild) finish() *routev3.VirtualHost {
+	if b.routes == nil && b.old == nil {
+		// A listener's hostname with no route of its own: a 404.
+		return &routev3.VirtualHost{Name: b.domain, Domains: []string{b.domain}}
+	}
 	if b.routes == nil {
 		if b.n == len(b.old.Routes) {
 			return b.old
