@@ -13,11 +13,11 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// podRoutes lists the kernel's routes of RouteProtocol as "prefix via
-// gateway", sorted.
-func podRoutes(t *testing.T) []string {
+// podRoutes lists the kernel's routes of RouteProtocol of a family as
+// "prefix via gateway", sorted.
+func podRoutes(t *testing.T, family int) []string {
 	t.Helper()
-	rs, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
+	rs, err := netlink.RouteListFiltered(family, &netlink.Route{Protocol: RouteProtocol}, netlink.RT_FILTER_PROTOCOL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +31,19 @@ func podRoutes(t *testing.T) []string {
 	return out
 }
 
-// ownerAddr adds 10.211.<n>.1/24 to the test namespace's end of pn's
-// link, so that a route via another address of that /24 (the owner
+// ownerAddr adds to the test namespace's end of pn's link an address of
+// a subnet of its own (10.211.<n>.1/24, or fd00:211:<n>::1/64 on an IPv6
+// link), so that a route via another address of that subnet (the owner
 // node's, across the router's LAN) can be installed; it returns that
 // other address.
 func ownerAddr(t *testing.T, pn *peerNet, n byte) netip.Addr {
 	t.Helper()
-	as, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	family, cidr, owner := netlink.FAMILY_V4, fmt.Sprintf("10.211.%d.1/24", n), netip.AddrFrom4([4]byte{10, 211, n, 2})
+	if pn.local.Is6() {
+		family, cidr = netlink.FAMILY_V6, fmt.Sprintf("fd00:211:%x::1/64", n)
+		owner = netip.MustParseAddr(fmt.Sprintf("fd00:211:%x::2", n))
+	}
+	as, err := netlink.AddrList(nil, family)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,14 +55,15 @@ func ownerAddr(t *testing.T, pn *peerNet, n byte) netip.Addr {
 		if err != nil {
 			t.Fatal(err)
 		}
-		extra, err := netlink.ParseAddr(fmt.Sprintf("10.211.%d.1/24", n))
+		extra, err := netlink.ParseAddr(cidr)
 		if err != nil {
 			t.Fatal(err)
 		}
+		extra.Flags |= 0x02 // IFA_F_NODAD: the test owns the address
 		if err := netlink.AddrAdd(l, extra); err != nil {
 			t.Fatal(err)
 		}
-		return netip.AddrFrom4([4]byte{10, 211, n, 2})
+		return owner
 	}
 	t.Fatalf("no link holds %s", pn.local)
 	return netip.Addr{}
@@ -72,19 +79,35 @@ func refusedView(st PeerState) []string {
 	return out
 }
 
-// Pod network mode bgp (issue 23 item 2): node2's pod range comes to
-// node1 through a router (gobgpd "relay", next hop node2's address) and
-// is hijacked by another peer (gobgpd "hijacker": the same range with
-// itself as next hop and a shorter AS path, and a more specific route
-// inside it). The node keeps routing the range to node2, installs nothing
-// of the hijacker's, and says what it refuses and why, in the session's
-// state and the metric; when the relay withdraws, the range is not
-// routed at all rather than to the hijacker.
+// Pod network mode bgp (issue 23 item 2), IPv4 and IPv6: node2's pod
+// range comes to node1 through a router (gobgpd "relay", next hop
+// node2's address) and is hijacked by another peer (gobgpd "hijacker":
+// the same range with itself as next hop and a shorter AS path, and a
+// more specific route inside it). The node keeps routing the range to
+// node2, installs nothing of the hijacker's, and says what it refuses
+// and why, in the session's state and the metric; when the relay
+// withdraws, the range is not routed at all rather than to the hijacker.
 func TestImportRefusesPodRangeHijack(t *testing.T) {
-	relay := startGoBGPd(t, 64500, 64512)
-	hijacker := startGoBGPd(t, 64501, 64512)
+	for _, c := range []struct {
+		name                string
+		v6                  bool
+		family              int
+		afi                 string
+		node1, node2, inner string
+	}{
+		{"IPv4", false, netlink.FAMILY_V4, "ipv4", "10.244.1.0/24", "10.244.2.0/24", "10.244.2.0/25"},
+		{"IPv6", true, netlink.FAMILY_V6, "ipv6", "fd00:10:244:1::/64", "fd00:10:244:2::/64", "fd00:10:244:2::/80"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			relay := startGoBGPdOn(t, newPeerNetOf(t, 202, "bgpg", c.v6), 64500, 64512)
+			hijacker := startGoBGPdOn(t, newPeerNetOf(t, 202, "bgpg", c.v6), 64501, 64512)
+			testHijack(t, relay, hijacker, c.family, c.afi, netip.MustParsePrefix(c.node1), netip.MustParsePrefix(c.node2), netip.MustParsePrefix(c.inner))
+		})
+	}
+}
+
+func testHijack(t *testing.T, relay, hijacker *gobgpd, family int, afi string, node1Range, node2Range, inner netip.Prefix) {
 	node2 := ownerAddr(t, relay.peerNet, byte(peerSeq.Load()))
-	node2Range := netip.MustParsePrefix("10.244.2.0/24")
 	s, ctx := runSpeaker(t)
 	routes := &Routes{Resync: time.Second}
 	s.LearnInto(routes)
@@ -98,7 +121,7 @@ func TestImportRefusesPodRangeHijack(t *testing.T) {
 		}
 	})
 	ranges := []PodRange{
-		{Prefix: netip.MustParsePrefix("10.244.1.0/24"), Node: "node1", Addrs: []netip.Addr{relay.local}},
+		{Prefix: node1Range, Node: "node1", Addrs: []netip.Addr{relay.local}},
 		{Prefix: node2Range, Node: "node2", Addrs: []netip.Addr{node2}},
 	}
 	routes.Allow(ranges[1:])
@@ -106,47 +129,54 @@ func TestImportRefusesPodRangeHijack(t *testing.T) {
 		{Name: "hijacker", Address: hijacker.remote, Port: 179, PeerASN: 64501, LocalASN: 64512, HoldTime: ptr(9 * time.Second), AllowOwnAS: true},
 		{Name: "relay", Address: relay.remote, Port: 179, PeerASN: 64500, LocalASN: 64512, HoldTime: ptr(9 * time.Second), AllowOwnAS: true},
 	}
-	if err := s.Apply(ctx, Plan{Peers: peers, Exports: map[string][]Export{}, NextHop4: relay.local, PodRanges: ranges}); err != nil {
+	plan := Plan{Peers: peers, Exports: map[string][]Export{}, PodRanges: ranges}
+	if relay.local.Is4() {
+		plan.NextHop4 = relay.local
+	} else {
+		plan.NextHop6 = relay.local
+	}
+	if err := s.Apply(ctx, plan); err != nil {
 		t.Fatal(err)
 	}
 	established(t, ctx, s, "relay")
 	established(t, ctx, s, "hijacker")
 
 	// The relay passes node2's route on: AS path 64500 64999.
-	if _, err := relay.gobgp("global", "rib", "add", "-a", "ipv4", node2Range.String(), "nexthop", node2.String(), "aspath", "64999"); err != nil {
+	if _, err := relay.gobgp("global", "rib", "add", "-a", afi, node2Range.String(), "nexthop", node2.String(), "aspath", "64999"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{fmt.Sprintf("%s via %s", node2Range, node2)}
 	waitFor(t, 20*time.Second, "node2's range routed to node2", func() error {
-		if got := podRoutes(t); strings.Join(got, ",") != strings.Join(want, ",") {
+		if got := podRoutes(t, family); strings.Join(got, ",") != strings.Join(want, ",") {
 			return fmt.Errorf("kernel routes %q, want %q", got, want)
 		}
 		return nil
 	})
 
-	// The hijack: AS path 64501 alone, shorter, and a /25 inside.
-	for _, pf := range []string{node2Range.String(), "10.244.2.0/25"} {
-		if _, err := hijacker.gobgp("global", "rib", "add", "-a", "ipv4", pf); err != nil {
+	// The hijack: AS path 64501 alone, shorter, and a longer prefix
+	// inside.
+	for _, pf := range []netip.Prefix{node2Range, inner} {
+		if _, err := hijacker.gobgp("global", "rib", "add", "-a", afi, pf.String(), "nexthop", hijacker.remote.String()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	wantRefused := []string{
-		fmt.Sprintf("10.244.2.0/24 via %s: NextHopNotOwner", hijacker.remote),
-		fmt.Sprintf("10.244.2.0/25 via %s: InsidePodRange", hijacker.remote),
+		fmt.Sprintf("%s via %s: NextHopNotOwner", node2Range, hijacker.remote),
+		fmt.Sprintf("%s via %s: InsidePodRange", inner, hijacker.remote),
 	}
 	waitFor(t, 20*time.Second, "the hijacker's routes refused", func() error {
 		st, err := stateOf(ctx, s, "hijacker")
 		if err != nil {
 			return err
 		}
-		got, kernel := refusedView(st), podRoutes(t)
+		got, kernel := refusedView(st), podRoutes(t, family)
 		if strings.Join(got, ",") != strings.Join(wantRefused, ",") || st.Accepted != 0 || strings.Join(kernel, ",") != strings.Join(want, ",") {
 			return fmt.Errorf("refused %q and %d accepted, want %q and 0; kernel routes %q, want %q", got, st.Accepted, wantRefused, kernel, want)
 		}
 		return nil
 	})
 	// Still, once the hijacker's routes were judged.
-	if got := podRoutes(t); strings.Join(got, ",") != strings.Join(want, ",") {
+	if got := podRoutes(t, family); strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("kernel routes after the hijack %q, want %q", got, want)
 	}
 	if st, err := stateOf(ctx, s, "relay"); err != nil || len(st.Refused) != 0 || st.Accepted != 1 {
@@ -166,11 +196,11 @@ berth_agent_bgp_prefixes_refused{peer="relay",reason="NextHopNotOwner"} 0
 
 	// The relay withdraws: nothing routes node2's range, the hijacker's
 	// path is not taken in its place.
-	if _, err := relay.gobgp("global", "rib", "del", "-a", "ipv4", node2Range.String()); err != nil {
+	if _, err := relay.gobgp("global", "rib", "del", "-a", afi, node2Range.String()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "node2's range unrouted", func() error {
-		if got := podRoutes(t); len(got) != 0 {
+		if got := podRoutes(t, family); len(got) != 0 {
 			return fmt.Errorf("kernel routes %q, want none", got)
 		}
 		return nil

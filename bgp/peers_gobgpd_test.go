@@ -24,7 +24,18 @@ type gobgpd struct {
 // peerASN.
 func startGoBGPd(t *testing.T, asn, peerASN uint32) *gobgpd {
 	t.Helper()
-	g := &gobgpd{peerNet: newPeerNet(t, 202, "bgpg")}
+	return startGoBGPdOn(t, newPeerNet(t, 202, "bgpg"), asn, peerASN)
+}
+
+// startGoBGPdOn is startGoBGPd on a link of the caller's (an IPv6 one:
+// the session is IPv6 unicast, GoBGP's default for an IPv6 neighbour).
+func startGoBGPdOn(t *testing.T, pn *peerNet, asn, peerASN uint32) *gobgpd {
+	t.Helper()
+	g := &gobgpd{peerNet: pn}
+	rid := g.remote
+	if rid.Is6() {
+		rid = netip.AddrFrom4([4]byte{192, 0, 2, rid.As16()[15]})
+	}
 	conf := fmt.Sprintf(`[global.config]
   as = %d
   router-id = "%s"
@@ -39,7 +50,7 @@ func startGoBGPd(t *testing.T, asn, peerASN uint32) *gobgpd {
     connect-retry = 1
     hold-time = 9
     keepalive-interval = 3
-`, asn, g.remote, g.remote, g.local, peerASN)
+`, asn, rid, g.remote, g.local, peerASN)
 	path := filepath.Join(g.dir, "gobgpd.toml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -40,11 +40,23 @@ type peerNet struct {
 // processes, and the BIRD test (10.200/16, bgpt*), never meet it.
 func newPeerNet(t *testing.T, second byte, linkPrefix string) *peerNet {
 	t.Helper()
+	return newPeerNetOf(t, second, linkPrefix, false)
+}
+
+// newPeerNetOf is newPeerNet, over IPv6 when v6: a /126 of
+// fd00:<second>::/32 numbered as the IPv4 /30 would be.
+func newPeerNetOf(t *testing.T, second byte, linkPrefix string, v6 bool) *peerNet {
+	t.Helper()
 	netnstest.RequireRoot(t)
 	// Eight numbers a process, taken in turn: a test's links go with
 	// it, so only a test of more than eight peers would meet its own.
 	n := (os.Getpid()%2048)*8 + int(peerSeq.Add(1)-1)%8
 	base := netip.AddrFrom4([4]byte{10, second, byte(n >> 6), byte(n&63) << 2})
+	bits := "/30"
+	if v6 {
+		base = netip.AddrFrom16([16]byte{0xfd, 0, 0, second, 14: byte(n >> 6), 15: byte(n&63) << 2})
+		bits = "/126"
+	}
 	pn := &peerNet{ns: netnstest.New(t), dir: t.TempDir(), local: base.Next(), remote: base.Next().Next()}
 	host, err := netns.Host()
 	if err != nil {
@@ -63,10 +75,10 @@ func newPeerNet(t *testing.T, second byte, linkPrefix string) *peerNet {
 			h.Close()
 		}
 	})
-	if err := host.AddAddress(link, pn.local.String()+"/30"); err != nil {
+	if err := host.AddAddress(link, pn.local.String()+bits); err != nil {
 		t.Fatal(err)
 	}
-	if err := pn.ns.AddAddress("eth0", pn.remote.String()+"/30"); err != nil {
+	if err := pn.ns.AddAddress("eth0", pn.remote.String()+bits); err != nil {
 		t.Fatal(err)
 	}
 	return pn
