@@ -14,6 +14,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -208,6 +209,9 @@ func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayRe
 		prog.Addresses = append(prog.Addresses, gwv1.GatewayStatusAddress{Type: &typ, Value: a})
 	}
 	e.reportAddressProblem(ctx, &obj, len(prog.Addresses) > 0)
+	if len(prog.Addresses) == 0 {
+		prog.AddressProblem = e.addressProblem(ctx, g.Namespace, g.Name)
+	}
 	gatewayapi.SetProgrammed(st, g.Generation, prog)
 	st.Conditions = keepTransitions(obj.Status.Conditions, st.Conditions)
 	for i := range st.Listeners {
@@ -225,6 +229,21 @@ func (e *gatewayEngine) writeGateway(ctx context.Context, g gatewayapi.GatewayRe
 	orig := obj.DeepCopy()
 	obj.Status = *st
 	return patchStatus(ctx, e.client, &obj, orig)
+}
+
+// addressProblem is why a Gateway's fleet Service has no address, as IPAM
+// said in its AddressAllocated condition ("" while none is known).
+func (e *gatewayEngine) addressProblem(ctx context.Context, namespace, name string) string {
+	var svc corev1.Service
+	key := types.NamespacedName{Namespace: e.opts.Namespace, Name: provision.GatewayFleetName(namespace, name)}
+	if e.client.Get(ctx, key, &svc) != nil {
+		return ""
+	}
+	c := meta.FindStatusCondition(svc.Status.Conditions, ConditionAddressAllocated)
+	if c == nil || c.Status != metav1.ConditionFalse {
+		return ""
+	}
+	return c.Reason + ": " + c.Message
 }
 
 // route is an HTTPRoute or a GRPCRoute: both keep parents in the same place.

@@ -36,13 +36,21 @@ func attach(cr *compiledRoute, gateways map[nn]*gatewayState, ix *index, control
 		st.Conditions = append(st.Conditions,
 			condition(string(gwv1.RouteConditionAccepted), reason == gwv1.RouteReasonAccepted, string(reason), msg, cr.generation),
 			condition(string(gwv1.RouteConditionResolvedRefs), okRefs, refsReason, refsMsg, cr.generation))
-		if len(cr.dropped) > 0 && len(cr.rules) > 0 {
+		// The Gateway API: PartiallyInvalid only where the parent accepted
+		// the route, with a message that starts with "Dropped Rule".
+		if reason == gwv1.RouteReasonAccepted && len(cr.dropped) > 0 {
 			st.Conditions = append(st.Conditions, condition(string(gwv1.RouteConditionPartiallyInvalid), true,
-				string(gwv1.RouteReasonUnsupportedValue), "rules dropped: "+strings.Join(cr.dropped, "; "), cr.generation))
+				string(gwv1.RouteReasonUnsupportedValue), droppedMessage(cr.dropped), cr.generation))
 		}
 		out = append(out, st)
 	}
 	return out
+}
+
+// droppedMessage is the PartiallyInvalid message for the dropped rules,
+// each as "rules[i]: why".
+func droppedMessage(dropped []string) string {
+	return "Dropped Rule " + strings.Join(dropped, "; Dropped Rule ")
 }
 
 // attachTo binds the route to the listeners of one Gateway that the
@@ -110,7 +118,7 @@ func (cr *compiledRoute) attachTo(gs *gatewayState, pr *gwv1.ParentReference, ix
 		own, _ := t.l.kindClaims(cr.kind)
 		for _, h := range t.hosts {
 			own.claim(h, cr.precedenceOwner)
-			t.l.entries = cr.appendEntries(t.l.entries, h)
+			t.l.entries = cr.appendEntries(t.l.entries, h, int32(t.l.spec.Port), t.l.spec.Protocol == gwv1.HTTPSProtocolType)
 		}
 		mergeClusters(gs.clusters, cr.backends.clusters)
 		if on != nil {

@@ -26,9 +26,28 @@ type compiledRoute struct {
 	backends        *backends
 	namePrefix      string // "httproute/<ns>/<name>"
 	precedenceOwner string // "<kind>/<ns>/<name>"
-	// hostEntries are the entries appendEntries made per hostname, so a
-	// route compiled once (see Memo) keeps its IR routes.
-	hostEntries map[string][]routeEntry
+	// hostEntries are the entries appendEntries made per hostname (and
+	// listener port, when a rule redirects to it), so a route compiled
+	// once (see Memo) keeps its IR routes.
+	hostEntries map[entriesKey][]routeEntry
+	// listenerPortRedirect: a rule redirects with neither scheme nor port,
+	// so its entries carry the port of the listener they serve.
+	listenerPortRedirect bool
+}
+
+// entriesKey names the entries of a route for one hostname; port is the
+// listener's port, or 0 when no rule of the route depends on it.
+type entriesKey struct {
+	host string
+	port int32
+}
+
+// entriesKey is the key of the route's entries on a listener of port.
+func (cr *compiledRoute) entriesKey(host string, port int32) entriesKey {
+	if !cr.listenerPortRedirect {
+		port = 0
+	}
+	return entriesKey{host, port}
 }
 
 // compiledRule is one servable rule: its matches and the IR route every
@@ -190,6 +209,7 @@ func (cr *compiledRoute) action(rule *compiledRule, fs *filterSet, refs []gwv1.B
 	t.RequestHeaders, t.ResponseHeaders, t.Rewrite, t.Mirrors = fs.requestHeaders, fs.responseHeaders, fs.rewrite, fs.mirrors
 	if fs.redirect != nil {
 		t.Redirect = fs.redirect
+		cr.listenerPortRedirect = cr.listenerPortRedirect || (t.Redirect.Scheme == nil && t.Redirect.Port == nil)
 		return
 	}
 	t.GRPC = cr.backends.grpc
@@ -223,16 +243,30 @@ func duration(d *gwv1.Duration) (time.Duration, error) {
 	return v, nil
 }
 
-// irRoutes are the IR routes of the route for one hostname, with their
-// precedence.
-func (cr *compiledRoute) appendEntries(es []routeEntry, host string) []routeEntry {
-	if made, ok := cr.hostEntries[host]; ok {
+// appendEntries appends the IR routes of the route for one hostname on a
+// listener of port (HTTPS when tls), with their precedence.
+func (cr *compiledRoute) appendEntries(es []routeEntry, host string, port int32, tls bool) []routeEntry {
+	key := cr.entriesKey(host, port)
+	if made, ok := cr.hostEntries[key]; ok {
 		return append(es, made...)
 	}
 	start := len(es)
 	for _, rule := range cr.rules {
+		redirect := rule.tmpl.Redirect
+		if rd := redirect; rd != nil && rd.Scheme == nil && rd.Port == nil && !defaultPort(port, tls) {
+			// The Gateway API: "If redirect scheme is empty, the
+			// redirect port MUST be the Gateway Listener port", not the
+			// port (or none) the client wrote in its Host header. On a
+			// scheme's own port (80, 443) it SHOULD NOT be written, and
+			// Envoy, left to the request's, drops that one.
+			copied := *rd
+			p := uint32(port)
+			copied.Port = &p
+			redirect = &copied
+		}
 		for _, m := range rule.matches {
 			r := rule.tmpl
+			r.Redirect = redirect
 			r.Name = cr.namePrefix + "/rule/" + strconv.Itoa(rule.index) + "/match/" + strconv.Itoa(m.index) + "/host/" + host
 			r.Hostname = host
 			r.Path, r.Headers, r.QueryParams, r.Method = m.path, m.headers, m.query, m.method
@@ -242,8 +276,13 @@ func (cr *compiledRoute) appendEntries(es []routeEntry, host string) []routeEntr
 		}
 	}
 	if cr.hostEntries == nil {
-		cr.hostEntries = map[string][]routeEntry{}
+		cr.hostEntries = map[entriesKey][]routeEntry{}
 	}
-	cr.hostEntries[host] = slices.Clone(es[start:])
+	cr.hostEntries[key] = slices.Clone(es[start:])
 	return es
+}
+
+// defaultPort says whether port is the default of the listener's scheme.
+func defaultPort(port int32, tls bool) bool {
+	return (!tls && port == 80) || (tls && port == 443)
 }

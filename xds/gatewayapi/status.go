@@ -16,12 +16,18 @@ type Programming struct {
 	Rejected string
 	// Addresses are the provisioned Service's load-balancer addresses.
 	Addresses []gwv1.GatewayStatusAddress
+	// AddressProblem says why the Service cannot get an address (IPAM's
+	// reason and message: a requested address outside every pool, a pool
+	// exhausted), "" when nothing is known to stand in the way.
+	AddressProblem string
 }
 
 // SetProgrammed completes a Gateway status from Translate with what only
 // the controller knows: it sets status.addresses, the Gateway's Programmed
 // condition (True once the Envoys ACKed and an address is assigned) and
-// the Programmed condition of every served listener. Listeners that
+// the Programmed condition of every served listener. A Gateway whose
+// address cannot be assigned is Programmed False (AddressNotAssigned) with
+// the reason, whether or not its Envoys answered yet. Listeners that
 // translation found invalid keep Programmed=False.
 func SetProgrammed(st *gwv1.GatewayStatus, generation int64, p Programming) {
 	st.Addresses = p.Addresses
@@ -33,6 +39,8 @@ func SetProgrammed(st *gwv1.GatewayStatus, generation int64, p Programming) {
 		c = condition(typ, false, string(gwv1.GatewayReasonInvalid), "Gateway is not accepted", generation)
 	case p.Rejected != "":
 		c = condition(typ, false, string(gwv1.GatewayReasonInvalid), "Envoy rejected the configuration: "+p.Rejected, generation)
+	case len(p.Addresses) == 0 && p.AddressProblem != "":
+		c = condition(typ, false, string(gwv1.GatewayReasonAddressNotAssigned), "the Gateway's Service cannot be given an address: "+p.AddressProblem, generation)
 	case !p.Acked:
 		c = unknownCondition(typ, string(gwv1.GatewayReasonPending), "no Envoy of this Gateway has acknowledged the configuration yet", generation)
 	case len(p.Addresses) == 0:
