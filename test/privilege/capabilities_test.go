@@ -92,6 +92,10 @@ func TestAgentCapabilities(t *testing.T) {
 	// container a fresh node's forwarding stays off and the agent says so.
 	t.Run("without the init container", func(t *testing.T) {
 		n := r.newNode(t, "priv-no-init", "10.244.4.0/24")
+		// A new namespace takes IPv4 forwarding from the host's: off here.
+		if err := n.ns.Sysctl("net/ipv4/ip_forward", "0"); err != nil {
+			t.Fatal(err)
+		}
 		r.startAgent(t, n, chartCaps)
 		waitFor(t, n, "the pod network fails on forwarding", func() (bool, string) {
 			msg := r.nodeEvent(n, "PodNetworkFailed")
