@@ -60,24 +60,55 @@ func joinAddrs(as []netip.Addr) string {
 	return strings.Join(s, " or ")
 }
 
+// rangeIndex finds the pod range a prefix equals or falls in, in a map
+// lookup per distinct range length: States runs it over every route every
+// peer sent, every few seconds.
+type rangeIndex struct {
+	exact        map[netip.Prefix]PodRange
+	bits4, bits6 []int
+}
+
+// newRangeIndex indexes normalised ranges; it is not changed afterwards.
+func newRangeIndex(ranges []PodRange) *rangeIndex {
+	ix := &rangeIndex{exact: map[netip.Prefix]PodRange{}}
+	for _, r := range ranges {
+		ix.exact[r.Prefix] = r
+		lens := &ix.bits4
+		if r.Prefix.Addr().Is6() {
+			lens = &ix.bits6
+		}
+		if !slices.Contains(*lens, r.Prefix.Bits()) {
+			*lens = append(*lens, r.Prefix.Bits())
+		}
+	}
+	return ix
+}
+
 // classify says why the import policy refuses a route (ok false: it
 // does not). It is the policy's decision restated for status; the policy
 // itself runs in GoBGP.
-func classify(ranges []PodRange, pf netip.Prefix, nh netip.Addr) (Refusal, bool) {
-	for _, r := range ranges {
-		if r.Prefix.Addr().Is4() != pf.Addr().Is4() || !r.Prefix.Overlaps(pf) || pf.Bits() < r.Prefix.Bits() {
-			continue
-		}
-		out := Refusal{Prefix: pf, NextHop: nh, Range: r.Prefix, Owner: r.Node, OwnerAddrs: r.Addrs}
-		if pf.Bits() > r.Prefix.Bits() {
-			out.Reason = RefusedInsidePodRange
-			return out, true
-		}
+func classify(ix *rangeIndex, pf netip.Prefix, nh netip.Addr) (Refusal, bool) {
+	if ix == nil {
+		return Refusal{}, false
+	}
+	pf = pf.Masked()
+	if r, ok := ix.exact[pf]; ok {
 		if slices.Contains(r.Addrs, nh) {
 			return Refusal{}, false
 		}
-		out.Reason = RefusedNextHopNotOwner
-		return out, true
+		return Refusal{Prefix: pf, NextHop: nh, Reason: RefusedNextHopNotOwner, Range: r.Prefix, Owner: r.Node, OwnerAddrs: r.Addrs}, true
+	}
+	lens := ix.bits4
+	if pf.Addr().Is6() {
+		lens = ix.bits6
+	}
+	for _, b := range lens {
+		if b >= pf.Bits() {
+			continue
+		}
+		if r, ok := ix.exact[netip.PrefixFrom(pf.Addr(), b).Masked()]; ok {
+			return Refusal{Prefix: pf, NextHop: nh, Reason: RefusedInsidePodRange, Range: r.Prefix, Owner: r.Node, OwnerAddrs: r.Addrs}, true
+		}
 	}
 	return Refusal{}, false
 }
@@ -125,7 +156,6 @@ func (s *Speaker) applyImports(ctx context.Context, in []PodRange) error {
 	ranges := normalRanges(in)
 	shape := importShape(ranges)
 	if s.importGen > 0 && shape == s.importShape {
-		s.podRanges = ranges
 		return nil
 	}
 	s.importGen++
@@ -182,7 +212,7 @@ func (s *Speaker) applyImports(ctx context.Context, in []PodRange) error {
 		return fmt.Errorf("import policy: assign: %w", err)
 	}
 	s.removeImportGeneration(ctx, gen-1)
-	s.importShape, s.podRanges = shape, ranges
+	s.importShape, s.podRanges = shape, newRangeIndex(ranges)
 	// What the peers sent already is judged again (GoBGP keeps it in
 	// its Adj-RIB-In: no route refresh, no session reset).
 	for _, p := range s.peers {
@@ -212,10 +242,10 @@ func (s *Speaker) removeImportGeneration(ctx context.Context, gen int) {
 	}
 }
 
-// refused lists what the import policy refuses of one peer's routes now,
-// from the server's Adj-RIB-In (the routes as the peer sent them).
-func refused(srv *server.BgpServer, peer netip.Addr, ranges []PodRange) []Refusal {
-	if len(ranges) == 0 {
+// refused lists what the import policy refuses of one peer's routes now:
+// the server's Adj-RIB-In (the routes as the peer sent them), classified.
+func refused(srv *server.BgpServer, peer netip.Addr, ix *rangeIndex) []Refusal {
+	if ix == nil || len(ix.exact) == 0 {
 		return nil
 	}
 	fam := bgp.RF_IPv4_UC
@@ -223,18 +253,18 @@ func refused(srv *server.BgpServer, peer netip.Addr, ranges []PodRange) []Refusa
 		fam = bgp.RF_IPv6_UC
 	}
 	var out []Refusal
-	_ = srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: peer.String(),
-		Family: fam, EnableFiltered: true}, func(_ bgp.NLRI, paths []*apiutil.Path) {
-		for _, p := range paths {
-			nlri, ok := p.Nlri.(*bgp.IPAddrPrefix)
-			if !ok || !p.Filtered || p.Withdrawal {
-				continue
+	_ = srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_ADJ_IN, Name: peer.String(), Family: fam},
+		func(_ bgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
+				nlri, ok := p.Nlri.(*bgp.IPAddrPrefix)
+				if !ok || p.Withdrawal {
+					continue
+				}
+				if r, ok := classify(ix, nlri.Prefix, nextHop(p.Attrs)); ok {
+					out = append(out, r)
+				}
 			}
-			if r, ok := classify(ranges, nlri.Prefix.Masked(), nextHop(p.Attrs)); ok {
-				out = append(out, r)
-			}
-		}
-	})
+		})
 	sort.Slice(out, func(i, j int) bool {
 		if c := out[i].Prefix.Addr().Compare(out[j].Prefix.Addr()); c != 0 {
 			return c < 0

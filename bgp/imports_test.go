@@ -213,11 +213,12 @@ berth_agent_bgp_prefixes_refused{peer="relay",reason="NextHopNotOwner"} 0
 // classify restates the import policy for status: hand-written cases of
 // each outcome, IPv4 and IPv6.
 func TestClassify(t *testing.T) {
-	ranges := normalRanges([]PodRange{
+	ranges := newRangeIndex(normalRanges([]PodRange{
 		{Prefix: netip.MustParsePrefix("10.244.2.0/24"), Node: "node2", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.12"), netip.MustParseAddr("2001:db8::12")}},
 		{Prefix: netip.MustParsePrefix("fd00:10:244:2::/64"), Node: "node2", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.12"), netip.MustParseAddr("2001:db8::12")}},
 		{Prefix: netip.MustParsePrefix("10.244.3.0/24"), Node: "node3"},
-	})
+		{Prefix: netip.MustParsePrefix("10.245.0.0/26"), Node: "node4", Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.14")}},
+	}))
 	for _, c := range []struct {
 		prefix, nextHop string
 		want            string // "" accepted; else "reason owner range"
@@ -229,6 +230,10 @@ func TestClassify(t *testing.T) {
 		{"10.244.0.0/16", "192.0.2.99", ""}, // wider: not inside a range
 		{"198.51.100.0/24", "192.0.2.99", ""},
 		{"10.244.3.0/24", "192.0.2.13", "NextHopNotOwner node3 10.244.3.0/24"}, // node3 has no address
+		{"10.245.0.0/26", "192.0.2.14", ""},                                    // ranges of two lengths
+		{"10.245.0.32/27", "192.0.2.14", "InsidePodRange node4 10.245.0.0/26"},
+		{"10.245.0.64/27", "192.0.2.14", ""}, // beside it
+		{"10.245.0.0/24", "192.0.2.14", ""},  // wider
 		{"fd00:10:244:2::/64", "2001:db8::12", ""},
 		{"fd00:10:244:2::/64", "192.0.2.12", "NextHopNotOwner node2 fd00:10:244:2::/64"}, // an IPv4 next hop is not its IPv6 owner
 		{"fd00:10:244:2::/64", "2001:db8::99", "NextHopNotOwner node2 fd00:10:244:2::/64"},

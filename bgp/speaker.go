@@ -49,10 +49,11 @@ type Speaker struct {
 	nextHop4 netip.Addr
 	nextHop6 netip.Addr
 	// The import policy's generation and shape (importShape), and the
-	// pod ranges it holds (normalRanges).
+	// pod ranges it holds, indexed (never changed: States takes it
+	// under mu and reads it after).
 	importGen   int
 	importShape string
-	podRanges   []PodRange
+	podRanges   *rangeIndex
 	// lastErr is why each peer's session last went down, from the
 	// server's peer events (its peer list does not keep it). Guarded by
 	// errMu, not mu: events come while Apply holds mu and waits on the
