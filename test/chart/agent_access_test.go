@@ -3,6 +3,7 @@ package chart_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -16,6 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/berthnet/berth/api/v1alpha1"
+	"github.com/berthnet/berth/bgp"
+	bgpkube "github.com/berthnet/berth/bgp/kube"
 	"github.com/berthnet/berth/l2announce"
 	l2kube "github.com/berthnet/berth/l2announce/kube"
 )
@@ -150,6 +154,67 @@ func TestAgentAccess(t *testing.T) {
 			t.Errorf("the controller writing an address: %v", err)
 		}
 	})
+}
+
+// Each agent writes its own node's entry of a BGPPeer's status (the node
+// its token is bound to), with the agent's own status writer; another
+// node's entry, the peer's conditions, or a write by credentials bound to
+// no node are refused.
+func TestAgentBGPPeerStatus(t *testing.T) {
+	in := install(t, withObjects...)
+	ctx := in.ctx
+	in.create(t, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "agent-status-tor"},
+		Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.1", PeerASN: 64500, LocalASN: 64512}})
+	write := func(asNode, entryNode string) {
+		w := &bgpkube.StatusWriter{Node: entryNode, Client: in.asOnNode(t, "berth-agent", asNode), Log: testr.New(t)}
+		w.Write(ctx, []bgp.PeerState{{Name: "agent-status-tor", State: "Established", Advertised: 2}}, nil)
+	}
+	nodes := func() map[string]string {
+		var p v1alpha1.BGPPeer
+		if err := in.admin.Get(ctx, client.ObjectKey{Name: "agent-status-tor"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, n := range p.Status.Nodes {
+			out[n.Node] = string(n.State)
+		}
+		return out
+	}
+	eventually(t, "node-a's agent writing its own entry (once the policy is in force)", func() error {
+		write("node-a", "node-a")
+		if nodes()["node-a"] != "Established" {
+			return fmt.Errorf("entries %v", nodes())
+		}
+		// In force: another node's entry is refused.
+		err := in.asOnNode(t, "berth-agent", "node-b").Status().Patch(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "agent-status-tor"}},
+			client.RawPatch(types.MergePatchType, []byte(`{"status":{"nodes":[{"node":"node-a","state":"Idle"}]}}`)))
+		if err == nil || !strings.Contains(err.Error(), "its own node's entry") {
+			return fmt.Errorf("node-b writing node-a's entry: %v", err)
+		}
+		return nil
+	})
+	// node-b's agent posing as node-a: refused, node-a's entry stays.
+	write("node-b", "node-a")
+	write("node-b", "node-b")
+	if got, want := nodes(), map[string]string{"node-a": "Established", "node-b": "Established"}; !maps.Equal(got, want) {
+		t.Errorf("entries %v, want %v", got, want)
+	}
+	for _, c := range []struct {
+		what, node, patch, says string
+	}{
+		{"another node's entry, directly", "node-b", `{"status":{"nodes":[{"node":"node-b","state":"Established"}]}}`, "its own node's entry"},
+		{"the peer's conditions", "node-b", `{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Fake","message":"","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`, "conditions"},
+		{"its entry, from credentials of no node", "", `{"status":{"nodes":[]}}`, "name no node"},
+	} {
+		err := in.asOnNode(t, "berth-agent", c.node).Status().Patch(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: "agent-status-tor"}},
+			client.RawPatch(types.MergePatchType, []byte(c.patch)))
+		if err == nil || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("the agent writing %s: %v, want refused (%s)", c.what, err, c.says)
+		}
+	}
+	if got, want := nodes(), map[string]string{"node-a": "Established", "node-b": "Established"}; !maps.Equal(got, want) {
+		t.Errorf("after the refused writes: entries %v, want %v", got, want)
+	}
 }
 
 // policyReady waits until the API server enforces the chart's policy on

@@ -75,10 +75,20 @@ func serviceAccount(name string) string {
 // groups its tokens carry): what a pod running as it may do.
 func (in *installed) as(t testing.TB, sa string) client.Client {
 	t.Helper()
+	return in.asOnNode(t, sa, "")
+}
+
+// asOnNode is as, with the token of a pod on node (the kubelet's pod-bound
+// tokens name the pod's node); "" for none.
+func (in *installed) asOnNode(t testing.TB, sa, node string) client.Client {
+	t.Helper()
 	cfg := rest.CopyConfig(in.env.Config)
 	cfg.Impersonate = rest.ImpersonationConfig{
 		UserName: serviceAccount(sa),
 		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	if node != "" {
+		cfg.Impersonate.Extra = map[string][]string{"authentication.kubernetes.io/node-name": {node}}
 	}
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: in.scheme})
 	if err != nil {
