@@ -35,8 +35,7 @@ type Runner struct {
 	Reader    client.Reader
 	// Secrets reads the password Secrets, by name (Reader when nil): not
 	// a cache, since the agents may read only the Secrets their Role
-	// names, not list the namespace. A changed Secret is read at the next
-	// sync (Resync at the latest).
+	// names, not list the namespace. Each read is kept for Resync.
 	Secrets        client.Reader
 	Speaker        *bgp.Speaker
 	Status         *StatusWriter
@@ -53,9 +52,11 @@ type Runner struct {
 	// PlanApplied, when set, is called after each apply with its plan.
 	PlanApplied func(bgp.Plan)
 
-	loop     *syncloop.Loop
-	services ipamkube.LBServices
-	syncs    *prometheus.CounterVec
+	loop *syncloop.Loop
+	// passwords is owned by the sync loop.
+	passwords *passwordSecrets
+	services  ipamkube.LBServices
+	syncs     *prometheus.CounterVec
 	// statusDue asks the status goroutine for a write now.
 	statusDue chan struct{}
 
@@ -117,10 +118,7 @@ func (r *Runner) Watch(ctx context.Context, c crcache.Cache) error {
 // sessions to the status after each sync, when a session changes, and
 // every 2 s, until ctx ends.
 func (r *Runner) Start(ctx context.Context) error {
-	resync := r.Resync
-	if resync <= 0 {
-		resync = 30 * time.Second
-	}
+	resync := r.resync()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -132,6 +130,13 @@ func (r *Runner) Start(ctx context.Context) error {
 	})
 	wg.Wait()
 	return err
+}
+
+func (r *Runner) resync() time.Duration {
+	if r.Resync <= 0 {
+		return 30 * time.Second
+	}
+	return r.Resync
 }
 
 // writeStatus owns the StatusWriter: it writes when asked, when a
@@ -209,12 +214,15 @@ func (r *Runner) build(ctx context.Context) (Built, error) {
 			return Built{}, err
 		}
 	}
-	secretReader := r.Secrets
-	if secretReader == nil {
-		secretReader = r.Reader
+	if r.passwords == nil {
+		reader := r.Secrets
+		if reader == nil {
+			reader = r.Reader
+		}
+		r.passwords = &passwordSecrets{reader: reader, ttl: r.resync(), now: time.Now}
 	}
 	var err error
-	if o.Secrets, o.ForbiddenSecrets, err = readPasswordSecrets(ctx, secretReader, r.Namespace, peers.Items); err != nil {
+	if o.Secrets, o.ForbiddenSecrets, err = r.passwords.get(ctx, r.Namespace, peers.Items); err != nil {
 		return Built{}, err
 	}
 	if o.Services, o.Slices, err = r.services.Read(ctx, r.Reader); err != nil {

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,32 +21,72 @@ const ReasonPasswordSecretForbidden = "PasswordSecretForbidden"
 // agents may not read says to set it.
 const ExtraSecretsValue = "agent.extraSecretNames"
 
-// readPasswordSecrets gets, by name, each password Secret the peers name in
-// namespace. The agents' Role lists the Secrets they may read
+// passwordSecrets reads, by name, each password Secret the peers name, and
+// keeps each read for ttl. The agents' Role lists the Secrets they may read
 // (resourceNames), so they cannot list or watch the namespace, where the
-// xDS CA's key also lives. A Secret that is not there is left out of the
-// map (the peer then says so); one the agents may not read is in
-// forbidden. Any other error fails the read, to be retried.
-func readPasswordSecrets(ctx context.Context, r client.Reader, namespace string, peers []v1alpha1.BGPPeer) (secrets map[string]*corev1.Secret, forbidden map[string]bool, err error) {
+// xDS CA's key also lives; and the runner rebuilds on every Service and
+// EndpointSlice change, so a read per peer per rebuild on every node would
+// load the API server. A changed, new or deleted Secret is seen within ttl.
+type passwordSecrets struct {
+	reader client.Reader
+	ttl    time.Duration
+	now    func() time.Time
+	reads  map[string]secretRead
+}
+
+// secretRead is one read of a Secret: the Secret, or nil when it is not
+// there, or forbidden.
+type secretRead struct {
+	secret    *corev1.Secret
+	forbidden bool
+	at        time.Time
+}
+
+// get returns the peers' password Secrets in namespace by name (one that
+// is not there is left out: the peer then says so), and those the agents
+// may not read. Any other error fails the read, to be retried.
+func (p *passwordSecrets) get(ctx context.Context, namespace string, peers []v1alpha1.BGPPeer) (secrets map[string]*corev1.Secret, forbidden map[string]bool, err error) {
+	now := p.now()
 	secrets, forbidden = map[string]*corev1.Secret{}, map[string]bool{}
+	kept := map[string]secretRead{}
 	for i := range peers {
 		ref := peers[i].Spec.PasswordSecret
-		if ref == nil || secrets[ref.Name] != nil || forbidden[ref.Name] {
+		if ref == nil {
 			continue
 		}
-		var s corev1.Secret
-		err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, &s)
-		switch {
-		case err == nil:
-			secrets[ref.Name] = &s
-		case apierrors.IsNotFound(err):
-		case apierrors.IsForbidden(err):
+		r, ok := kept[ref.Name]
+		if !ok {
+			if r, ok = p.reads[ref.Name]; !ok || now.Sub(r.at) >= p.ttl {
+				if r, err = p.read(ctx, namespace, ref.Name); err != nil {
+					return nil, nil, err
+				}
+				r.at = now
+			}
+			kept[ref.Name] = r
+		}
+		if r.secret != nil {
+			secrets[ref.Name] = r.secret
+		}
+		if r.forbidden {
 			forbidden[ref.Name] = true
-		default:
-			return nil, nil, fmt.Errorf("password Secret %s/%s: %w", namespace, ref.Name, err)
 		}
 	}
+	p.reads = kept // a name no peer names any more is forgotten
 	return secrets, forbidden, nil
+}
+
+func (p *passwordSecrets) read(ctx context.Context, namespace, name string) (secretRead, error) {
+	var s corev1.Secret
+	err := p.reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &s)
+	switch {
+	case err == nil:
+		return secretRead{secret: &s}, nil
+	case apierrors.IsNotFound(err):
+		return secretRead{}, nil
+	case apierrors.IsForbidden(err):
+		return secretRead{forbidden: true}, nil
+	}
+	return secretRead{}, fmt.Errorf("password Secret %s/%s: %w", namespace, name, err)
 }
 
 // forbiddenSecret is the problem of a peer whose password Secret the

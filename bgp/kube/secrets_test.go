@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 	"github.com/google/go-cmp/cmp"
@@ -78,6 +79,11 @@ func TestPasswordSecretsByName(t *testing.T) {
 	speaker := bgp.NewSpeaker(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	t.Cleanup(func() { speaker.Shutdown(context.Background()) })
 	r := NewRunner("node1", ns, agent, speaker, testr.New(t))
+	// The runner's own reader of Secrets, on a clock the test moves, with
+	// the API server's answers counted.
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reads := &countingReader{Reader: agent}
+	r.passwords = &passwordSecrets{reader: reads, ttl: 30 * time.Second, now: func() time.Time { return clock }}
 	built, err := r.build(ctx)
 	if err != nil {
 		t.Fatalf("build with the agent's rights: %v", err)
@@ -112,4 +118,75 @@ func TestPasswordSecretsByName(t *testing.T) {
 	if got == nil || got.Status != metav1.ConditionFalse || got.Reason != "PasswordSecretForbidden" || got.Message != wantProblems["BGPPeer sneaky"] {
 		t.Errorf("BGPPeer sneaky's Configured condition on node1: %+v", got)
 	}
+
+	// Each Secret is read once per 30 s, not at every rebuild (every
+	// Service or EndpointSlice change): three names, three reads.
+	password := func() string {
+		t.Helper()
+		b, err := r.build(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range b.Plan.Peers {
+			if p.Name == "tor" {
+				return p.Password
+			}
+		}
+		t.Fatalf("tor not in the plan: %v", b.Problems)
+		return ""
+	}
+	if n := reads.gets; n != 3 {
+		t.Errorf("%d reads of Secrets for three names, want 3", n)
+	}
+	var md5 corev1.Secret
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "tor-md5"}, &md5); err != nil {
+		t.Fatal(err)
+	}
+	md5.Data["password"] = []byte("n3w")
+	if err := admin.Update(ctx, &md5); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(29 * time.Second)
+	if got := password(); got != "s3cret" || reads.gets != 3 {
+		t.Errorf("29 s later: password %q after %d reads, want the kept s3cret after 3", got, reads.gets)
+	}
+	clock = clock.Add(time.Second)
+	if got := password(); got != "n3w" || reads.gets != 6 {
+		t.Errorf("30 s later: password %q after %d reads, want n3w after 6", got, reads.gets)
+	}
+	// A peer that names a Secret already read shares that read.
+	var plain v1alpha1.BGPPeer
+	if err := admin.Get(ctx, client.ObjectKey{Name: "plain"}, &plain); err != nil {
+		t.Fatal(err)
+	}
+	plain.Spec.PasswordSecret = &v1alpha1.SecretKeyRef{Name: "tor-md5", Key: "password"}
+	if err := admin.Update(ctx, &plain); err != nil {
+		t.Fatal(err)
+	}
+	// (The runner reads peers from the API server here, not a cache.)
+	b, err := r.build(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := false
+	for _, p := range b.Plan.Peers {
+		shared = shared || (p.Name == "plain" && p.Password == "n3w")
+	}
+	if !shared {
+		t.Errorf("peer plain naming tor-md5: not in the plan with its password (problems %v)", b.Problems)
+	}
+	if reads.gets != 6 {
+		t.Errorf("%d reads after a peer named a Secret already read, want still 6", reads.gets)
+	}
+}
+
+// countingReader counts the reads of single objects it passes on.
+type countingReader struct {
+	client.Reader
+	gets int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets++
+	return c.Reader.Get(ctx, key, obj, opts...)
 }
