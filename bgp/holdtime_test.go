@@ -59,16 +59,14 @@ func TestHoldTimeAtBIRD(t *testing.T) {
 		})
 	}
 
-	up, _ := b.established()
+	up := b.session(t)
 	zero := base
 	zero.HoldTime = ptr(time.Duration(0))
 	err := s.Apply(ctx, onePeerPlan(&zero, b.local, Attrs{}))
 	if err == nil || !strings.Contains(err.Error(), "holdTime 0s") || !strings.Contains(err.Error(), "GoBGP turns it into 90s") {
 		t.Errorf("Apply with holdTime 0s: %v; want the refusal naming holdTime 0s and why", err)
 	}
-	if now, ok := b.established(); !ok || now != up {
-		t.Errorf("the refused change touched the session:\nbefore %s\nafter %s", up, now)
-	}
+	b.sameSession(t, "a refused change", up)
 }
 
 // Peer.Check against hand-written cases: what the speaker refuses and why.
