@@ -69,7 +69,10 @@ func TestRBACChartPermissions(t *testing.T) {
 			{"agent", agent, access{"update", "", "services", "", "default", false}},
 			{"agent", agent, access{"create", "coordination.k8s.io", "leases", "", lab.Namespace, false}},
 			{"controller", controller, access{"update", "", "services", "status", "default", true}},
-			{"controller", controller, access{"create", "apps", "deployments", "", "default", true}},
+			// Fleets are written in Berth's namespace only (issue 19 item 8).
+			{"controller", controller, access{"create", "apps", "deployments", "", lab.Namespace, true}},
+			{"controller", controller, access{"create", "apps", "deployments", "", "default", false}},
+			{"controller", controller, access{"create", "", "secrets", "", "default", false}},
 			{"controller", controller, access{"delete", "", "nodes", "", "", false}},
 			{"controller", controller, access{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false}},
 			{"controller", controller, access{"create", "", "pods", "", "default", false}},
