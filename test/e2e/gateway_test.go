@@ -22,12 +22,12 @@ import (
 	"github.com/berthnet/berth/xds/provision"
 )
 
-// A Gateway in the lab, with the release's RBAC and a real garbage
-// collector: it gets an address from the LAN pool and its fleet (owned by
-// it); with no Envoy able to run here its Programmed condition says so,
-// even after berthctl read its configuration; deleting it takes the whole
-// fleet and the address with it. An Ingress of Berth's class gets the
-// address of its class's fleet in its status.
+// A Gateway in the lab, with the release's RBAC: it gets an address from
+// the LAN pool and its fleet in Berth's namespace; with no Envoy able to
+// run here its Programmed condition says so, even after berthctl read its
+// configuration; deleting it takes the whole fleet and the address with
+// it. An Ingress of Berth's class gets the address of its class's fleet in
+// its status.
 func TestGatewayInTheLab(t *testing.T) {
 	t.Parallel()
 	l, ctx := labtest.Start(t, 5*time.Minute)
