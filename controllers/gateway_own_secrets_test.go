@@ -75,7 +75,7 @@ func TestGatewayNeverServesBerthsSecrets(t *testing.T) {
 		message string
 	}{
 		// The CA is no TLS Secret, so translation does not even see it.
-		"ca":        {metav1.ConditionFalse, "no such Secret"},
+		"ca":        {metav1.ConditionFalse, "no such Secret of type kubernetes.io/tls"},
 		"fleet":     {metav1.ConditionFalse, "made by berth-controller"},
 		"operators": {metav1.ConditionTrue, ""},
 	}

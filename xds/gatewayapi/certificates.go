@@ -66,7 +66,10 @@ func resolveCertificates(gw *gwv1.Gateway, spec *gwv1.Listener, ix *index, unres
 // own Secrets are refused (ownSecret), whatever grants allow.
 func certificate(s *corev1.Secret) (*ir.Certificate, error) {
 	if s == nil {
-		return nil, fmt.Errorf("no such Secret")
+		// Translation reads only TLS Secrets (the controller caches no
+		// other type): one of another type, Berth's CA among them, is
+		// missing here too.
+		return nil, fmt.Errorf("no such Secret of type %s", corev1.SecretTypeTLS)
 	}
 	if why := ownSecret(s); why != "" {
 		return nil, fmt.Errorf("%s: Berth never serves it as a certificate; use a Secret of your own", why)
