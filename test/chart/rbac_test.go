@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -200,4 +201,44 @@ func readFile(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestAdmissionPolicies: the policies on the agents' status writes come
+// with the agent (the BGPPeer one with the BGP speaker), each bound, and
+// name the agent of the release's namespace.
+func TestAdmissionPolicies(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		sets []string
+		want []string
+	}{
+		{name: "defaults", want: []string{"berth-agent-bgppeer-status", "berth-agent-service-status"}},
+		{name: "no BGP", sets: []string{"loadBalancer.bgp.enabled=false"}, want: []string{"berth-agent-service-status"}},
+		{name: "no agent", sets: []string{"podNetwork.enabled=false", "loadBalancer.enabled=false", "gateway.enabled=false", "ingress.enabled=false"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			objs := mustRender(t, c.sets...)
+			var policies, bindings []string
+			for _, p := range objs.ofKind("ValidatingAdmissionPolicy") {
+				policies = append(policies, p.GetName())
+				conds, _, _ := unstructured.NestedSlice(p.Object, "spec", "matchConditions")
+				if len(conds) != 1 || conds[0].(map[string]any)["expression"] != `request.userInfo.username == "system:serviceaccount:berth-system:berth-agent"` {
+					t.Errorf("policy %s matches %v, want the berth-agent ServiceAccount of %s alone", p.GetName(), conds, namespace)
+				}
+			}
+			for _, b := range objs.ofKind("ValidatingAdmissionPolicyBinding") {
+				name, _, _ := unstructured.NestedString(b.Object, "spec", "policyName")
+				actions, _, _ := unstructured.NestedStringSlice(b.Object, "spec", "validationActions")
+				if !slices.Equal(actions, []string{"Deny"}) {
+					t.Errorf("binding %s: validationActions %v, want [Deny]", b.GetName(), actions)
+				}
+				bindings = append(bindings, name)
+			}
+			slices.Sort(policies)
+			slices.Sort(bindings)
+			if !slices.Equal(policies, c.want) || !slices.Equal(bindings, c.want) {
+				t.Errorf("policies %v bound %v, want %v", policies, bindings, c.want)
+			}
+		})
+	}
 }
