@@ -12,9 +12,12 @@ import (
 // filterSet is what a rule's filters do, in IR terms.
 type filterSet struct {
 	requestHeaders, responseHeaders *ir.HeaderModifier
-	rewrite                         *ir.URLRewrite
-	redirect                        *ir.Redirect
-	mirrors                         []*ir.Mirror
+	// hostHeader is the Host a RequestHeaderModifier sets (or adds): Envoy
+	// takes it only as a host rewrite (see requestHostRewrite).
+	hostHeader *string
+	rewrite    *ir.URLRewrite
+	redirect   *ir.Redirect
+	mirrors    []*ir.Mirror
 	// prefixOnly: a ReplacePrefixMatch needs every match to be a PathPrefix.
 	prefixOnly bool
 }
@@ -29,9 +32,9 @@ func httpFilters(fs []gwv1.HTTPRouteFilter, b *backends) (*filterSet, error) {
 		var err error
 		switch f.Type {
 		case gwv1.HTTPRouteFilterRequestHeaderModifier:
-			out.requestHeaders, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier)
+			out.requestHeaders, out.hostHeader, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier, true)
 		case gwv1.HTTPRouteFilterResponseHeaderModifier:
-			out.responseHeaders, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier)
+			out.responseHeaders, _, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier, false)
 		case gwv1.HTTPRouteFilterRequestMirror:
 			err = out.mirror(f.RequestMirror, b)
 		case gwv1.HTTPRouteFilterRequestRedirect:
@@ -48,7 +51,30 @@ func httpFilters(fs []gwv1.HTTPRouteFilter, b *backends) (*filterSet, error) {
 	if out.redirect != nil && out.rewrite != nil {
 		return nil, fmt.Errorf("RequestRedirect and URLRewrite cannot be combined")
 	}
+	if err := out.requestHostRewrite(); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// requestHostRewrite turns a Host header set by a RequestHeaderModifier
+// into the host rewrite Envoy takes it as (Envoy refuses Host among the
+// headers a route adds or sets, as Envoy Gateway does). It cannot be
+// combined with a URLRewrite of the hostname: one would be lost. A
+// redirect forwards nothing, so there it changes nothing.
+func (out *filterSet) requestHostRewrite() error {
+	if out.hostHeader == nil || out.redirect != nil {
+		return nil
+	}
+	if out.rewrite != nil && out.rewrite.Hostname != nil {
+		return fmt.Errorf("a RequestHeaderModifier sets Host and a URLRewrite sets the hostname: keep one")
+	}
+	if out.rewrite == nil {
+		out.rewrite = &ir.URLRewrite{}
+	}
+	h := *out.hostHeader
+	out.rewrite.Hostname = &h
+	return nil
 }
 
 // grpcFilters converts a GRPCRoute rule's filters.
@@ -59,9 +85,9 @@ func grpcFilters(fs []gwv1.GRPCRouteFilter, b *backends) (*filterSet, error) {
 		var err error
 		switch f.Type {
 		case gwv1.GRPCRouteFilterRequestHeaderModifier:
-			out.requestHeaders, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier)
+			out.requestHeaders, out.hostHeader, err = headerModifier(out.requestHeaders, f.RequestHeaderModifier, true)
 		case gwv1.GRPCRouteFilterResponseHeaderModifier:
-			out.responseHeaders, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier)
+			out.responseHeaders, _, err = headerModifier(out.responseHeaders, f.ResponseHeaderModifier, false)
 		case gwv1.GRPCRouteFilterRequestMirror:
 			err = out.mirror(f.RequestMirror, b)
 		default:
@@ -71,32 +97,70 @@ func grpcFilters(fs []gwv1.GRPCRouteFilter, b *backends) (*filterSet, error) {
 			return nil, fmt.Errorf("filters[%d]: %w", i, err)
 		}
 	}
+	if err := out.requestHostRewrite(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
-func headerModifier(prev *ir.HeaderModifier, f *gwv1.HTTPHeaderFilter) (*ir.HeaderModifier, error) {
+// headerModifier converts a header modifier filter. Envoy will not add,
+// set or remove a pseudo-header (":authority", ":path") or Host, and
+// would drop them unsaid: of a request's (request), a Host set or added
+// is returned as host, for a host rewrite (one value: a request has one
+// Host); every other such change is refused.
+func headerModifier(prev *ir.HeaderModifier, f *gwv1.HTTPHeaderFilter, request bool) (m *ir.HeaderModifier, host *string, err error) {
 	if f == nil {
-		return nil, fmt.Errorf("header modifier filter without its settings")
+		return nil, nil, fmt.Errorf("header modifier filter without its settings")
 	}
 	if prev != nil {
-		return nil, fmt.Errorf("header modifier filter repeated")
+		return nil, nil, fmt.Errorf("header modifier filter repeated")
 	}
 	for _, hs := range [][]gwv1.HTTPHeader{f.Add, f.Set} {
 		for _, h := range hs {
 			if strings.ContainsAny(h.Value, "\x00\r\n") {
-				return nil, fmt.Errorf("header %s: a value with NUL, CR or LF cannot be sent", h.Name)
+				return nil, nil, fmt.Errorf("header %s: a value with NUL, CR or LF cannot be sent", h.Name)
 			}
 		}
 	}
-	m := &ir.HeaderModifier{}
-	for _, h := range f.Add {
-		m.Add = append(m.Add, ir.Header{Name: string(h.Name), Value: h.Value})
+	m = &ir.HeaderModifier{}
+	keep := func(name, verb string, value string) (bool, error) {
+		switch {
+		case strings.HasPrefix(name, ":"):
+			return false, fmt.Errorf("header %s: a pseudo-header cannot be %s", name, verb)
+		case !strings.EqualFold(name, "host"):
+			return true, nil
+		case !request:
+			return false, fmt.Errorf("header %s: Host cannot be %s in a response", name, verb)
+		case verb == "removed":
+			return false, fmt.Errorf("header %s: a request's Host cannot be removed", name)
+		case host != nil && *host != value:
+			return false, fmt.Errorf("header %s: given two values, %q and %q; a request has one Host", name, *host, value)
+		}
+		host = &value
+		return false, nil
 	}
 	for _, h := range f.Set {
-		m.Set = append(m.Set, ir.Header{Name: string(h.Name), Value: h.Value})
+		if ok, err := keep(string(h.Name), "set", h.Value); err != nil {
+			return nil, nil, err
+		} else if ok {
+			m.Set = append(m.Set, ir.Header{Name: string(h.Name), Value: h.Value})
+		}
 	}
-	m.Remove = append(m.Remove, f.Remove...)
-	return m, nil
+	for _, h := range f.Add {
+		if ok, err := keep(string(h.Name), "added", h.Value); err != nil {
+			return nil, nil, err
+		} else if ok {
+			m.Add = append(m.Add, ir.Header{Name: string(h.Name), Value: h.Value})
+		}
+	}
+	for _, n := range f.Remove {
+		if ok, err := keep(n, "removed", ""); err != nil {
+			return nil, nil, err
+		} else if ok {
+			m.Remove = append(m.Remove, n)
+		}
+	}
+	return m, host, nil
 }
 
 func (out *filterSet) mirror(f *gwv1.HTTPRequestMirrorFilter, b *backends) error {
