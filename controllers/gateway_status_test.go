@@ -57,3 +57,20 @@ func TestGatewayNACKTooLongForStatus(t *testing.T) {
 		}
 	}
 }
+
+// A Gateway asking for an address no pool holds is Programmed False,
+// AddressNotAssigned, with IPAM's reason, though no Envoy answered yet
+// (before: Unknown/Pending, saying nothing of the address).
+func TestGatewayAddressNotAssigned(t *testing.T) {
+	e := newGWEnv(t)
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "addr-none"}})
+	e.create(berthClass())
+	gw := httpGateway("addr-none", "edge")
+	ip := gwv1.IPAddressType
+	gw.Spec.Addresses = []gwv1.GatewaySpecAddress{{Type: &ip, Value: "203.0.113.9"}}
+	e.create(gw)
+	got := e.gatewayCondition("addr-none", "edge", "Programmed", metav1.ConditionFalse, "AddressNotAssigned")
+	if c := findCond(got.Status.Conditions, "Programmed"); !strings.Contains(c.Message, "RequestedIPNotInPool") || !strings.Contains(c.Message, "203.0.113.9") {
+		t.Errorf("Programmed message %q does not say why the address cannot be assigned", c.Message)
+	}
+}
