@@ -26,7 +26,8 @@ const invalidBackendCluster = "_berth_invalid_backend"
 // modifiable says whether Envoy lets a route add, set or remove a header:
 // not a pseudo-header (":path") nor Host, which it refuses with a NACK of
 // the whole route configuration (every route of the port). Such changes
-// are left out; the first stage should refuse them in the route's status.
+// are left out; the first stage never asks for them (it makes a Host set
+// a host rewrite, and refuses the rest in the route's status).
 func modifiable(header string) bool {
 	return !strings.HasPrefix(header, ":") && !strings.EqualFold(header, "host")
 }
@@ -84,8 +85,9 @@ func redirectCode(status int) routev3.RedirectAction_RedirectResponseCode {
 }
 
 // redirectAction answers with a redirect. The IR says the port outright
-// (the first stage derives it from the scheme or the listener, as the
-// Gateway API asks); an unset field keeps the request's value.
+// where the Gateway API fixes it (the first stage writes the listener's
+// port when the redirect names neither scheme nor port); an unset field
+// keeps the request's value.
 func redirectAction(rd *ir.Redirect, prefix *pathPrefix) *routev3.RedirectAction {
 	a := &routev3.RedirectAction{ResponseCode: redirectCode(rd.StatusCode)}
 	if rd.Scheme != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -143,6 +144,71 @@ func TestListenerIsolation(t *testing.T) {
 	} {
 		if got := envoyRoute(t, envoyVirtualHost(t, rc, tc.host), tc.path); got != tc.want {
 			t.Errorf("%s%s: answered by %s, want %s", tc.host, tc.path, got, tc.want)
+		}
+	}
+}
+
+// envoyFilterChain picks the filter chain Envoy would for a TLS SNI, by
+// its documented server_names rule, written apart from the translator:
+// the exact name, then wildcards from the longest suffix ("*.a.b.com",
+// then "*.b.com", then "*.com"), then a chain without server_names.
+func envoyFilterChain(t *testing.T, l *listenerv3.Listener, sni string) string {
+	t.Helper()
+	find := func(name string) string {
+		for _, fc := range l.FilterChains {
+			for _, s := range fc.GetFilterChainMatch().GetServerNames() {
+				if s == name {
+					return fc.Name
+				}
+			}
+		}
+		return ""
+	}
+	if c := find(sni); c != "" {
+		return c
+	}
+	for rest := sni; strings.Contains(rest, "."); {
+		rest = rest[strings.Index(rest, ".")+1:]
+		if c := find("*." + rest); c != "" {
+			return c
+		}
+	}
+	for _, fc := range l.FilterChains {
+		if len(fc.GetFilterChainMatch().GetServerNames()) == 0 {
+			return fc.Name
+		}
+	}
+	return "none"
+}
+
+// TestHTTPSListenerBySNI: HTTPS listeners sharing a port are filter
+// chains, and a TLS client lands on the most specific listener's (hand-
+// written answers, as TestListenerIsolation's).
+func TestHTTPSListenerBySNI(t *testing.T) {
+	cert := &ir.Certificate{Name: "t/c", Chain: []byte("chain"), Key: []byte("key")}
+	listener := func(name, host string) *ir.HTTPListener {
+		return &ir.HTTPListener{Name: name, Port: 443, Hostname: host, TLS: &ir.TLS{Certificates: []*ir.Certificate{cert}},
+			Routes: []*ir.HTTPRoute{{Name: name + "/r", Hostname: host, Backends: to("t/a/80")}}}
+	}
+	g := httpGroup()
+	g.HTTP = []*ir.HTTPListener{
+		listener("t/t/any", ""), listener("t/t/a", "a.example.com"),
+		listener("t/t/wild", "*.example.com"), listener("t/t/apps", "*.apps.example.com"),
+	}
+	res := mustTranslate(t, g)
+	checkResources(t, g, res)
+	l := res[resourcev3.ListenerType][0].(*listenerv3.Listener)
+	for _, tc := range []struct{ sni, want string }{
+		{"a.example.com", "t/t/a"},
+		{"b.example.com", "t/t/wild"},
+		{"x.b.example.com", "t/t/wild"},
+		{"x.apps.example.com", "t/t/apps"},
+		{"apps.example.com", "t/t/wild"},
+		{"example.com", "t/t/any"},
+		{"other.org", "t/t/any"},
+	} {
+		if got := envoyFilterChain(t, l, tc.sni); got != tc.want {
+			t.Errorf("SNI %s: filter chain %s, want %s", tc.sni, got, tc.want)
 		}
 	}
 }
