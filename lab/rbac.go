@@ -21,7 +21,8 @@ import (
 // every lab scenario runs with the release's permissions and no more.
 
 // Namespace is Berth's namespace: the ServiceAccounts, the controller's
-// leader lease and xDS CA, the agents' BGP password Secrets.
+// leader lease and xDS CA, the Envoy fleets, the heartbeat key and BGP
+// password Secrets the agents read by name.
 const Namespace = "berth-system"
 
 // The chart's ServiceAccounts, one per component.
@@ -62,7 +63,56 @@ func RBACManifests() ([]byte, error) {
 		}
 		docs = append(docs, bindings...)
 	}
+	templated, err := chartTemplatedRBAC()
+	if err != nil {
+		return nil, err
+	}
+	docs = append(docs, templated...)
 	return bytes.Join(docs, []byte("\n---\n")), nil
+}
+
+// AgentSecretNames are the Secrets of Namespace the agents may read, by
+// name: what the chart's Role berth-agent-secrets lists with the lab's
+// values (the heartbeat key Secret under its default name; the lab's
+// BGPPeers have no password).
+var AgentSecretNames = []string{"berth-l2-key"}
+
+// chartTemplatedRBAC returns the RBAC objects the chart renders from its
+// values rather than from config/rbac (charts/berth/templates): the agents'
+// Role berth-agent-secrets (get by name only) with its binding, and the
+// ClusterRole berth-metrics-reader, which the chart binds to no one unless
+// agent.metrics.readers names someone.
+func chartTemplatedRBAC() ([][]byte, error) {
+	objs := []any{
+		rbacv1.Role{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "Role"},
+			ObjectMeta: metav1.ObjectMeta{Name: "berth-agent-secrets", Namespace: Namespace},
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"secrets"},
+				ResourceNames: AgentSecretNames, Verbs: []string{"get"},
+			}},
+		},
+		rbacv1.RoleBinding{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: "berth-agent-secrets", Namespace: Namespace},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "berth-agent-secrets"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: AgentServiceAccount, Namespace: Namespace}},
+		},
+		rbacv1.ClusterRole{
+			TypeMeta:   metav1.TypeMeta{APIVersion: rbacv1.SchemeGroupVersion.String(), Kind: "ClusterRole"},
+			ObjectMeta: metav1.ObjectMeta{Name: "berth-metrics-reader"},
+			Rules:      []rbacv1.PolicyRule{{NonResourceURLs: []string{"/metrics"}, Verbs: []string{"get"}}},
+		},
+	}
+	var out [][]byte
+	for _, o := range objs {
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // roleBindings binds every ClusterRole and Role of a generated role file to

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"maps"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -41,14 +42,35 @@ func TestRBACManifests(t *testing.T) {
 		}
 	}
 	bindings := map[string]string{"ClusterRole": "ClusterRoleBinding", "Role": "RoleBinding"}
-	roles := 0
+	// Who each role is bound to, written out: the generated roles are
+	// named for their component, like its ServiceAccount; the chart's
+	// templated Secrets Role is the agents'; berth-metrics-reader is bound
+	// to no one unless agent.metrics.readers names someone.
+	boundTo := map[string]string{
+		"berth-controller":     ControllerServiceAccount,
+		"berth-agent":          AgentServiceAccount,
+		"berth-agent-secrets":  AgentServiceAccount,
+		"berth-metrics-reader": "",
+	}
+	roles := map[string]int{}
 	for k := range objs {
 		kind, ok := bindings[k.kind]
 		if !ok {
 			continue
 		}
-		roles++
+		roles[k.kind+" "+k.name]++
+		sa, known := boundTo[k.name]
+		if !known {
+			t.Errorf("%s %s/%s: a role this test does not know", k.kind, k.namespace, k.name)
+			continue
+		}
 		doc, ok := objs[key{kind, k.namespace, k.name}]
+		if sa == "" {
+			if ok {
+				t.Errorf("%s %s/%s is bound; the chart binds it to no one by default", k.kind, k.namespace, k.name)
+			}
+			continue
+		}
 		if !ok {
 			t.Errorf("%s %s/%s has no %s", k.kind, k.namespace, k.name, kind)
 			continue
@@ -60,16 +82,21 @@ func TestRBACManifests(t *testing.T) {
 		if err := yaml.Unmarshal(doc, &binding); err != nil {
 			t.Fatal(err)
 		}
-		// Roles are named for their component, like its ServiceAccount.
-		want := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: k.name, Namespace: Namespace}}
+		want := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: Namespace}
 		if binding.RoleRef != (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: k.kind, Name: k.name}) ||
-			len(binding.Subjects) != 1 || binding.Subjects[0] != want[0] {
+			len(binding.Subjects) != 1 || binding.Subjects[0] != want {
 			t.Errorf("%s %s/%s: roleRef %+v, subjects %+v; want the role and %+v", kind, k.namespace, k.name, binding.RoleRef, binding.Subjects, want)
 		}
 	}
-	// berth-controller: a ClusterRole and its lease Role; berth-agent: a
-	// ClusterRole and its Secrets Role.
-	if roles != 4 {
-		t.Errorf("%d roles, want 4", roles)
+	// berth-controller: a ClusterRole and its Role in Namespace (lease,
+	// fleets); berth-agent: a ClusterRole and its Secrets Role; the metrics
+	// readers' ClusterRole.
+	want := map[string]int{
+		"ClusterRole berth-controller": 1, "Role berth-controller": 1,
+		"ClusterRole berth-agent": 1, "Role berth-agent-secrets": 1,
+		"ClusterRole berth-metrics-reader": 1,
+	}
+	if !maps.Equal(roles, want) {
+		t.Errorf("roles %v, want %v", roles, want)
 	}
 }

@@ -51,6 +51,7 @@ func TestRBACChartPermissions(t *testing.T) {
 	type access struct {
 		verb, group, resource, subresource, namespace string
 		allowed                                       bool
+		name                                          string // empty: any object
 	}
 	t.Run("can-i", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -58,32 +59,37 @@ func TestRBACChartPermissions(t *testing.T) {
 			c   kubernetes.Interface
 			a   access
 		}{
-			// The agent reads BGP passwords in its own namespace only.
-			{"agent", agent, access{"get", "", "secrets", "", lab.Namespace, true}},
-			{"agent", agent, access{"list", "", "secrets", "", "", false}},
-			{"agent", agent, access{"get", "", "secrets", "", "default", false}},
-			{"agent", agent, access{"create", "", "pods", "", "default", false}},
-			{"agent", agent, access{"list", "", "nodes", "", "", true}},
-			{"agent", agent, access{"update", "", "nodes", "", "", false}},
-			{"agent", agent, access{"patch", "", "services", "status", "default", true}},
-			{"agent", agent, access{"update", "", "services", "", "default", false}},
-			{"agent", agent, access{"create", "coordination.k8s.io", "leases", "", lab.Namespace, false}},
-			{"controller", controller, access{"update", "", "services", "status", "default", true}},
+			// The agent reads the Secrets the chart names, by name, in its
+			// own namespace only: never the xDS CA (issue 19 item 1).
+			{"agent", agent, access{"get", "", "secrets", "", lab.Namespace, true, "berth-l2-key"}},
+			{"agent", agent, access{"get", "", "secrets", "", lab.Namespace, false, "berth-xds-ca"}},
+			{"agent", agent, access{"get", "", "secrets", "", lab.Namespace, false, ""}},
+			{"agent", agent, access{"list", "", "secrets", "", lab.Namespace, false, ""}},
+			{"agent", agent, access{"list", "", "secrets", "", "", false, ""}},
+			{"agent", agent, access{"get", "", "secrets", "", "default", false, ""}},
+			{"agent", agent, access{"create", "", "pods", "", "default", false, ""}},
+			{"agent", agent, access{"list", "", "nodes", "", "", true, ""}},
+			{"agent", agent, access{"update", "", "nodes", "", "", false, ""}},
+			{"agent", agent, access{"patch", "", "services", "status", "default", true, ""}},
+			{"agent", agent, access{"update", "", "services", "", "default", false, ""}},
+			{"agent", agent, access{"create", "coordination.k8s.io", "leases", "", lab.Namespace, false, ""}},
+			{"controller", controller, access{"update", "", "services", "status", "default", true, ""}},
 			// Fleets are written in Berth's namespace only (issue 19 item 8).
-			{"controller", controller, access{"create", "apps", "deployments", "", lab.Namespace, true}},
-			{"controller", controller, access{"create", "apps", "deployments", "", "default", false}},
-			{"controller", controller, access{"create", "", "secrets", "", "default", false}},
-			{"controller", controller, access{"delete", "", "nodes", "", "", false}},
-			{"controller", controller, access{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false}},
-			{"controller", controller, access{"create", "", "pods", "", "default", false}},
-			{"controller", controller, access{"create", "", "pods", "exec", "default", false}},
-			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", lab.Namespace, true}},
-			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", "kube-system", false}},
-			{"controller", controller, access{"create", "berth.dev", "ippools", "", "", false}},
+			{"controller", controller, access{"create", "apps", "deployments", "", lab.Namespace, true, ""}},
+			{"controller", controller, access{"create", "apps", "deployments", "", "default", false, ""}},
+			{"controller", controller, access{"create", "", "secrets", "", "default", false, ""}},
+			{"controller", controller, access{"delete", "", "nodes", "", "", false, ""}},
+			{"controller", controller, access{"create", "rbac.authorization.k8s.io", "clusterrolebindings", "", "", false, ""}},
+			{"controller", controller, access{"create", "", "pods", "", "default", false, ""}},
+			{"controller", controller, access{"create", "", "pods", "exec", "default", false, ""}},
+			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", lab.Namespace, true, ""}},
+			{"controller", controller, access{"update", "coordination.k8s.io", "leases", "", "kube-system", false, ""}},
+			{"controller", controller, access{"create", "berth.dev", "ippools", "", "", false, ""}},
 		} {
 			r, err := tc.c.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
 				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
 					Verb: tc.a.verb, Group: tc.a.group, Resource: tc.a.resource, Subresource: tc.a.subresource, Namespace: tc.a.namespace,
+					Name: tc.a.name,
 				}},
 			}, metav1.CreateOptions{})
 			if err != nil {
