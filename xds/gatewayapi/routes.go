@@ -30,8 +30,8 @@ type compiledRoute struct {
 	// listener port, when a rule redirects to it), so a route compiled
 	// once (see Memo) keeps its IR routes.
 	hostEntries map[entriesKey][]routeEntry
-	// listenerPortRedirect: a rule redirects with neither scheme nor port,
-	// so its entries carry the port of the listener they serve.
+	// listenerPortRedirect: a rule redirects without a port, so its
+	// entries depend on the port of the listener they serve (redirectPort).
 	listenerPortRedirect bool
 }
 
@@ -209,7 +209,7 @@ func (cr *compiledRoute) action(rule *compiledRule, fs *filterSet, refs []gwv1.B
 	t.RequestHeaders, t.ResponseHeaders, t.Rewrite, t.Mirrors = fs.requestHeaders, fs.responseHeaders, fs.rewrite, fs.mirrors
 	if fs.redirect != nil {
 		t.Redirect = fs.redirect
-		cr.listenerPortRedirect = cr.listenerPortRedirect || (t.Redirect.Scheme == nil && t.Redirect.Port == nil)
+		cr.listenerPortRedirect = cr.listenerPortRedirect || t.Redirect.Port == nil
 		return
 	}
 	t.GRPC = cr.backends.grpc
@@ -253,14 +253,8 @@ func (cr *compiledRoute) appendEntries(es []routeEntry, host string, port int32,
 	start := len(es)
 	for _, rule := range cr.rules {
 		redirect := rule.tmpl.Redirect
-		if rd := redirect; rd != nil && rd.Scheme == nil && rd.Port == nil && !defaultPort(port, tls) {
-			// The Gateway API: "If redirect scheme is empty, the
-			// redirect port MUST be the Gateway Listener port", not the
-			// port (or none) the client wrote in its Host header. On a
-			// scheme's own port (80, 443) it SHOULD NOT be written, and
-			// Envoy, left to the request's, drops that one.
-			copied := *rd
-			p := uint32(port)
+		if p, ok := redirectPort(redirect, port, tls); ok {
+			copied := *redirect
 			copied.Port = &p
 			redirect = &copied
 		}
@@ -280,6 +274,28 @@ func (cr *compiledRoute) appendEntries(es []routeEntry, host string, port int32,
 	}
 	cr.hostEntries[key] = slices.Clone(es[start:])
 	return es
+}
+
+// redirectPort is the port a redirect without one must send from a
+// listener of port (HTTPS when tls), as the Gateway API fixes it, when
+// Envoy would not send it by itself. With no scheme: the listener's port
+// ("If redirect scheme is empty, the redirect port MUST be the Gateway
+// Listener port"); Envoy would keep whatever port the client wrote, or
+// none with a redirect hostname. With a scheme: its well-known port,
+// where Envoy would keep a non-default port the client wrote. On 80 (HTTP)
+// and 443 (HTTPS) listeners nothing is written: clients name that port or
+// none, and the spec says not to write it, which Envoy follows (it drops
+// the request's default port when the scheme changes).
+func redirectPort(rd *ir.Redirect, port int32, tls bool) (uint32, bool) {
+	switch {
+	case rd == nil || rd.Port != nil || defaultPort(port, tls):
+		return 0, false
+	case rd.Scheme == nil:
+		return uint32(port), true
+	case *rd.Scheme == "https":
+		return 443, true
+	}
+	return 80, true
 }
 
 // defaultPort says whether port is the default of the listener's scheme.
