@@ -314,7 +314,7 @@ func (a *attachMemo) detach(ar *attachedRoute, touched map[*gatewayState]map[str
 	for _, at := range ar.on {
 		delete(at.l.attached, ar.cr.precedenceOwner)
 		for _, h := range at.hosts {
-			for _, e := range ar.cr.hostEntries[ar.cr.entriesKey(h, int32(at.l.spec.Port))] {
+			for _, e := range ar.cr.hostEntries[ar.cr.entriesKey(h, int32(at.l.spec.Port), at.l.spec.Protocol == gwv1.HTTPSProtocolType)] {
 				i := sort.Search(len(at.l.entries), func(i int) bool { return !at.l.entries[i].key.less(e.key) })
 				if i == len(at.l.entries) || at.l.entries[i].route != e.route {
 					return false

@@ -35,19 +35,22 @@ type compiledRoute struct {
 	listenerPortRedirect bool
 }
 
-// entriesKey names the entries of a route for one hostname; port is the
-// listener's port, or 0 when no rule of the route depends on it.
+// entriesKey names the entries of a route for one hostname; port and tls
+// are the listener's port and protocol, or zero when no rule of the route
+// depends on them. A compiled route outlives a change of its Gateway.
 type entriesKey struct {
 	host string
 	port int32
+	tls  bool
 }
 
-// entriesKey is the key of the route's entries on a listener of port.
-func (cr *compiledRoute) entriesKey(host string, port int32) entriesKey {
+// entriesKey is the key of the route's entries on a listener of port
+// (HTTPS when tls).
+func (cr *compiledRoute) entriesKey(host string, port int32, tls bool) entriesKey {
 	if !cr.listenerPortRedirect {
-		port = 0
+		return entriesKey{host: host}
 	}
-	return entriesKey{host, port}
+	return entriesKey{host, port, tls}
 }
 
 // compiledRule is one servable rule: its matches and the IR route every
@@ -246,7 +249,7 @@ func duration(d *gwv1.Duration) (time.Duration, error) {
 // appendEntries appends the IR routes of the route for one hostname on a
 // listener of port (HTTPS when tls), with their precedence.
 func (cr *compiledRoute) appendEntries(es []routeEntry, host string, port int32, tls bool) []routeEntry {
-	key := cr.entriesKey(host, port)
+	key := cr.entriesKey(host, port, tls)
 	if made, ok := cr.hostEntries[key]; ok {
 		return append(es, made...)
 	}
