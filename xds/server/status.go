@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 )
@@ -246,9 +247,7 @@ func (t *tracker) request(key streamKey, typeURL, nonce string, version *string,
 	if errorMessage != nil {
 		delete(st.sent[typeURL], nonce)
 		msg := *errorMessage
-		if len(msg) > maxNACKMessage {
-			msg = msg[:maxNACKMessage] // kept per group until the next NACK: bounded as status messages are
-		}
+		msg = cutUTF8(msg, maxNACKMessage) // kept per group until the next NACK: bounded as status messages are
 		t.nacks[st.cluster] = &NACK{Node: st.nodeID, TypeURL: typeURL, Version: sentVersion, Message: msg, At: now}
 		t.markChangedLocked(st.cluster)
 		return nack, sentVersion
@@ -264,4 +263,16 @@ func (t *tracker) request(key streamKey, typeURL, nonce string, version *string,
 		t.markChangedLocked(st.cluster)
 	}
 	return ack, sentVersion
+}
+
+// cutUTF8 returns s cut to at most n bytes, never inside a UTF-8 sequence:
+// Envoy's words may be in any script, and half a character is not text.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
