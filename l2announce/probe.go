@@ -194,7 +194,23 @@ func (p *probes) offer(conflict func(addr netip.Addr) *Contender) {
 		if c := conflict(pr.addr); c != nil {
 			select {
 			case pr.seen <- c:
-			default: // it has one to read already; a claim comes again
+			default:
+				// It has one to read already. A claim outranks a bare
+				// probe waiting there (the claim ends the probe; the
+				// probe would only be kept), so it takes that place;
+				// anything else comes again. offer is the only sender
+				// (p.mu), so the place is free after the take.
+				if c.ProbeOnly {
+					break
+				}
+				select {
+				case waiting := <-pr.seen:
+					if !waiting.ProbeOnly {
+						c = waiting
+					}
+				default:
+				}
+				pr.seen <- c
 			}
 		}
 	}
