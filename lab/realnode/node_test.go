@@ -1,0 +1,305 @@
+package realnode_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/berthnet/berth/cni"
+	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/lab/realnode"
+	"github.com/berthnet/berth/test/kubetest"
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+func TestMain(m *testing.M) { netnstest.Main(m) }
+
+// The test's sandbox image: imported, never pulled (no registry answers to it).
+const pauseImage = "berth.test/pause:lab"
+
+// TestPodThroughBerthCNI runs one real node (containerd, runc, kubelet) in its
+// own network and mount namespaces against a real API server. With berth-cni
+// and its conflist in the node's CNI folders, a Pod of the pause image becomes
+// Running with an address from the node's podCIDR that berth-cni's store
+// holds and a veth on the node's bridge; once the Pod is deleted, CNI DEL has
+// removed both. Stopping the node leaves no process, mount or cgroup.
+func TestPodThroughBerthCNI(t *testing.T) {
+	netnstest.RequireRoot(t)
+	root, err := kubetest.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir := filepath.Join(root, "bin", "node")
+	if _, err := os.Stat(filepath.Join(binDir, ".stamp")); err != nil {
+		t.Fatalf("no node binaries in %s: run `make test-deps`", binDir)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+
+	// The node's network: a veth to the host, where the API server listens,
+	// in a /30 of 100.127.0.0/16 of this process's own (the lab's LANs are
+	// in 198.18.0.0/15 and refuse to overlap a host route).
+	id := os.Getpid() % 16384
+	hostIP := fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+1)
+	nodeIP := netip.MustParseAddr(fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+2))
+	ns := netnstest.New(t)
+	host, err := netns.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	hostLink := fmt.Sprintf("rn%dh", os.Getpid())
+	must(t, netns.Veth(host, hostLink, ns, "eth0"))
+	must(t, host.AddAddress(hostLink, hostIP+"/30"))
+	must(t, host.Up(hostLink))
+	must(t, ns.AddAddress("eth0", nodeIP.String()+"/30"))
+	must(t, ns.Up("eth0"))
+
+	env := kubetest.Start(t, kubetest.Options{APIServerFlags: map[string]string{"bind-address": "0.0.0.0"}})
+	admin := kubernetes.NewForConfigOrDie(env.Config)
+	nodeName := "rn-" + strings.ReplaceAll(ns.Name, "-", "")
+	user := "system:node:" + nodeName
+	kubeconfig, _ := env.User(t, user, "system:nodes")
+	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:node"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
+	}, metav1.CreateOptions{})
+	must(t, err)
+	must(t, pointAt(kubeconfig, hostIP))
+
+	dir := t.TempDir()
+	cfg := realnode.Config{
+		Name: nodeName, Netns: ns.Name, Address: nodeIP, Dir: filepath.Join(dir, "node"),
+		BinDir: binDir, Kubeconfig: kubeconfig, SandboxImage: pauseImage,
+	}
+	images := filepath.Join(dir, "images")
+	run(t, root, "go", "build", "-o", filepath.Join(images, "berth-pause"), "./build/pause")
+	run(t, root, "go", "run", "./hack/images", "-bin", images, "-out", images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
+
+	start := time.Now()
+	node, err := realnode.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range []string{"containerd", "kubelet"} {
+				if b, err := os.ReadFile(filepath.Join(cfg.Dir, n+".log")); err == nil {
+					t.Logf("%s.log (end):\n%s", n, lastLines(string(b), 40))
+				}
+			}
+		}
+		if !stopped {
+			if err := node.Stop(); err != nil {
+				t.Errorf("stop node: %v", err)
+			}
+		}
+	})
+	must(t, node.ImportImage(ctx, filepath.Join(images, "pause.tar")))
+	// berth-cni as berth-agent installs it: the plugin in /opt/cni/bin.
+	run(t, root, "go", "build", "-o", cfg.Private("/opt/cni/bin")+"/", "./cmd/berth-cni")
+	must(t, node.StartKubelet(ctx))
+	waitFor(t, ctx, "node registered", func() error {
+		_, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		return err
+	})
+	t.Logf("node %s: kubelet and containerd up, Node registered, in %s", nodeName, time.Since(start).Round(time.Millisecond))
+
+	// What berth-agent does once the Node has a podCIDR: the bridge with the
+	// gateway address, and the conflist.
+	podCIDR := netip.MustParsePrefix("10.250.7.0/24")
+	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, podCIDR, podCIDR)
+	_, err = admin.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
+	must(t, err)
+	must(t, ns.AddBridge(cni.DefaultBridge))
+	must(t, ns.AddAddress(cni.DefaultBridge, "10.250.7.1/24"))
+	must(t, ns.Up(cni.DefaultBridge))
+	conflist, err := cni.Conflist("berth", cni.NetConf{Bridge: cni.DefaultBridge, PodCIDRs: []string{podCIDR.String()}})
+	must(t, err)
+	must(t, os.WriteFile(filepath.Join(cfg.Private("/etc/cni/net.d"), cni.ConflistName), conflist, 0o644))
+	waitFor(t, ctx, "node Ready", func() error {
+		n, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				if c.Status != corev1.ConditionTrue {
+					return fmt.Errorf("Ready=%s: %s", c.Status, c.Message)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no Ready condition yet")
+	})
+
+	nsName := "rn-" + strings.ReplaceAll(ns.Name, "-", "")
+	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = admin.CoreV1().ServiceAccounts(nsName).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	must(t, err)
+	no := false
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "pause", Namespace: nsName},
+		Spec: corev1.PodSpec{
+			NodeName:                     nodeName,
+			AutomountServiceAccountToken: &no,
+			EnableServiceLinks:           &no,
+			Containers:                   []corev1.Container{{Name: "pause", Image: pauseImage, ImagePullPolicy: corev1.PullNever}},
+		},
+	}
+	created := time.Now()
+	_, err = admin.CoreV1().Pods(nsName).Create(ctx, pod, metav1.CreateOptions{})
+	must(t, err)
+	var podIP netip.Addr
+	waitFor(t, ctx, "pod Running", func() error {
+		p, err := admin.CoreV1().Pods(nsName).Get(ctx, "pause", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Status.Phase != corev1.PodRunning || p.Status.PodIP == "" {
+			return fmt.Errorf("phase %s, podIP %q, conditions %v, containers %v", p.Status.Phase, p.Status.PodIP, p.Status.Conditions, p.Status.ContainerStatuses)
+		}
+		podIP, err = netip.ParseAddr(p.Status.PodIP)
+		return err
+	})
+	t.Logf("pod create -> Running with %s: %s", podIP, time.Since(created).Round(time.Millisecond))
+	if !podCIDR.Contains(podIP) || podIP == netip.MustParseAddr("10.250.7.1") {
+		t.Fatalf("pod address %s is not a pod address of the node's podCIDR %s", podIP, podCIDR)
+	}
+	store := filepath.Join(cfg.Private("/var/lib/berth"), "cni", "berth", podIP.String())
+	if _, err := os.Stat(store); err != nil {
+		t.Fatalf("berth-cni's store holds no record of %s: %v", podIP, err)
+	}
+	if ports := bridgePorts(t, ns); len(ports) != 1 {
+		t.Fatalf("bridge ports while the pod runs: %v, want the pod's veth alone", ports)
+	}
+
+	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "pause", metav1.DeleteOptions{}))
+	waitFor(t, ctx, "pod gone", func() error {
+		_, err := admin.CoreV1().Pods(nsName).Get(ctx, "pause", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+	// The kubelet removes the sandbox (and so calls CNI DEL) after the Pod
+	// object is gone; wait for what DEL removes.
+	waitFor(t, ctx, "CNI DEL", func() error {
+		if _, err := os.Stat(store); err == nil {
+			return fmt.Errorf("%s still reserved", podIP)
+		}
+		if ports := bridgePorts(t, ns); len(ports) != 0 {
+			return fmt.Errorf("bridge ports left: %v", ports)
+		}
+		return nil
+	})
+
+	stopped = true
+	must(t, node.Stop())
+	if pids := node.Pids(); len(pids) != 0 {
+		t.Errorf("processes left after Stop: %v", pids)
+	}
+	// Every hierarchy, v1 and the unified one of a hybrid host, read here
+	// rather than through the runner.
+	if cg, _ := filepath.Glob("/sys/fs/cgroup/*" + cfg.CgroupRoot()); len(cg) != 0 {
+		t.Errorf("cgroups left after Stop: %v", cg)
+	}
+	mounts, err := node.Mounts()
+	must(t, err)
+	if len(mounts) != 0 {
+		t.Errorf("mounts left after Stop: %v", mounts)
+	}
+}
+
+// pointAt makes the kubelet's kubeconfig reach the API server on the host end
+// of the node's veth; the serving certificate names localhost.
+func pointAt(path, hostIP string) error {
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return err
+	}
+	for _, c := range kc.Clusters {
+		i := strings.LastIndex(c.Server, ":")
+		c.Server = "https://" + hostIP + c.Server[i:]
+		c.TLSServerName = "localhost"
+	}
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+func bridgePorts(t *testing.T, ns *netns.Namespace) []string {
+	t.Helper()
+	br, err := ns.Link(cni.DefaultBridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := ns.Netlink().LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out
+}
+
+func waitFor(t *testing.T, ctx context.Context, what string, check func() error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: not after 3m: %v", what, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func run(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}
