@@ -72,6 +72,9 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 // StartKubelet starts the kubelet and waits until it answers on its healthz
 // port at the node's address.
 func (n *Node) StartKubelet(ctx context.Context) error {
+	if err := n.holdTunables(); err != nil {
+		return fmt.Errorf("node %s: %w", n.Name, err)
+	}
 	var err error
 	n.kubelet, err = n.start("kubelet", filepath.Join(n.BinDir, "kubelet"),
 		"--config", filepath.Join(n.Dir, "kubelet.yaml"),
@@ -80,7 +83,7 @@ func (n *Node) StartKubelet(ctx context.Context) error {
 		"--hostname-override", n.Name,
 		"--v", "2")
 	if err != nil {
-		return err
+		return errors.Join(err, n.releaseTunables())
 	}
 	url := "http://" + net.JoinHostPort(n.Address.String(), "10248") + "/healthz"
 	return n.waitFor(ctx, n.kubelet, 2*time.Minute, func(ctx context.Context) error {
@@ -177,7 +180,7 @@ func (n *Node) inNetns(fn func() error) error {
 func (n *Node) Stop() error {
 	var errs []error
 	if n.kubelet != nil {
-		errs = append(errs, n.stop(n.kubelet))
+		errs = append(errs, n.stop(n.kubelet), n.releaseTunables())
 	}
 	// The pods' processes: whatever is in the node's cgroups.
 	if pids := n.cgroupPids(); len(pids) > 0 {

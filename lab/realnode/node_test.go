@@ -91,6 +91,10 @@ func TestPodThroughBerthCNI(t *testing.T) {
 	run(t, root, "go", "build", "-o", filepath.Join(images, "berth-pause"), "./build/pause")
 	run(t, root, "go", "run", "./hack/images", "-bin", images, "-out", images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
 
+	// The kubelet sets these host-wide sysctls; Stop must put them back.
+	tunables := []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
+	before := readSysctls(t, tunables)
+
 	start := time.Now()
 	node, err := realnode.Start(ctx, cfg)
 	if err != nil {
@@ -221,6 +225,9 @@ func TestPodThroughBerthCNI(t *testing.T) {
 	if cg, _ := filepath.Glob("/sys/fs/cgroup/*" + cfg.CgroupRoot()); len(cg) != 0 {
 		t.Errorf("cgroups left after Stop: %v", cg)
 	}
+	if after := readSysctls(t, tunables); after != before {
+		t.Errorf("host kernel tunables after Stop:\n%s\nbefore the node:\n%s", after, before)
+	}
 	mounts, err := node.Mounts()
 	must(t, err)
 	if len(mounts) != 0 {
@@ -294,6 +301,19 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func readSysctls(t *testing.T, keys []string) string {
+	t.Helper()
+	var out []string
+	for _, k := range keys {
+		b, err := os.ReadFile("/proc/sys/" + k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k+"="+strings.TrimSpace(string(b)))
+	}
+	return strings.Join(out, "\n")
 }
 
 func lastLines(s string, n int) string {
