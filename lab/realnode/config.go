@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/berthnet/berth/lab/netns"
 )
 
@@ -48,8 +50,8 @@ type Config struct {
 // Check says what is wrong with the configuration, if anything.
 func (c Config) Check() error {
 	switch {
-	case c.Name == "" || strings.ContainsAny(c.Name, "/ \t\n"):
-		return fmt.Errorf("node name %q: want a DNS-1123 name", c.Name)
+	case len(validation.IsDNS1123Subdomain(c.Name)) > 0:
+		return fmt.Errorf("node name %q: %s", c.Name, strings.Join(validation.IsDNS1123Subdomain(c.Name), "; "))
 	case c.Netns == "" || strings.Contains(c.Netns, "/"):
 		return fmt.Errorf("node %s: network namespace %q: want a name under %s", c.Name, c.Netns, netns.Dir)
 	case !c.Address.IsValid():
