@@ -51,6 +51,9 @@ func Start(ctx context.Context, c Config) (*Node, error) {
 	if err := c.writeFiles(); err != nil {
 		return nil, err
 	}
+	if err := c.save(); err != nil {
+		return nil, err
+	}
 	err := c.makeMountNamespace()
 	if err == nil {
 		err = c.makeCgroupRoot()
@@ -180,7 +183,7 @@ func (n *Node) inNetns(fn func() error) error {
 func (n *Node) Stop() error {
 	var errs []error
 	if n.kubelet != nil {
-		errs = append(errs, n.stop(n.kubelet), n.releaseTunables())
+		errs = append(errs, n.stop(n.kubelet))
 	}
 	// The pods' processes: whatever is in the node's cgroups.
 	if pids := n.cgroupPids(); len(pids) > 0 {
@@ -189,14 +192,8 @@ func (n *Node) Stop() error {
 	if n.containerd != nil {
 		errs = append(errs, n.stop(n.containerd))
 	}
-	// The shims and anything else left in the node's mount namespace.
-	if pids := n.inMountNamespace(); len(pids) > 0 {
-		errs = append(errs, netns.Terminate(pids, 5*time.Second))
-	}
-	if pids := n.cgroupPids(); len(pids) > 0 {
-		errs = append(errs, netns.Terminate(pids, 0))
-	}
-	errs = append(errs, n.removeCgroupRoot(), n.releaseMountNamespace())
+	// The shims and anything else left, the cgroups and mounts.
+	errs = append(errs, n.Clean())
 	return errors.Join(errs...)
 }
 

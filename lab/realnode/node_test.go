@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -36,8 +38,17 @@ const pauseImage = "berth.test/pause:lab"
 // and its conflist in the node's CNI folders, a Pod of the pause image becomes
 // Running with an address from the node's podCIDR that berth-cni's store
 // holds and a veth on the node's bridge; once the Pod is deleted, CNI DEL has
-// removed both. Stopping the node leaves no process, mount or cgroup.
-func TestPodThroughBerthCNI(t *testing.T) {
+// removed both. Stopping the node leaves no process, mount or cgroup, and the
+// host's kernel tunables as they were.
+func TestPodThroughBerthCNI(t *testing.T) { runNode(t, false) }
+
+// TestCleanAfterRunnerDied: a node whose runner is gone (a crashed `lab up`
+// or test) is cleaned from its folder alone, realnode.Load and Clean, while
+// its Pod runs: no process, mount or cgroup is left, and the host's kernel
+// tunables are back.
+func TestCleanAfterRunnerDied(t *testing.T) { runNode(t, true) }
+
+func runNode(t *testing.T, runnerDies bool) {
 	netnstest.RequireRoot(t)
 	root, err := kubetest.RepoRoot()
 	if err != nil {
@@ -51,18 +62,23 @@ func TestPodThroughBerthCNI(t *testing.T) {
 	defer cancel()
 
 	// The node's network: a veth to the host, where the API server listens,
-	// in a /30 of 100.127.0.0/16 of this process's own (the lab's LANs are
-	// in 198.18.0.0/15 and refuse to overlap a host route).
-	id := os.Getpid() % 16384
+	// in a /30 of 100.127.0.0/16 of this scenario's own (the lab's LANs are
+	// in 198.18.0.0/15 and refuse to overlap a host route). A deleted
+	// namespace's veth goes asynchronously: no name or address is reused.
+	ns := netnstest.New(t)
+	var pid, seq int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(ns.Name, "bt"), "%d-%d", &pid, &seq); err != nil {
+		t.Fatalf("namespace name %q: %v", ns.Name, err)
+	}
+	id := (pid*8 + seq) % 16384
 	hostIP := fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+1)
 	nodeIP := netip.MustParseAddr(fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+2))
-	ns := netnstest.New(t)
 	host, err := netns.Host()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer host.Close()
-	hostLink := fmt.Sprintf("rn%dh", os.Getpid())
+	hostLink := fmt.Sprintf("rn%dx%d", pid, seq)
 	must(t, netns.Veth(host, hostLink, ns, "eth0"))
 	must(t, host.AddAddress(hostLink, hostIP+"/30"))
 	must(t, host.Up(hostLink))
@@ -71,7 +87,7 @@ func TestPodThroughBerthCNI(t *testing.T) {
 
 	env := kubetest.Start(t, kubetest.Options{APIServerFlags: map[string]string{"bind-address": "0.0.0.0"}})
 	admin := kubernetes.NewForConfigOrDie(env.Config)
-	nodeName := "rn-" + strings.ReplaceAll(ns.Name, "-", "")
+	nodeName := "rn-" + ns.Name
 	user := "system:node:" + nodeName
 	kubeconfig, _ := env.User(t, user, "system:nodes")
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
@@ -153,7 +169,7 @@ func TestPodThroughBerthCNI(t *testing.T) {
 		return fmt.Errorf("no Ready condition yet")
 	})
 
-	nsName := "rn-" + strings.ReplaceAll(ns.Name, "-", "")
+	nsName := "rn-" + ns.Name
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{})
 	must(t, err)
 	_, err = admin.CoreV1().ServiceAccounts(nsName).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
@@ -195,6 +211,17 @@ func TestPodThroughBerthCNI(t *testing.T) {
 		t.Fatalf("bridge ports while the pod runs: %v, want the pod's veth alone", ports)
 	}
 
+	// The node's mount namespace, to find its processes by after it ends.
+	mntns := inode(t, filepath.Join(cfg.Dir, "ns", "mnt"))
+	if runnerDies {
+		stopped = true
+		left, err := realnode.Load(cfg.Dir)
+		must(t, err)
+		must(t, left.Clean())
+		checkNothingLeft(t, node, cfg, mntns, tunables, before)
+		return
+	}
+
 	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "pause", metav1.DeleteOptions{}))
 	waitFor(t, ctx, "pod gone", func() error {
 		_, err := admin.CoreV1().Pods(nsName).Get(ctx, "pause", metav1.GetOptions{})
@@ -217,8 +244,22 @@ func TestPodThroughBerthCNI(t *testing.T) {
 
 	stopped = true
 	must(t, node.Stop())
-	if pids := node.Pids(); len(pids) != 0 {
-		t.Errorf("processes left after Stop: %v", pids)
+	checkNothingLeft(t, node, cfg, mntns, tunables, before)
+}
+
+// checkNothingLeft: no process, cgroup or mount of the node, and the host's
+// kernel tunables as they were before it.
+func checkNothingLeft(t *testing.T, node *realnode.Node, cfg realnode.Config, mntns uint64, tunables []string, before string) {
+	t.Helper()
+	// (A zombie holds nothing: in the runner-died case this test process is
+	// still the parent of the kubelet and containerd it started, and reaps
+	// them a moment later.)
+	procs, _ := filepath.Glob("/proc/[0-9]*/ns/mnt")
+	for _, p := range procs {
+		pid, _ := strconv.Atoi(strings.Split(p, "/")[2])
+		if fi, err := os.Stat(p); err == nil && fi.Sys().(*syscall.Stat_t).Ino == mntns && netns.Alive(pid) {
+			t.Errorf("process %d left in the node's mount namespace", pid)
+		}
 	}
 	// Every hierarchy, v1 and the unified one of a hybrid host, read here
 	// rather than through the runner.
@@ -301,6 +342,15 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
 func readSysctls(t *testing.T, keys []string) string {

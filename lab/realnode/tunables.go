@@ -95,7 +95,7 @@ func (c Config) holdTunables() error {
 	})
 }
 
-// releaseTunables drops this node (and nodes whose folder is gone: a test
+// releaseTunables drops this node (and nodes with no process left: a runner
 // that died) and, when no node is left, puts the host's values back.
 func (c Config) releaseTunables() error {
 	return withTunables(func(rec *tunablesRecord) (*tunablesRecord, error) {
@@ -103,8 +103,7 @@ func (c Config) releaseTunables() error {
 			return nil, nil
 		}
 		rec.Nodes = slices.DeleteFunc(rec.Nodes, func(d string) bool {
-			_, err := os.Stat(d)
-			return d == c.Dir || err != nil
+			return d == c.Dir || len(Config{Dir: d}.inMountNamespace()) == 0
 		})
 		if len(rec.Nodes) > 0 {
 			return rec, nil
