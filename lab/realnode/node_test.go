@@ -50,6 +50,7 @@ func TestCleanAfterRunnerDied(t *testing.T) { runNode(t, true) }
 
 func runNode(t *testing.T, runnerDies bool) {
 	netnstest.RequireRoot(t)
+	sweepDead(t)
 	root, err := kubetest.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -273,6 +274,36 @@ func checkNothingLeft(t *testing.T, node *realnode.Node, cfg realnode.Config, mn
 	must(t, err)
 	if len(mounts) != 0 {
 		t.Errorf("mounts left after Stop: %v", mounts)
+	}
+}
+
+// sweepDead cleans the nodes that test processes which died left in their
+// temporary folders: netnstest removes their network namespaces (and the
+// kubelet and containerd in them), not the pods, cgroups and mounts.
+func sweepDead(t *testing.T) {
+	t.Helper()
+	var found []string
+	for _, test := range []string{"TestPodThroughBerthCNI", "TestCleanAfterRunnerDied"} {
+		m, _ := filepath.Glob(filepath.Join(os.TempDir(), test+"*", "*", "node", "node.json"))
+		found = append(found, m...)
+	}
+	for _, f := range found {
+		cfg, err := realnode.Load(filepath.Dir(f))
+		var pid, seq int
+		if err != nil {
+			t.Logf("sweep: %v", err)
+			continue
+		}
+		if _, err := fmt.Sscanf(cfg.Name, "rn-bt%d-%d", &pid, &seq); err != nil || pid == os.Getpid() || netns.Alive(pid) {
+			continue
+		}
+		if err := cfg.Clean(); err != nil {
+			t.Errorf("sweep the node test process %d left in %s: %v", pid, cfg.Dir, err)
+			continue
+		}
+		// <tmp>/TestX123/001/node: the test's whole temporary folder.
+		_ = os.RemoveAll(filepath.Dir(filepath.Dir(cfg.Dir)))
+		t.Logf("swept the node test process %d left in %s", pid, cfg.Dir)
 	}
 }
 
