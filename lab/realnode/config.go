@@ -42,6 +42,10 @@ type Config struct {
 	// Kubeconfig is the kubelet's credentials for the API server, reachable
 	// from the node's network namespace.
 	Kubeconfig string
+	// ClientCAFile is the CA whose client certificates the kubelet accepts:
+	// the API server's kubelet client certificate (--kubelet-client-certificate),
+	// for exec, logs, port-forward and attach. Empty: only bearer tokens.
+	ClientCAFile string
 	// SandboxImage is the pod sandbox image containerd is configured with;
 	// it must be imported (ImportImage), since nothing is ever pulled.
 	SandboxImage string

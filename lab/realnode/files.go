@@ -49,6 +49,10 @@ state = "/run/containerd"
 // garbage collection (the lab's disks are shared with the host).
 func (c Config) kubeletConfig() string {
 	a := strconv.Quote(c.Address.String())
+	clientCA := ""
+	if c.ClientCAFile != "" {
+		clientCA = "\n  x509:\n    clientCAFile: " + strconv.Quote(c.ClientCAFile)
+	}
 	return `apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 address: ` + a + `
@@ -60,7 +64,7 @@ authentication:
   anonymous:
     enabled: false
   webhook:
-    enabled: true
+    enabled: true` + clientCA + `
 authorization:
   mode: Webhook
 failCgroupV1: false

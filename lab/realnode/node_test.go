@@ -86,7 +86,16 @@ func runNode(t *testing.T, runnerDies bool) {
 	must(t, ns.AddAddress("eth0", nodeIP.String()+"/30"))
 	must(t, ns.Up("eth0"))
 
-	env := kubetest.Start(t, kubetest.Options{APIServerFlags: map[string]string{"bind-address": "0.0.0.0"}})
+	// The API server calls the kubelet (logs, exec) on the node's InternalIP
+	// with a client certificate the kubelet's clientCAFile signed.
+	const kubeletClient = "realnode-test-apiserver-kubelet-client"
+	clientCA, clientCert, clientKey := kubeletClientPKI(t, kubeletClient)
+	env := kubetest.Start(t, kubetest.Options{APIServerFlags: map[string]string{
+		"bind-address":                    "0.0.0.0",
+		"kubelet-preferred-address-types": "InternalIP",
+		"kubelet-client-certificate":      clientCert,
+		"kubelet-client-key":              clientKey,
+	}})
 	admin := kubernetes.NewForConfigOrDie(env.Config)
 	nodeName := "rn-" + ns.Name
 	user := "system:node:" + nodeName
@@ -97,12 +106,18 @@ func runNode(t *testing.T, runnerDies bool) {
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
 	}, metav1.CreateOptions{})
 	must(t, err)
+	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: nodeName + "-apiserver"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: kubeletClient}},
+	}, metav1.CreateOptions{})
+	must(t, err)
 	must(t, pointAt(kubeconfig, hostIP))
 
 	dir := t.TempDir()
 	cfg := realnode.Config{
 		Name: nodeName, Netns: ns.Name, Address: nodeIP, Dir: filepath.Join(dir, "node"),
-		BinDir: binDir, Kubeconfig: kubeconfig, SandboxImage: pauseImage,
+		BinDir: binDir, Kubeconfig: kubeconfig, ClientCAFile: clientCA, SandboxImage: pauseImage,
 	}
 	images := filepath.Join(dir, "images")
 	run(t, root, "go", "build", "-o", filepath.Join(images, "berth-pause"), "./build/pause")
@@ -212,6 +227,12 @@ func runNode(t *testing.T, runnerDies bool) {
 		t.Fatalf("bridge ports while the pod runs: %v, want the pod's veth alone", ports)
 	}
 
+	// The kubelet serves on the node's address: the API server reaches it for
+	// the pod's log (empty: pause prints nothing).
+	logs, err := admin.CoreV1().Pods(nsName).GetLogs("pause", &corev1.PodLogOptions{}).DoRaw(ctx)
+	if err != nil || len(logs) != 0 {
+		t.Fatalf("the pod's log through the API server and the kubelet: %q, %v; want empty and no error", logs, err)
+	}
 	// The node's mount namespace, to find its processes by after it ends.
 	mntns := inode(t, filepath.Join(cfg.Dir, "ns", "mnt"))
 	if runnerDies {
