@@ -42,11 +42,23 @@ func Load(dir string) (Config, error) {
 // and its hold on the host's kernel tunables.
 func (c Config) Clean() error {
 	var errs []error
-	if pids := c.inMountNamespace(); len(pids) > 0 {
-		errs = append(errs, netns.Terminate(pids, 5*time.Second))
-	}
-	if pids := c.cgroupPids(); len(pids) > 0 {
-		errs = append(errs, netns.Terminate(pids, 0))
+	// A process ending may start others meanwhile (a shim runs runc, the
+	// kubelet umount): take the list again until it is empty; after the
+	// first round's grace, no more waiting.
+	grace := 5 * time.Second
+	for round := 0; ; round++ {
+		pids := append(c.inMountNamespace(), c.cgroupPids()...)
+		if len(pids) == 0 {
+			break
+		}
+		if round == 20 {
+			errs = append(errs, fmt.Errorf("node %s: processes %v keep appearing", c.Name, pids))
+			break
+		}
+		if err := netns.Terminate(pids, grace); err != nil {
+			errs = append(errs, err)
+		}
+		grace = 0
 	}
 	errs = append(errs, c.releaseTunables(), c.removeCgroupRoot(), c.releaseMountNamespace())
 	return errors.Join(errs...)
