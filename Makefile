@@ -51,8 +51,9 @@ debian-deps: ## Install the Debian packages the lab and tests use, if missing.
 	hack/debian-deps.sh
 
 .PHONY: test-deps
-test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s (cached) and the tools (helm too).
+test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s, kubelet, containerd, ctr and runc into bin/node (cached) and the tools (helm too).
 	test/k8sbin/build.sh $(K8S_BIN)
+	test/k8sbin/build-node.sh $(BIN)/node
 
 # The race detector watches every test; as root the host's own network
 # namespace is recorded before and compared after (hack/host-state.sh):

@@ -2,7 +2,8 @@
 # Installs the Debian packages the lab and the tests run, when any is missing:
 # bird2 (the lab router and BGP test peer), frr and gobgpd (the other BGP test
 # peers), iproute2 (`ip netns exec`), nftables (the tests list the kernel's
-# rules back with nft), gcc (the race detector `make test` runs needs cgo).
+# rules back with nft), gcc (the race detector `make test` runs needs cgo),
+# libseccomp-dev and pkg-config (the lab nodes' runc, test/k8sbin/build-node.sh).
 # Does nothing when all are there.
 set -euo pipefail
 missing=()
@@ -12,6 +13,8 @@ command -v gobgpd >/dev/null || missing+=(gobgpd)
 command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+[[ -e /usr/include/seccomp.h ]] || missing+=(libseccomp-dev)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
 if ((${#missing[@]} == 0)); then
 	exit 0
 fi

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -50,7 +51,14 @@ type Options struct {
 	// Created stamps the image config and every file, so the same inputs
 	// give the same digest.
 	Created time.Time
+	// Images names the images to build; empty: DefaultImages. "pause" (the
+	// lab nodes' sandbox image, from the static berth-pause) is built only
+	// when named.
+	Images []string
 }
+
+// DefaultImages are the images `make images` ships.
+var DefaultImages = []string{"berth-controller", "berth-agent"}
 
 // Built is one image written.
 type Built struct {
@@ -76,6 +84,8 @@ type imageSpec struct {
 	user        string
 	// layers, bottom first; each is a list of files.
 	layers [][]file
+	// bins are the static binaries of BinDir the image holds.
+	bins []string
 }
 
 // specs lists the images. berth-cni has no image of its own: nothing runs
@@ -84,17 +94,13 @@ func specs(o Options) ([]imageSpec, error) {
 	bin := func(n string) file {
 		return file{path: path.Join(binPath, n), src: filepath.Join(o.BinDir, n), mode: 0o755}
 	}
-	for _, n := range []string{"berth-controller", "berth-agent", "berth-cni"} {
-		if err := checkStatic(filepath.Join(o.BinDir, n), o.Arch); err != nil {
-			return nil, fmt.Errorf("%w (build them with `make build`, which sets CGO_ENABLED=0)", err)
-		}
-	}
-	return []imageSpec{{
+	all := []imageSpec{{
 		name:        "berth-controller",
 		description: "Berth controller: LoadBalancer IPAM, Gateway API and Ingress over xDS, Envoy fleets",
 		entrypoint:  []string{path.Join(binPath, "berth-controller")},
 		user:        NonRoot,
 		layers:      [][]file{baseFiles(), {bin("berth-controller")}},
+		bins:        []string{"berth-controller"},
 	}, {
 		name:        "berth-agent",
 		description: "Berth node agent: pod network and CNI plugin, service proxy, NetworkPolicy, L2 and BGP announcements",
@@ -103,7 +109,33 @@ func specs(o Options) ([]imageSpec, error) {
 		// Static binaries only: the agent programs nftables over netlink
 		// and runs no other program.
 		layers: [][]file{{bin("berth-agent"), bin("berth-cni")}},
-	}}, nil
+		bins:   []string{"berth-agent", "berth-cni"},
+	}, {
+		name:        "pause",
+		description: "Berth lab pod sandbox: sleeps until SIGTERM and reaps orphans (build/pause)",
+		entrypoint:  []string{path.Join(binPath, "berth-pause")},
+		user:        NonRoot,
+		layers:      [][]file{{bin("berth-pause")}},
+		bins:        []string{"berth-pause"},
+	}}
+	want := o.Images
+	if len(want) == 0 {
+		want = DefaultImages
+	}
+	var out []imageSpec
+	for _, w := range want {
+		i := slices.IndexFunc(all, func(s imageSpec) bool { return s.name == w })
+		if i < 0 {
+			return nil, fmt.Errorf("no image %q: choose among berth-controller, berth-agent, pause", w)
+		}
+		for _, n := range all[i].bins {
+			if err := checkStatic(filepath.Join(o.BinDir, n), o.Arch); err != nil {
+				return nil, fmt.Errorf("%w (build them with `make build`, which sets CGO_ENABLED=0; berth-pause with `CGO_ENABLED=0 go build -o bin/berth-pause ./build/pause`)", err)
+			}
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
 }
 
 // baseFiles is what of distroless/static:nonroot, the controller's base in

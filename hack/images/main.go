@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -29,7 +30,9 @@ func main() {
 	flag.StringVar(&o.Source, "source", DefaultSource, "org.opencontainers.image.source")
 	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "architecture of the binaries")
 	flag.StringVar(&created, "created", os.Getenv("SOURCE_DATE_EPOCH"), "creation time of the images and of every file in them, in Unix seconds (default $SOURCE_DATE_EPOCH, else 0), so that the same inputs give the same digests")
+	images := flag.String("images", strings.Join(DefaultImages, ","), "comma-separated images to build: berth-controller, berth-agent, pause (the lab nodes' sandbox image)")
 	flag.Parse()
+	o.Images = strings.Split(*images, ",")
 	if created != "" {
 		sec, err := strconv.ParseInt(created, 10, 64)
 		if err != nil {

@@ -1,0 +1,54 @@
+package realnode
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// TestConfigCheck: each missing or malformed field is named in the error,
+// before anything is started.
+func TestConfigCheck(t *testing.T) {
+	good := Config{
+		Name: "node1", Netns: "lab-node1", Address: netip.MustParseAddr("198.18.0.11"),
+		Dir: "/run/berth-lab/x/node1", BinDir: "/opt/berth/bin/node", Kubeconfig: "/k", SandboxImage: "ghcr.io/berthnet/pause:v1",
+	}
+	if err := good.Check(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want string
+	}{
+		{"no name", func(c *Config) { c.Name = "" }, `node name ""`},
+		{"name with slash", func(c *Config) { c.Name = "a/b" }, `node name "a/b": a lowercase RFC 1123 subdomain`},
+		{"upper case name", func(c *Config) { c.Name = "Node1" }, `node name "Node1": a lowercase RFC 1123 subdomain`},
+		{"netns path", func(c *Config) { c.Netns = "/var/run/netns/x" }, "want a name under /var/run/netns"},
+		{"no address", func(c *Config) { c.Address = netip.Addr{} }, "node node1: no address"},
+		{"relative dir", func(c *Config) { c.Dir = "node1" }, `state folder "node1" is not an absolute path`},
+		{"relative bin", func(c *Config) { c.BinDir = "bin/node" }, `binary folder "bin/node" is not an absolute path`},
+		{"no kubeconfig", func(c *Config) { c.Kubeconfig = "" }, "no kubeconfig"},
+		{"no sandbox image", func(c *Config) { c.SandboxImage = "" }, "no sandbox image"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good
+			tc.edit(&c)
+			err := c.Check()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want one containing %q", err, tc.want)
+			}
+			if _, err := Start(context.Background(), c); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Start: %v, want the same error", err)
+			}
+		})
+	}
+	t.Run("missing binary", func(t *testing.T) {
+		c := good
+		c.BinDir = t.TempDir()
+		if _, err := Start(context.Background(), c); err == nil || !strings.Contains(err.Error(), "kubelet not found in "+c.BinDir+": run `make test-deps`") {
+			t.Fatalf("Start: %v, want kubelet not found with the command that builds it", err)
+		}
+	})
+}
