@@ -163,10 +163,17 @@ func (s *Speaker) applyImports(ctx context.Context, in []PodRange) error {
 	name := func(kind string, i int) string { return fmt.Sprintf("berth-import-%d-%s-%d", gen, kind, i) }
 	policy := &api.Policy{Name: fmt.Sprintf("berth-import-%d", gen)}
 	var sets []*api.DefinedSet
-	all := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name("pods", 0)}
+	// A prefix set holds one family (GoBGP refuses a mixed one): the pod
+	// ranges of a dual-stack cluster make two.
+	all4 := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name("pods", 4)}
+	all6 := &api.DefinedSet{DefinedType: api.DefinedType_DEFINED_TYPE_PREFIX, Name: name("pods", 6)}
 	for i, r := range ranges {
 		own := prefixSet(name("range", i), []netip.Prefix{r.Prefix})
 		sets = append(sets, own)
+		all := all4
+		if r.Prefix.Addr().Is6() {
+			all = all6
+		}
 		all.Prefixes = append(all.Prefixes, &api.Prefix{IpPrefix: r.Prefix.String(),
 			MaskLengthMin: uint32(r.Prefix.Bits()), MaskLengthMax: uint32(r.Prefix.Addr().BitLen())})
 		if len(r.Addrs) == 0 {
@@ -185,21 +192,26 @@ func (s *Speaker) applyImports(ctx context.Context, in []PodRange) error {
 			Actions: &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_ACCEPT},
 		})
 	}
-	if len(ranges) > 0 {
+	for fam, all := range []*api.DefinedSet{all4, all6} {
+		if len(all.Prefixes) == 0 {
+			continue
+		}
 		sets = append(sets, all)
 		policy.Statements = append(policy.Statements, &api.Statement{
-			Name:       name("foreign", 0),
+			Name:       name("foreign", fam),
 			Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_TYPE_ANY, Name: all.Name}},
 			Actions:    &api.Actions{RouteAction: api.RouteAction_ROUTE_ACTION_REJECT},
 		})
 	}
 	for _, ds := range sets {
 		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: ds}); err != nil {
+			s.removeImportGeneration(ctx, gen) // what of it was added: a retry makes a new one
 			return fmt.Errorf("import policy: set %s: %w", ds.Name, err)
 		}
 	}
 	if len(policy.Statements) > 0 {
 		if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: policy}); err != nil {
+			s.removeImportGeneration(ctx, gen)
 			return fmt.Errorf("import policy: %w", err)
 		}
 	}
