@@ -177,6 +177,13 @@ func (c Config) buildTopology() (err error) {
 		if err := node.Sysctl("net/ipv6/conf/all/forwarding", "1"); err != nil {
 			return err
 		}
+		// The kernel flushes static IPv6 addresses when a link goes down;
+		// a node's network manager puts them back. The lab has none, so
+		// the node keeps them, and its InternalIP (where berth-agent
+		// listens for heartbeats) survives the layer-2 link-down scenario.
+		if err := node.Sysctl("net/ipv6/conf/all/keep_addr_on_down", "1"); err != nil {
+			return err
+		}
 	}
 
 	// The host's leg on the LAN: only the LAN prefix is routed through it.

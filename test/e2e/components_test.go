@@ -199,7 +199,14 @@ func TestAgentFindsItsNode(t *testing.T) {
 	kubetest.Apply(t, env.Config, filepath.Join(root, "config/rbac/agent/role.yaml"))
 	bindUser(t, admin, "berth-agent-test", "berth-agent", "berth-system")
 	kubeconfig, _ := env.User(t, "berth-agent-test")
-	if err := admin.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}); err != nil {
+	n1 := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}}
+	if err := admin.Create(ctx, n1); err != nil {
+		t.Fatal(err)
+	}
+	// The kubelet gives every Node an InternalIP; the agent listens for
+	// layer-2 heartbeats there. Its namespace has loopback alone.
+	n1.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}}
+	if err := admin.Status().Update(ctx, n1); err != nil {
 		t.Fatal(err)
 	}
 
