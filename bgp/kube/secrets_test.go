@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,13 +14,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
-	"github.com/berthnet/berth/test/kubetest"
 )
 
 // TestPasswordSecretsByName: the agents may read only the Secrets their
@@ -32,22 +28,8 @@ import (
 // says so; the other peers are not held up. Before, the runner listed the
 // namespace's Secrets, which such a Role forbids, and every sync failed.
 func TestPasswordSecretsByName(t *testing.T) {
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config", "crd", "bases")}})
+	env, scheme, admin := apiServer(t)
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	agent := env.AgentClient(t, scheme) // user berth-agent-test, namespace berth-system made
 	const ns = "berth-system"
 	for _, o := range []client.Object{

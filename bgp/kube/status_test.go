@@ -4,20 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/go-logr/logr/testr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/berthnet/berth/api/v1alpha1"
 	"github.com/berthnet/berth/bgp"
-	"github.com/berthnet/berth/test/kubetest"
 )
 
 // Two nodes' status writers, with only the agent's role, against a real
@@ -25,22 +21,8 @@ import (
 // session is down, prefixes); a peer left out says why; a peer the node no
 // longer runs loses that node's entry and nothing else.
 func TestStatusWriterNodes(t *testing.T) {
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config", "crd", "bases")}})
+	env, scheme, admin := apiServer(t)
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	agent := env.AgentClient(t, scheme)
 	for _, name := range []string{"tor-a", "tor-b"} {
 		if err := admin.Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -107,22 +89,8 @@ func TestStatusWriterNodes(t *testing.T) {
 // for its address says Configured False with the reason. Expectations
 // written by hand.
 func TestStatusWriterConditions(t *testing.T) {
-	root, err := kubetest.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := kubetest.Start(t, kubetest.Options{CRDPaths: []string{filepath.Join(root, "config", "crd", "bases")}})
+	env, scheme, admin := apiServer(t)
 	ctx := context.Background()
-	scheme := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1alpha1.AddToScheme} {
-		if err := add(scheme); err != nil {
-			t.Fatal(err)
-		}
-	}
-	admin, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, name := range []string{"tor-c", "pod-peer"} {
 		if err := admin.Create(ctx, &v1alpha1.BGPPeer{ObjectMeta: metav1.ObjectMeta{Name: name},
 			Spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.1", PeerASN: 64500, LocalASN: 64512}}); err != nil {
