@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/berthnet/berth/lab/netns"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // In the kernel: node1 and node2 exchange heartbeats over a bridge, each
@@ -22,25 +21,7 @@ import (
 // node1 throughout. node1 listens on its InternalIP only: the same
 // datagram to its other address finds no socket (port unreachable).
 func TestHeartbeatsForgedFromAnotherHost(t *testing.T) {
-	lan := netnstest.New(t)
-	if err := lan.AddBridge("br0"); err != nil {
-		t.Fatal(err)
-	}
-	var spaces []*netns.Namespace
-	for i, addr := range []string{"198.18.19.1/24", "198.18.19.2/24", "198.18.19.3/24"} {
-		ns := netnstest.New(t)
-		port := []string{"p1", "p2", "p3"}[i]
-		if err := netns.Veth(lan, port, ns, "eth0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := lan.SetMaster(port, "br0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ns.AddAddress("eth0", addr); err != nil {
-			t.Fatal(err)
-		}
-		spaces = append(spaces, ns)
-	}
+	spaces := bridgedHosts(t, "198.18.19.1/24", "198.18.19.2/24", "198.18.19.3/24")
 	n1, n2, host := spaces[0], spaces[1], spaces[2]
 	if err := n1.AddAddress("eth0", "198.18.19.11/24"); err != nil {
 		t.Fatal(err)

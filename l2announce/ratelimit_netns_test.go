@@ -12,9 +12,6 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
-
-	"github.com/berthnet/berth/lab/netns"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // In the kernel: a host floods the node with ARP requests for an address
@@ -23,25 +20,7 @@ import (
 // host on the same LAN still resolves the address with its own kernel's
 // ARP.
 func TestARPReplyLimitPerSource(t *testing.T) {
-	lan := netnstest.New(t)
-	if err := lan.AddBridge("br0"); err != nil {
-		t.Fatal(err)
-	}
-	var spaces []*netns.Namespace
-	for i, addr := range []string{"198.18.29.1/24", "198.18.29.2/24", "198.18.29.3/24"} {
-		ns := netnstest.New(t)
-		port := []string{"pn", "pf", "pc"}[i]
-		if err := netns.Veth(lan, port, ns, "eth0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := lan.SetMaster(port, "br0"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ns.AddAddress("eth0", addr); err != nil {
-			t.Fatal(err)
-		}
-		spaces = append(spaces, ns)
-	}
+	spaces := bridgedHosts(t, "198.18.29.1/24", "198.18.29.2/24", "198.18.29.3/24")
 	node, flooder, client := spaces[0], spaces[1], spaces[2]
 	announced := netip.MustParseAddr("198.18.29.50")
 	var srv *ARPServer
