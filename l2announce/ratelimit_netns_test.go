@@ -146,6 +146,21 @@ func TestNDPReplyLimitPerSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	const flood = 20
+	// ndpLink waited for the node's link-local address; the client's may
+	// still be coming up (the link's carrier).
+	waitFor(t, "the client's link-local address", func() bool {
+		return l.client.Do(func() error {
+			ifi, err := net.InterfaceByName(l.clientIf)
+			if err != nil {
+				return err
+			}
+			c, _, err := ndp.Listen(ifi, ndp.LinkLocal)
+			if err != nil {
+				return err
+			}
+			return c.Close()
+		}) == nil
+	})
 	var from netip.Addr
 	if err := l.client.Do(func() error {
 		ifi, err := net.InterfaceByName(l.clientIf)
