@@ -113,12 +113,12 @@ lab-down: ## Tear the local lab down.
 	$(BIN)/berthctl lab down
 
 .PHONY: clean
-clean: ## Remove built binaries and tools (keeps the cached control plane in bin/k8s).
+clean: ## Remove built binaries and tools (keeps the cached control plane in bin/k8s and the node binaries in bin/node).
 	rm -rf $(addprefix $(BIN)/,$(BINARIES)) $(TOOLS)
 
 .PHONY: clean-all
-clean-all: clean ## Also remove the cached control plane.
-	rm -rf $(K8S_BIN)
+clean-all: clean ## Also remove the cached control plane and node binaries.
+	rm -rf $(K8S_BIN) $(BIN)/node
 
 $(CONTROLLER_GEN):
 	@mkdir -p $(TOOLS)
