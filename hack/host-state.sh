@@ -37,6 +37,14 @@ sysctls=(
 	net.ipv6.conf.default.accept_dad
 	net.bridge.bridge-nf-call-iptables
 	net.bridge.bridge-nf-call-ip6tables
+	# Host-wide, not per namespace: the kubelet of a lab/realnode node sets
+	# these at start; the runner puts them back when its last node stops.
+	vm.overcommit_memory
+	vm.panic_on_oom
+	kernel.panic
+	kernel.panic_on_oops
+	kernel.keys.root_maxkeys
+	kernel.keys.root_maxbytes
 )
 
 state() {
