@@ -163,6 +163,19 @@ func (r *reasons) has(part string) bool {
 	return strings.Contains(r.String(), part)
 }
 
+// count is how many reasons start with prefix.
+func (r *reasons) count(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, s := range r.seen {
+		if strings.HasPrefix(s, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 func (r *reasons) String() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -76,17 +76,7 @@ func TestARPReplyLimitPerSource(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	count := func(prefix string) int {
-		seen.mu.Lock()
-		defer seen.mu.Unlock()
-		n := 0
-		for _, r := range seen.seen {
-			if strings.HasPrefix(r, prefix) {
-				n++
-			}
-		}
-		return n
-	}
+	count := seen.count
 	waitFor(t, "the server to see the whole flood", func() bool { return count("answered")+count(LimitedReason) == flood })
 	if a, l := count("answered"), count(LimitedReason); a != 5 || l != flood-5 {
 		t.Errorf("flood of %d: %d answered, %d limited; want 5 and %d", flood, a, l, flood-5)
@@ -184,17 +174,7 @@ func TestNDPReplyLimitPerSource(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	count := func(prefix string) int {
-		seen.mu.Lock()
-		defer seen.mu.Unlock()
-		n := 0
-		for _, r := range seen.seen {
-			if strings.HasPrefix(r, prefix) {
-				n++
-			}
-		}
-		return n
-	}
+	count := seen.count
 	waitFor(t, "the server to see the whole flood", func() bool { return count(LimitedReason) == flood-3 })
 	if a := count("answered"); a != 3 {
 		t.Errorf("flood of %d from %s: %d answered; want 3", flood, from, a)

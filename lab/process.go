@@ -9,10 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/berthnet/berth/lab/logtail"
 	"github.com/berthnet/berth/lab/netns"
 )
 
@@ -109,25 +109,12 @@ func waitFor(ctx context.Context, p Process, timeout time.Duration, check func(c
 			return nil
 		}
 		if !netns.Alive(p.Pid) {
-			return fmt.Errorf("%s exited: %v\n%s", p.Name, last, tailLog(p.Log, 20))
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, last, logtail.Lines(p.Log, 20))
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy after %s: %v\n%s", p.Name, timeout, last, tailLog(p.Log, 20))
+			return fmt.Errorf("%s not healthy after %s: %v\n%s", p.Name, timeout, last, logtail.Lines(p.Log, 20))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// tailLog returns the last n lines of a log, indented, for error messages.
-func tailLog(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "  last lines of " + path + ":\n    " + strings.Join(lines, "\n    ")
 }

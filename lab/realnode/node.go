@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berthnet/berth/lab/logtail"
 	"github.com/berthnet/berth/lab/netns"
 )
 
@@ -159,9 +160,9 @@ func (n *Node) waitFor(ctx context.Context, cmd *exec.Cmd, timeout time.Duration
 		}
 		select {
 		case <-n.exited[cmd]:
-			return fmt.Errorf("node %s: %s exited: %v\n%s", n.Name, name, err, tail(n.logFile(name), 20))
+			return fmt.Errorf("node %s: %s exited: %v\n%s", n.Name, name, err, logtail.Lines(n.logFile(name), 20))
 		case <-ctx.Done():
-			return fmt.Errorf("node %s: %s not ready after %s: %v\n%s", n.Name, name, timeout, err, tail(n.logFile(name), 20))
+			return fmt.Errorf("node %s: %s not ready after %s: %v\n%s", n.Name, name, timeout, err, logtail.Lines(n.logFile(name), 20))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -250,16 +251,4 @@ func pidsWhere(match func(pid string) bool) []int {
 		}
 	}
 	return pids
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	l := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return "  last lines of " + path + ":\n    " + strings.Join(l, "\n    ")
 }

@@ -170,15 +170,7 @@ func TestUnknownTypesKeepNothing(t *testing.T) {
 // TestKeptRequestIsSlim: of an admitted request, the server keeps the subscription, not
 // the padding a client may add to it (node fields, error detail, unknown fields).
 func TestKeptRequestIsSlim(t *testing.T) {
-	const pad = 512 << 10
-	e := newEnv(t)
-	if err := e.srv.Set(context.Background(), groupA, "a1", config{prefix: "a", backends: 1}.all(t)); err != nil {
-		t.Fatal(err)
-	}
-	p := strings.Repeat("p", pad)
-	n := node("envoy-1", groupA)
-	n.UserAgentName = p
-	n.Extensions = []*core.Extension{{Name: p}}
+	e, p, n := paddedClient(t)
 	n.ClientFeatures = []string{p}
 	req := &discovery.DiscoveryRequest{Node: n, TypeUrl: resource.ClusterType}
 	req.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 1000, protowire.BytesType), []byte(p)))
@@ -214,15 +206,7 @@ func TestKeptRequestIsSlim(t *testing.T) {
 
 // TestKeptDeltaRequestIsSlim is TestKeptRequestIsSlim over delta xDS.
 func TestKeptDeltaRequestIsSlim(t *testing.T) {
-	const pad = 512 << 10
-	e := newEnv(t)
-	if err := e.srv.Set(context.Background(), groupA, "a1", config{prefix: "a", backends: 1}.all(t)); err != nil {
-		t.Fatal(err)
-	}
-	p := strings.Repeat("p", pad)
-	n := node("envoy-1", groupA)
-	n.UserAgentName = p
-	n.Extensions = []*core.Extension{{Name: p}}
+	e, p, n := paddedClient(t)
 	req := &discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: resource.ClusterType,
 		ResourceLocatorsSubscribe: []*discovery.ResourceLocator{{Name: p}}}
 	req.ProtoReflect().SetUnknown(protowire.AppendBytes(protowire.AppendTag(nil, 1000, protowire.BytesType), []byte(p)))
@@ -301,4 +285,20 @@ func TestMaxRecvMsgSize(t *testing.T) {
 	if _, err := New(Options{Credentials: serverCreds(t, e.ca), Limits: Limits{MaxConnsPerGroup: -1}}); err == nil || !strings.Contains(err.Error(), "MaxConnsPerGroup") {
 		t.Errorf("a negative limit: %v, want an error naming it", err)
 	}
+}
+
+// paddedClient serves group A a configuration and returns the server, half
+// a megabyte of padding, and a node of group A padded with it where a
+// client may add what it likes.
+func paddedClient(t *testing.T) (*env, string, *core.Node) {
+	t.Helper()
+	e := newEnv(t)
+	if err := e.srv.Set(context.Background(), groupA, "a1", config{prefix: "a", backends: 1}.all(t)); err != nil {
+		t.Fatal(err)
+	}
+	p := strings.Repeat("p", 512<<10)
+	n := node("envoy-1", groupA)
+	n.UserAgentName = p
+	n.Extensions = []*core.Extension{{Name: p}}
+	return e, p, n
 }
