@@ -53,6 +53,21 @@ type Config struct {
 	PodNetworkMode string `json:"podNetworkMode"`
 	// ServiceProxy runs berth-agent's nftables service proxy on the nodes.
 	ServiceProxy bool `json:"serviceProxy"`
+	// Kubelet makes each node a real one (kubelet.go): containerd and the
+	// kubelet, with Berth installed by its chart from its images. Off: the
+	// node host and the pod runner stand in for them, and berth-controller
+	// and the agents run as processes.
+	Kubelet bool `json:"kubelet"`
+	// NodeBinDir holds kubelet, containerd, containerd-shim-runc-v2, ctr and
+	// runc (`make test-deps` builds them into bin/node).
+	NodeBinDir string `json:"nodeBinDir,omitempty"`
+	// ImagesDir holds the image tarballs every node imports (`make images`
+	// writes bin/images).
+	ImagesDir string `json:"imagesDir,omitempty"`
+	// ChartDir is Berth's chart (charts/berth) and Helm the helm binary that
+	// installs it.
+	ChartDir string `json:"chartDir,omitempty"`
+	Helm     string `json:"helm,omitempty"`
 }
 
 // StateRoot is where labs keep their state by default: a tmpfs, cleared at
@@ -81,6 +96,7 @@ func Default() Config {
 		NodeCIDRMaskSize6: 64,
 		PodNetworkMode:    "auto",
 		ServiceProxy:      true,
+		Kubelet:           true,
 		StateDir:          filepath.Join(StateRoot, DefaultName),
 	}
 }

@@ -94,6 +94,9 @@ func (c Config) apiServerSpec(p Ports) procSpec {
 		"--service-account-signing-key-file=" + c.pki("sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range=" + c.ServiceCIDR.String() + "," + c.ServiceCIDR6.String(),
+		"--kubelet-client-certificate=" + c.pki(kubeletClientCert+".crt"),
+		"--kubelet-client-key=" + c.pki(kubeletClientCert+".key"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--allow-privileged=true",
@@ -164,6 +167,10 @@ func (c Config) writePKI(p Ports) error {
 		// berth-controller and the agents authenticate as the chart's
 		// ServiceAccounts (rbac.go).
 		{file: "controller", cn: ServiceAccountUser(ControllerServiceAccount), orgs: ServiceAccountGroups()},
+		// The API server's client certificate for the kubelets (logs, exec,
+		// port-forward), bound to system:kubelet-api-admin, as kubeadm's
+		// apiserver-kubelet-client.
+		{file: kubeletClientCert, cn: kubeletClientUser},
 	}
 	for i := 1; i <= c.Nodes; i++ {
 		specs = append(specs,

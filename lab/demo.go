@@ -25,9 +25,6 @@ import (
 // DemoNamespace holds the demo's objects.
 const DemoNamespace = "berth-demo"
 
-// EchoImage is the lab's built-in HTTP echo server.
-const EchoImage = "berth.dev/lab/http-echo"
-
 // Demo runs an HTTP echo pod on every node (a DaemonSet and a Service over
 // it) and shows every pod and every node reaching every pod, each server
 // reporting the client address it saw: the pod's own, as no NAT is involved.
@@ -47,7 +44,7 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 	failed := 0
 	fmt.Fprintln(out, "• pod to pod (the server reports the client address it saw):")
 	for _, from := range pods {
-		ns, err := netns.Open(PodNetns(cfg, from))
+		ns, err := OpenPod(cfg, from)
 		if err != nil {
 			return err
 		}
@@ -94,6 +91,9 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	failed += demoGateway(ctx, cfg, out)
 	failed += demoNetworkPolicy(ctx, cfg, client, out)
+	if cfg.Kubelet {
+		failed += demoTroubleshooting(ctx, cfg, client, pods, out)
+	}
 	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
 	if err != nil {
 		return err
@@ -117,7 +117,7 @@ func applyDemo(ctx context.Context, c kubernetes.Interface) error {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "echo", Image: EchoImage, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}},
+					Containers: []corev1.Container{EchoContainer("echo", EchoImage, 8080, corev1.ProtocolTCP)},
 				},
 			},
 		},
@@ -130,7 +130,7 @@ func applyDemo(ctx context.Context, c kubernetes.Interface) error {
 		// A NodePort on the echo port: the ClusterIP answers on 8080 inside
 		// the cluster, the node port on every node's address.
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: labels,
-			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("serve")}}},
 	}
 	if _, err := c.CoreV1().Services(DemoNamespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
@@ -290,9 +290,10 @@ func demoServices(ctx context.Context, cfg Config, c kubernetes.Interface, pods 
 	cip := net.JoinHostPort(svc.Spec.ClusterIP, "8080")
 	fmt.Fprintf(out, "• Service %s/echo through the service proxy:\n", DemoNamespace)
 	for _, p := range pods {
-		ns, err := netns.Open(PodNetns(cfg, p))
+		ns, err := OpenPod(cfg, p)
 		if err != nil {
 			failed++
+			fmt.Fprintf(out, "    pod %s: FAILED: %v\n", p.Status.PodIP, err)
 			continue
 		}
 		ask("pod "+p.Status.PodIP, ns, cip)

@@ -67,7 +67,7 @@ func demoNetworkPolicy(ctx context.Context, cfg Config, c kubernetes.Interface, 
 	failed := 0
 	for _, from := range []string{"frontend", "other"} {
 		p := byName[from]
-		ns, err := netns.Open(PodNetns(cfg, p))
+		ns, err := OpenPod(cfg, p)
 		if err != nil {
 			fmt.Fprintf(out, "    %s: %v\n", from, err)
 			failed++
@@ -96,9 +96,7 @@ func demoNetworkPolicy(ctx context.Context, cfg Config, c kubernetes.Interface, 
 func demoPod(name string, labels map[string]string, port int32) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: DemoNamespace, Labels: labels},
-		Spec: corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{{
-			Name: "echo", Image: EchoImage, Ports: []corev1.ContainerPort{{ContainerPort: port}},
-		}}},
+		Spec:       corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{EchoContainer("echo", EchoImage, port, corev1.ProtocolTCP)}},
 	}
 }
 

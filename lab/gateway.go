@@ -123,18 +123,24 @@ func demoGateway(ctx context.Context, cfg Config, out io.Writer) int {
 			return 1
 		}
 	}
-	addr, prog, err := WaitGatewayAddress(ctx, c, DemoNamespace, DemoGateway, time.Minute)
+	gwAddr, prog, err := WaitGatewayAddress(ctx, c, DemoNamespace, DemoGateway, time.Minute)
 	if err != nil {
 		fmt.Fprintf(out, "• Gateway: FAILED: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(out, "• Gateway %s/%s (class %s): address %s; Programmed=%s (%s): %s\n", DemoNamespace, DemoGateway, GatewayClassName, addr, prog.Status, prog.Reason, prog.Message)
+	fmt.Fprintf(out, "• Gateway %s/%s (class %s): address %s; Programmed=%s (%s): %s\n", DemoNamespace, DemoGateway, GatewayClassName, gwAddr, prog.Status, prog.Reason, prog.Message)
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var cfgs adsclient.Config
+	addr, name, opts, done, err := cfg.XDSEndpoint(fctx, p)
+	if err != nil {
+		fmt.Fprintf(out, "    xDS: FAILED: %v\n", err)
+		return 1
+	}
+	defer done()
 	// The fleet's Secret appears with the first sync; retry until served.
 	for {
-		cfgs, _, err = adsclient.FetchFleet(fctx, c, adsclient.GatewayFleet(Namespace, DemoNamespace, DemoGateway), cfg.XDSAddress(p), "")
+		cfgs, _, err = adsclient.FetchFleet(fctx, c, adsclient.GatewayFleet(Namespace, DemoNamespace, DemoGateway), addr, name, opts...)
 		if err == nil || fctx.Err() != nil {
 			break
 		}

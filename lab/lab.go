@@ -42,6 +42,12 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if err != nil {
 		return err
 	}
+	var images Images
+	if cfg.Kubelet {
+		if images, err = cfg.checkRealNodes(); err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		if st, lerr := LoadState(cfg.StateDir); lerr == nil && anyAlive(st) {
 			return fmt.Errorf("lab %q is already up (state in %s); use `berthctl lab status --name %s`, or `berthctl lab down --name %s` first", cfg.Name, cfg.StateDir, cfg.Name, cfg.Name)
@@ -103,18 +109,6 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 		}
 	}
 
-	step(out, "berth-controller, with Berth's CRDs and the release's RBAC")
-	if err := cfg.installBerth(ctx); err != nil {
-		return err
-	}
-	cp, err := st.start(cfg.controllerSpec(st.Ports))
-	if err != nil {
-		return err
-	}
-	if err := waitFor(ctx, cp, time.Minute, controllerReady(st.Ports)); err != nil {
-		return err
-	}
-
 	step(out, "router: BIRD in %s", cfg.RouterNamespace())
 	if err := cfg.writeBirdConfig(); err != nil {
 		return err
@@ -124,6 +118,35 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 		return err
 	}
 	if err := waitFor(ctx, p, 30*time.Second, func(ctx context.Context) error { return cfg.birdStatus(ctx, birdc) }); err != nil {
+		return err
+	}
+
+	if cfg.Kubelet {
+		err = st.upRealNodes(ctx, self, images, out)
+	} else {
+		err = st.upProcessNodes(ctx, self, out)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "lab %q is up. kubeconfig: %s\n", cfg.Name, cfg.AdminKubeconfig())
+	return nil
+}
+
+// upProcessNodes starts berth-controller on the host and, in each node
+// namespace, the node host, berth-agent and the pod runner: the lab without
+// real nodes (Config.Kubelet off).
+func (st *State) upProcessNodes(ctx context.Context, self string, out io.Writer) error {
+	cfg := st.Config
+	step(out, "berth-controller, with Berth's CRDs and the release's RBAC")
+	if err := cfg.installBerth(ctx); err != nil {
+		return err
+	}
+	cp, err := st.start(cfg.controllerSpec(st.Ports))
+	if err != nil {
+		return err
+	}
+	if err := waitFor(ctx, cp, time.Minute, controllerReady(st.Ports)); err != nil {
 		return err
 	}
 
@@ -177,7 +200,6 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if err := cfg.applyLBPool(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "lab %q is up. kubeconfig: %s\n", cfg.Name, cfg.AdminKubeconfig())
 	return nil
 }
 
@@ -260,7 +282,11 @@ func waitNodes(ctx context.Context, client kubernetes.Interface, cfg Config, tim
 			if err != nil {
 				return fmt.Errorf("nodes not ready after %s: %w", timeout, err)
 			}
-			return fmt.Errorf("nodes %v not Ready with a podCIDR after %s; see %s", missing, timeout, filepath.Join(cfg.logDir(), "node-host-*.log"))
+			logs := filepath.Join(cfg.logDir(), "node-host-*.log")
+			if cfg.Kubelet {
+				logs = filepath.Join(cfg.StateDir, "nodes", "*", "real", "kubelet.log")
+			}
+			return fmt.Errorf("nodes %v not Ready with a podCIDR after %s; see %s", missing, timeout, logs)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -309,6 +335,13 @@ func Down(name, stateDir string, out io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(out, "stopped stray processes %v\n", pids)
+	}
+	cleaned, err := cfg.cleanRealNodes()
+	for _, c := range cleaned {
+		fmt.Fprintf(out, "cleaned %s\n", c)
+	}
+	if err != nil {
+		return err
 	}
 	removed, err := cfg.removeTopology()
 	for _, r := range removed {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,12 +41,19 @@ observer never counts as an Envoy: printing does not make a Gateway
 Programmed. With --ingress-class, prints the IngressClass's configuration.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var dialOpts []grpc.DialOption
 			if labName != "" {
 				st, err := lab.LoadState(lab.StateRoot + "/" + labName)
 				if err != nil {
 					return fmt.Errorf("lab %q: %w", labName, err)
 				}
-				kubeconfig, xdsAddr = st.Config.AdminKubeconfig(), st.Config.XDSAddress(st.Ports)
+				var done func()
+				kubeconfig = st.Config.AdminKubeconfig()
+				xdsAddr, serverName, dialOpts, done, err = st.Config.XDSEndpoint(cmd.Context(), st.Ports)
+				if err != nil {
+					return fmt.Errorf("lab %q: %w", labName, err)
+				}
+				defer done()
 			}
 			var f adsclient.Fleet
 			switch {
@@ -75,7 +83,7 @@ Programmed. With --ingress-class, prints the IngressClass's configuration.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			cfg, versions, err := adsclient.FetchFleet(ctx, c, f, xdsAddr, serverName)
+			cfg, versions, err := adsclient.FetchFleet(ctx, c, f, xdsAddr, serverName, dialOpts...)
 			if err != nil {
 				return err
 			}

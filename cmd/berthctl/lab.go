@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ func newLab() *cobra.Command {
 BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
 root. Several labs can run at once with different --name and --lan.`,
 	}
-	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabNodeHost(), newLabPodRunner(), newLabPodProgram())
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabNodeHost(), newLabRealNode(), newLabPodRunner(), newLabPodProgram())
 	return cmd
 }
 
@@ -79,6 +80,9 @@ func newLabUp() *cobra.Command {
 			if cfg.BerthBinDir == "" {
 				cfg.BerthBinDir = filepath.Dir(self)
 			}
+			if cfg.Kubelet {
+				setRealNodeDefaults(&cfg, filepath.Dir(self))
+			}
 			return lab.Up(cmd.Context(), cfg, self, cmd.OutOrStdout())
 		},
 	}
@@ -89,9 +93,36 @@ func newLabUp() *cobra.Command {
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
 	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan, auto or bgp (pod ranges over BGP through the lab router)")
 	cmd.Flags().BoolVar(&cfg.ServiceProxy, "service-proxy", cfg.ServiceProxy, "run berth-agent's nftables service proxy on the nodes")
+	cmd.Flags().BoolVar(&cfg.Kubelet, "kubelet", cfg.Kubelet, "real nodes: containerd and the kubelet on every node, Berth installed with helm from its images (false: a node host and a pod runner stand in for them, and Berth's components run as processes)")
+	cmd.Flags().StringVar(&cfg.NodeBinDir, "node-bin-dir", "", "folder with kubelet, containerd, containerd-shim-runc-v2, ctr and runc (default: node/ beside berthctl)")
+	cmd.Flags().StringVar(&cfg.ImagesDir, "images-dir", "", "folder with the image tarballs every node imports (default: images/ beside berthctl; `make images`)")
+	cmd.Flags().StringVar(&cfg.ChartDir, "chart", "", "Berth's chart (default: charts/berth of the repository berthctl was built in)")
+	cmd.Flags().StringVar(&cfg.Helm, "helm", "", "the helm binary (default: the newest tools/helm-* beside berthctl)")
 	cmd.Flags().StringVar(&cfg.BerthBinDir, "berth-bin-dir", "", "folder with berth-agent and berth-cni (default: beside berthctl)")
 	cmd.Flags().StringVar(&cfg.K8sBinDir, "k8s-bin-dir", "", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler (default: k8s/ beside berthctl)")
 	return cmd
+}
+
+// setRealNodeDefaults fills the real nodes' inputs that no flag gave from
+// the repository's layout: bin/ holds berthctl, node/, images/ and tools/,
+// and charts/berth is beside bin/.
+func setRealNodeDefaults(cfg *lab.Config, bin string) {
+	if cfg.NodeBinDir == "" {
+		cfg.NodeBinDir = filepath.Join(bin, "node")
+	}
+	if cfg.ImagesDir == "" {
+		cfg.ImagesDir = filepath.Join(bin, "images")
+	}
+	if cfg.ChartDir == "" {
+		cfg.ChartDir = filepath.Join(filepath.Dir(bin), "charts", "berth")
+	}
+	if cfg.Helm == "" {
+		cfg.Helm = filepath.Join(bin, "tools", "helm")
+		if found, _ := filepath.Glob(filepath.Join(bin, "tools", "helm-*")); len(found) > 0 {
+			sort.Strings(found)
+			cfg.Helm = found[len(found)-1]
+		}
+	}
 }
 
 // labCommand is a command about an existing lab, found by --name.
@@ -177,6 +208,14 @@ func newLabNodeHost() *cobra.Command {
 				return nil, err
 			}
 			return h.Run, nil
+		})
+}
+
+// newLabRealNode runs a node's containerd and kubelet.
+func newLabRealNode() *cobra.Command {
+	return nodeCommand("real-node", "Run one lab node's containerd and kubelet (started by lab up)",
+		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
+			return lab.RunRealNode(cfg, node, log)
 		})
 }
 

@@ -27,6 +27,8 @@ const Dir = "/var/run/netns"
 type Namespace struct {
 	// Name is the namespace's name under Dir; empty for the host's namespace.
 	Name string
+	// path is the file it was opened from (OpenPath), if not by name.
+	path string
 	fd   netns.NsHandle
 	nl   *netlink.Handle
 }
@@ -68,6 +70,22 @@ func Open(name string) (*Namespace, error) {
 	return wrap(name, fd)
 }
 
+// OpenPath opens the namespace a file names, such as /proc/<pid>/ns/net of
+// a process in it (a pod's sandbox, whose runtime keeps the namespace out of
+// Dir).
+func OpenPath(path string) (*Namespace, error) {
+	fd, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	ns, err := wrap("", fd)
+	if err != nil {
+		return nil, err
+	}
+	ns.path = path
+	return ns, nil
+}
+
 // Host opens the namespace this process runs in.
 func Host() (*Namespace, error) {
 	fd, err := netns.GetFromPath("/proc/self/ns/net")
@@ -102,6 +120,9 @@ func (n *Namespace) Fd() int { return int(n.fd) }
 
 // Path is the file that names the namespace.
 func (n *Namespace) Path() string {
+	if n.path != "" {
+		return n.path
+	}
 	if n.Name == "" {
 		return "/proc/self/ns/net"
 	}

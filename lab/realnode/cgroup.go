@@ -62,12 +62,25 @@ func (c Config) makeCgroupRoot() error {
 
 // cgroupPids lists the processes in the node's cgroups, in any hierarchy.
 func (c Config) cgroupPids() []int {
+	return c.pidsIn(func(string) bool { return true })
+}
+
+// PodPids lists the processes of the pod with this UID on the node (its
+// sandbox's and its containers'), found by the pod's cgroup, which the
+// kubelet names pod<UID> under its cgroupRoot.
+func (c Config) PodPids(uid string) []int {
+	return c.pidsIn(func(p string) bool { return strings.Contains(p, "/pod"+uid+"/") })
+}
+
+// pidsIn lists the processes of the node's cgroups whose cgroup.procs path
+// matches.
+func (c Config) pidsIn(match func(path string) bool) []int {
 	hs, _ := hierarchies()
 	seen := map[int]bool{}
 	var pids []int
 	for _, h := range hs {
 		_ = filepath.WalkDir(filepath.Join(h, c.CgroupRoot()), func(p string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" || !match(p) {
 				return nil
 			}
 			b, _ := os.ReadFile(p)

@@ -19,6 +19,8 @@ var privatePaths = []string{
 	"/var/lib/kubelet",
 	"/var/lib/containerd",
 	"/var/lib/berth",
+	// libcni's result cache, which containerd's CRI keeps per pod.
+	"/var/lib/cni",
 	"/run/containerd",
 	"/var/log/pods",
 	"/var/log/containers",
@@ -33,6 +35,17 @@ type Config struct {
 	// Address is the node's address in that namespace: the kubelet's --node-ip,
 	// and where it serves (port 10250).
 	Address netip.Addr
+	// Address6 is the node's IPv6 address, for a dual-stack node (optional):
+	// the kubelet reports both as InternalIPs, IPv4 first.
+	Address6 netip.Addr
+	// Labels are the Node's labels, set by the kubelet at registration
+	// (--node-labels: no kubernetes.io or k8s.io prefix but the ones the
+	// NodeRestriction admission plugin allows).
+	Labels map[string]string
+	// ClusterDNS are the cluster DNS Service's addresses the kubelet writes
+	// into pods' resolv.conf, with ClusterDomain (default cluster.local).
+	ClusterDNS    []netip.Addr
+	ClusterDomain string
 	// Dir is the node's state folder on the host; every private path of the
 	// node lives under it (see Private), with its configs and logs.
 	Dir string
@@ -60,6 +73,8 @@ func (c Config) Check() error {
 		return fmt.Errorf("node %s: network namespace %q: want a name under %s", c.Name, c.Netns, netns.Dir)
 	case !c.Address.IsValid():
 		return fmt.Errorf("node %s: no address", c.Name)
+	case c.Address6.IsValid() && (!c.Address.Is4() || !c.Address6.Is6() || c.Address6.Is4In6()):
+		return fmt.Errorf("node %s: addresses %s and %s: a dual-stack node wants an IPv4 address and an IPv6 one, in that order", c.Name, c.Address, c.Address6)
 	case !filepath.IsAbs(c.Dir):
 		return fmt.Errorf("node %s: state folder %q is not an absolute path", c.Name, c.Dir)
 	case !filepath.IsAbs(c.BinDir):

@@ -27,6 +27,10 @@ func TestConfigCheck(t *testing.T) {
 		{"upper case name", func(c *Config) { c.Name = "Node1" }, `node name "Node1": a lowercase RFC 1123 subdomain`},
 		{"netns path", func(c *Config) { c.Netns = "/var/run/netns/x" }, "want a name under /var/run/netns"},
 		{"no address", func(c *Config) { c.Address = netip.Addr{} }, "node node1: no address"},
+		{"IPv6 first", func(c *Config) {
+			c.Address, c.Address6 = netip.MustParseAddr("fdbe::11"), netip.MustParseAddr("198.18.0.11")
+		}, "a dual-stack node wants an IPv4 address and an IPv6 one, in that order"},
+		{"two IPv4", func(c *Config) { c.Address6 = netip.MustParseAddr("198.18.0.12") }, "a dual-stack node wants an IPv4 address and an IPv6 one"},
 		{"relative dir", func(c *Config) { c.Dir = "node1" }, `state folder "node1" is not an absolute path`},
 		{"relative bin", func(c *Config) { c.BinDir = "bin/node" }, `binary folder "bin/node" is not an absolute path`},
 		{"no kubeconfig", func(c *Config) { c.Kubeconfig = "" }, "no kubeconfig"},

@@ -81,7 +81,24 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 serializeImagePulls: false
-`
+` + c.dnsConfig()
+}
+
+// dnsConfig is the kubelet's cluster DNS: the addresses pods of dnsPolicy
+// ClusterFirst get as nameservers, and the search domain.
+func (c Config) dnsConfig() string {
+	if len(c.ClusterDNS) == 0 {
+		return ""
+	}
+	domain := c.ClusterDomain
+	if domain == "" {
+		domain = "cluster.local"
+	}
+	s := "clusterDomain: " + strconv.Quote(domain) + "\nclusterDNS:\n"
+	for _, a := range c.ClusterDNS {
+		s += "  - " + strconv.Quote(a.String()) + "\n"
+	}
+	return s
 }
 
 // writeFiles lays out the node's state folder.

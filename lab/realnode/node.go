@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,13 +80,27 @@ func (n *Node) StartKubelet(ctx context.Context) error {
 	if err := n.holdTunables(); err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
-	var err error
-	n.kubelet, err = n.start("kubelet", filepath.Join(n.BinDir, "kubelet"),
+	nodeIP := n.Address.String()
+	if n.Address6.IsValid() {
+		nodeIP += "," + n.Address6.String()
+	}
+	args := []string{
 		"--config", filepath.Join(n.Dir, "kubelet.yaml"),
 		"--kubeconfig", n.Kubeconfig,
-		"--node-ip", n.Address.String(),
+		"--node-ip", nodeIP,
 		"--hostname-override", n.Name,
-		"--v", "2")
+		"--v", "2",
+	}
+	if len(n.Labels) > 0 {
+		var l []string
+		for k, v := range n.Labels {
+			l = append(l, k+"="+v)
+		}
+		sort.Strings(l)
+		args = append(args, "--node-labels", strings.Join(l, ","))
+	}
+	var err error
+	n.kubelet, err = n.start("kubelet", filepath.Join(n.BinDir, "kubelet"), args...)
 	if err != nil {
 		return errors.Join(err, n.releaseTunables())
 	}

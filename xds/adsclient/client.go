@@ -29,9 +29,9 @@ const envoyWindow = 256 << 20
 // Dial connects to an xDS server with mutual TLS, receiving as Envoy does:
 // with gRPC's default 64 KiB windows, a RouteConfiguration of megabytes
 // would come in a window update at a time.
-func Dial(addr string, cfg *tls.Config) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
-		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow))
+func Dial(addr string, cfg *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow)}, opts...)...)
 }
 
 // Client is one ADS stream of one node.

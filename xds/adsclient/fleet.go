@@ -7,6 +7,7 @@ import (
 	"net"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/grpc"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -36,8 +37,9 @@ func IngressFleet(controllerNamespace, class string) Fleet {
 // the caller needs read access to it), connects to the xDS server at addr
 // as an observer of the group, and returns what the group is served.
 // serverName is the name the server's certificate must carry (default:
-// addr's host).
-func FetchFleet(ctx context.Context, c client.Reader, f Fleet, addr, serverName string) (Config, Versions, error) {
+// addr's host). opts add to the connection's (e.g. a dialer that enters a
+// node's network namespace, where the xDS Service's ClusterIP answers).
+func FetchFleet(ctx context.Context, c client.Reader, f Fleet, addr, serverName string, opts ...grpc.DialOption) (Config, Versions, error) {
 	var sec corev1.Secret
 	key := types.NamespacedName{Namespace: f.Namespace, Name: provision.SecretName(f.Name)}
 	if err := c.Get(ctx, key, &sec); err != nil {
@@ -54,7 +56,7 @@ func FetchFleet(ctx context.Context, c client.Reader, f Fleet, addr, serverName 
 	if serverName == "" {
 		serverName = hostOf(addr)
 	}
-	conn, err := Dial(addr, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pki.Pool(roots...), ServerName: serverName, MinVersion: tls.VersionTLS13})
+	conn, err := Dial(addr, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pki.Pool(roots...), ServerName: serverName, MinVersion: tls.VersionTLS13}, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,0 +1,43 @@
+package lab
+
+import (
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// The lab's echo programs are images too (`make images`: build/echo), tagged
+// "lab" and imported on every real node; the pod runner runs the same
+// programs by image name, without the tag.
+
+// EchoImage is the lab's HTTP echo server.
+const EchoImage = "berth.dev/lab/http-echo:lab"
+
+// ToolboxImage has busybox's ping, nslookup, wget and nc, for `kubectl exec`.
+const ToolboxImage = "berth.dev/lab/toolbox:lab"
+
+// EchoContainer is a container of one of the echo images serving on port:
+// the downward API gives the program the pod's name, namespace, addresses
+// and node, which it reports to its clients.
+func EchoContainer(name, image string, port int32, protocol corev1.Protocol) corev1.Container {
+	field := func(n, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: n, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	if protocol == "" {
+		protocol = corev1.ProtocolTCP
+	}
+	return corev1.Container{
+		Name:            name,
+		Image:           image,
+		ImagePullPolicy: corev1.PullNever,
+		Ports:           []corev1.ContainerPort{{Name: "serve", ContainerPort: port, Protocol: protocol}},
+		Env: []corev1.EnvVar{
+			{Name: "PORT", Value: strconv.Itoa(int(port))},
+			field("POD_NAME", "metadata.name"),
+			field("POD_NAMESPACE", "metadata.namespace"),
+			field("POD_IP", "status.podIP"),
+			field("POD_IPS", "status.podIPs"),
+			field("NODE_NAME", "spec.nodeName"),
+		},
+	}
+}
