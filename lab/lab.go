@@ -336,12 +336,10 @@ func Down(name, stateDir string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "stopped stray processes %v\n", pids)
 	}
-	cleaned, err := cfg.cleanRealNodes()
+	// A node that cannot be cleaned keeps its folder, but the rest goes.
+	cleaned, cleanErr := cfg.cleanRealNodes()
 	for _, c := range cleaned {
 		fmt.Fprintf(out, "cleaned %s\n", c)
-	}
-	if err != nil {
-		return err
 	}
 	removed, err := cfg.removeTopology()
 	for _, r := range removed {
@@ -349,6 +347,9 @@ func Down(name, stateDir string, out io.Writer) error {
 	}
 	if err != nil {
 		return err
+	}
+	if cleanErr != nil {
+		return cleanErr
 	}
 	if _, err := os.Stat(stateDir); err == nil {
 		if err := os.RemoveAll(stateDir); err != nil {

@@ -65,7 +65,11 @@ func withTunables(fn func(*tunablesRecord) (*tunablesRecord, error)) error {
 		return err
 	}
 	if rec == nil {
-		return os.Remove(tunablesFile)
+		// Already gone when another Clean of the same nodes restored them.
+		if err := os.Remove(tunablesFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
 	}
 	b, err := json.Marshal(rec)
 	if err != nil {
