@@ -1,6 +1,7 @@
 package realnode
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ func TestCleanTwice(t *testing.T) {
 	if _, err := os.Stat(tunablesFile); err == nil {
 		t.Skipf("%s exists: a lab node runs on this machine; this test needs none", tunablesFile)
 	}
-	c := Config{Name: "clean-twice", Netns: "none", Address: netip.MustParseAddr("192.0.2.1"), Dir: filepath.Join(t.TempDir(), "node")}
+	c := Config{Name: "clean-twice", Netns: fmt.Sprintf("cleantwice%d", os.Getpid()), Address: netip.MustParseAddr("192.0.2.1"), Dir: filepath.Join(t.TempDir(), "node")}
 	for round := 1; round <= 2; round++ {
 		if err := c.Clean(); err != nil {
 			t.Fatalf("Clean, round %d: %v", round, err)

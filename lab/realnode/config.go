@@ -94,8 +94,10 @@ func (c Config) Private(path string) string {
 }
 
 // CgroupRoot is the kubelet's cgroupRoot: every pod's cgroup is beneath it,
-// in each cgroup v1 hierarchy.
-func (c Config) CgroupRoot() string { return "/berth-node-" + c.Name }
+// in each cgroup v1 hierarchy. It is named after the node's network
+// namespace, which no other node on the machine shares (two labs both have a
+// node1), so stopping one node never touches another's pods.
+func (c Config) CgroupRoot() string { return "/berth-node-" + c.Netns }
 
 func (c Config) mntns() string  { return filepath.Join(c.Dir, "ns", "mnt") }
 func (c Config) socket() string { return "/run/containerd/containerd.sock" }

@@ -56,3 +56,14 @@ func TestConfigCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestCgroupRootPerNode: two labs' nodes of the same name (every lab has a
+// node1) get cgroupRoots of their own, so one node's Stop, which ends every
+// process under its cgroupRoot, never reaches the other's pods.
+func TestCgroupRootPerNode(t *testing.T) {
+	a := Config{Name: "node1", Netns: "laba-node1"}
+	b := Config{Name: "node1", Netns: "labb-node1"}
+	if a.CgroupRoot() != "/berth-node-laba-node1" || b.CgroupRoot() != "/berth-node-labb-node1" {
+		t.Fatalf("cgroupRoots %q and %q, want /berth-node-laba-node1 and /berth-node-labb-node1", a.CgroupRoot(), b.CgroupRoot())
+	}
+}
