@@ -65,11 +65,13 @@ func demoTroubleshooting(ctx context.Context, cfg Config, client kubernetes.Inte
 		return append([]string{cfg.bin("kubectl"), "--kubeconfig", cfg.AdminKubeconfig()}, args...)
 	}
 	node := cfg.NodeNamespace(1)
+	svcName := "echo." + DemoNamespace + ".svc.cluster.local"
 	cmds := []command{
 		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- ping -c 2 " + far.Status.PodIP,
 			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "ping", "-c", "2", "-W", "2", far.Status.PodIP), want: " 0% packet loss"},
-		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- nslookup echo." + DemoNamespace + ".svc.cluster.local",
-			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "nslookup", "echo."+DemoNamespace+".svc.cluster.local"), want: "Address"},
+		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- nslookup " + svcName,
+			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "nslookup", svcName), want: "Name:\t" + svcName},
+		// By the Service's short name, through the search domains.
 		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- wget -qO- http://echo:8080/",
 			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "wget", "-qO-", "-T", "5", "http://echo:8080/"), want: `"pod"`},
 		{shown: "kubectl -n " + Namespace + " logs " + agent + " --tail 5",

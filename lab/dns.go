@@ -92,9 +92,6 @@ spec:
         runAsNonRoot: true
         runAsUser: 65532
         seccompProfile: {type: RuntimeDefault}
-        # Port 53 without a capability: the pod's own network namespace only.
-        sysctls:
-          - {name: net.ipv4.ip_unprivileged_port_start, value: "53"}
       containers:
         - name: coredns
           image: %[1]q
@@ -117,7 +114,9 @@ spec:
           securityContext:
             allowPrivilegeEscalation: false
             readOnlyRootFilesystem: true
-            capabilities: {drop: [ALL]}
+            # Port 53 as a user that is not root: the image's /coredns
+            # carries the file capability, which exec needs in the bounding set.
+            capabilities: {add: [NET_BIND_SERVICE], drop: [ALL]}
           volumeMounts:
             - {name: config, mountPath: /etc/coredns, readOnly: true}
       volumes:
@@ -134,6 +133,7 @@ spec:
   selector: {k8s-app: kube-dns}
   ipFamilyPolicy: RequireDualStack
   ipFamilies: [IPv4, IPv6]
+  clusterIP: %[2]q
   clusterIPs: [%[2]q, %[3]q]
   ports:
     - {name: dns, port: 53, protocol: UDP, targetPort: 53}

@@ -221,9 +221,12 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	if i < 1 {
 		return nil, fmt.Errorf("pod %s/%s: on %q, not a node of lab %s", pod.Namespace, pod.Name, pod.Spec.NodeName, cfg.Name)
 	}
-	rc := realnode.Config{Name: pod.Spec.NodeName, Dir: cfg.RealNodeDir(i)}
+	pids := cfg.realNode(i, "").PodPids(string(pod.UID))
+	if len(pids) == 0 {
+		return nil, fmt.Errorf("pod %s/%s: no process of it on %s (is it running?)", pod.Namespace, pod.Name, pod.Spec.NodeName)
+	}
 	var errs []error
-	for _, pid := range rc.PodPids(string(pod.UID)) {
+	for _, pid := range pids {
 		ns, err := netns.OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid))
 		if err == nil {
 			return ns, nil

@@ -113,6 +113,7 @@ func (l *Lab) Up(t testing.TB, extra ...string) {
 	t.Helper()
 	t.Cleanup(func() {
 		if t.Failed() {
+			l.logClusterState(t)
 			// Keep the components' logs: down removes the state folder.
 			if dir, err := os.MkdirTemp("", "berth-lab-logs-"+l.Name+"-"); err == nil {
 				if out, err := exec.Command("cp", "-r", filepath.Join(l.StateDir, "logs"), dir).CombinedOutput(); err == nil {
