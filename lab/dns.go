@@ -156,7 +156,7 @@ func (c Config) installDNS(ctx context.Context, client kubernetes.Interface, ima
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("CoreDNS not ready after 2m: see `kubectl -n kube-system describe pods -l k8s-app=kube-dns`")
+			return fmt.Errorf("CoreDNS not ready after 2m:%s", podsState(ctx, client, "kube-system", "k8s-app=kube-dns"))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}

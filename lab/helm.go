@@ -144,7 +144,7 @@ func waitBerth(ctx context.Context, client kubernetes.Interface, cfg Config, tim
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("berth not ready after %s: %s; see `kubectl -n %s get pods -o wide` and `kubectl -n %s describe pods`", timeout, last, Namespace, Namespace)
+			return fmt.Errorf("berth not ready after %s: %s:%s", timeout, last, podsState(ctx, client, Namespace, ""))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
