@@ -30,8 +30,8 @@ func demoTroubleshooting(ctx context.Context, cfg Config, client kubernetes.Inte
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: ToolboxPod, Namespace: DemoNamespace, Labels: map[string]string{"app": "toolbox"}},
 		Spec: corev1.PodSpec{NodeName: cfg.NodeName(1), Containers: []corev1.Container{{
+			// The image's command waits until stopped, for kubectl exec.
 			Name: "toolbox", Image: ToolboxImage, ImagePullPolicy: corev1.PullNever,
-			Command: []string{"sleep", "86400"},
 		}}},
 	}
 	if _, err := client.CoreV1().Pods(DemoNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -88,6 +88,7 @@ func newLabUp() *cobra.Command {
 	}
 	nf.add(cmd)
 	cmd.Flags().IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
+	cmd.Flags().IntVar(&cfg.NodeCIDRMaskSize, "node-cidr-mask-size", cfg.NodeCIDRMaskSize, "size of each node's IPv4 podCIDR (kube-controller-manager's --node-cidr-mask-size-ipv4; /28 holds 13 pods)")
 	cmd.Flags().StringVar(&lan, "lan", cfg.LAN.String(), "the lab LAN (IPv4 prefix)")
 	cmd.Flags().StringVar(&lan6, "lan6", "", "the lab LAN's IPv6 /64 (default: derived from --lan, fdbe:c612::/64 for 198.18.0.0/24)")
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
