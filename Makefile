@@ -37,8 +37,12 @@ build: ## Build the four binaries into bin/, version stamped.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(BINARIES))
 
 .PHONY: images
-images: build debian-deps ## Build the controller and agent images as OCI tarballs in bin/images, from scratch, no Docker engine (docs/images.md).
-	$(GO) run ./hack/images -bin $(BIN) -out $(BIN)/images -registry $(IMAGE_REGISTRY) -version $(VERSION) \
+images: build debian-deps ## Build every image the lab runs as OCI tarballs in bin/images: berth-controller, berth-agent, and the lab's pause, echo programs, toolbox and CoreDNS; from scratch, no Docker engine (docs/images.md).
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-pause ./build/pause
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/berth-echo ./build/echo
+	test/k8sbin/build-coredns.sh $(BIN)/node
+	$(GO) run ./hack/images -images all -bin $(BIN) -coredns $(BIN)/node/coredns -busybox /bin/busybox -out $(BIN)/images \
+		-registry $(IMAGE_REGISTRY) -version $(VERSION) \
 		-revision $$(git rev-parse HEAD 2>/dev/null || echo unknown) -created $$(git log -1 --format=%ct 2>/dev/null || echo 0)
 
 .PHONY: chart

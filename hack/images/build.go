@@ -1,8 +1,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"fmt"
 	"io"
@@ -10,7 +10,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -51,10 +50,15 @@ type Options struct {
 	// Created stamps the image config and every file, so the same inputs
 	// give the same digest.
 	Created time.Time
-	// Images names the images to build; empty: DefaultImages. "pause" (the
-	// lab nodes' sandbox image, from the static berth-pause) is built only
-	// when named.
+	// Images names the images to build; empty: DefaultImages; "all": every
+	// image (AllImages). The pause, echo, toolbox and coredns images (the
+	// lab's, labimages.go) are built only when named.
 	Images []string
+	// CoreDNS is the static coredns that test/k8sbin/build-coredns.sh builds
+	// (bin/node/coredns), for the coredns image.
+	CoreDNS string
+	// Busybox is Debian's busybox-static's /bin/busybox, for the toolbox.
+	Busybox string
 }
 
 // DefaultImages are the images `make images` ships.
@@ -68,72 +72,116 @@ type Built struct {
 	Digest v1.Hash
 }
 
-// file is one regular file of a layer, read from the host.
-type file struct {
-	path string // in the image, absolute
-	src  string // on the host; symbolic links are followed
-	data []byte // instead of src
-	mode int64
-}
-
 // imageSpec describes one image.
 type imageSpec struct {
 	name        string
 	description string
-	entrypoint  []string
-	user        string
-	// layers, bottom first; each is a list of files.
+	// repo and tag, when set, name the image instead of
+	// <registry>/<name>:<version>: the lab's images keep the names its
+	// manifests and upstream's use, whatever the registry.
+	repo, tag string
+	// version and source, when set, are the version and source labels
+	// instead of Berth's (CoreDNS's own).
+	version, source string
+	// labels are more labels.
+	labels     map[string]string
+	entrypoint []string
+	cmd        []string
+	user       string
+	ports      []string
+	// layers, bottom first; each is a list of entries.
 	layers [][]file
-	// bins are the static binaries of BinDir the image holds.
+	// bins are the host paths of the executables the image holds, which
+	// must be static; hint says how to build them.
 	bins []string
+	hint string
 }
 
-// specs lists the images. berth-cni has no image of its own: nothing runs
-// it as a container; the agent copies it from its image onto the host.
-func specs(o Options) ([]imageSpec, error) {
-	bin := func(n string) file {
-		return file{path: path.Join(binPath, n), src: filepath.Join(o.BinDir, n), mode: 0o755}
+// recipe makes one image's spec; lab images read their inputs (versions)
+// only when named.
+type recipe struct {
+	name string
+	make func(o Options) (imageSpec, error)
+}
+
+func binFile(o Options, n string) file {
+	return file{path: path.Join(binPath, n), src: filepath.Join(o.BinDir, n), mode: 0o755}
+}
+
+// shippedRecipes are Berth's images and the pause image. berth-cni has no
+// image of its own: nothing runs it as a container; the agent copies it
+// from its image onto the host.
+func shippedRecipes() []recipe {
+	const hint = "build them with `make build`, which sets CGO_ENABLED=0"
+	return []recipe{{"berth-controller", func(o Options) (imageSpec, error) {
+		return imageSpec{
+			name:        "berth-controller",
+			description: "Berth controller: LoadBalancer IPAM, Gateway API and Ingress over xDS, Envoy fleets",
+			entrypoint:  []string{path.Join(binPath, "berth-controller")},
+			user:        NonRoot,
+			layers:      [][]file{baseFiles(), {binFile(o, "berth-controller")}},
+			bins:        []string{filepath.Join(o.BinDir, "berth-controller")},
+			hint:        hint,
+		}, nil
+	}}, {"berth-agent", func(o Options) (imageSpec, error) {
+		return imageSpec{
+			name:        "berth-agent",
+			description: "Berth node agent: pod network and CNI plugin, service proxy, NetworkPolicy, L2 and BGP announcements",
+			entrypoint:  []string{path.Join(binPath, "berth-agent")},
+			user:        Root,
+			// Static binaries only: the agent programs nftables over netlink
+			// and runs no other program.
+			layers: [][]file{{binFile(o, "berth-agent"), binFile(o, "berth-cni")}},
+			bins:   []string{filepath.Join(o.BinDir, "berth-agent"), filepath.Join(o.BinDir, "berth-cni")},
+			hint:   hint,
+		}, nil
+	}}, {"pause", func(o Options) (imageSpec, error) {
+		return imageSpec{
+			name:        "pause",
+			description: "Berth lab pod sandbox: sleeps until SIGTERM and reaps orphans (build/pause)",
+			entrypoint:  []string{path.Join(binPath, "berth-pause")},
+			user:        NonRoot,
+			layers:      [][]file{{binFile(o, "berth-pause")}},
+			bins:        []string{filepath.Join(o.BinDir, "berth-pause")},
+			hint:        "build it with `CGO_ENABLED=0 go build -o bin/berth-pause ./build/pause`",
+		}, nil
+	}}}
+}
+
+// AllImages names every image, in the order "all" builds them.
+func AllImages() []string {
+	var out []string
+	for _, r := range append(shippedRecipes(), labRecipes()...) {
+		out = append(out, r.name)
 	}
-	all := []imageSpec{{
-		name:        "berth-controller",
-		description: "Berth controller: LoadBalancer IPAM, Gateway API and Ingress over xDS, Envoy fleets",
-		entrypoint:  []string{path.Join(binPath, "berth-controller")},
-		user:        NonRoot,
-		layers:      [][]file{baseFiles(), {bin("berth-controller")}},
-		bins:        []string{"berth-controller"},
-	}, {
-		name:        "berth-agent",
-		description: "Berth node agent: pod network and CNI plugin, service proxy, NetworkPolicy, L2 and BGP announcements",
-		entrypoint:  []string{path.Join(binPath, "berth-agent")},
-		user:        Root,
-		// Static binaries only: the agent programs nftables over netlink
-		// and runs no other program.
-		layers: [][]file{{bin("berth-agent"), bin("berth-cni")}},
-		bins:   []string{"berth-agent", "berth-cni"},
-	}, {
-		name:        "pause",
-		description: "Berth lab pod sandbox: sleeps until SIGTERM and reaps orphans (build/pause)",
-		entrypoint:  []string{path.Join(binPath, "berth-pause")},
-		user:        NonRoot,
-		layers:      [][]file{{bin("berth-pause")}},
-		bins:        []string{"berth-pause"},
-	}}
+	return out
+}
+
+func specs(o Options) ([]imageSpec, error) {
+	all := append(shippedRecipes(), labRecipes()...)
 	want := o.Images
 	if len(want) == 0 {
 		want = DefaultImages
 	}
+	if slices.Equal(want, []string{"all"}) {
+		want = AllImages()
+	}
 	var out []imageSpec
 	for _, w := range want {
-		i := slices.IndexFunc(all, func(s imageSpec) bool { return s.name == w })
+		i := slices.IndexFunc(all, func(r recipe) bool { return r.name == w })
 		if i < 0 {
-			return nil, fmt.Errorf("no image %q: choose among berth-controller, berth-agent, pause", w)
+			return nil, fmt.Errorf("no image %q: choose among %s, or all", w, strings.Join(AllImages(), ", "))
 		}
-		for _, n := range all[i].bins {
-			if err := checkStatic(filepath.Join(o.BinDir, n), o.Arch); err != nil {
-				return nil, fmt.Errorf("%w (build them with `make build`, which sets CGO_ENABLED=0; berth-pause with `CGO_ENABLED=0 go build -o bin/berth-pause ./build/pause`)", err)
+		s, err := all[i].make(o)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", w, err)
+		}
+		for _, b := range s.bins {
+			if err := checkStatic(b, o.Arch); err != nil {
+				return nil, fmt.Errorf("%w (%s)", err, s.hint)
 			}
 		}
-		out = append(out, all[i])
+		out = append(out, s)
 	}
 	return out, nil
 }
@@ -161,9 +209,9 @@ func Build(o Options) ([]Built, error) {
 	}
 	var out []Built
 	for _, s := range specs {
-		ref, err := name.NewTag(o.Registry + "/" + s.name + ":" + o.Version)
+		ref, err := s.ref(o)
 		if err != nil {
-			return nil, fmt.Errorf("image name: %w (check -registry and -version)", err)
+			return nil, err
 		}
 		img, err := s.image(o)
 		if err != nil {
@@ -182,14 +230,47 @@ func Build(o Options) ([]Built, error) {
 	return out, nil
 }
 
+// ref is the image's name: <registry>/<name>:<version>, or its own.
+func (s imageSpec) ref(o Options) (name.Tag, error) {
+	repo, tag := o.Registry+"/"+s.name, o.Version
+	if s.repo != "" {
+		repo = s.repo
+	}
+	if s.tag != "" {
+		tag = s.tag
+	}
+	ref, err := name.NewTag(repo + ":" + tag)
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("image name: %w (check -registry and -version)", err)
+	}
+	return ref, nil
+}
+
 func (s imageSpec) image(o Options) (v1.Image, error) {
 	created := v1.Time{Time: o.Created}
+	version, source := o.Version, o.Source
+	if s.version != "" {
+		version = s.version
+	}
+	if s.source != "" {
+		source = s.source
+	}
 	labels := map[string]string{
 		"org.opencontainers.image.title":       s.name,
 		"org.opencontainers.image.description": s.description,
-		"org.opencontainers.image.version":     o.Version,
+		"org.opencontainers.image.version":     version,
 		"org.opencontainers.image.revision":    o.Revision,
-		"org.opencontainers.image.source":      o.Source,
+		"org.opencontainers.image.source":      source,
+	}
+	for k, v := range s.labels {
+		labels[k] = v
+	}
+	var ports map[string]struct{}
+	for _, p := range s.ports {
+		if ports == nil {
+			ports = map[string]struct{}{}
+		}
+		ports[p] = struct{}{}
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
@@ -198,11 +279,13 @@ func (s imageSpec) image(o Options) (v1.Image, error) {
 		OS:           "linux",
 		Created:      created,
 		Config: v1.Config{
-			Entrypoint: s.entrypoint,
-			User:       s.user,
-			Env:        []string{envPath},
-			WorkingDir: "/",
-			Labels:     labels,
+			Entrypoint:   s.entrypoint,
+			Cmd:          s.cmd,
+			User:         s.user,
+			ExposedPorts: ports,
+			Env:          []string{envPath},
+			WorkingDir:   "/",
+			Labels:       labels,
 		},
 		RootFS: v1.RootFS{Type: "layers"},
 	})
@@ -210,7 +293,13 @@ func (s imageSpec) image(o Options) (v1.Image, error) {
 		return nil, err
 	}
 	for i, files := range s.layers {
-		data, err := layerTar(files, o.Created)
+		raw, err := layerTar(files, o.Created)
+		if err != nil {
+			return nil, err
+		}
+		// Compressed once, here: a layer made from the tar would compress
+		// it again for its digest and for the archive (CoreDNS's 55 MB).
+		data, err := gzipBytes(raw)
 		if err != nil {
 			return nil, err
 		}
@@ -230,10 +319,28 @@ func (s imageSpec) image(o Options) (v1.Image, error) {
 		}
 	}
 	return mutate.Annotations(img, map[string]string{
-		"org.opencontainers.image.version":  o.Version,
+		"org.opencontainers.image.version":  version,
 		"org.opencontainers.image.revision": o.Revision,
-		"org.opencontainers.image.source":   o.Source,
+		"org.opencontainers.image.source":   source,
 	}).(v1.Image), nil
+}
+
+// gzipBytes compresses a layer as go-containerregistry does (gzip,
+// BestSpeed, no name or time in the header), so the bytes and digests are
+// those it would make from the tar.
+func gzipBytes(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 func layerSummary(files []file) string {
@@ -242,61 +349,6 @@ func layerSummary(files []file) string {
 		names = append(names, f.path)
 	}
 	return strings.Join(names, " ")
-}
-
-// layerTar makes a layer's tar: the files and their parent folders, sorted,
-// owned by root, every time set to mtime, so it depends on contents alone.
-func layerTar(files []file, mtime time.Time) ([]byte, error) {
-	dirs := map[string]bool{}
-	byPath := map[string]file{}
-	for _, f := range files {
-		if _, dup := byPath[f.path]; dup {
-			return nil, fmt.Errorf("%s twice in one layer", f.path)
-		}
-		byPath[f.path] = f
-		for d := path.Dir(f.path); d != "/"; d = path.Dir(d) {
-			dirs[d] = true
-		}
-	}
-	var names []string
-	for d := range dirs {
-		names = append(names, d)
-	}
-	for p := range byPath {
-		names = append(names, p)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, n := range names {
-		hdr := &tar.Header{Name: strings.TrimPrefix(n, "/"), ModTime: mtime, Format: tar.FormatPAX, Uname: "root", Gname: "root"}
-		if dirs[n] {
-			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", 0o755
-			if err := tw.WriteHeader(hdr); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		f := byPath[n]
-		data := f.data
-		if data == nil {
-			var err error
-			if data, err = os.ReadFile(f.src); err != nil {
-				return nil, err
-			}
-		}
-		hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, f.mode, int64(len(data))
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // elfMachines maps GOARCH to the ELF machine its binaries have.

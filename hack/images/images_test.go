@@ -202,7 +202,7 @@ func readBoth(t *testing.T, b Built, layers int) v1.Image {
 		t.Fatal(err)
 	}
 	if len(im.Manifests) != 1 || im.Manifests[0].Annotations["io.containerd.image.name"] != b.Ref ||
-		im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != testVersion {
+		im.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != b.Ref[strings.LastIndex(b.Ref, ":")+1:] {
 		t.Fatalf("index.json: %+v", im.Manifests)
 	}
 	oci, err := p.Image(im.Manifests[0].Digest)
@@ -258,17 +258,39 @@ func untar(t *testing.T, archive, dir string) {
 	unpack(t, f, dir)
 }
 
-// extract unpacks the image's file system (every layer, in order).
+// extract unpacks the image's file system (every layer, in order). The
+// images hold only folders and files, but for the toolbox's links.
 func extract(t *testing.T, img v1.Image) string {
+	t.Helper()
+	return extractWith(t, img, unpackOptions{})
+}
+
+// unpackOptions widen what unpack accepts, for the images that need it.
+type unpackOptions struct {
+	// links accepts symbolic links that stay inside the image: the toolbox
+	// links busybox's applets (sh, ping, ...) to it, as Debian's busybox
+	// does when it installs them.
+	links bool
+	// xattrs sets the entries' extended attributes (root only), so that
+	// CoreDNS's file capability works in the unpacked tree.
+	xattrs bool
+}
+
+func extractWith(t *testing.T, img v1.Image, o unpackOptions) string {
 	t.Helper()
 	rc := mutate.Extract(img)
 	defer rc.Close()
 	dir := t.TempDir()
-	unpack(t, rc, dir)
+	unpackWith(t, rc, dir, o)
 	return dir
 }
 
 func unpack(t *testing.T, r io.Reader, dir string) {
+	t.Helper()
+	unpackWith(t, r, dir, unpackOptions{})
+}
+
+func unpackWith(t *testing.T, r io.Reader, dir string, o unpackOptions) {
 	t.Helper()
 	tr := tar.NewReader(r)
 	for {
@@ -285,7 +307,9 @@ func unpack(t *testing.T, r io.Reader, dir string) {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			err = os.MkdirAll(p, 0o755)
+			if err = os.MkdirAll(p, 0o755); err == nil {
+				err = os.Chmod(p, hdr.FileInfo().Mode())
+			}
 		case tar.TypeReg:
 			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
 				var data []byte
@@ -293,11 +317,34 @@ func unpack(t *testing.T, r io.Reader, dir string) {
 					err = os.WriteFile(p, data, hdr.FileInfo().Mode().Perm())
 				}
 			}
+		case tar.TypeSymlink:
+			if !o.links {
+				t.Fatalf("entry %q is a symbolic link: the images hold only folders and files (the toolbox excepted)", hdr.Name)
+			}
+			target := filepath.Join(filepath.Dir(p), hdr.Linkname)
+			if filepath.IsAbs(hdr.Linkname) || !strings.HasPrefix(target, dir+string(filepath.Separator)) {
+				t.Fatalf("link %q -> %q leaves the image", hdr.Name, hdr.Linkname)
+			}
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+				err = os.Symlink(hdr.Linkname, p)
+			}
 		default:
-			t.Fatalf("entry %q of type %c: the images hold only folders and files", hdr.Name, hdr.Typeflag)
+			t.Fatalf("entry %q of type %c: the images hold only folders, files and the toolbox's links", hdr.Name, hdr.Typeflag)
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		for k, v := range hdr.PAXRecords {
+			name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+			if !ok {
+				continue
+			}
+			if !o.xattrs {
+				t.Fatalf("entry %q has extended attribute %s: only CoreDNS's binary has one", hdr.Name, name)
+			}
+			if err := syscall.Setxattr(p, name, []byte(v), 0); err != nil {
+				t.Fatalf("%s: set %s: %v", hdr.Name, name, err)
+			}
 		}
 	}
 }

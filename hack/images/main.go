@@ -1,9 +1,11 @@
-// Command images builds Berth's container images as OCI image tarballs
-// without a Docker engine and without pulling a base image: each image is
-// made from scratch out of static binaries (CGO_ENABLED=0, as `make build`
-// makes them) and nothing else: the agent programs nftables over netlink
-// and runs no other program. `make images` runs it; build/Dockerfile makes
-// the same images on a machine with BuildKit. See docs/images.md.
+// Command images builds Berth's container images, and the lab's, as OCI
+// image tarballs without a Docker engine and without pulling a base image:
+// each image is made from scratch out of static binaries (CGO_ENABLED=0, as
+// `make build` makes them) and nothing else: the agent programs nftables
+// over netlink and runs no other program. The lab's images (labimages.go)
+// add its echo programs, CoreDNS, and a toolbox of Debian's busybox-static.
+// `make images` runs it; build/Dockerfile makes Berth's images on a machine
+// with BuildKit. See docs/images.md.
 package main
 
 import (
@@ -30,7 +32,9 @@ func main() {
 	flag.StringVar(&o.Source, "source", DefaultSource, "org.opencontainers.image.source")
 	flag.StringVar(&o.Arch, "arch", runtime.GOARCH, "architecture of the binaries")
 	flag.StringVar(&created, "created", os.Getenv("SOURCE_DATE_EPOCH"), "creation time of the images and of every file in them, in Unix seconds (default $SOURCE_DATE_EPOCH, else 0), so that the same inputs give the same digests")
-	images := flag.String("images", strings.Join(DefaultImages, ","), "comma-separated images to build: berth-controller, berth-agent, pause (the lab nodes' sandbox image)")
+	flag.StringVar(&o.CoreDNS, "coredns", filepath.Join("bin", "node", "coredns"), "static coredns (test/k8sbin/build-coredns.sh) for the coredns image")
+	flag.StringVar(&o.Busybox, "busybox", "/bin/busybox", "busybox of Debian's busybox-static for the toolbox image")
+	images := flag.String("images", strings.Join(DefaultImages, ","), "comma-separated images to build, or all: "+strings.Join(AllImages(), ", ")+" (pause and after: the lab's)")
 	flag.Parse()
 	o.Images = strings.Split(*images, ",")
 	if created != "" {
