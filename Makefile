@@ -55,9 +55,10 @@ debian-deps: ## Install the Debian packages the lab and tests use, if missing.
 	hack/debian-deps.sh
 
 .PHONY: test-deps
-test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s, kubelet, containerd, ctr and runc into bin/node (cached) and the tools (helm too).
+test-deps: debian-deps $(CONTROLLER_GEN) $(STATICCHECK) $(HELM) ## Install Debian packages; build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl into bin/k8s, kubelet, containerd, ctr, runc and CoreDNS into bin/node (cached) and the tools (helm too).
 	test/k8sbin/build.sh $(K8S_BIN)
 	test/k8sbin/build-node.sh $(BIN)/node
+	test/k8sbin/build-coredns.sh $(BIN)/node
 
 # The race detector watches every test; as root the host's own network
 # namespace is recorded before and compared after (hack/host-state.sh):
@@ -104,7 +105,7 @@ verify: lint ## Fail when lint fails or when make generate manifests would chang
 	echo "generated files were stale: make generate manifests has updated them; commit the result"; exit 1; fi
 
 .PHONY: run
-run: build test-deps ## Start the local lab (needs root), run the pod demo, and show the lab's state.
+run: build test-deps images ## Start the local lab of real nodes (needs root), with Berth installed by its chart from bin/images; run the demo and show the lab's state.
 	$(BIN)/berthctl lab up
 	$(BIN)/berthctl lab demo
 	$(BIN)/berthctl lab status

@@ -18,6 +18,9 @@ func main() {
 	}
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	// Said once the handler is in place: a SIGTERM before it would end the
+	// process by the runtime's default action, with a non-zero status.
+	fmt.Fprintln(os.Stderr, "berth-pause: waiting for SIGTERM or SIGINT")
 	for s := range sigs {
 		if s != syscall.SIGCHLD {
 			return

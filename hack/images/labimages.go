@@ -100,7 +100,10 @@ func toolboxSpec(o Options) (imageSpec, error) {
 		}
 		tools = append(tools, file{path: "/bin/" + a, link: "busybox"})
 	}
-	base := append(baseFiles(), file{path: "/tmp", dir: true, mode: 0o1777}, file{path: "/root", dir: true, mode: 0o700})
+	base := append(baseFiles(), file{path: "/tmp", dir: true, mode: 0o1777}, file{path: "/root", dir: true, mode: 0o700},
+		// Static glibc's resolver, which busybox's wget and nc use, crashes
+		// (SIGSEGV) walking a short name's search domains without it.
+		file{path: "/etc/nsswitch.conf", mode: 0o644, data: []byte("hosts: files dns\n")})
 	return imageSpec{
 		name:        "toolbox",
 		description: "Berth lab toolbox: Debian's busybox-static (sh, ping, nslookup, wget, nc, ip, ...) for kubectl exec",

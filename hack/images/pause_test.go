@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,28 +42,34 @@ func TestPauseImage(t *testing.T) {
 	}
 	root := extract(t, img)
 	p := exec.Command(filepath.Join(root, "usr/local/bin/berth-pause"))
+	stderr, err := p.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// It keeps running until told to stop; SIGTERM then ends it cleanly.
+	// It says when its handler is in place: a SIGTERM before that would
+	// end it by the runtime's default action (the Go runtime catches every
+	// signal from the start, so /proc's SigCgt cannot tell).
+	ready := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stderr).ReadString('\n')
+		ready <- line
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	deadline := time.After(time.Minute)
+	select {
+	case line := <-ready:
+		if line != "berth-pause: waiting for SIGTERM or SIGINT\n" {
+			t.Fatalf("berth-pause said %q before its handler was ready", line)
+		}
+	case <-deadline:
+		t.Fatal("berth-pause never said it was waiting")
+	}
 	done := make(chan error, 1)
 	go func() { done <- p.Wait() }()
-	// It keeps running until told to stop; SIGTERM then ends it cleanly.
-	// (Signal until it has installed its handler: an early SIGTERM would
-	// kill it by default, with a non-zero status.)
-	deadline := time.After(time.Minute)
-	for {
-		status, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.Process.Pid), "status"))
-		if strings.Contains(string(status), "SigCgt:") && sigCaught(string(status), syscall.SIGTERM) {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("berth-pause exited by itself: %v", err)
-		case <-deadline:
-			t.Fatal("berth-pause never caught SIGTERM")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
 	_ = p.Process.Signal(syscall.SIGTERM)
 	select {
 	case err := <-done:

@@ -48,14 +48,20 @@ func TestToolboxImage(t *testing.T) {
 		"/bin/busybox", "/bin/sh -> busybox", "/bin/ping -> busybox", "/bin/ping6 -> busybox",
 		"/bin/nslookup -> busybox", "/bin/wget -> busybox", "/bin/nc -> busybox", "/bin/ip -> busybox",
 		"/bin/sleep -> busybox", "/bin/cat -> busybox", "/bin/ls -> busybox", "/bin/ps -> busybox",
-		"/bin/hostname -> busybox", "/etc/passwd", "/etc/group",
+		"/bin/hostname -> busybox", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
 	} {
 		if !slices.Contains(got, want) {
 			t.Errorf("the toolbox has no %s", want)
 		}
 	}
-	if len(got) != 3+len(ToolboxApplets) {
-		t.Errorf("the toolbox holds %d entries, want busybox, %d links, /etc/passwd and /etc/group: %q", len(got), len(ToolboxApplets), got)
+	if len(got) != 4+len(ToolboxApplets) {
+		t.Errorf("the toolbox holds %d entries, want busybox, %d links, /etc/passwd, /etc/group and /etc/nsswitch.conf: %q", len(got), len(ToolboxApplets), got)
+	}
+	// Without it, static glibc's resolver in busybox's wget crashes on a
+	// short name with search domains (wget http://echo:8080/ in a pod;
+	// e2e TestRealNodes runs it).
+	if b, err := os.ReadFile(filepath.Join(root, "etc/nsswitch.conf")); err != nil || string(b) != "hosts: files dns\n" {
+		t.Errorf("/etc/nsswitch.conf: %q %v, want \"hosts: files dns\"", b, err)
 	}
 	for dir, mode := range map[string]os.FileMode{"tmp": os.ModeDir | os.ModeSticky | 0o777, "root": os.ModeDir | 0o700} {
 		if fi, err := os.Stat(filepath.Join(root, dir)); err != nil || fi.Mode() != mode {

@@ -117,6 +117,14 @@ func TestRealNodes(t *testing.T) {
 		}, "nslookup", name, server)
 		t.Logf("nslookup %s %s:\n%s", name, server, out)
 	}
+
+	// An operator changes the pod network mode: the agents roll one node
+	// at a time, the LoadBalancer address stays, and pods still reach each
+	// other across nodes afterwards.
+	helmUpgrade(ctx, t, l, c, "podNetwork.mode=vxlan")
+	if out, err := l.Kubectl(ctx, "-n", lab.DemoNamespace, "exec", lab.ToolboxPod, "--", "ping", "-c", "1", "-W", "5", echo[len(echo)-1].Status.PodIP); err != nil {
+		t.Errorf("ping across nodes after the move to vxlan: %v\n%s", err, out)
+	}
 }
 
 // waitExec runs a command in the demo's toolbox pod until its output
