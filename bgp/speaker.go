@@ -68,11 +68,14 @@ type Speaker struct {
 	// server's peer events (its peer list does not keep it). Guarded by
 	// errMu, not mu: events come while Apply holds mu and waits on the
 	// server.
-	errMu    sync.Mutex
-	lastErr  map[netip.Addr]string
-	watchCtx context.Context
-	changed  chan struct{}
-	routes   *Routes
+	errMu   sync.Mutex
+	lastErr map[netip.Addr]string
+	// lastState is each session's state at its last event, to see one
+	// leave Established (guarded by errMu).
+	lastState map[netip.Addr]bgp.FSMState
+	watchCtx  context.Context
+	changed   chan struct{}
+	routes    *Routes
 }
 
 // LearnInto makes the speaker hand the best paths its peers send to
@@ -82,12 +85,16 @@ func (s *Speaker) LearnInto(routes *Routes) { s.routes = routes }
 // Changed receives a value when a session changes state.
 func (s *Speaker) Changed() <-chan struct{} { return s.changed }
 
-func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+func (s *Speaker) onPeer(srv *server.BgpServer, ev *apiutil.WatchEventMessage_PeerEvent) {
 	if ev.Type != apiutil.PEER_EVENT_STATE {
 		return
 	}
 	st := ev.Peer.State
 	s.errMu.Lock()
+	if s.lastState[st.NeighborAddress] == bgp.BGP_FSM_ESTABLISHED && st.SessionState != bgp.BGP_FSM_ESTABLISHED {
+		go s.sessionLost(srv, st)
+	}
+	s.lastState[st.NeighborAddress] = st.SessionState
 	// The FSM's idle timer is its own step, not a cause. An invalid-message
 	// reason is how GoBGP reports a NOTIFICATION received in OpenConfirm,
 	// its code dropped (one sent or received elsewhere, notified has from
@@ -117,11 +124,12 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 // NewSpeaker makes a speaker; Serve runs it.
 func NewSpeaker(log *slog.Logger) *Speaker {
 	return &Speaker{
-		log:     log,
-		peers:   map[string]*Peer{},
-		paths:   map[netip.Prefix]uuid.UUID{},
-		lastErr: map[netip.Addr]string{},
-		changed: make(chan struct{}, 1),
+		log:       log,
+		peers:     map[string]*Peer{},
+		paths:     map[netip.Prefix]uuid.UUID{},
+		lastErr:   map[netip.Addr]string{},
+		lastState: map[netip.Addr]bgp.FSMState{},
+		changed:   make(chan struct{}, 1),
 	}
 }
 
@@ -226,7 +234,7 @@ func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
 	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
 	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	s.errMu.Lock()
-	s.lastErr = map[netip.Addr]string{}
+	s.lastErr, s.lastState = map[netip.Addr]string{}, map[netip.Addr]bgp.FSMState{}
 	s.errMu.Unlock()
 }
 
@@ -335,7 +343,7 @@ func (s *Speaker) apply(ctx context.Context, plan Plan) error {
 			continue
 		}
 		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting)}); err != nil {
-			failed[p.Name] = PeerState{Name: p.Name, Address: p.Address, State: "Idle",
+			failed[p.Name] = PeerState{Name: p.Name, UID: p.UID, Address: p.Address, State: "Idle",
 				LastError: fmt.Sprintf("the speaker refused the peer's settings: %v", err)}
 			s.log.Warn("BGP peer refused", "peer", p.Name, "address", p.Address, "error", err)
 			continue
@@ -436,7 +444,8 @@ func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) e
 		wctx = context.Background()
 	}
 	wctx, stop := context.WithCancel(wctx)
-	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+	onPeer := func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) { s.onPeer(srv, ev) }
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: onPeer}, server.WatchPeer()); err != nil {
 		s.log.Warn("watch peer events", "error", err)
 	}
 	if s.routes != nil {
@@ -522,7 +531,7 @@ func apiPeer(p *Peer, restarting bool) *api.Peer {
 		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.PeerASN, LocalAsn: p.LocalASN,
 			AuthPassword: p.Password, Description: "berth: " + p.Name},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
-		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
+		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: uint64(p.Retry() / time.Second)}},
 	}
 	if p.Source.IsValid() {
 		out.Transport.LocalAddress = p.Source.String()
@@ -535,8 +544,11 @@ func apiPeer(p *Peer, restarting bool) *api.Peer {
 		// Routes of other nodes of the same AS, relayed by the router.
 		out.Conf.AllowOwnAsn = 1
 	}
-	if p.EBGPMultihop {
-		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	switch ttl, min := p.TTL(); {
+	case min > 0:
+		out.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(min)}
+	case ttl > 0:
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(ttl)}
 	}
 	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	if p.Address.Is6() {
