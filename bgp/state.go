@@ -12,7 +12,9 @@ import (
 
 // PeerState is what the speaker knows of one session right now.
 type PeerState struct {
-	Name    string
+	Name string
+	// UID is the BGPPeer object's the session is of.
+	UID     string
 	Address netip.Addr
 	// State is the session's FSM state: Idle, Connect, Active, OpenSent,
 	// OpenConfirm or Established.
@@ -71,7 +73,7 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		if !ok {
 			return
 		}
-		st := PeerState{Name: peer.Name, State: sessionStates[p.State.SessionState], LastError: lastErr[p.Conf.NeighborAddress],
+		st := PeerState{Name: peer.Name, UID: peer.UID, State: sessionStates[p.State.SessionState], LastError: lastErr[p.Conf.NeighborAddress],
 			MaxPrefixes: peer.MaxPrefixes}
 		if st.State == "" {
 			st.State = "Idle"
