@@ -73,9 +73,12 @@ type Speaker struct {
 	// lastState is each session's state at its last event, to see one
 	// leave Established (guarded by errMu).
 	lastState map[netip.Addr]bgp.FSMState
-	watchCtx  context.Context
-	changed   chan struct{}
-	routes    *Routes
+	// passwordChanged: the peer's TCP MD5 password changed while its
+	// session was Established (guarded by errMu; see States).
+	passwordChanged map[netip.Addr]bool
+	watchCtx        context.Context
+	changed         chan struct{}
+	routes          *Routes
 }
 
 // LearnInto makes the speaker hand the best paths its peers send to
@@ -101,6 +104,7 @@ func (s *Speaker) onPeer(srv *server.BgpServer, ev *apiutil.WatchEventMessage_Pe
 	// the log with its code).
 	if st.SessionState == bgp.BGP_FSM_ESTABLISHED {
 		delete(s.lastErr, st.NeighborAddress)
+		delete(s.passwordChanged, st.NeighborAddress)
 	} else if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_INVALID_MSG {
 		s.lastErr[st.NeighborAddress] = "the peer refused the session (a NOTIFICATION answering our OPEN; check the local ASN and the peer's configuration for this node)"
 	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED &&
@@ -129,7 +133,9 @@ func NewSpeaker(log *slog.Logger) *Speaker {
 		paths:     map[netip.Prefix]uuid.UUID{},
 		lastErr:   map[netip.Addr]string{},
 		lastState: map[netip.Addr]bgp.FSMState{},
-		changed:   make(chan struct{}, 1),
+
+		passwordChanged: map[netip.Addr]bool{},
+		changed:         make(chan struct{}, 1),
 	}
 }
 
@@ -234,7 +240,7 @@ func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
 	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
 	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	s.errMu.Lock()
-	s.lastErr, s.lastState = map[netip.Addr]string{}, map[netip.Addr]bgp.FSMState{}
+	s.lastErr, s.lastState, s.passwordChanged = map[netip.Addr]string{}, map[netip.Addr]bgp.FSMState{}, map[netip.Addr]bool{}
 	s.errMu.Unlock()
 }
 
@@ -324,14 +330,23 @@ func (s *Speaker) apply(ctx context.Context, plan Plan) error {
 	}
 	for name, p := range s.peers {
 		if w := want[name]; w == nil || w.Key() != p.Key() {
+			// Read before the removal's own state event.
+			s.errMu.Lock()
+			wasUp := s.lastState[p.Address] == bgp.BGP_FSM_ESTABLISHED
+			s.errMu.Unlock()
 			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 				return fmt.Errorf("peer %s: remove: %w", name, err)
 			}
 			delete(s.peers, name)
 			// A new configuration: what went wrong with the old one is no
-			// longer news.
+			// longer news. Only the password changing on a session that
+			// was up is kept, to name it if the new one gets no answer.
 			s.errMu.Lock()
 			delete(s.lastErr, p.Address)
+			delete(s.passwordChanged, p.Address)
+			if w := want[name]; w != nil && w.Password != p.Password && wasUp {
+				s.passwordChanged[p.Address] = true
+			}
 			s.errMu.Unlock()
 		}
 	}

@@ -56,10 +56,13 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		out = append(out, st)
 	}
 	s.mu.Unlock()
-	lastErr := map[string]string{}
+	lastErr, pwChanged := map[string]string{}, map[string]bool{}
 	s.errMu.Lock()
 	for a, e := range s.lastErr {
 		lastErr[a.String()] = e
+	}
+	for a := range s.passwordChanged {
+		pwChanged[a.String()] = true
 	}
 	s.errMu.Unlock()
 	if srv == nil {
@@ -85,7 +88,7 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 		}
 		if st.State != "Established" && st.LastError == "" {
 			// No NOTIFICATION either way: no BGP exchange to speak of.
-			st.LastError = "no session: the peer does not answer or refuses the connection (check its address and port, that it peers with this node's address and AS, and the TCP MD5 password)"
+			st.LastError = noSession(peer, pwChanged[p.Conf.NeighborAddress])
 		}
 		st.Address, _ = netip.ParseAddr(p.Conf.NeighborAddress)
 		for _, af := range p.AfiSafis {
@@ -110,6 +113,22 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// noSession is why a session is down that never got as far as a
+// NOTIFICATION either way. With TCP MD5 the router's kernel drops every
+// segment signed with another password (or unsigned): the speaker sees
+// only connection attempts that get no answer, so it names the password
+// as the likely cause, the more so when it changed on a session that was
+// up.
+func noSession(p *Peer, passwordChanged bool) string {
+	switch {
+	case p.Password != "" && passwordChanged:
+		return "no session since the TCP MD5 password changed: the session was Established with the previous password and the router answers none of the attempts with this one, which is what a password that is not the router's looks like (its kernel drops the segments); check passwordSecret against the router's password for this node"
+	case p.Password != "":
+		return "no session: the router answers none of the connection attempts; with TCP MD5 on (passwordSecret), a password that is not the router's looks like this (its kernel drops the segments), as do a wrong address or port and a router that does not peer with this node's address"
+	}
+	return "no session: the peer does not answer or refuses the connection (check its address and port, that it peers with this node's address and AS, and whether the router expects a TCP MD5 password)"
 }
 
 // Collector exposes the sessions as metrics, read at each scrape.
