@@ -76,9 +76,14 @@ type Speaker struct {
 	// passwordChanged: the peer's TCP MD5 password changed while its
 	// session was Established (guarded by errMu; see States).
 	passwordChanged map[netip.Addr]bool
-	watchCtx        context.Context
-	changed         chan struct{}
-	routes          *Routes
+	// conns are the Established sessions' local ends, from their state
+	// events, and acks the last reading of each one's send queue (both
+	// guarded by errMu; see ack.go).
+	conns    map[netip.Addr]netip.AddrPort
+	acks     map[netip.Addr]ackSample
+	watchCtx context.Context
+	changed  chan struct{}
+	routes   *Routes
 }
 
 // LearnInto makes the speaker hand the best paths its peers send to
@@ -102,7 +107,10 @@ func (s *Speaker) onPeer(srv *server.BgpServer, ev *apiutil.WatchEventMessage_Pe
 	// reason is how GoBGP reports a NOTIFICATION received in OpenConfirm,
 	// its code dropped (one sent or received elsewhere, notified has from
 	// the log with its code).
+	delete(s.acks, st.NeighborAddress)
+	delete(s.conns, st.NeighborAddress)
 	if st.SessionState == bgp.BGP_FSM_ESTABLISHED {
+		s.conns[st.NeighborAddress] = netip.AddrPortFrom(ev.Peer.Transport.LocalAddress, uint16(ev.Peer.Transport.LocalPort))
 		delete(s.lastErr, st.NeighborAddress)
 		delete(s.passwordChanged, st.NeighborAddress)
 	} else if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_INVALID_MSG {
@@ -135,6 +143,8 @@ func NewSpeaker(log *slog.Logger) *Speaker {
 		lastState: map[netip.Addr]bgp.FSMState{},
 
 		passwordChanged: map[netip.Addr]bool{},
+		conns:           map[netip.Addr]netip.AddrPort{},
+		acks:            map[netip.Addr]ackSample{},
 		changed:         make(chan struct{}, 1),
 	}
 }
@@ -241,6 +251,7 @@ func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
 	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	s.errMu.Lock()
 	s.lastErr, s.lastState, s.passwordChanged = map[netip.Addr]string{}, map[netip.Addr]bgp.FSMState{}, map[netip.Addr]bool{}
+	s.conns, s.acks = map[netip.Addr]netip.AddrPort{}, map[netip.Addr]ackSample{}
 	s.errMu.Unlock()
 }
 

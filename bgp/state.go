@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"time"
 
 	"github.com/osrg/gobgp/v4/api"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +33,14 @@ type PeerState struct {
 	// session was closed and stays down until the limit changes.
 	MaxPrefixesReached bool
 	MaxPrefixes        uint32
+	// RoutesAcknowledged says whether what the node sent reached the
+	// router: AckTrue when the router's TCP acknowledged every byte of
+	// the session's UPDATEs, AckFalse when bytes stayed unacknowledged
+	// for ackGrace (the router drops the node's segments; the routes
+	// advertised did not arrive), AckPending in between, AckUnknown when
+	// not Established. Unacknowledged is that byte count.
+	RoutesAcknowledged string
+	Unacknowledged     uint32
 }
 
 var sessionStates = map[api.PeerState_SessionState]string{
@@ -106,6 +115,7 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 			}
 		}
 		if st.State == "Established" {
+			st.RoutesAcknowledged, st.Unacknowledged = s.acknowledged(peer)
 			st.Refused = refused(srv, peer.Address, ranges)
 			st.Accepted = max(st.Accepted-len(st.Refused), 0)
 		}
@@ -113,6 +123,29 @@ func (s *Speaker) States(ctx context.Context) []PeerState {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// acknowledged reads the session's send queue and judges it (see ack.go).
+func (s *Speaker) acknowledged(p *Peer) (string, uint32) {
+	s.errMu.Lock()
+	local, ok := s.conns[p.Address]
+	s.errMu.Unlock()
+	if !ok {
+		return AckUnknown, 0
+	}
+	queued, err := sendQueue(local.Addr(), local.Port(), netip.AddrPortFrom(p.Address, p.Port))
+	if err != nil {
+		return AckUnknown, 0
+	}
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if _, still := s.conns[p.Address]; !still {
+		return AckUnknown, 0
+	}
+	prev, have := s.acks[p.Address]
+	state, next := ackState(prev, have, queued, time.Now())
+	s.acks[p.Address] = next
+	return state, queued
 }
 
 // noSession is why a session is down that never got as far as a

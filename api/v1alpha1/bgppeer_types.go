@@ -206,6 +206,14 @@ const (
 	// BGPConditionMaxPrefixesReached is True when the router sent more
 	// than maxPrefixes and the session was closed.
 	BGPConditionMaxPrefixesReached = "MaxPrefixesReached"
+	// BGPConditionRoutesAcknowledged says whether what the node sent
+	// reached the router, which Established alone does not: True when
+	// the router's TCP acknowledged every byte of the session's UPDATEs;
+	// False when bytes stayed unacknowledged for 2 s (the router drops
+	// the node's segments, e.g. TTL security one hop too strict: the
+	// routes advertised did not arrive); Unknown while not Established or
+	// in between.
+	BGPConditionRoutesAcknowledged = "RoutesAcknowledged"
 
 	ReasonPeerConfigured        = "PeerConfigured"
 	ReasonInvalidPeer           = "InvalidPeer"
@@ -215,6 +223,11 @@ const (
 	ReasonInsidePodRange        = "InsidePodRange"
 	ReasonWithinLimit           = "WithinLimit"
 	ReasonMaxPrefixesReached    = "MaxPrefixesReached"
+	ReasonAcknowledged          = "Acknowledged"
+	ReasonUnacknowledged        = "Unacknowledged"
+	ReasonAckPending            = "Pending"
+	ReasonNotEstablished        = "NotEstablished"
+	ReasonAckUnobserved         = "Unobserved"
 )
 
 // BGPPeerNodeStatus is one node's session with the peer. Each berth-agent
@@ -257,8 +270,8 @@ type BGPPeerNodeStatus struct {
 	PrefixesRefused int32 `json:"prefixesRefused,omitempty"`
 
 	// Conditions of this node's session: Configured (False when the node
-	// does not run the peer, with the reason), RoutesRefused and
-	// MaxPrefixesReached.
+	// does not run the peer, with the reason), RoutesRefused,
+	// MaxPrefixesReached and RoutesAcknowledged.
 	// +kubebuilder:validation:MaxItems=8
 	// +listType=map
 	// +listMapKey=type

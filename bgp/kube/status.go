@@ -94,7 +94,28 @@ func sessionConds(st bgp.PeerState) []cond {
 		limit.status, limit.reason = "True", v1alpha1.ReasonMaxPrefixesReached
 		limit.message = fmt.Sprintf("the peer sent more than %d prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes", st.MaxPrefixes)
 	}
-	return append(out, refused, limit)
+	return append(out, refused, limit, ackCond(st))
+}
+
+// ackCond is the RoutesAcknowledged condition (see bgp.PeerState).
+func ackCond(st bgp.PeerState) cond {
+	c := cond{typ: v1alpha1.BGPConditionRoutesAcknowledged, status: "Unknown", reason: v1alpha1.ReasonNotEstablished,
+		message: "the session is not Established"}
+	switch st.RoutesAcknowledged {
+	case bgp.AckTrue:
+		c.status, c.reason = "True", v1alpha1.ReasonAcknowledged
+		c.message = fmt.Sprintf("the router's TCP acknowledged every UPDATE sent (%d prefixes advertised)", st.Advertised)
+	case bgp.AckFalse:
+		c.status, c.reason = "False", v1alpha1.ReasonUnacknowledged
+		c.message = fmt.Sprintf("%d bytes of UPDATEs sent are not acknowledged by the router's TCP after 2 s: the router drops this node's segments (a firewall, TTL security one hop too strict), so the routes advertised have not arrived though the session shows Established", st.Unacknowledged)
+	case bgp.AckPending:
+		c.reason, c.message = v1alpha1.ReasonAckPending, fmt.Sprintf("%d bytes sent are waiting for the router's acknowledgement", st.Unacknowledged)
+	default:
+		if st.State == string(v1alpha1.BGPSessionEstablished) {
+			c.reason, c.message = v1alpha1.ReasonAckUnobserved, "the session's socket could not be read"
+		}
+	}
+	return c
 }
 
 // Write applies what changed since the last write. problems holds the
