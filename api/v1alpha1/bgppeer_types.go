@@ -290,8 +290,12 @@ type BGPPeerNodeStatus struct {
 
 // BGPPeerStatus is what the controller and the agents observed of the peer.
 type BGPPeerStatus struct {
-	// Conditions: Ready (the peer's configuration is valid and its password
-	// Secret, if any, exists).
+	// Conditions: Ready, written by berth-controller: True (Valid) when the
+	// spec is one the speaker can run and no node leaves the peer out,
+	// its message counting the nodes whose session is Established; False
+	// with InvalidPeer (the spec) or NodesLeaveOut (a node's entry says
+	// Configured False, e.g. its password Secret is missing), naming the
+	// nodes and why.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
