@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The send queue judged reading by reading: empty is acknowledged; bytes
@@ -90,6 +92,24 @@ func TestRoutesAcknowledgedWithBIRD(t *testing.T) {
 		}
 		return nil
 	})
+	// The same at a scrape: the bytes not acknowledged, above 0.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(s.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unacked float64
+	for _, mf := range mfs {
+		if mf.GetName() == "berth_agent_bgp_unacknowledged_bytes" {
+			for _, m := range mf.GetMetric() {
+				unacked = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if unacked <= 0 {
+		t.Errorf("berth_agent_bgp_unacknowledged_bytes %v; want above 0 while BIRD drops the node's segments", unacked)
+	}
 	if r := b.route(api.String()); r != "" {
 		t.Errorf("BIRD has %s though its kernel drops the node's segments: %s", api, r)
 	}

@@ -176,11 +176,12 @@ var (
 	descSent       = prometheus.NewDesc("berth_agent_bgp_updates_sent_total", "UPDATE messages sent to the peer.", []string{"peer"}, nil)
 	descReceived   = prometheus.NewDesc("berth_agent_bgp_updates_received_total", "UPDATE messages received from the peer.", []string{"peer"}, nil)
 	descRefused    = prometheus.NewDesc("berth_agent_bgp_prefixes_refused", "Prefixes the peer sends that the node refuses (pod network mode bgp), by reason: NextHopNotOwner (a node's pod range whose next hop is not that node), InsidePodRange.", []string{"peer", "reason"}, nil)
+	descUnacked    = prometheus.NewDesc("berth_agent_bgp_unacknowledged_bytes", "Bytes the node sent on the Established session that the router's TCP has not acknowledged (its send queue); staying above 0 means the routes advertised are not arriving.", []string{"peer"}, nil)
 	descMaxReached = prometheus.NewDesc("berth_agent_bgp_max_prefixes_reached", "1 while the session is down because the peer sent more than maxPrefixes.", []string{"peer"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descAdvertised, descAccepted, descSent, descReceived, descRefused, descMaxReached} {
+	for _, d := range []*prometheus.Desc{descUp, descAdvertised, descAccepted, descSent, descReceived, descRefused, descMaxReached, descUnacked} {
 		ch <- d
 	}
 }
@@ -208,5 +209,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			reached = 1
 		}
 		ch <- prometheus.MustNewConstMetric(descMaxReached, prometheus.GaugeValue, reached, st.Name)
+		ch <- prometheus.MustNewConstMetric(descUnacked, prometheus.GaugeValue, float64(st.Unacknowledged), st.Name)
 	}
 }
