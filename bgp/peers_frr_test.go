@@ -258,9 +258,15 @@ func TestSpeakerWithFRR(t *testing.T) {
 			if st.State == "Established" {
 				t.Errorf("password %q: the speaker's session is %+v", c.password, st)
 			}
-			// GoBGP sees only connections that never complete: any
-			// error will do, so long as it is not one of vagueErrors.
-			t.Run(fmt.Sprintf("last error with password %q", c.password), func(t *testing.T) { wantCause(t, st) })
+			// GoBGP sees only connections that never complete: not one of
+			// vagueErrors, and for the wrong key, the password named.
+			t.Run(fmt.Sprintf("last error with password %q", c.password), func(t *testing.T) {
+				if c.password != "" {
+					wantCause(t, st, "TCP MD5 password changed", "Established with the previous password")
+				} else {
+					wantCause(t, st, "TCP MD5")
+				}
+			})
 		}
 
 		// The right key again: the session comes back.

@@ -16,7 +16,10 @@ import (
 
 // Peer is one BGP neighbour as a node runs it.
 type Peer struct {
-	Name     string
+	Name string
+	// UID is the BGPPeer object's: a new object of the same name and
+	// address is a new session, with none of the old one's errors.
+	UID      string
 	Labels   map[string]string
 	Address  netip.Addr
 	Port     uint16
@@ -28,8 +31,22 @@ type Peer struct {
 	// AddPeer replaces it by 90 s (see Peer.Check).
 	HoldTime, Keepalive *time.Duration
 	// Password is the TCP MD5 key ("" none).
-	Password        string
-	EBGPMultihop    bool
+	Password     string
+	EBGPMultihop bool
+	// MultihopTTL is the TTL of an eBGP session's packets (0: 255 with
+	// EBGPMultihop, else 1); setting it turns multihop on.
+	MultihopTTL uint8
+	// TTLSecurityHops turns GTSM (RFC 5082) on: packets leave with TTL
+	// 255 and those arriving with less than 256 minus it are dropped (0:
+	// off).
+	TTLSecurityHops uint8
+	// ConnectRetry is the wait between connection attempts (0: 2 s,
+	// GoBGP's least).
+	ConnectRetry time.Duration
+	// IdleHold is how long the speaker keeps a peer Idle after its
+	// session went down before it connects again (GoBGP's own 5 s is
+	// skipped; see Speaker.sessionLost).
+	IdleHold        time.Duration
 	GracefulRestart bool
 	RestartTime     time.Duration
 	// NodeSelector picks the nodes that peer (nil: every node).
@@ -51,8 +68,36 @@ type Peer struct {
 // Key is what, when it changes, needs the session to be made again; the
 // rest of a peer's settings never reset a session.
 func (p *Peer) Key() string {
-	return fmt.Sprint(p.Address, p.Port, p.PeerASN, p.LocalASN, durKey(p.HoldTime), durKey(p.Keepalive), p.Password,
-		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS, p.MaxPrefixes)
+	return fmt.Sprint(p.UID, p.Address, p.Port, p.PeerASN, p.LocalASN, durKey(p.HoldTime), durKey(p.Keepalive), p.Password,
+		p.EBGPMultihop, p.GracefulRestart, p.RestartTime, p.Source, p.AllowOwnAS, p.MaxPrefixes,
+		p.MultihopTTL, p.TTLSecurityHops, p.ConnectRetry)
+}
+
+// DefaultConnectRetry is the wait between connection attempts of a peer
+// that sets none: GoBGP's least, so a restarted router is connected to
+// again within it.
+const DefaultConnectRetry = 2 * time.Second
+
+// Retry is the wait between connection attempts the speaker runs.
+func (p *Peer) Retry() time.Duration {
+	if p.ConnectRetry == 0 {
+		return DefaultConnectRetry
+	}
+	return p.ConnectRetry
+}
+
+// TTL is what the session's packets leave with and the least TTL taken
+// from the router (0: the kernel's choice, no check).
+func (p *Peer) TTL() (out, min uint8) {
+	switch {
+	case p.TTLSecurityHops > 0:
+		return 255, uint8(256 - int(p.TTLSecurityHops))
+	case p.MultihopTTL > 0:
+		return p.MultihopTTL, 0
+	case p.EBGPMultihop:
+		return 255, 0
+	}
+	return 0, 0
 }
 
 func durKey(d *time.Duration) string {
@@ -99,6 +144,14 @@ func (p *Peer) Check() error {
 		return fmt.Errorf("keepaliveTime %s must be less than holdTime %s (usually a third of it)", ka, hold)
 	case ka%time.Second != 0:
 		return fmt.Errorf("keepaliveTime %s: use whole seconds", ka)
+	case p.TTLSecurityHops > 0 && (p.EBGPMultihop || p.MultihopTTL > 0):
+		return fmt.Errorf("ttlSecurityHops and ebgpMultiHop/ebgpMultiHopTTL cannot both be set: GTSM sends TTL 255 itself; keep ttlSecurityHops alone")
+	case p.TTLSecurityHops > 254:
+		return fmt.Errorf("ttlSecurityHops %d: use 1 (directly connected) to 254", p.TTLSecurityHops)
+	case p.ConnectRetry != 0 && (p.ConnectRetry < 2*time.Second || p.ConnectRetry > time.Hour || p.ConnectRetry%time.Second != 0):
+		return fmt.Errorf("connectRetryTime %s: use whole seconds from 2s (the embedded speaker's least) to 3600s", p.ConnectRetry)
+	case p.IdleHold < 0 || p.IdleHold > time.Hour || p.IdleHold%time.Second != 0:
+		return fmt.Errorf("idleHoldTime %s: use whole seconds from 0s to 3600s", p.IdleHold)
 	}
 	return nil
 }

@@ -48,6 +48,16 @@ type Speaker struct {
 	gen      int
 	nextHop4 netip.Addr
 	nextHop6 netip.Addr
+	// plan is the plan running (the peers the server took), which
+	// Shutdown narrows to withdraw from the peers without graceful
+	// restart only.
+	plan Plan
+	// restarting: no server has started yet in this process, so the
+	// first one's graceful-restart peers are told the node is restarting
+	// (the R bit, and the F bit for each family: the node's kernel kept
+	// forwarding while the agent was away); see apiPeer.
+	started    bool
+	restarting bool
 	// The import policy's generation and shape (importShape), and the
 	// pod ranges it holds, indexed (never changed: States takes it
 	// under mu and reads it after).
@@ -58,8 +68,19 @@ type Speaker struct {
 	// server's peer events (its peer list does not keep it). Guarded by
 	// errMu, not mu: events come while Apply holds mu and waits on the
 	// server.
-	errMu    sync.Mutex
-	lastErr  map[netip.Addr]string
+	errMu   sync.Mutex
+	lastErr map[netip.Addr]string
+	// lastState is each session's state at its last event, to see one
+	// leave Established (guarded by errMu).
+	lastState map[netip.Addr]bgp.FSMState
+	// passwordChanged: the peer's TCP MD5 password changed while its
+	// session was Established (guarded by errMu; see States).
+	passwordChanged map[netip.Addr]bool
+	// conns are the Established sessions' local ends, from their state
+	// events, and acks the last reading of each one's send queue (both
+	// guarded by errMu; see ack.go).
+	conns    map[netip.Addr]netip.AddrPort
+	acks     map[netip.Addr]ackSample
 	watchCtx context.Context
 	changed  chan struct{}
 	routes   *Routes
@@ -72,18 +93,26 @@ func (s *Speaker) LearnInto(routes *Routes) { s.routes = routes }
 // Changed receives a value when a session changes state.
 func (s *Speaker) Changed() <-chan struct{} { return s.changed }
 
-func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
+func (s *Speaker) onPeer(srv *server.BgpServer, ev *apiutil.WatchEventMessage_PeerEvent) {
 	if ev.Type != apiutil.PEER_EVENT_STATE {
 		return
 	}
 	st := ev.Peer.State
 	s.errMu.Lock()
+	if s.lastState[st.NeighborAddress] == bgp.BGP_FSM_ESTABLISHED && st.SessionState != bgp.BGP_FSM_ESTABLISHED {
+		go s.sessionLost(srv, st)
+	}
+	s.lastState[st.NeighborAddress] = st.SessionState
 	// The FSM's idle timer is its own step, not a cause. An invalid-message
 	// reason is how GoBGP reports a NOTIFICATION received in OpenConfirm,
 	// its code dropped (one sent or received elsewhere, notified has from
 	// the log with its code).
+	delete(s.acks, st.NeighborAddress)
+	delete(s.conns, st.NeighborAddress)
 	if st.SessionState == bgp.BGP_FSM_ESTABLISHED {
+		s.conns[st.NeighborAddress] = netip.AddrPortFrom(ev.Peer.Transport.LocalAddress, uint16(ev.Peer.Transport.LocalPort))
 		delete(s.lastErr, st.NeighborAddress)
+		delete(s.passwordChanged, st.NeighborAddress)
 	} else if st.DisconnectReason == api.PeerState_DISCONNECT_REASON_INVALID_MSG {
 		s.lastErr[st.NeighborAddress] = "the peer refused the session (a NOTIFICATION answering our OPEN; check the local ASN and the peer's configuration for this node)"
 	} else if st.DisconnectReason != api.PeerState_DISCONNECT_REASON_UNSPECIFIED &&
@@ -107,11 +136,16 @@ func (s *Speaker) onPeer(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) {
 // NewSpeaker makes a speaker; Serve runs it.
 func NewSpeaker(log *slog.Logger) *Speaker {
 	return &Speaker{
-		log:     log,
-		peers:   map[string]*Peer{},
-		paths:   map[netip.Prefix]uuid.UUID{},
-		lastErr: map[netip.Addr]string{},
-		changed: make(chan struct{}, 1),
+		log:       log,
+		peers:     map[string]*Peer{},
+		paths:     map[netip.Prefix]uuid.UUID{},
+		lastErr:   map[netip.Addr]string{},
+		lastState: map[netip.Addr]bgp.FSMState{},
+
+		passwordChanged: map[netip.Addr]bool{},
+		conns:           map[netip.Addr]netip.AddrPort{},
+		acks:            map[netip.Addr]ackSample{},
+		changed:         make(chan struct{}, 1),
 	}
 }
 
@@ -139,8 +173,7 @@ func (s *Speaker) notified(neighbor netip.Addr, why string) {
 	}
 }
 
-// Serve runs the speaker until ctx ends; then it withdraws everything
-// and closes the sessions (see Shutdown).
+// Serve runs the speaker until ctx ends; then it stops (see Shutdown).
 func (s *Speaker) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	s.watchCtx = ctx
@@ -152,9 +185,14 @@ func (s *Speaker) Serve(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown withdraws every path, waits until the peers were sent the
-// withdrawals (or ctx ends), and closes the sessions: routers move the
-// traffic before the node goes.
+// Shutdown stops the speaker. Peers without graceful restart are sent
+// withdrawals of every path first, and the sessions close once they were
+// sent (or ctx ends): routers move the traffic before the node goes.
+// Peers with graceful restart are sent nothing: their sessions close
+// without a NOTIFICATION, so a router that is a graceful-restart helper
+// keeps the node's routes (stale) while the agent restarts, and the
+// restarted agent's speaker says it kept forwarding (R and F bits) and
+// sends them again.
 func (s *Speaker) Shutdown(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,14 +200,36 @@ func (s *Speaker) Shutdown(ctx context.Context) {
 	if s.srv == nil {
 		return
 	}
-	if len(s.paths) > 0 {
+	keep := map[string]bool{}
+	for name, p := range s.peers {
+		if p.GracefulRestart {
+			keep[name] = true
+		}
+	}
+	switch {
+	case len(s.paths) == 0:
+	case len(keep) == 0:
 		if err := s.srv.DeletePath(apiutil.DeletePathRequest{DeleteAll: true}); err != nil {
 			s.log.Warn("withdraw all", "error", err)
 		}
 		s.paths = map[netip.Prefix]uuid.UUID{}
-		s.waitOutQueues(ctx)
+		s.waitOutQueues(ctx, nil)
+	default:
+		// The same paths, sent on to the graceful-restart peers only:
+		// the others are sent withdrawals by the export policy.
+		narrow := Plan{Peers: s.plan.Peers, Exports: map[string][]Export{}, NextHop4: s.plan.NextHop4,
+			NextHop6: s.plan.NextHop6, PodRanges: s.plan.PodRanges}
+		for name, ex := range s.plan.Exports {
+			if keep[name] {
+				narrow.Exports[name] = ex
+			}
+		}
+		if err := s.apply(ctx, narrow); err != nil {
+			s.log.Warn("withdraw from the peers without graceful restart", "error", err)
+		}
+		s.waitOutQueues(ctx, keep)
 	}
-	s.stopServer(ctx, false)
+	s.stopServer(ctx, true)
 }
 
 // stopServer stops the server instance (closing every session, with a
@@ -190,16 +250,25 @@ func (s *Speaker) stopServer(ctx context.Context, graceful bool) {
 	s.peers, s.paths, s.shape, s.sets = map[string]*Peer{}, map[netip.Prefix]uuid.UUID{}, "", nil
 	s.importGen, s.importShape, s.podRanges = 0, "", nil
 	s.errMu.Lock()
-	s.lastErr = map[netip.Addr]string{}
+	s.lastErr, s.lastState, s.passwordChanged = map[netip.Addr]string{}, map[netip.Addr]bgp.FSMState{}, map[netip.Addr]bool{}
+	s.conns, s.acks = map[netip.Addr]netip.AddrPort{}, map[netip.Addr]ackSample{}
 	s.errMu.Unlock()
 }
 
-// waitOutQueues waits until no established peer has paths advertised.
-func (s *Speaker) waitOutQueues(ctx context.Context) {
+// waitOutQueues waits until no established peer, but those named in
+// skip, has paths advertised.
+func (s *Speaker) waitOutQueues(ctx context.Context, skip map[string]bool) {
+	skipAddr := map[string]bool{}
+	for name := range skip {
+		if p := s.peers[name]; p != nil {
+			skipAddr[p.Address.String()] = true
+		}
+	}
 	for {
 		pending := false
 		_ = s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
-			if p.State == nil || p.State.SessionState != api.PeerState_SESSION_STATE_ESTABLISHED {
+			if p.State == nil || p.State.SessionState != api.PeerState_SESSION_STATE_ESTABLISHED ||
+				p.Conf != nil && skipAddr[p.Conf.NeighborAddress] {
 				return
 			}
 			for _, af := range p.AfiSafis {
@@ -233,6 +302,11 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 	if s.closed {
 		return fmt.Errorf("the BGP speaker is shut down")
 	}
+	return s.apply(ctx, plan)
+}
+
+// apply is Apply with mu held.
+func (s *Speaker) apply(ctx context.Context, plan Plan) error {
 	if s.srv == nil && len(plan.Peers) == 0 {
 		return nil
 	}
@@ -247,6 +321,11 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 			if err := s.startServer(ctx, rid, plan.Peers[0].LocalASN); err != nil {
 				return err
 			}
+			// The process's first server: its first peers may be a
+			// restart's (see restarting); peers added later are not.
+			s.restarting = !s.started
+			s.started = true
+			defer func() { s.restarting = false }()
 		}
 	}
 
@@ -262,14 +341,23 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 	}
 	for name, p := range s.peers {
 		if w := want[name]; w == nil || w.Key() != p.Key() {
+			// Read before the removal's own state event.
+			s.errMu.Lock()
+			wasUp := s.lastState[p.Address] == bgp.BGP_FSM_ESTABLISHED
+			s.errMu.Unlock()
 			if err := s.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: p.Address.String()}); err != nil {
 				return fmt.Errorf("peer %s: remove: %w", name, err)
 			}
 			delete(s.peers, name)
 			// A new configuration: what went wrong with the old one is no
-			// longer news.
+			// longer news. Only the password changing on a session that
+			// was up is kept, to name it if the new one gets no answer.
 			s.errMu.Lock()
 			delete(s.lastErr, p.Address)
+			delete(s.passwordChanged, p.Address)
+			if w := want[name]; w != nil && w.Password != p.Password && wasUp {
+				s.passwordChanged[p.Address] = true
+			}
 			s.errMu.Unlock()
 		}
 	}
@@ -280,8 +368,8 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 		if _, ok := s.peers[p.Name]; ok {
 			continue
 		}
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p)}); err != nil {
-			failed[p.Name] = PeerState{Name: p.Name, Address: p.Address, State: "Idle",
+		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: apiPeer(p, s.restarting)}); err != nil {
+			failed[p.Name] = PeerState{Name: p.Name, UID: p.UID, Address: p.Address, State: "Idle",
 				LastError: fmt.Sprintf("the speaker refused the peer's settings: %v", err)}
 			s.log.Warn("BGP peer refused", "peer", p.Name, "address", p.Address, "error", err)
 			continue
@@ -290,6 +378,7 @@ func (s *Speaker) Apply(ctx context.Context, plan Plan) error {
 	}
 	s.failed = failed
 	plan = running(plan, s.peers)
+	s.plan = plan
 
 	// What each peer is sent (new prefixes into the sets before their
 	// paths), then the paths, then prefixes out of the sets.
@@ -381,7 +470,8 @@ func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) e
 		wctx = context.Background()
 	}
 	wctx, stop := context.WithCancel(wctx)
-	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: s.onPeer}, server.WatchPeer()); err != nil {
+	onPeer := func(ev *apiutil.WatchEventMessage_PeerEvent, _ time.Time) { s.onPeer(srv, ev) }
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{OnPeerUpdate: onPeer}, server.WatchPeer()); err != nil {
 		s.log.Warn("watch peer events", "error", err)
 	}
 	if s.routes != nil {
@@ -399,7 +489,7 @@ func (s *Speaker) startServer(ctx context.Context, rid netip.Addr, asn uint32) e
 // running is plan without the peers the server does not run: what they
 // would be sent is not sent to any other peer.
 func running(plan Plan, peers map[string]*Peer) Plan {
-	out := Plan{Exports: map[string][]Export{}, NextHop4: plan.NextHop4, NextHop6: plan.NextHop6}
+	out := Plan{Exports: map[string][]Export{}, NextHop4: plan.NextHop4, NextHop6: plan.NextHop6, PodRanges: plan.PodRanges}
 	for _, p := range plan.Peers {
 		if peers[p.Name] != nil {
 			out.Peers = append(out.Peers, p)
@@ -410,6 +500,12 @@ func running(plan Plan, peers map[string]*Peer) Plan {
 	}
 	return out
 }
+
+// grDeferral is how long a restarting speaker waits for its peers'
+// End-of-RIB markers before it sends its own routes (RFC 4724's
+// selection deferral): a router that is down does not hold the others
+// back for long.
+const grDeferral = 10 * time.Second
 
 func routerID(plan Plan) netip.Addr {
 	if plan.NextHop4.IsValid() {
@@ -454,12 +550,14 @@ func (s *Speaker) path(pf netip.Prefix) (*apiutil.Path, error) {
 	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }
 
-func apiPeer(p *Peer) *api.Peer {
+// apiPeer is the peer as GoBGP takes it. restarting marks a
+// graceful-restart peer as one the node restarts with (see Speaker).
+func apiPeer(p *Peer, restarting bool) *api.Peer {
 	out := &api.Peer{
 		Conf: &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.PeerASN, LocalAsn: p.LocalASN,
 			AuthPassword: p.Password, Description: "berth: " + p.Name},
 		Transport: &api.Transport{RemotePort: uint32(p.Port)},
-		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: 1}},
+		Timers:    &api.Timers{Config: &api.TimersConfig{ConnectRetry: uint64(p.Retry() / time.Second)}},
 	}
 	if p.Source.IsValid() {
 		out.Transport.LocalAddress = p.Source.String()
@@ -472,8 +570,11 @@ func apiPeer(p *Peer) *api.Peer {
 		// Routes of other nodes of the same AS, relayed by the router.
 		out.Conf.AllowOwnAsn = 1
 	}
-	if p.EBGPMultihop {
-		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: 255}
+	switch ttl, min := p.TTL(); {
+	case min > 0:
+		out.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: uint32(min)}
+	case ttl > 0:
+		out.EbgpMultihop = &api.EbgpMultihop{Enabled: true, MultihopTtl: uint32(ttl)}
 	}
 	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 	if p.Address.Is6() {
@@ -484,7 +585,11 @@ func apiPeer(p *Peer) *api.Peer {
 		af.PrefixLimits = &api.PrefixLimit{Family: fam, MaxPrefixes: p.MaxPrefixes}
 	}
 	if p.GracefulRestart {
-		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second)}
+		// DeferralTime bounds how long a restarting speaker waits for the
+		// peers' End-of-RIB before it sends its routes (GoBGP's default
+		// is 360 s); the router keeps the stale ones meanwhile.
+		out.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: uint32(p.RestartTime / time.Second),
+			LocalRestarting: restarting, DeferralTime: uint32(grDeferral / time.Second)}
 		af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 	}
 	out.AfiSafis = []*api.AfiSafi{af}

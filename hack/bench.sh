@@ -162,6 +162,16 @@ if [[ -n "$med" ]]; then
 		printf "bgp 1,000 addresses at the router in %.1f s, %.2fx the %.1f s until all had addresses; agent RSS %.0f MiB, %.2fx its %.0f MiB before\n", r, r/a, a, m, m/b, b }'
 fi
 
+# BGP: a router whose daemon restarts, against the speaker alone (test/bgpbench/peerrestart).
+echo
+echo "== bgp: the router's BGP daemon restarted (BIRD, 10 restarts per case)"
+go test -run '^$' -bench '^BenchmarkPeerRestart$' -benchtime 1x -timeout 20m ./test/bgpbench/peerrestart/ | tee -a "$out" | grep '^Benchmark' || true
+pr=$(metric BenchmarkPeerRestart ms-peer-restart-routes-back-median)
+if [[ -n "$pr" ]]; then
+	awk -v m="$pr" -v w="$(metric BenchmarkPeerRestart ms-peer-restart-routes-back-worst)" -v bm="$(metric BenchmarkPeerRestart ms-peer-restart-routes-back-idle5s-median)" -v bw="$(metric BenchmarkPeerRestart ms-peer-restart-routes-back-idle5s-worst)" -v r="$(metric BenchmarkPeerRestart ms-bird-restart-median)" 'BEGIN {
+		printf "bgp router daemon restarted -> routes back (goal 2 s): median %.0f ms (%.2fx the goal), worst %.0f ms; with GoBGP'"'"'s own 5 s idle hold median %.0f ms, worst %.0f ms (%.2fx); BIRD itself back in %.0f ms\n", m, m/2000, w, bm, bw, bm/m, r }'
+fi
+
 # NetworkPolicy (netpol/bench_test.go): the agent's syncer against the kernel
 # in a throwaway namespace, for one node of three; throughput over berth0.
 echo

@@ -95,6 +95,28 @@ func TestBGPPeerValidation(t *testing.T) {
 				}
 			},
 		},
+		{
+			// ebgpMultiHop, the boolean of earlier releases, still goes
+			// with a hop count.
+			name: "ttl-and-retry",
+			spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.2", PeerASN: 64512, LocalASN: 64513, EBGPMultiHop: true,
+				EBGPMultiHopTTL: ptr.To[int32](3), ConnectRetryTime: dur(5 * time.Second), IdleHoldTime: dur(0)},
+			check: func(t *testing.T, got v1alpha1.BGPPeerSpec) {
+				if !got.EBGPMultiHop || got.EBGPMultiHopTTL == nil || *got.EBGPMultiHopTTL != 3 ||
+					got.ConnectRetryTime.Duration != 5*time.Second || got.IdleHoldTime == nil || got.IdleHoldTime.Duration != 0 {
+					t.Errorf("got %+v; want ebgpMultiHop, ebgpMultiHopTTL 3, connectRetryTime 5s, idleHoldTime 0s kept", got)
+				}
+			},
+		},
+		{
+			name: "gtsm",
+			spec: v1alpha1.BGPPeerSpec{Address: "192.0.2.3", PeerASN: 64512, LocalASN: 64513, TTLSecurityHops: ptr.To[int32](1)},
+			check: func(t *testing.T, got v1alpha1.BGPPeerSpec) {
+				if got.TTLSecurityHops == nil || *got.TTLSecurityHops != 1 || got.EBGPMultiHopTTL != nil {
+					t.Errorf("got %+v; want ttlSecurityHops 1 alone", got)
+				}
+			},
+		},
 	}
 	for _, tc := range accepted {
 		t.Run("accept/"+tc.name, func(t *testing.T) {
@@ -142,6 +164,17 @@ func TestBGPPeerValidation(t *testing.T) {
 		{"restartTime 4096s", func(s *v1alpha1.BGPPeerSpec) {
 			s.GracefulRestart = &v1alpha1.BGPGracefulRestart{Enabled: true, RestartTime: dur(4096 * time.Second)}
 		}, []string{"spec.gracefulRestart.restartTime", "restartTime must be from 1s to 4095s"}},
+		{"ebgpMultiHopTTL 0", func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHopTTL = ptr.To[int32](0) }, []string{"spec.ebgpMultiHopTTL", "greater than or equal to 1"}},
+		{"ebgpMultiHopTTL 256", func(s *v1alpha1.BGPPeerSpec) { s.EBGPMultiHopTTL = ptr.To[int32](256) }, []string{"spec.ebgpMultiHopTTL", "less than or equal to 255"}},
+		{"ttlSecurityHops 255", func(s *v1alpha1.BGPPeerSpec) { s.TTLSecurityHops = ptr.To[int32](255) }, []string{"spec.ttlSecurityHops", "less than or equal to 254"}},
+		{"GTSM with multihop", func(s *v1alpha1.BGPPeerSpec) {
+			s.TTLSecurityHops, s.EBGPMultiHop = ptr.To[int32](1), true
+		}, []string{"ttlSecurityHops (GTSM"}},
+		{"GTSM with a multihop TTL", func(s *v1alpha1.BGPPeerSpec) {
+			s.TTLSecurityHops, s.EBGPMultiHopTTL = ptr.To[int32](2), ptr.To[int32](2)
+		}, []string{"ttlSecurityHops (GTSM"}},
+		{"connectRetryTime 1s", func(s *v1alpha1.BGPPeerSpec) { s.ConnectRetryTime = dur(time.Second) }, []string{"spec.connectRetryTime", "connectRetryTime must be from 2s to 3600s"}},
+		{"idleHoldTime 2h", func(s *v1alpha1.BGPPeerSpec) { s.IdleHoldTime = dur(2 * time.Hour) }, []string{"spec.idleHoldTime", "idleHoldTime must be from 0s to 3600s"}},
 		{"password without key", func(s *v1alpha1.BGPPeerSpec) {
 			s.PasswordSecret = &v1alpha1.SecretKeyRef{Name: "router-md5"}
 		}, []string{"spec.passwordSecret.key"}},

@@ -103,8 +103,10 @@ type CommunityAlias struct {
 
 // BGPAnnouncementStatus is what the controller found.
 type BGPAnnouncementStatus struct {
-	// Conditions: Ready (the selectors are valid and pools and peers
-	// match).
+	// Conditions: Ready, written by berth-controller: True (Accepted) when
+	// its selectors and communities are valid and it announces existing
+	// IPPools to existing BGPPeers, naming them; False with
+	// InvalidAnnouncement, NoPools or NoPeers.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

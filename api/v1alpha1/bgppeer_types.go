@@ -8,6 +8,7 @@ import (
 // and which nodes do.
 // +kubebuilder:validation:XValidation:rule="!has(self.sourceAddress) || !isIP(self.sourceAddress) || !isIP(self.address) || ip(self.sourceAddress).family() == ip(self.address).family()",message="sourceAddress must be of the same family (IPv4 or IPv6) as address"
 // +kubebuilder:validation:XValidation:rule="!has(self.keepaliveTime) || !has(self.holdTime) || duration(self.keepaliveTime) < duration(self.holdTime)",message="keepaliveTime must be less than holdTime (usually a third of it)"
+// +kubebuilder:validation:XValidation:rule="!has(self.ttlSecurityHops) || (!has(self.ebgpMultiHopTTL) && !(has(self.ebgpMultiHop) && self.ebgpMultiHop))",message="ttlSecurityHops (GTSM: packets leave with TTL 255) and ebgpMultiHop/ebgpMultiHopTTL (packets leave with that TTL) cannot both be set; use ttlSecurityHops alone for a router some hops away"
 type BGPPeerSpec struct {
 	// Address is the router's IP address, IPv4 or IPv6 ("192.0.2.1",
 	// "2001:db8::1"). IPv4 LoadBalancer addresses are announced over IPv4
@@ -65,9 +66,54 @@ type BGPPeerSpec struct {
 
 	// EBGPMultiHop lets an eBGP session reach a router that is not on a
 	// subnet the node is directly connected to: packets leave with a TTL of
-	// 255 instead of 1.
+	// 255 instead of 1 (or EBGPMultiHopTTL when set).
 	// +optional
 	EBGPMultiHop bool `json:"ebgpMultiHop,omitempty"`
+
+	// EBGPMultiHopTTL is the TTL an eBGP session's packets leave with, so
+	// a router that many hops away is reached and no farther: 1 (a
+	// directly connected router, the eBGP default) to 255. Setting it
+	// turns multihop on whatever ebgpMultiHop says; ebgpMultiHop: true
+	// alone is 255. iBGP sessions leave with the system's TTL either way.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=255
+	// +optional
+	EBGPMultiHopTTL *int32 `json:"ebgpMultiHopTTL,omitempty"`
+
+	// TTLSecurityHops turns on the Generalized TTL Security Mechanism
+	// (GTSM, RFC 5082) for the session: packets leave with TTL 255, and
+	// the node accepts only those that arrive with a TTL of at least 256
+	// minus this count, so a forged packet from farther away is dropped
+	// by the kernel. 1: the router is directly connected. The router must
+	// have it on too (FRR "ttl-security hops", BIRD "ttl security on").
+	// Not with ebgpMultiHop or ebgpMultiHopTTL.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=254
+	// +optional
+	TTLSecurityHops *int32 `json:"ttlSecurityHops,omitempty"`
+
+	// ConnectRetryTime is how long the node waits between attempts to
+	// connect while the session is down: whole seconds from 2s (the
+	// embedded speaker's least) to 3600s. Unset: 2s.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('2s') && duration(self) <= duration('3600s')",message="connectRetryTime must be from 2s to 3600s"
+	// +optional
+	ConnectRetryTime *metav1.Duration `json:"connectRetryTime,omitempty"`
+
+	// IdleHoldTime is how long the node stays Idle after an Established
+	// session goes down (the router restarted, the hold timer expired)
+	// before it connects again (RFC 4271's IdleHoldTimer): whole seconds
+	// from 0s to 3600s. Unset: 0s, so a router whose BGP daemon restarts
+	// is connected to again at the next connect retry. A session closed
+	// on maxPrefixes stays down all the same.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('3600s')",message="idleHoldTime must be from 0s to 3600s"
+	// +optional
+	IdleHoldTime *metav1.Duration `json:"idleHoldTime,omitempty"`
 
 	// GracefulRestart (RFC 4724) asks the router to keep the nodes' routes
 	// for a while when berth-agent restarts, so an upgrade does not drop
@@ -160,6 +206,14 @@ const (
 	// BGPConditionMaxPrefixesReached is True when the router sent more
 	// than maxPrefixes and the session was closed.
 	BGPConditionMaxPrefixesReached = "MaxPrefixesReached"
+	// BGPConditionRoutesAcknowledged says whether what the node sent
+	// reached the router, which Established alone does not: True when
+	// the router's TCP acknowledged every byte of the session's UPDATEs;
+	// False when bytes stayed unacknowledged for 2 s (the router drops
+	// the node's segments, e.g. TTL security one hop too strict: the
+	// routes advertised did not arrive); Unknown while not Established or
+	// in between.
+	BGPConditionRoutesAcknowledged = "RoutesAcknowledged"
 
 	ReasonPeerConfigured        = "PeerConfigured"
 	ReasonInvalidPeer           = "InvalidPeer"
@@ -169,6 +223,11 @@ const (
 	ReasonInsidePodRange        = "InsidePodRange"
 	ReasonWithinLimit           = "WithinLimit"
 	ReasonMaxPrefixesReached    = "MaxPrefixesReached"
+	ReasonAcknowledged          = "Acknowledged"
+	ReasonUnacknowledged        = "Unacknowledged"
+	ReasonAckPending            = "Pending"
+	ReasonNotEstablished        = "NotEstablished"
+	ReasonAckUnobserved         = "Unobserved"
 )
 
 // BGPPeerNodeStatus is one node's session with the peer. Each berth-agent
@@ -211,8 +270,8 @@ type BGPPeerNodeStatus struct {
 	PrefixesRefused int32 `json:"prefixesRefused,omitempty"`
 
 	// Conditions of this node's session: Configured (False when the node
-	// does not run the peer, with the reason), RoutesRefused and
-	// MaxPrefixesReached.
+	// does not run the peer, with the reason), RoutesRefused,
+	// MaxPrefixesReached and RoutesAcknowledged.
 	// +kubebuilder:validation:MaxItems=8
 	// +listType=map
 	// +listMapKey=type
@@ -231,8 +290,12 @@ type BGPPeerNodeStatus struct {
 
 // BGPPeerStatus is what the controller and the agents observed of the peer.
 type BGPPeerStatus struct {
-	// Conditions: Ready (the peer's configuration is valid and its password
-	// Secret, if any, exists).
+	// Conditions: Ready, written by berth-controller: True (Valid) when the
+	// spec is one the speaker can run and no node leaves the peer out,
+	// its message counting the nodes whose session is Established; False
+	// with InvalidPeer (the spec) or NodesLeaveOut (a node's entry says
+	// Configured False, e.g. its password Secret is missing), naming the
+	// nodes and why.
 	// +listType=map
 	// +listMapKey=type
 	// +optional

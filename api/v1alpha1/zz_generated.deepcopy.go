@@ -292,6 +292,26 @@ func (in *BGPPeerSpec) DeepCopyInto(out *BGPPeerSpec) {
 		*out = new(SecretKeyRef)
 		**out = **in
 	}
+	if in.EBGPMultiHopTTL != nil {
+		in, out := &in.EBGPMultiHopTTL, &out.EBGPMultiHopTTL
+		*out = new(int32)
+		**out = **in
+	}
+	if in.TTLSecurityHops != nil {
+		in, out := &in.TTLSecurityHops, &out.TTLSecurityHops
+		*out = new(int32)
+		**out = **in
+	}
+	if in.ConnectRetryTime != nil {
+		in, out := &in.ConnectRetryTime, &out.ConnectRetryTime
+		*out = new(v1.Duration)
+		**out = **in
+	}
+	if in.IdleHoldTime != nil {
+		in, out := &in.IdleHoldTime, &out.IdleHoldTime
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.GracefulRestart != nil {
 		in, out := &in.GracefulRestart, &out.GracefulRestart
 		*out = new(BGPGracefulRestart)

@@ -54,6 +54,8 @@ type Built struct {
 	// own (v1alpha1.ReasonAddressInClusterRange); the others' is
 	// v1alpha1.ReasonInvalidPeer.
 	Reasons map[string]string
+	// UIDs are the BGPPeers' object UIDs, by name.
+	UIDs map[string]string
 }
 
 // PeerProblems are the BGPPeers' problems, by peer name.
@@ -65,7 +67,7 @@ func (b Built) PeerProblems() map[string]Problem {
 			if reason == "" {
 				reason = v1alpha1.ReasonInvalidPeer
 			}
-			out[name] = Problem{Reason: reason, Message: why}
+			out[name] = Problem{Reason: reason, Message: why, UID: b.UIDs[name]}
 		}
 	}
 	return out
@@ -73,13 +75,14 @@ func (b Built) PeerProblems() map[string]Problem {
 
 // Build compiles the objects into this node's plan.
 func Build(o Objects) Built {
-	b := Built{Problems: map[string]string{}, Reasons: map[string]string{}}
+	b := Built{Problems: map[string]string{}, Reasons: map[string]string{}, UIDs: map[string]string{}}
 	if o.Self == nil {
 		return b
 	}
 	ranges := clusterRanges(o)
 	var peers []*bgp.Peer
 	for i := range o.Peers {
+		b.UIDs[o.Peers[i].Name] = string(o.Peers[i].UID)
 		if ref := o.Peers[i].Spec.PasswordSecret; ref != nil && o.ForbiddenSecrets[ref.Name] {
 			b.Problems["BGPPeer "+o.Peers[i].Name] = forbiddenSecret(ref.Name).Error()
 			b.Reasons["BGPPeer "+o.Peers[i].Name] = ReasonPasswordSecretForbidden
@@ -155,7 +158,7 @@ func peer(p *v1alpha1.BGPPeer, secrets map[string]*corev1.Secret) (*bgp.Peer, er
 	if err != nil {
 		return nil, fmt.Errorf("address %q: %w", p.Spec.Address, err)
 	}
-	out := &bgp.Peer{Name: p.Name, Labels: p.Labels, Address: addr.Unmap(), Port: uint16(p.Spec.Port),
+	out := &bgp.Peer{Name: p.Name, UID: string(p.UID), Labels: p.Labels, Address: addr.Unmap(), Port: uint16(p.Spec.Port),
 		PeerASN: uint32(p.Spec.PeerASN), LocalASN: uint32(p.Spec.LocalASN), EBGPMultihop: p.Spec.EBGPMultiHop}
 	if out.Port == 0 {
 		out.Port = 179
@@ -173,6 +176,27 @@ func peer(p *v1alpha1.BGPPeer, secrets map[string]*corev1.Secret) (*bgp.Peer, er
 	if p.Spec.KeepaliveTime != nil {
 		d := p.Spec.KeepaliveTime.Duration
 		out.Keepalive = &d
+	}
+	if v := p.Spec.EBGPMultiHopTTL; v != nil {
+		if *v < 1 || *v > 255 {
+			return nil, fmt.Errorf("ebgpMultiHopTTL %d: use 1 to 255", *v)
+		}
+		out.MultihopTTL = uint8(*v)
+	}
+	if v := p.Spec.TTLSecurityHops; v != nil {
+		if *v < 1 || *v > 254 {
+			return nil, fmt.Errorf("ttlSecurityHops %d: use 1 (directly connected) to 254", *v)
+		}
+		out.TTLSecurityHops = uint8(*v)
+	}
+	if p.Spec.ConnectRetryTime != nil {
+		out.ConnectRetry = p.Spec.ConnectRetryTime.Duration
+		if out.ConnectRetry == 0 {
+			return nil, fmt.Errorf("connectRetryTime 0s: use whole seconds from 2s to 3600s, or leave it unset for 2s")
+		}
+	}
+	if p.Spec.IdleHoldTime != nil {
+		out.IdleHold = p.Spec.IdleHoldTime.Duration
 	}
 	if err := out.Check(); err != nil {
 		return nil, err

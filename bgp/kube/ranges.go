@@ -92,4 +92,6 @@ const DefaultMaxPrefixes = 10000
 // message for people.
 type Problem struct {
 	Reason, Message string
+	// UID is the BGPPeer's: its status is written to that object only.
+	UID string
 }

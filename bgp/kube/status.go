@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -28,6 +29,8 @@ type StatusWriter struct {
 }
 
 type entry struct {
+	// uid is the BGPPeer object's the entry was written to.
+	uid                           string
 	state, lastError              string
 	advertised, accepted, refused int
 	conds                         []cond
@@ -42,7 +45,7 @@ type cond struct {
 }
 
 func (e entry) same(o entry) bool {
-	if e.state != o.state || e.lastError != o.lastError || e.advertised != o.advertised || e.accepted != o.accepted ||
+	if e.uid != o.uid || e.state != o.state || e.lastError != o.lastError || e.advertised != o.advertised || e.accepted != o.accepted ||
 		e.refused != o.refused || len(e.conds) != len(o.conds) {
 		return false
 	}
@@ -91,7 +94,28 @@ func sessionConds(st bgp.PeerState) []cond {
 		limit.status, limit.reason = "True", v1alpha1.ReasonMaxPrefixesReached
 		limit.message = fmt.Sprintf("the peer sent more than %d prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes", st.MaxPrefixes)
 	}
-	return append(out, refused, limit)
+	return append(out, refused, limit, ackCond(st))
+}
+
+// ackCond is the RoutesAcknowledged condition (see bgp.PeerState).
+func ackCond(st bgp.PeerState) cond {
+	c := cond{typ: v1alpha1.BGPConditionRoutesAcknowledged, status: "Unknown", reason: v1alpha1.ReasonNotEstablished,
+		message: "the session is not Established"}
+	switch st.RoutesAcknowledged {
+	case bgp.AckTrue:
+		c.status, c.reason = "True", v1alpha1.ReasonAcknowledged
+		c.message = fmt.Sprintf("the router's TCP acknowledged every UPDATE sent (%d prefixes advertised)", st.Advertised)
+	case bgp.AckFalse:
+		c.status, c.reason = "False", v1alpha1.ReasonUnacknowledged
+		c.message = fmt.Sprintf("%d bytes of UPDATEs sent are not acknowledged by the router's TCP after 2 s: the router drops this node's segments (a firewall, TTL security one hop too strict), so the routes advertised have not arrived though the session shows Established", st.Unacknowledged)
+	case bgp.AckPending:
+		c.reason, c.message = v1alpha1.ReasonAckPending, fmt.Sprintf("%d bytes sent are waiting for the router's acknowledgement", st.Unacknowledged)
+	default:
+		if st.State == string(v1alpha1.BGPSessionEstablished) {
+			c.reason, c.message = v1alpha1.ReasonAckUnobserved, "the session's socket could not be read"
+		}
+	}
+	return c
 }
 
 // Write applies what changed since the last write. problems holds the
@@ -108,6 +132,10 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 		if ok && old.same(e) {
 			return
 		}
+		if ok && old.uid != e.uid {
+			// Another object of the name: nothing of the old carries over.
+			ok, old = false, entry{}
+		}
 		e.transition = now
 		if ok && old.state == e.state {
 			e.transition = old.transition
@@ -120,18 +148,20 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 				}
 			}
 		}
-		if err := w.apply(ctx, peer, &e, now); err != nil {
-			w.Log.Error(err, "write BGPPeer status", "peer", peer)
+		if err := w.apply(ctx, peer, e.uid, &e, now); err != nil {
+			if !errors.Is(err, errOtherObject) { // the next sync has the new one
+				w.Log.Error(err, "write BGPPeer status", "peer", peer)
+			}
 			return
 		}
 		w.written[peer] = e
 	}
 	for _, st := range states {
-		put(st.Name, entry{state: st.State, lastError: st.LastError, advertised: st.Advertised, accepted: st.Accepted,
+		put(st.Name, entry{uid: st.UID, state: st.State, lastError: st.LastError, advertised: st.Advertised, accepted: st.Accepted,
 			refused: len(st.Refused), conds: sessionConds(st)})
 	}
 	for name, p := range problems {
-		put(name, entry{state: string(v1alpha1.BGPSessionIdle), lastError: p.Message,
+		put(name, entry{uid: p.UID, state: string(v1alpha1.BGPSessionIdle), lastError: p.Message,
 			conds: []cond{{typ: v1alpha1.BGPConditionConfigured, status: "False", reason: p.Reason, message: p.Message}}})
 	}
 	// Peers this node no longer runs: its entry goes.
@@ -139,7 +169,9 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 		if seen[peer] {
 			continue
 		}
-		if err := w.apply(ctx, peer, nil, now); err != nil {
+		if err := w.apply(ctx, peer, w.written[peer].uid, nil, now); err != nil && !errors.Is(err, errOtherObject) {
+			// errOtherObject: the object written to is gone, another has
+			// its name; nothing of this node's is on it.
 			w.Log.Error(err, "remove BGPPeer status entry", "peer", peer)
 			continue
 		}
@@ -147,7 +179,13 @@ func (w *StatusWriter) Write(ctx context.Context, states []bgp.PeerState, proble
 	}
 }
 
-func (w *StatusWriter) apply(ctx context.Context, peer string, e *entry, now time.Time) error {
+// errOtherObject: the BGPPeer of the name is not the one the entry is of.
+var errOtherObject = errors.New("the BGPPeer was deleted and another made with its name")
+
+// apply writes the node's entry (nil: removes it) to the BGPPeer of that
+// name when it is the object of that uid (any, when uid is empty): a
+// deleted peer's session is not written onto its successor.
+func (w *StatusWriter) apply(ctx context.Context, peer, uid string, e *entry, now time.Time) error {
 	nodes := []any{}
 	if e != nil {
 		n := map[string]any{
@@ -174,10 +212,23 @@ func (w *StatusWriter) apply(ctx context.Context, peer string, e *entry, now tim
 		}
 		nodes = append(nodes, n)
 	}
+	if uid != "" {
+		// Server-side apply takes no UID precondition on status: the
+		// object is read (from the agent's cache) and left alone when it
+		// is another one of the name.
+		var cur v1alpha1.BGPPeer
+		if err := w.Client.Get(ctx, client.ObjectKey{Name: peer}, &cur); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if string(cur.UID) != uid {
+			return errOtherObject
+		}
+	}
+	meta := map[string]any{"name": peer}
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": v1alpha1.GroupVersion.String(),
 		"kind":       "BGPPeer",
-		"metadata":   map[string]any{"name": peer},
+		"metadata":   meta,
 		"status":     map[string]any{"nodes": nodes},
 	}}
 	err := w.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("berth-agent-"+w.Node), client.ForceOwnership)

@@ -122,19 +122,21 @@ func TestStatusWriterConditions(t *testing.T) {
 		}
 	}
 	node2 := []netip.Addr{netip.MustParseAddr("192.0.2.12")}
-	hijack := bgp.PeerState{Name: "tor-c", State: "Established", Accepted: 1, MaxPrefixes: 100, Refused: []bgp.Refusal{
-		{Prefix: netip.MustParsePrefix("10.244.2.0/25"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedInsidePodRange,
-			Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
-		{Prefix: netip.MustParsePrefix("10.244.2.0/24"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedNextHopNotOwner,
-			Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
-	}}
+	hijack := bgp.PeerState{Name: "tor-c", State: "Established", Accepted: 1, MaxPrefixes: 100,
+		RoutesAcknowledged: bgp.AckFalse, Unacknowledged: 57, Refused: []bgp.Refusal{
+			{Prefix: netip.MustParsePrefix("10.244.2.0/25"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedInsidePodRange,
+				Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
+			{Prefix: netip.MustParsePrefix("10.244.2.0/24"), NextHop: netip.MustParseAddr("192.0.2.66"), Reason: bgp.RefusedNextHopNotOwner,
+				Range: netip.MustParsePrefix("10.244.2.0/24"), Owner: "node2", OwnerAddrs: node2},
+		}}
 	w.Write(ctx, []bgp.PeerState{hijack}, map[string]Problem{"pod-peer": {Reason: v1alpha1.ReasonAddressInClusterRange,
 		Message: "address 10.244.3.7 is inside node node3's pod range 10.244.3.0/24, where no router is"}})
 	want("tor-c", "node1 Established refused=2",
 		"Configured True PeerConfigured: the node runs a session with the peer",
 		"RoutesRefused True NextHopNotOwner: 2 prefixes refused: 10.244.2.0/25 via 192.0.2.66: inside node node2's pod range 10.244.2.0/24; "+
 			"10.244.2.0/24 via 192.0.2.66: node node2's pod range, whose next hop must be 192.0.2.12",
-		"MaxPrefixesReached False WithinLimit: the peer sent no more than maxPrefixes (100)")
+		"MaxPrefixesReached False WithinLimit: the peer sent no more than maxPrefixes (100)",
+		"RoutesAcknowledged False Unacknowledged: 57 bytes of UPDATEs sent are not acknowledged by the router's TCP after 2 s: the router drops this node's segments (a firewall, TTL security one hop too strict), so the routes advertised have not arrived though the session shows Established")
 	want("pod-peer", "node1 Idle refused=0",
 		"Configured False AddressInClusterRange: address 10.244.3.7 is inside node node3's pod range 10.244.3.0/24, where no router is")
 
@@ -144,6 +146,7 @@ func TestStatusWriterConditions(t *testing.T) {
 	want("tor-c", "node1 Idle refused=0",
 		"Configured True PeerConfigured: the node runs a session with the peer",
 		"RoutesRefused False NoneRefused: no route the peer sends is refused",
-		"MaxPrefixesReached True MaxPrefixesReached: the peer sent more than 100 prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes")
+		"MaxPrefixesReached True MaxPrefixesReached: the peer sent more than 100 prefixes (maxPrefixes): the session was closed with a Cease and stays down until maxPrefixes changes",
+		"RoutesAcknowledged Unknown NotEstablished: the session is not Established")
 	want("pod-peer")
 }
