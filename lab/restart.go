@@ -29,6 +29,9 @@ func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Dura
 	if i < 1 || i > cfg.Nodes {
 		return fmt.Errorf("lab %q has nodes 1 to %d, not %d", cfg.Name, cfg.Nodes, i)
 	}
+	if cfg.Kubelet {
+		return restartAgentPod(ctx, cfg, i, downFor, kill, out)
+	}
 	spec := cfg.agentSpec(i)
 	at := -1
 	for j, p := range st.Processes {

@@ -125,6 +125,18 @@ func TestRealNodes(t *testing.T) {
 	if out, err := l.Kubectl(ctx, "-n", lab.DemoNamespace, "exec", lab.ToolboxPod, "--", "ping", "-c", "1", "-W", "5", echo[len(echo)-1].Status.PodIP); err != nil {
 		t.Errorf("ping across nodes after the move to vxlan: %v\n%s", err, out)
 	}
+
+	// An agent crash (SIGKILL: the kubelet restarts the container) and a
+	// pod deletion (SIGTERM: the DaemonSet makes a new one): each comes back
+	// ready, and pods still reach each other across nodes.
+	for _, kill := range []string{"--kill=true", "--kill=false"} {
+		if out, err := l.Berthctl(ctx, "lab", "restart-agent", "--name", l.Name, "--node", "2", kill); err != nil {
+			t.Fatalf("lab restart-agent %s: %v\n%s", kill, err, out)
+		}
+		if out, err := l.Kubectl(ctx, "-n", lab.DemoNamespace, "exec", lab.ToolboxPod, "--", "ping", "-c", "1", "-W", "5", echo[1].Status.PodIP); err != nil {
+			t.Errorf("ping node1 → node2's pod after restart-agent %s: %v\n%s", kill, err, out)
+		}
+	}
 }
 
 // waitExec runs a command in the demo's toolbox pod until its output
