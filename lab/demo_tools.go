@@ -71,9 +71,10 @@ func demoTroubleshooting(ctx context.Context, cfg Config, client kubernetes.Inte
 			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "ping", "-c", "2", "-W", "2", far.Status.PodIP), want: " 0% packet loss"},
 		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- nslookup " + svcName,
 			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "nslookup", svcName), want: "Name:\t" + svcName},
-		// By the Service's short name, through the search domains.
-		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + " -- wget -qO- http://echo:8080/",
-			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "wget", "-qO-", "-T", "5", "http://echo:8080/"), want: `"pod"`},
+		// By the Service's short name, through the search domains. With nc:
+		// Debian's busybox-static wget crashes (SIGSEGV) on names it resolves.
+		{shown: "kubectl -n " + DemoNamespace + " exec " + ToolboxPod + ` -- sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 echo 8080'`,
+			run: kubectl("-n", DemoNamespace, "exec", ToolboxPod, "--", "sh", "-c", `printf "GET / HTTP/1.0\r\n\r\n" | nc -w 5 echo 8080`), want: `"pod"`},
 		{shown: "kubectl -n " + Namespace + " logs " + agent + " --tail 5",
 			run: kubectl("-n", Namespace, "logs", agent, "--tail", "5"), lines: 5},
 		{shown: "ip netns exec " + node + " nft list table inet berth-proxy | head -n 15",

@@ -57,9 +57,7 @@ func TestToolboxImage(t *testing.T) {
 	if len(got) != 4+len(ToolboxApplets) {
 		t.Errorf("the toolbox holds %d entries, want busybox, %d links, /etc/passwd, /etc/group and /etc/nsswitch.conf: %q", len(got), len(ToolboxApplets), got)
 	}
-	// Without it, static glibc's resolver in busybox's wget crashes on a
-	// short name with search domains (wget http://echo:8080/ in a pod;
-	// e2e TestRealNodes runs it).
+	// Static glibc's resolver reads it (files, then DNS).
 	if b, err := os.ReadFile(filepath.Join(root, "etc/nsswitch.conf")); err != nil || string(b) != "hosts: files dns\n" {
 		t.Errorf("/etc/nsswitch.conf: %q %v, want \"hosts: files dns\"", b, err)
 	}
