@@ -2,27 +2,28 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"strconv"
-	"strings"
-	"time"
+
+	"github.com/berthnet/berth/lab/echo"
 )
 
-// No container images can run in the lab, so pods name one of these built-in
-// programs as their image; the pod runner starts `berthctl lab pod-program`
-// with it inside the pod's network namespace.
-var podPrograms = map[string]func(ctx context.Context, port int) error{
-	"berth.dev/lab/http-echo": httpEcho,
-	"berth.dev/lab/tcp-echo":  tcpEcho,
-	"berth.dev/lab/udp-echo":  udpEcho,
+// Without real nodes (--kubelet=false) no container image runs: the pod
+// runner starts `berthctl lab pod-program` with the program a pod's echo
+// image names (lab/echo, as the images run it) inside the pod's network
+// namespace.
+var podPrograms = map[string]string{
+	"berth.dev/lab/http-echo": "http",
+	"berth.dev/lab/tcp-echo":  "tcp",
+	"berth.dev/lab/udp-echo":  "udp",
 	// NetworkPolicy truth tables: TCP and UDP echo on every port.
-	"berth.dev/lab/multi-echo": multiEcho,
+	MultiEchoImage: "multi",
 }
+
+// MultiEchoImage serves TCP and UDP echo on the pod's port and on every
+// port listed in its ECHO_PORTS variable (comma-separated): the NetworkPolicy
+// truth tables probe each pod on TCP and UDP 80 and 81.
+const MultiEchoImage = "berth.dev/lab/multi-echo"
 
 // KnownImage reports whether image is one of the lab's built-in programs.
 func KnownImage(image string) bool {
@@ -42,96 +43,15 @@ func imageName(image string) string {
 	return image
 }
 
-// RunPodProgram runs the program an image names, on port, until ctx ends.
+// RunPodProgram runs the program an image names, on port, until ctx ends,
+// as the pod's identity in the environment says (lab/echo).
 func RunPodProgram(ctx context.Context, image string, port int) error {
-	p, ok := podPrograms[imageName(image)]
+	name, ok := podPrograms[imageName(image)]
 	if !ok {
-		return fmt.Errorf("image %q is not one of the lab's built-in programs (berth.dev/lab/http-echo, tcp-echo, udp-echo)", image)
+		return fmt.Errorf("image %q is not one of the lab's built-in programs (berth.dev/lab/http-echo, tcp-echo, udp-echo, multi-echo)", image)
 	}
-	return p(ctx, port)
+	return echo.Programs[name](ctx, port, echo.FromEnv(os.Getenv))
 }
 
 // EchoReply is what the HTTP echo server answers.
-type EchoReply struct {
-	Pod   string `json:"pod"`
-	PodIP string `json:"podIP"`
-	// PodIPs are the pod's addresses, one per family, PodIP first.
-	PodIPs []string `json:"podIPs,omitempty"`
-	Node   string   `json:"node"`
-	Client string   `json:"client"`
-}
-
-func httpEcho(ctx context.Context, port int) error {
-	srv := &http.Server{
-		Addr:              ":" + strconv.Itoa(port),
-		ReadHeaderTimeout: 5 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			host, _, _ := net.SplitHostPort(r.RemoteAddr)
-			w.Header().Set("Content-Type", "application/json")
-			var ips []string
-			if v := os.Getenv("POD_IPS"); v != "" {
-				ips = strings.Split(v, ",")
-			}
-			_ = json.NewEncoder(w).Encode(EchoReply{
-				Pod: os.Getenv("POD_NAME"), PodIP: os.Getenv("POD_IP"), PodIPs: ips, Node: os.Getenv("NODE_NAME"), Client: host,
-			})
-		}),
-	}
-	go func() {
-		<-ctx.Done()
-		_ = srv.Close()
-	}()
-	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
-		return err
-	}
-	return nil
-}
-
-func tcpEcho(ctx context.Context, port int) error {
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		ln.Close()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(time.Minute))
-			_, _ = io.Copy(c, c)
-		}()
-	}
-}
-
-func udpEcho(ctx context.Context, port int) error {
-	pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(port))
-	if err != nil {
-		return err
-	}
-	go func() {
-		<-ctx.Done()
-		pc.Close()
-	}()
-	buf := make([]byte, 65535)
-	for {
-		n, addr, err := pc.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		// Answer with who answered, so a client sees which pod it reached.
-		reply := append([]byte(os.Getenv("POD_IP")+" "), buf[:n]...)
-		_, _ = pc.WriteTo(reply, addr)
-	}
-}
+type EchoReply = echo.Reply

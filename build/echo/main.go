@@ -1,15 +1,14 @@
 // Command berth-echo is the program of the lab's echo images
 // (berth.dev/lab/{http,tcp,udp,multi}-echo:lab): the lab's pod programs
-// (lab/podprogram.go) as a static binary that a real container runs. The
+// (lab/echo) as a static binary that a real container runs. The
 // image's entrypoint names the program; the port is --port N, else $PORT,
 // else 8080. The pod's identity comes from the environment the lab's pod
 // specs set with the downward API: POD_NAME, POD_NAMESPACE, POD_IP, POD_IPS
 // (status.podIPs, comma-separated) and NODE_NAME. SIGTERM or SIGINT ends it
 // at once with status 0.
 //
-// It does not import the lab package, whose programs it copies: that package
-// brings client-go and the lab's netlink code, and this binary stays a few
-// megabytes. The replies are the same bytes (lab.EchoReply's JSON fields).
+// It imports lab/echo alone, not the lab package (client-go, the lab's
+// netlink code): the binary stays a few megabytes.
 package main
 
 import (
@@ -21,15 +20,9 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-)
 
-// programs are the image names' programs, by the entrypoint's argument.
-var programs = map[string]func(ctx context.Context, port int, env pod) error{
-	"http":  httpEcho,
-	"tcp":   func(ctx context.Context, port int, _ pod) error { return tcpEcho(ctx, port) },
-	"udp":   udpEcho,
-	"multi": multiEcho,
-}
+	"github.com/berthnet/berth/lab/echo"
+)
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -46,7 +39,7 @@ func run(args []string) error {
 	if len(args) == 0 {
 		return errors.New("usage: berth-echo http|tcp|udp|multi [--port N]")
 	}
-	prog, ok := programs[args[0]]
+	prog, ok := echo.Programs[args[0]]
 	if !ok {
 		return fmt.Errorf("no program %q: choose among http, tcp, udp, multi", args[0])
 	}
@@ -62,10 +55,10 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	env := podFromEnv(os.Getenv)
+	env := echo.FromEnv(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "berth-echo: %s echo on port %d for pod %s/%s on %s\n", args[0], p, env.namespace, env.name, env.node)
+	fmt.Fprintf(os.Stderr, "berth-echo: %s echo on port %d for pod %s\n", args[0], p, env)
 	return prog(ctx, p, env)
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"slices"
 	"strings"
 	"testing"
 )
@@ -30,47 +29,6 @@ func TestChoosePort(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Errorf("choosePort(%d, %q) = %d, %v, want %d", c.flag, c.env, got, err, c.want)
 		}
-	}
-}
-
-func TestEchoPorts(t *testing.T) {
-	for _, c := range []struct {
-		port    int
-		list    string
-		want    []int
-		wantErr string
-	}{
-		{80, "", []int{80}, ""},
-		{80, "81", []int{80, 81}, ""},
-		{80, " 80, 81 ,81,", []int{80, 81}, ""},
-		{80, "81,x", nil, `ECHO_PORTS: "x" is not a port`},
-		{80, "0", nil, `ECHO_PORTS: "0" is not a port`},
-	} {
-		got, err := echoPorts(c.port, c.list)
-		if c.wantErr != "" {
-			if err == nil || err.Error() != c.wantErr {
-				t.Errorf("echoPorts(%d, %q) = %v, %v, want error %q", c.port, c.list, got, err, c.wantErr)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(got, c.want) {
-			t.Errorf("echoPorts(%d, %q) = %v, %v, want %v", c.port, c.list, got, err, c.want)
-		}
-	}
-}
-
-func TestPodFromEnv(t *testing.T) {
-	env := map[string]string{
-		"POD_NAME": "a", "POD_NAMESPACE": "ns", "POD_IP": "10.0.0.1",
-		"POD_IPS": "10.0.0.1, fd00::1", "NODE_NAME": "n1", "ECHO_PORTS": "81",
-	}
-	p := podFromEnv(func(k string) string { return env[k] })
-	if p.name != "a" || p.namespace != "ns" || p.ip != "10.0.0.1" || p.node != "n1" || p.echoPorts != "81" ||
-		!slices.Equal(p.ips, []string{"10.0.0.1", "fd00::1"}) {
-		t.Errorf("podFromEnv = %+v", p)
-	}
-	if p := podFromEnv(func(string) string { return "" }); p.ips != nil {
-		t.Errorf("no POD_IPS: ips %q, want none", p.ips)
 	}
 }
 

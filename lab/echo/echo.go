@@ -1,4 +1,8 @@
-package main
+// Package echo is the lab's echo programs: an HTTP server that answers with
+// the pod it runs in and the client address it saw, TCP and UDP echo, and
+// both on several ports. build/echo runs them as the lab's echo images; the
+// pod runner (lab, --kubelet=false) runs them by image name.
+package echo
 
 import (
 	"context"
@@ -13,16 +17,18 @@ import (
 	"time"
 )
 
-// pod is who the program answers as, read once from the environment.
-type pod struct {
+// Pod is who the program answers as, read once from the environment.
+type Pod struct {
 	name, namespace, ip, node string
 	ips                       []string
 	// echoPorts is $ECHO_PORTS, the multi program's further ports.
 	echoPorts string
 }
 
-func podFromEnv(getenv func(string) string) pod {
-	p := pod{name: getenv("POD_NAME"), namespace: getenv("POD_NAMESPACE"), ip: getenv("POD_IP"), node: getenv("NODE_NAME"), echoPorts: getenv("ECHO_PORTS")}
+// FromEnv reads POD_NAME, POD_NAMESPACE, POD_IP, POD_IPS (comma-separated),
+// NODE_NAME and ECHO_PORTS.
+func FromEnv(getenv func(string) string) Pod {
+	p := Pod{name: getenv("POD_NAME"), namespace: getenv("POD_NAMESPACE"), ip: getenv("POD_IP"), node: getenv("NODE_NAME"), echoPorts: getenv("ECHO_PORTS")}
 	for _, ip := range strings.Split(getenv("POD_IPS"), ",") {
 		if ip = strings.TrimSpace(ip); ip != "" {
 			p.ips = append(p.ips, ip)
@@ -31,9 +37,11 @@ func podFromEnv(getenv func(string) string) pod {
 	return p
 }
 
-// reply is what the HTTP echo answers: lab.EchoReply's fields, plus the
-// namespace.
-type reply struct {
+// String names the pod: namespace/name on node.
+func (p Pod) String() string { return p.namespace + "/" + p.name + " on " + p.node }
+
+// Reply is what the HTTP echo answers.
+type Reply struct {
 	Pod       string   `json:"pod"`
 	Namespace string   `json:"namespace,omitempty"`
 	PodIP     string   `json:"podIP"`
@@ -42,7 +50,16 @@ type reply struct {
 	Client    string   `json:"client"`
 }
 
-func httpEcho(ctx context.Context, port int, p pod) error {
+// Programs are the echo programs by name, each serving on port until ctx
+// ends.
+var Programs = map[string]func(ctx context.Context, port int, p Pod) error{
+	"http":  httpEcho,
+	"tcp":   func(ctx context.Context, port int, _ Pod) error { return tcpEcho(ctx, port) },
+	"udp":   udpEcho,
+	"multi": multiEcho,
+}
+
+func httpEcho(ctx context.Context, port int, p Pod) error {
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
 	if err != nil {
 		return err
@@ -52,7 +69,7 @@ func httpEcho(ctx context.Context, port int, p pod) error {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			host, _, _ := net.SplitHostPort(r.RemoteAddr)
 			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(reply{
+			_ = json.NewEncoder(w).Encode(Reply{
 				Pod: p.name, Namespace: p.namespace, PodIP: p.ip, PodIPs: p.ips, Node: p.node, Client: host,
 			})
 		}),
@@ -94,7 +111,7 @@ func tcpEcho(ctx context.Context, port int) error {
 
 // udpEcho answers each datagram with the pod's IP, a space and the
 // datagram, so a client sees which pod it reached.
-func udpEcho(ctx context.Context, port int, p pod) error {
+func udpEcho(ctx context.Context, port int, p Pod) error {
 	pc, err := net.ListenPacket("udp", ":"+strconv.Itoa(port))
 	if err != nil {
 		return err
@@ -120,8 +137,8 @@ func udpEcho(ctx context.Context, port int, p pod) error {
 // multiEcho serves TCP and UDP echo on the port and on every port of
 // $ECHO_PORTS (comma-separated): the NetworkPolicy truth tables probe each
 // pod on TCP and UDP 80 and 81.
-func multiEcho(ctx context.Context, port int, p pod) error {
-	ports, err := echoPorts(port, p.echoPorts)
+func multiEcho(ctx context.Context, port int, p Pod) error {
+	ports, err := Ports(port, p.echoPorts)
 	if err != nil {
 		return err
 	}
@@ -136,7 +153,9 @@ func multiEcho(ctx context.Context, port int, p pod) error {
 	return <-errs
 }
 
-func echoPorts(port int, list string) ([]int, error) {
+// Ports is the multi program's ports: port, then those of list
+// (ECHO_PORTS), each once.
+func Ports(port int, list string) ([]int, error) {
 	ports := []int{port}
 	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s == "" {
