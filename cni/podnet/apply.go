@@ -240,7 +240,14 @@ func applyRoutes(st State) error {
 			route.Flags = int(netlink.FLAG_ONLINK)
 		}
 		if err := netlink.RouteReplace(route); err != nil {
-			return fmt.Errorf("route to %v via %v (%s): %w", r.Dst, r.Via, r.Peer, err)
+			// The kernel checks an onlink gateway against the routes in
+			// place: this agent's own route to the same range over another
+			// device (the mode before a switch: routed, then vxlan) makes it
+			// refuse ("device mismatch", EINVAL). Without that route, it
+			// takes the new one.
+			if !r.OnLink || !errors.Is(err, unix.EINVAL) || removeOwnRoute(dst) != nil || netlink.RouteReplace(route) != nil {
+				return fmt.Errorf("route to %v via %v (%s): %w", r.Dst, r.Via, r.Peer, err)
+			}
 		}
 		want[r.Dst.String()] = true
 	}
@@ -256,6 +263,24 @@ func applyRoutes(st State) error {
 			if err := netlink.RouteDel(&h); err != nil && !errors.Is(err, unix.ESRCH) {
 				return fmt.Errorf("remove stale route %v: %w", h.Dst, err)
 			}
+		}
+	}
+	return nil
+}
+
+// removeOwnRoute removes this agent's routes (RouteProtocol) to dst.
+func removeOwnRoute(dst *net.IPNet) error {
+	fam := netlink.FAMILY_V4
+	if dst.IP.To4() == nil {
+		fam = netlink.FAMILY_V6
+	}
+	have, err := netlink.RouteListFiltered(fam, &netlink.Route{Dst: dst, Protocol: RouteProtocol}, netlink.RT_FILTER_DST|netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return err
+	}
+	for _, h := range have {
+		if err := netlink.RouteDel(&h); err != nil && !errors.Is(err, unix.ESRCH) {
+			return err
 		}
 	}
 	return nil

@@ -235,6 +235,35 @@ func TestVXLANModeDualStack(t *testing.T) {
 	}
 }
 
+// An operator moves a dual-stack cluster from routed to vxlan mode (helm
+// upgrade --set podNetwork.mode=vxlan): the agent replaces its route to
+// each peer's IPv6 range via the peer's IPv6 address on the LAN with one
+// over berth.vxlan, which the kernel refuses while the old one is in place
+// (an onlink gateway inside a range routed over another device); the
+// paths of both families work after the switch.
+func TestRoutedToVXLANDualStack(t *testing.T) {
+	c := newCluster(t)
+	c.dualStack(t)
+	c.start(t, podnet.Routed)
+	c.checkPaths6(t)
+	for i := range c.nodes {
+		c.apply(t, i, podnet.VXLAN, c.info)
+	}
+	c.checkPaths(t)
+	c.checkPaths6(t)
+	routes, err := c.nodes[0].Netlink().RouteGet(net.ParseIP(podIP6(1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vx, err := c.nodes[0].Link(podnet.VXLANDevice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(routes) != 1 || routes[0].LinkIndex != vx.Attrs().Index {
+		t.Errorf("node0's route to %s after the switch: %+v, want via %s", podIP6(1), routes, podnet.VXLANDevice)
+	}
+}
+
 // IPv6-only nodes: the overlay's underlay is IPv6, where VXLAN costs 70
 // bytes, and pods reach each other across nodes over it without NAT.
 func TestVXLANModeIPv6Underlay(t *testing.T) {
