@@ -155,6 +155,12 @@ func (c Config) cleanRealNodes() ([]string, error) {
 	return cleaned, errors.Join(errs...)
 }
 
+// realNodeSpec is the process that runs node i: `berthctl lab real-node`.
+func (c Config) realNodeSpec(i int, self string) procSpec {
+	return procSpec{name: "node-" + c.NodeName(i), netns: c.NodeNamespace(i), path: self,
+		args: []string{"lab", "real-node", "--state-dir", c.StateDir + "/", "--node", fmt.Sprint(i)}}
+}
+
 // upRealNodes starts a real node in every node namespace, installs Berth
 // with its chart and CoreDNS, and waits until every node is Ready with a
 // podCIDR, the agents and the controller are ready, and DNS answers.
@@ -169,12 +175,7 @@ func (st *State) upRealNodes(ctx context.Context, self string, images Images, ou
 	}
 	step(out, "nodes: containerd and the kubelet (%s) on each of %d, with %d images imported", filepath.Join(cfg.NodeBinDir, "kubelet"), cfg.Nodes, len(images))
 	for i := 1; i <= cfg.Nodes; i++ {
-		p, err := st.start(procSpec{
-			name:  "node-" + cfg.NodeName(i),
-			netns: cfg.NodeNamespace(i),
-			path:  self,
-			args:  []string{"lab", "real-node", "--state-dir", cfg.StateDir + "/", "--node", fmt.Sprint(i)},
-		})
+		p, err := st.start(cfg.realNodeSpec(i, self))
 		if err != nil {
 			return err
 		}

@@ -24,7 +24,7 @@ func newLab() *cobra.Command {
 BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
 root. Several labs can run at once with different --name and --lan.`,
 	}
-	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabNodeHost(), newLabRealNode(), newLabPodRunner(), newLabPodProgram())
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabRestartNode(), newLabNodeHost(), newLabRealNode(), newLabPodRunner(), newLabPodProgram())
 	return cmd
 }
 
@@ -252,6 +252,19 @@ func newLabPodProgram() *cobra.Command {
 	cmd.Flags().StringVar(&image, "image", "", "the pod's image")
 	cmd.Flags().IntVar(&port, "port", 8080, "the port to serve on")
 	cmd.Flags().String("state-dir", "", "the lab's state folder (marks the process as the lab's)")
+	return cmd
+}
+
+func newLabRestartNode() *cobra.Command {
+	var node int
+	cmd := labCommand("restart-node", "Stop a real node's kubelet, pods and containerd and start them again, as a reboot would", func(cmd *cobra.Command, nf *nameFlags) error {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		return lab.RestartNode(cmd.Context(), nf.dir(), node, self, cmd.OutOrStdout())
+	})
+	cmd.Flags().IntVar(&node, "node", 1, "which node (1 to the lab's node count)")
 	return cmd
 }
 

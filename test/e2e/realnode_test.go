@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,75 @@ func TestRealNodes(t *testing.T) {
 		}
 		if out, err := l.Kubectl(ctx, "-n", lab.DemoNamespace, "exec", lab.ToolboxPod, "--", "ping", "-c", "1", "-W", "5", echo[1].Status.PodIP); err != nil {
 			t.Errorf("ping node1 → node2's pod after restart-agent %s: %v\n%s", kill, err, out)
+		}
+	}
+
+	// A reboot stand-in: node3's kubelet, pods and containerd stop and
+	// start again. Its pods come back through berth-cni with addresses of
+	// its range, reachable from node1, and its address store holds exactly
+	// the addresses of the pods that run there (none leaked by the pods
+	// that died with the node).
+	if out, err := l.Berthctl(ctx, "lab", "restart-node", "--name", l.Name, "--node", "3"); err != nil {
+		t.Fatalf("lab restart-node: %v\n%s", err, out)
+	}
+	// The pod's status may still show its address from before until the
+	// kubelet has synced it: wait until node3's echo pod answers a ping.
+	for deadline := time.Now().Add(3 * time.Minute); ; {
+		back, err := lab.WaitEchoPods(ctx, c, lab.DemoNamespace, "app=echo", 3, 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := back[len(back)-1].Status.PodIP // sorted by node: node3's
+		out, err := l.Kubectl(ctx, "-n", lab.DemoNamespace, "exec", lab.ToolboxPod, "--", "ping", "-c", "1", "-W", "2", ip)
+		if err == nil && back[len(back)-1].Spec.NodeName == "node3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node3's echo pod %s after node3's restart: %v\n%s", ip, err, out)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	store := filepath.Join(cfg.RealNodeDir(3), "root", "var", "lib", "berth", "cni", "berth")
+	for deadline := time.Now().Add(time.Minute); ; {
+		running, err := c.CoreV1().Pods("").List(ctx, metav1.ListOptions{FieldSelector: "spec.nodeName=node3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, p := range running.Items {
+			if !p.Spec.HostNetwork && p.DeletionTimestamp == nil {
+				for _, ip := range p.Status.PodIPs {
+					want = append(want, ip.IP)
+				}
+			}
+		}
+		entries, err := os.ReadDir(store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var have []string
+		for _, e := range entries {
+			if !strings.HasPrefix(e.Name(), ".") {
+				have = append(have, e.Name())
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(have)
+		if slices.Equal(have, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("node3's address store %s holds %v; its running pods have %v", store, have, want)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(time.Second):
 		}
 	}
 }
