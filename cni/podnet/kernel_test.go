@@ -222,6 +222,13 @@ func TestVXLANModeDualStack(t *testing.T) {
 	c.checkPaths6(t)
 	// The IPv6 range goes over berth.vxlan, not via the nodes' IPv6
 	// addresses on the LAN.
+	c.checkIPv6OverVXLAN(t)
+}
+
+// checkIPv6OverVXLAN checks that node0 routes node1's IPv6 pods over
+// berth.vxlan.
+func (c *cluster) checkIPv6OverVXLAN(t *testing.T) {
+	t.Helper()
 	routes, err := c.nodes[0].Netlink().RouteGet(net.ParseIP(podIP6(1)))
 	if err != nil {
 		t.Fatal(err)
@@ -251,17 +258,7 @@ func TestRoutedToVXLANDualStack(t *testing.T) {
 	}
 	c.checkPaths(t)
 	c.checkPaths6(t)
-	routes, err := c.nodes[0].Netlink().RouteGet(net.ParseIP(podIP6(1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vx, err := c.nodes[0].Link(podnet.VXLANDevice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(routes) != 1 || routes[0].LinkIndex != vx.Attrs().Index {
-		t.Errorf("node0's route to %s after the switch: %+v, want via %s", podIP6(1), routes, podnet.VXLANDevice)
-	}
+	c.checkIPv6OverVXLAN(t)
 }
 
 // IPv6-only nodes: the overlay's underlay is IPv6, where VXLAN costs 70
