@@ -228,10 +228,22 @@ func runNode(t *testing.T, runnerDies bool) {
 	}
 
 	// The kubelet serves on the node's address: the API server reaches it for
-	// the pod's log (empty: pause prints nothing).
-	logs, err := admin.CoreV1().Pods(nsName).GetLogs("pause", &corev1.PodLogOptions{}).DoRaw(ctx)
-	if err != nil || len(logs) != 0 {
-		t.Fatalf("the pod's log through the API server and the kubelet: %q, %v; want empty and no error", logs, err)
+	// the pod's log, the one line berth-pause says once its handler is in
+	// place.
+	// (The runtime writes the log as the container prints it: wait for it.)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		logs, err := admin.CoreV1().Pods(nsName).GetLogs("pause", &corev1.PodLogOptions{}).DoRaw(ctx)
+		if err == nil && string(logs) == "berth-pause: waiting for SIGTERM or SIGINT\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod's log through the API server and the kubelet: %q, %v; want berth-pause's one line", logs, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 	// The node's mount namespace, to find its processes by after it ends.
 	mntns := inode(t, filepath.Join(cfg.Dir, "ns", "mnt"))
