@@ -42,12 +42,6 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if err != nil {
 		return err
 	}
-	var images Images
-	if cfg.Kubelet {
-		if images, err = cfg.checkRealNodes(); err != nil {
-			return err
-		}
-	}
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		if st, lerr := LoadState(cfg.StateDir); lerr == nil && anyAlive(st) {
 			return fmt.Errorf("lab %q is already up (state in %s); use `berthctl lab status --name %s`, or `berthctl lab down --name %s` first", cfg.Name, cfg.StateDir, cfg.Name, cfg.Name)
@@ -56,6 +50,12 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	}
 	if left, _ := netns.List(cfg.Prefix()); len(left) > 0 {
 		return fmt.Errorf("network namespaces %v of lab %q are left from an earlier run; run `berthctl lab down --name %s` first", left, cfg.Name, cfg.Name)
+	}
+	var images Images
+	if cfg.Kubelet {
+		if images, err = cfg.checkRealNodes(); err != nil {
+			return err
+		}
 	}
 
 	for _, d := range []string{cfg.StateDir, cfg.logDir()} {

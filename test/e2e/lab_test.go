@@ -66,7 +66,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	}
 
-	again, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir)
+	again, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
 	if err == nil || !strings.Contains(again, "already up") {
 		t.Errorf("second lab up: err=%v, want a refusal saying the lab is already up:\n%s", err, again)
 	}
@@ -95,7 +95,7 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
-	cmd := exec.CommandContext(ctx, l.Bin.Berthctl, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir)
+	cmd := exec.CommandContext(ctx, l.Bin.Berthctl, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 		t.Fatal("the killed lab up left nothing: the crash happened too early to test down")
 	}
 
-	refused, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir)
+	refused, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
 	if err == nil || !strings.Contains(refused, "lab down") {
 		t.Errorf("up over a crashed lab: err=%v, want a refusal that says to run lab down:\n%s", err, refused)
 	}
