@@ -26,7 +26,7 @@ var kernelTunables = []string{
 }
 
 // tunablesFile records the host's values and the nodes (by folder) running.
-const tunablesFile = "/run/berth-realnode/kernel-tunables.json"
+var tunablesFile = "/run/berth-realnode/kernel-tunables.json"
 
 type tunablesRecord struct {
 	Values map[string]string `json:"values"`
