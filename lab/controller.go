@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -28,9 +27,9 @@ metadata:
 
 // kubectl runs the lab's kubectl as cluster admin, with stdin.
 func (c Config) kubectl(ctx context.Context, stdin []byte, args ...string) error {
-	cmd := exec.CommandContext(ctx, c.bin("kubectl"), append([]string{"--kubeconfig", c.AdminKubeconfig()}, args...)...)
+	cmd := childCommand(ctx, c.bin("kubectl"), append([]string{"--kubeconfig", c.AdminKubeconfig()}, args...)...)
 	cmd.Stdin = bytes.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
+	out, err := runChild(cmd)
 	if err != nil {
 		return fmt.Errorf("kubectl %v: %v: %s", args, err, out)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -90,11 +89,11 @@ func (c Config) ChartValues(images Images, apiPort int) (map[string]any, error) 
 
 // helm runs the lab's helm against the lab as cluster admin.
 func (c Config) helm(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, c.Helm, append(args, "--kubeconfig", c.AdminKubeconfig(), "--namespace", Namespace)...)
+	cmd := childCommand(ctx, c.Helm, append(args, "--kubeconfig", c.AdminKubeconfig(), "--namespace", Namespace)...)
 	// helm keeps its cache and config in the lab's folder, not root's home.
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(c.StateDir, "helm", "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(c.StateDir, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(c.StateDir, "helm", "data"))
-	out, err := cmd.CombinedOutput()
+	out, err := runChild(cmd)
 	if err != nil {
 		return string(out), fmt.Errorf("helm %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
 	}

@@ -206,6 +206,20 @@ func (st *State) upRealNodes(ctx context.Context, self string, images Images, ou
 	return cfg.installDNS(ctx, client, coredns.Ref)
 }
 
+// PodProcesses lists the processes of a pod on a real node of the lab
+// (its sandbox's and its containers'), by the pod's cgroup.
+func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
+	if !cfg.Kubelet {
+		return nil, fmt.Errorf("lab %s has no real nodes: its pods are network namespaces of the pod runner", cfg.Name)
+	}
+	for n := 1; n <= cfg.Nodes; n++ {
+		if cfg.NodeName(n) == pod.Spec.NodeName {
+			return cfg.realNode(n, "").PodPids(string(pod.UID)), nil
+		}
+	}
+	return nil, fmt.Errorf("pod %s/%s: on %q, not a node of lab %s", pod.Namespace, pod.Name, pod.Spec.NodeName, cfg.Name)
+}
+
 // OpenPod opens a pod's network namespace: on a real node, that of a process
 // of the pod (the runtime keeps the namespace inside the node's mount
 // namespace); with the pod runner, the namespace it named for the pod.
@@ -213,16 +227,10 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	if !cfg.Kubelet {
 		return netns.Open(PodNetns(cfg, pod))
 	}
-	i := 0
-	for n := 1; n <= cfg.Nodes; n++ {
-		if cfg.NodeName(n) == pod.Spec.NodeName {
-			i = n
-		}
+	pids, err := PodProcesses(cfg, pod)
+	if err != nil {
+		return nil, err
 	}
-	if i < 1 {
-		return nil, fmt.Errorf("pod %s/%s: on %q, not a node of lab %s", pod.Namespace, pod.Name, pod.Spec.NodeName, cfg.Name)
-	}
-	pids := cfg.realNode(i, "").PodPids(string(pod.UID))
 	if len(pids) == 0 {
 		return nil, fmt.Errorf("pod %s/%s: no process of it on %s (is it running?)", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}

@@ -17,12 +17,12 @@ import (
 // restartAgentPod restarts node i's agent on a real node, as the cluster
 // would: without kill, the pod is deleted (SIGTERM, as a rolling update does)
 // and the DaemonSet makes a new one; with kill, the agent's process gets
-// SIGKILL, as a crash, and the kubelet restarts the container. It returns
+// SIGKILL, as a crash, and the kubelet restarts the container. With
+// downFor, the node leaves the DaemonSet's node selector for that long
+// (agentAway), so the DaemonSet controller stops the agent (SIGTERM, or
+// SIGKILL with kill) and starts none there until it is back. It returns
 // once the agent is ready again.
 func restartAgentPod(ctx context.Context, cfg Config, i int, downFor time.Duration, kill bool, out io.Writer) error {
-	if downFor > 0 {
-		return fmt.Errorf("--down-for: on real nodes the DaemonSet starts a new agent at once; use a lab with --kubelet=false to keep a node without its agent")
-	}
 	client, err := AdminClient(cfg)
 	if err != nil {
 		return err
@@ -54,19 +54,29 @@ func restartAgentPod(ctx context.Context, cfg Config, i int, downFor time.Durati
 		return 0
 	}
 	before := restarts(old)
-	if kill {
-		var killed []int
+	signal := func(sig syscall.Signal) error {
+		var sent []int
 		for _, pid := range cfg.realNode(i, "").PodPids(string(old.UID)) {
 			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm"); strings.TrimSpace(string(comm)) == "berth-agent" {
-				if syscall.Kill(pid, syscall.SIGKILL) == nil {
-					killed = append(killed, pid)
+				if syscall.Kill(pid, sig) == nil {
+					sent = append(sent, pid)
 				}
 			}
 		}
-		if len(killed) == 0 {
+		if len(sent) == 0 {
 			return fmt.Errorf("pod %s/%s: no berth-agent process found on %s", Namespace, old.Name, node)
 		}
-		fmt.Fprintf(out, "killed berth-agent of pod %s (pid %v)\n", old.Name, killed)
+		fmt.Fprintf(out, "sent %s to berth-agent of pod %s (pid %v)\n", sig, old.Name, sent)
+		return nil
+	}
+	if downFor > 0 {
+		if err := agentAway(ctx, client, node, old, downFor, kill, signal, out); err != nil {
+			return err
+		}
+	} else if kill {
+		if err := signal(syscall.SIGKILL); err != nil {
+			return err
+		}
 	} else {
 		if err := client.CoreV1().Pods(Namespace).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
 			return err

@@ -278,7 +278,7 @@ func newLabRestartAgent() *cobra.Command {
 		return lab.RestartAgent(cmd.Context(), nf.dir(), node, downFor, kill, cmd.OutOrStdout())
 	})
 	cmd.Flags().IntVar(&node, "node", 1, "which node (1 to the lab's node count)")
-	cmd.Flags().DurationVar(&downFor, "down-for", 0, "how long the agent stays stopped before it starts again")
+	cmd.Flags().DurationVar(&downFor, "down-for", 0, "how long the agent stays stopped before it starts again (on real nodes: the node leaves the agent DaemonSet's node selector, its kubernetes.io/os label, for that long)")
 	cmd.Flags().BoolVar(&kill, "kill", false, "stop it with SIGKILL, as a crash would (default: SIGTERM, as a rolling update does)")
 	return cmd
 }

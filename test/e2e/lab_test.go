@@ -66,7 +66,7 @@ func TestLabUpStatusDown(t *testing.T) {
 		}
 	}
 
-	again, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
+	again, err := l.Berthctl(ctx, l.UpArgs(t)...)
 	if err == nil || !strings.Contains(again, "already up") {
 		t.Errorf("second lab up: err=%v, want a refusal saying the lab is already up:\n%s", err, again)
 	}
@@ -86,16 +86,18 @@ func TestLabUpStatusDown(t *testing.T) {
 	}
 }
 
-// A lab up killed half-way leaves processes and namespaces; down removes them
-// all, and a new up then works.
+// A lab up killed half-way, once its real nodes run (containerd, the
+// kubelet and their pods), leaves processes, namespaces and the nodes'
+// state; a new up is refused, and down removes it all.
 func TestLabDownAfterCrashedUp(t *testing.T) {
 	netnstest.RequireRoot(t)
 	t.Parallel()
 	l := labtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
-	cmd := exec.CommandContext(ctx, l.Bin.Berthctl, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
+	args := l.UpArgs(t)
+	cmd := exec.CommandContext(ctx, l.Bin.Berthctl, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +109,9 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 	sc := bufio.NewScanner(stdout)
 	crashed := false
 	for sc.Scan() {
-		if strings.Contains(sc.Text(), "kube-controller-manager") {
+		// Printed once containerd and the kubelet run on every node, as
+		// helm starts to install Berth.
+		if strings.Contains(sc.Text(), "Berth: helm install") {
 			_ = cmd.Process.Signal(syscall.SIGKILL)
 			crashed = true
 			break
@@ -115,13 +119,13 @@ func TestLabDownAfterCrashedUp(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	if !crashed {
-		t.Fatal("lab up never reached the controller manager step")
+		t.Fatal("lab up never reached the real nodes' step")
 	}
 	if len(l.Leftovers()) == 0 {
 		t.Fatal("the killed lab up left nothing: the crash happened too early to test down")
 	}
 
-	refused, err := l.Berthctl(ctx, "lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir, "--kubelet=false")
+	refused, err := l.Berthctl(ctx, l.UpArgs(t)...)
 	if err == nil || !strings.Contains(refused, "lab down") {
 		t.Errorf("up over a crashed lab: err=%v, want a refusal that says to run lab down:\n%s", err, refused)
 	}

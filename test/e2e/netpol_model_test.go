@@ -91,7 +91,7 @@ func newNPModel(ctx context.Context, t *testing.T, l *labtest.Lab) *npModel {
 			for _, p := range ready {
 				if p.Name == name {
 					m.pods = append(m.pods, p)
-					pns, err := netns.Open(lab.PodNetns(m.cfg, p))
+					pns, err := lab.OpenPod(m.cfg, p)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/berthnet/berth/lab"
-	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/labtest"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -45,7 +44,7 @@ func TestPodNetwork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			extraNS := openNS(t, lab.PodNetns(cfg, extras[0]))
+			extraNS := openPod(t, cfg, extras[0])
 			for _, p := range pods {
 				if p.Spec.NodeName != "node1" {
 					continue
@@ -126,7 +125,7 @@ func TestPodNetwork(t *testing.T) {
 			if err := c.CoreV1().Pods(lab.DemoNamespace).Delete(ctx, "extra", metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			waitGone(t, lab.PodNetns(cfg, extras[0]))
+			waitPodGone(t, l.Namespace(t, "node1"), extraNS)
 		})
 	}
 }
@@ -139,29 +138,4 @@ func podIPOf(p corev1.Pod, v6 bool) string {
 		}
 	}
 	return ""
-}
-
-func openNS(t *testing.T, name string) *netns.Namespace {
-	t.Helper()
-	ns, err := netns.Open(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	return ns
-}
-
-func waitGone(t *testing.T, netnsName string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		names, _ := netns.List(netnsName)
-		if len(names) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pod namespace %s still there after the pod was deleted", netnsName)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

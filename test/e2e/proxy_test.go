@@ -41,7 +41,7 @@ func TestServiceProxy(t *testing.T) {
 
 	// Pod -> ClusterIP: a backend answers and sees the pod's own address.
 	for _, p := range pods {
-		ns := openNS(t, lab.PodNetns(cfg, p))
+		ns := openPod(t, cfg, p)
 		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, ns, clusterIP) })
 		// Answered by another pod: the client keeps its address. By
 		// itself (hairpin): masqueraded, so the reply returns via the node.
@@ -139,7 +139,7 @@ func TestServiceProxy(t *testing.T) {
 	if hp, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, hp, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	selfNS := openNS(t, lab.PodNetns(cfg, self))
+	selfNS := openPod(t, cfg, self)
 	if r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, selfNS, hp.Spec.ClusterIP) }); r.PodIP != self.Status.PodIP || r.Client == self.Status.PodIP {
 		t.Errorf("hairpin: reply %+v; want the pod itself, the client masqueraded", r)
 	}
@@ -191,7 +191,7 @@ func TestServiceProxy(t *testing.T) {
 	if sticky, err = c.CoreV1().Services(lab.DemoNamespace).Create(ctx, sticky, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	stickyNS := openNS(t, lab.PodNetns(cfg, pods[0]))
+	stickyNS := openPod(t, cfg, pods[0])
 	first := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, stickyNS, sticky.Spec.ClusterIP) })
 	for range 8 {
 		r := eventually(t, func() (lab.EchoReply, error) { return lab.EchoFrom(ctx, stickyNS, sticky.Spec.ClusterIP) })
@@ -226,7 +226,7 @@ func TestServiceProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	udpNS := openNS(t, lab.PodNetns(cfg, pods[0]))
+	udpNS := openPod(t, cfg, pods[0])
 	var conn *net.UDPConn
 	if err := udpNS.Do(func() (err error) {
 		conn, err = net.ListenUDP("udp", &net.UDPAddr{Port: 40000})
@@ -281,7 +281,7 @@ func TestServiceProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := openNS(t, lab.PodNetns(cfg, pods[0]))
+	ns := openPod(t, cfg, pods[0])
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		start := time.Now()

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +11,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/test/labtest"
@@ -29,8 +29,8 @@ func TestRBACChartPermissions(t *testing.T) {
 	l, ctx := labtest.Start(t, 5*time.Minute)
 	cfg := l.Config(t)
 
-	controller := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "controller.yaml"))
-	agent := clientFor(t, filepath.Join(l.StateDir, "kubeconfig", "agent-"+cfg.NodeName(1)+".yaml"))
+	controller := serviceAccountClient(ctx, t, l, lab.ControllerServiceAccount)
+	agent := serviceAccountClient(ctx, t, l, lab.AgentServiceAccount)
 
 	t.Run("identities", func(t *testing.T) {
 		for sa, c := range map[string]kubernetes.Interface{lab.ControllerServiceAccount: controller, lab.AgentServiceAccount: agent} {
@@ -45,6 +45,23 @@ func TestRBACChartPermissions(t *testing.T) {
 			if _, err := l.Client(t).CoreV1().ServiceAccounts(lab.Namespace).Get(ctx, sa, metav1.GetOptions{}); err != nil {
 				t.Errorf("ServiceAccount %s: %v", sa, err)
 			}
+		}
+		// The chart's pods run as those accounts, with their tokens.
+		pods, err := l.Client(t).CoreV1().Pods(lab.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component in (agent,controller)"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"agent": lab.AgentServiceAccount, "controller": lab.ControllerServiceAccount}
+		seen := map[string]int{}
+		for _, p := range pods.Items {
+			role := p.Labels["app.kubernetes.io/component"]
+			seen[role]++
+			if p.Spec.ServiceAccountName != want[role] {
+				t.Errorf("%s pod %s runs as ServiceAccount %q, want %q", role, p.Name, p.Spec.ServiceAccountName, want[role])
+			}
+		}
+		if seen["agent"] != cfg.Nodes || seen["controller"] < 1 {
+			t.Errorf("pods of the chart: %v, want %d agents and a controller", seen, cfg.Nodes)
 		}
 	})
 
@@ -121,12 +138,19 @@ func TestRBACChartPermissions(t *testing.T) {
 		} else {
 			t.Logf("demo:\n%s", out)
 		}
-		logs := []string{filepath.Join(l.StateDir, "logs", "berth-controller.log")}
-		for i := 1; i <= cfg.Nodes; i++ {
-			logs = append(logs, filepath.Join(l.StateDir, "logs", "berth-agent-"+cfg.NodeName(i)+".log"))
+		pods, err := l.Client(t).CoreV1().Pods(lab.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/component in (agent,controller)"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, p := range logs {
-			lines := forbiddenLines(t, p)
+		if len(pods.Items) < cfg.Nodes+1 {
+			t.Fatalf("%d pods of the chart's agent and controller, want %d", len(pods.Items), cfg.Nodes+1)
+		}
+		for _, p := range pods.Items {
+			log, err := l.Kubectl(ctx, "logs", "-n", lab.Namespace, p.Name, "--all-containers")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := forbiddenLines(log)
 			if len(lines) == 0 {
 				continue
 			}
@@ -136,7 +160,7 @@ func TestRBACChartPermissions(t *testing.T) {
 					shown[i] = line[:500] + "..."
 				}
 			}
-			t.Errorf("%s has %d lines about forbidden requests; the first:\n%s", filepath.Base(p), len(lines), strings.Join(shown, "\n"))
+			t.Errorf("pod %s's log has %d lines about forbidden requests; the first:\n%s", p.Name, len(lines), strings.Join(shown, "\n"))
 		}
 	})
 }
@@ -155,12 +179,22 @@ func describe(group, resource, sub, ns string) string {
 	return s + " in " + ns
 }
 
-func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+// serviceAccountClient is a client with a token of the chart's
+// ServiceAccount sa, minted through the TokenRequest API as the kubelet
+// mints the token of the pods that run as sa.
+func serviceAccountClient(ctx context.Context, t *testing.T, l *labtest.Lab, sa string) kubernetes.Interface {
 	t.Helper()
-	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	tok, err := l.Client(t).CoreV1().ServiceAccounts(lab.Namespace).CreateToken(ctx, sa,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin, err := clientcmd.BuildConfigFromFlags("", l.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rest.AnonymousClientConfig(admin)
+	rc.BearerToken = tok.Status.Token
 	c, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		t.Fatal(err)
@@ -170,23 +204,12 @@ func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
 
 // forbiddenLines returns the lines of a component's log that report a
 // request the API server refused (HTTP 403: "... is forbidden: User ...").
-func forbiddenLines(t *testing.T, path string) []string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+func forbiddenLines(log string) []string {
 	var out []string
-	s := bufio.NewScanner(f)
-	s.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
-	for s.Scan() {
-		if strings.Contains(strings.ToLower(s.Text()), "forbidden") {
-			out = append(out, s.Text())
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(strings.ToLower(line), "forbidden") {
+			out = append(out, line)
 		}
-	}
-	if err := s.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }

@@ -25,7 +25,7 @@ import (
 // new pod gets an address at once.
 func TestRealNodeRangeExhausted(t *testing.T) {
 	t.Parallel()
-	l, ctx := labtest.StartReal(t, 8*time.Minute, "--nodes", "1", "--node-cidr-mask-size", "28")
+	l, ctx := labtest.Start(t, 8*time.Minute, "--nodes", "1", "--node-cidr-mask-size", "28")
 	c := l.Client(t)
 	const ns = "exhaust"
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

@@ -28,7 +28,7 @@ import (
 // pods' addresses, over either family's DNS address.
 func TestRealNodes(t *testing.T) {
 	t.Parallel()
-	l, ctx := labtest.StartReal(t, 10*time.Minute)
+	l, ctx := labtest.Start(t, 10*time.Minute)
 	c := l.Client(t)
 	cfg := l.Config(t)
 

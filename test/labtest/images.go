@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/berthnet/berth/test/kubetest"
-	"github.com/berthnet/berth/test/netnstest"
 )
 
 // RealNodeInputs are what a lab of real nodes needs beyond Berth's binaries:
@@ -86,21 +85,6 @@ func buildImages() (RealNodeInputs, error) {
 		}
 	}
 	return in, nil
-}
-
-// StartReal is Start for a lab of real nodes: the kubelet and containerd on
-// every node, Berth installed with its chart from images of the tree under
-// test.
-func StartReal(t *testing.T, timeout time.Duration, extra ...string) (*Lab, context.Context) {
-	t.Helper()
-	netnstest.RequireRoot(t)
-	in := BuildImages(t)
-	l := New(t)
-	l.Up(t, append([]string{"--kubelet=true", "--node-bin-dir", in.NodeBinDir, "--images-dir", in.ImagesDir,
-		"--chart", in.Chart, "--helm", in.Helm}, extra...)...)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	return l, ctx
 }
 
 // logClusterState logs what a failed test's lab runs, before down removes

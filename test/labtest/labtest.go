@@ -130,25 +130,39 @@ func (l *Lab) Up(t testing.TB, extra ...string) {
 			t.Errorf("lab %s left behind: %v", l.Name, left)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	args := []string{"lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir}
-	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--kubelet") }) {
-		// The scenarios that have not moved to real nodes yet (issue 20,
-		// item 6) run on the node host and pod runner.
-		args = append(args, "--kubelet=false")
-	}
-	args = append(args, extra...)
-	if out, err := l.Berthctl(ctx, args...); err != nil {
+	if out, err := l.Berthctl(ctx, l.UpArgs(t, extra...)...); err != nil {
 		t.Fatalf("lab up: %v\n%s", err, out)
 	}
 }
 
+// UpArgs are the arguments of berthctl that start this lab with extra
+// flags: real nodes with images of the tree under test unless PodRunner is
+// among them.
+func (l *Lab) UpArgs(t testing.TB, extra ...string) []string {
+	t.Helper()
+	args := []string{"lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir}
+	if !slices.Contains(extra, PodRunner) {
+		in := BuildImages(t)
+		args = append(args, "--kubelet=true", "--node-bin-dir", in.NodeBinDir, "--images-dir", in.ImagesDir,
+			"--chart", in.Chart, "--helm", in.Helm)
+	}
+	return append(args, extra...)
+}
+
+// PodRunner, among Up's or Start's flags, starts the lab's nodes without
+// the kubelet and containerd: Berth's components run as processes on each
+// node and the lab's pod runner stands in for the kubelet. Only what cannot
+// run on real nodes uses it, and says why where it does.
+const PodRunner = "--kubelet=false"
+
 // Start opens an end-to-end test: root is required (the test is skipped
 // without it), a lab of the test's own is up with extra flags to
-// `berthctl lab up`, and ctx ends after timeout or with the test,
-// whichever comes first. A test that runs beside others calls t.Parallel
-// first.
+// `berthctl lab up` (real nodes, with Berth installed by its chart from
+// images of the tree under test, unless PodRunner is among them), and ctx
+// ends after timeout or with the test, whichever comes first. A test that
+// runs beside others calls t.Parallel first.
 func Start(t *testing.T, timeout time.Duration, extra ...string) (*Lab, context.Context) {
 	t.Helper()
 	netnstest.RequireRoot(t)
@@ -317,19 +331,45 @@ func routed(routes []netlink.Route, p netip.Prefix) bool {
 	return false
 }
 
-// MaxAgentRSS is the largest resident set of the lab's berth-agents, in MiB.
+// MaxAgentRSS is the largest resident set of the lab's berth-agents, in MiB:
+// the processes named berth-agent of the agent pods on real nodes, or the
+// agent processes the lab started with the pod runner.
 func (l *Lab) MaxAgentRSS(t testing.TB) float64 {
 	t.Helper()
 	st, err := lab.LoadState(l.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	most := 0.0
-	for _, p := range st.Processes {
-		if !strings.HasPrefix(p.Name, "berth-agent-") {
-			continue
+	var pids []int
+	if st.Config.Kubelet {
+		pods, err := l.Client(t).CoreV1().Pods(lab.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid))
+		for _, p := range pods.Items {
+			ps, err := lab.PodProcesses(st.Config, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, pid := range ps {
+				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "berth-agent" {
+					pids = append(pids, pid)
+				}
+			}
+		}
+	} else {
+		for _, p := range st.Processes {
+			if strings.HasPrefix(p.Name, "berth-agent-") {
+				pids = append(pids, p.Pid)
+			}
+		}
+	}
+	if len(pids) == 0 {
+		t.Fatal("no berth-agent process in the lab")
+	}
+	most := 0.0
+	for _, pid := range pids {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			t.Fatal(err)
 		}
