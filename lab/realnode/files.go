@@ -10,7 +10,10 @@ import (
 // containerdConfig is containerd v2's configuration (version 3) for a node:
 // standard paths (private to the node's mount namespace), the CRI with runc
 // under cgroupfs, CNI from the node's /etc/cni/net.d and /opt/cni/bin, and the
-// sandbox image that is imported, never pulled.
+// sandbox image that is imported, never pulled. The lab has no registry:
+// every image is imported, and a pull of any other image fails at once on
+// the node itself (registryHosts), never asking a resolver or a registry
+// off the machine.
 func (c Config) containerdConfig() string {
 	return `version = 3
 root = "/var/lib/containerd"
@@ -21,6 +24,8 @@ state = "/run/containerd"
 
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".registry]
+    config_path = ` + strconv.Quote(c.registryDir()) + `
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = ` + strconv.Quote(c.SandboxImage) + `
 
@@ -42,6 +47,17 @@ state = "/run/containerd"
     use_internal_loopback = true
 `
 }
+
+// registryDir holds containerd's registry host configuration (hosts.toml
+// per registry, _default for all).
+func (c Config) registryDir() string { return filepath.Join(c.Dir, "registry") }
+
+// registryHosts sends every registry's requests to a closed port of the
+// node's own loopback: a pull of an image that was not imported fails with
+// "connection refused" at once.
+const registryHosts = `# A lab node has no registry: every image it runs is imported.
+server = "https://127.0.0.1:9"
+`
 
 // kubeletConfig is the KubeletConfiguration: cgroup v1 allowed (this host has
 // no unified hierarchy), cgroupfs under CgroupRoot, serving on the node's
@@ -109,6 +125,12 @@ func (c Config) writeFiles() error {
 		}
 	}
 	if err := os.MkdirAll(filepath.Dir(c.mntns()), 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(c.registryDir(), "_default"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.registryDir(), "_default", "hosts.toml"), []byte(registryHosts), 0o644); err != nil {
 		return err
 	}
 	files := map[string]string{

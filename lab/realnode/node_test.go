@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/lab/netns"
@@ -255,6 +256,32 @@ func runNode(t *testing.T, runnerDies bool) {
 		checkNothingLeft(t, node, cfg, mntns, tunables, before)
 		return
 	}
+
+	// An image that was not imported: the pull fails at once on the node,
+	// against its own loopback, and the pod's events say so; no resolver
+	// or registry off the machine is asked.
+	missing := pod.DeepCopy()
+	missing.Name = "missing"
+	missing.Spec.Containers[0].Image = "registry.example/berth/none:v0"
+	missing.Spec.Containers[0].ImagePullPolicy = corev1.PullIfNotPresent
+	_, err = admin.CoreV1().Pods(nsName).Create(ctx, missing, metav1.CreateOptions{})
+	must(t, err)
+	waitFor(t, ctx, "the missing image's pull to fail on the node", func() error {
+		evs, err := admin.CoreV1().Events(nsName).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=missing,reason=Failed"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if strings.Contains(e.Message, "127.0.0.1:9") && strings.Contains(e.Message, "connection refused") {
+				return nil
+			}
+			if strings.Contains(e.Message, "registry.example") && strings.Contains(e.Message, "lookup") {
+				t.Fatalf("the node asked a resolver for the registry: %s", e.Message)
+			}
+		}
+		return fmt.Errorf("events %v", evs.Items)
+	})
+	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "missing", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}))
 
 	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "pause", metav1.DeleteOptions{}))
 	waitFor(t, ctx, "pod gone", func() error {
