@@ -13,6 +13,18 @@ import (
 // EchoImage is the lab's HTTP echo server.
 const EchoImage = "berth.dev/lab/http-echo:lab"
 
+// TCPEchoImage and UDPEchoImage echo what they receive, prefixed with the
+// pod's name (lab/echo).
+const (
+	TCPEchoImage = "berth.dev/lab/tcp-echo:lab"
+	UDPEchoImage = "berth.dev/lab/udp-echo:lab"
+)
+
+// MultiEchoImage serves TCP and UDP echo on the pod's port and on every
+// port listed in its ECHO_PORTS variable (comma-separated): the NetworkPolicy
+// truth tables probe each pod on TCP and UDP 80 and 81.
+const MultiEchoImage = "berth.dev/lab/multi-echo:lab"
+
 // ToolboxImage has busybox's ping, nslookup, wget and nc, for `kubectl exec`.
 const ToolboxImage = "berth.dev/lab/toolbox:lab"
 

@@ -17,13 +17,8 @@ var podPrograms = map[string]string{
 	"berth.dev/lab/tcp-echo":  "tcp",
 	"berth.dev/lab/udp-echo":  "udp",
 	// NetworkPolicy truth tables: TCP and UDP echo on every port.
-	MultiEchoImage: "multi",
+	"berth.dev/lab/multi-echo": "multi",
 }
-
-// MultiEchoImage serves TCP and UDP echo on the pod's port and on every
-// port listed in its ECHO_PORTS variable (comma-separated): the NetworkPolicy
-// truth tables probe each pod on TCP and UDP 80 and 81.
-const MultiEchoImage = "berth.dev/lab/multi-echo"
 
 // KnownImage reports whether image is one of the lab's built-in programs.
 func KnownImage(image string) bool {

@@ -41,8 +41,7 @@ func TestBGP(t *testing.T) {
 	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
 		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: lab.EchoImage,
-					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}}}
+				Spec: corev1.PodSpec{Containers: []corev1.Container{lab.EchoContainer("web", lab.EchoImage, 8080, corev1.ProtocolTCP)}}}}}
 	if _, err := c.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +53,7 @@ func TestBGP(t *testing.T) {
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{"berth.dev/ip-pool": lab.BGPPoolName}},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: selector, ExternalTrafficPolicy: policy,
-				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("http")}}},
+				Ports: []corev1.ServicePort{{Name: "http", Port: 8080, TargetPort: intstr.FromString("serve")}}},
 		}
 		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -164,8 +163,7 @@ func TestBGP(t *testing.T) {
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "one", Namespace: ns},
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: one},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: one},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "one", Image: lab.EchoImage,
-					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}}}
+				Spec: corev1.PodSpec{Containers: []corev1.Container{lab.EchoContainer("one", lab.EchoImage, 8080, corev1.ProtocolTCP)}}}}}
 	if _, err := c.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

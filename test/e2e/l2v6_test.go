@@ -46,8 +46,7 @@ func TestL2AnnouncementIPv6(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "http", Namespace: ns},
 		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(int32(2)), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "http", Image: lab.EchoImage,
-					Ports: []corev1.ContainerPort{{Name: "main", ContainerPort: port}}}}}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{lab.EchoContainer("http", lab.EchoImage, port, corev1.ProtocolTCP)}}}},
 	}
 	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -69,7 +68,7 @@ func TestL2AnnouncementIPv6(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "http", Namespace: ns},
 		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: labels,
 			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack), IPFamilies: []corev1.IPFamily{corev1.IPv6Protocol},
-			Ports: []corev1.ServicePort{{Name: "main", Port: port, TargetPort: intstr.FromString("main")}}},
+			Ports: []corev1.ServicePort{{Name: "main", Port: port, TargetPort: intstr.FromString("serve")}}},
 	}
 	if _, err := kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

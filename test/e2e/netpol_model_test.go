@@ -59,9 +59,7 @@ func npPodSpec(name, ns, node string) *corev1.Pod {
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"pod": name}},
-		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{
-			Name: "serve", Image: lab.MultiEchoImage, Ports: ports, Env: []corev1.EnvVar{{Name: "ECHO_PORTS", Value: "80,81"}},
-		}}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{multiEcho(ports)}},
 	}
 }
 
@@ -252,4 +250,13 @@ func (m *npModel) waitTruthTable(ctx context.Context, t *testing.T, what string,
 			t.Fatalf("%s: the observed reachability differs from the expected after %d rounds:\n%s", what, round, strings.Join(diffs, "\n\n"))
 		}
 	}
+}
+
+// multiEcho is the lab's multi-echo container serving TCP and UDP on 80
+// and 81, with the given container ports.
+func multiEcho(ports []corev1.ContainerPort) corev1.Container {
+	c := lab.EchoContainer("serve", lab.MultiEchoImage, 80, corev1.ProtocolTCP)
+	c.Ports = ports
+	c.Env = append(c.Env, corev1.EnvVar{Name: "ECHO_PORTS", Value: "80,81"})
+	return c
 }

@@ -35,7 +35,7 @@ func TestPodNetwork(t *testing.T) {
 			// A second pod on node1 reaches the DaemonSet's pod there.
 			extra := &corev1.Pod{
 				ObjectMeta: metav1.ObjectMeta{Name: "extra", Namespace: lab.DemoNamespace, Labels: map[string]string{"role": "extra"}},
-				Spec:       corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{{Name: "echo", Image: lab.EchoImage, Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}},
+				Spec:       corev1.PodSpec{NodeName: "node1", Containers: []corev1.Container{lab.EchoContainer("echo", lab.EchoImage, 8080, corev1.ProtocolTCP)}},
 			}
 			if _, err := c.CoreV1().Pods(lab.DemoNamespace).Create(ctx, extra, metav1.CreateOptions{}); err != nil {
 				t.Fatal(err)

@@ -42,8 +42,7 @@ func TestServiceProxyScaleAndRestart(t *testing.T) {
 				Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{
 					ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: image,
-						Ports: []corev1.ContainerPort{{Name: "main", ContainerPort: port}}}}},
+					Spec:       corev1.PodSpec{Containers: []corev1.Container{lab.EchoContainer(name, image, port, corev1.ProtocolTCP)}},
 				},
 			},
 		}
@@ -56,7 +55,7 @@ func TestServiceProxyScaleAndRestart(t *testing.T) {
 		s := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": name},
-				Ports: []corev1.ServicePort{{Name: "main", Port: port, TargetPort: intstr.FromString("main")}}},
+				Ports: []corev1.ServicePort{{Name: "main", Port: port, TargetPort: intstr.FromString("serve")}}},
 		}
 		s, err := c.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{})
 		if err != nil {
@@ -129,7 +128,7 @@ func TestServiceProxyScaleAndRestart(t *testing.T) {
 
 	// Agent restart: one connection stays open across it, and new ones
 	// keep being accepted while the agent is away.
-	deploy("tcp", "berth.dev/lab/tcp-echo", 7000)
+	deploy("tcp", lab.TCPEchoImage, 7000)
 	tcpAddr := net.JoinHostPort(service("tcp", 7000), "7000")
 	if _, err := lab.WaitEchoPods(ctx, c, ns, "app=tcp", 1, time.Minute); err != nil {
 		t.Fatal(err)

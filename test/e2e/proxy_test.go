@@ -206,8 +206,7 @@ func TestServiceProxy(t *testing.T) {
 		t.Helper()
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: lab.DemoNamespace, Labels: map[string]string{"app": "udp", "pod": name}},
-			Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "echo", Image: "berth.dev/lab/udp-echo",
-				Ports: []corev1.ContainerPort{{ContainerPort: 9000, Protocol: corev1.ProtocolUDP}}}}},
+			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{lab.EchoContainer("echo", lab.UDPEchoImage, 9000, corev1.ProtocolUDP)}},
 		}
 		if _, err := c.CoreV1().Pods(lab.DemoNamespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

@@ -60,14 +60,13 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 		name, image string
 		port        int32
 		proto       corev1.Protocol
-	}{{"udp", "berth.dev/lab/udp-echo", UDPPort, corev1.ProtocolUDP}, {"http", lab.EchoImage, HTTPPort, corev1.ProtocolTCP}} {
+	}{{"udp", lab.UDPEchoImage, UDPPort, corev1.ProtocolUDP}, {"http", lab.EchoImage, HTTPPort, corev1.ProtocolTCP}} {
 		labels := map[string]string{"app": d.name}
 		ds := &appsv1.DaemonSet{
 			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns},
 			Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: d.name, Image: d.image,
-						Ports: []corev1.ContainerPort{{Name: "main", ContainerPort: d.port, Protocol: d.proto}}}}}}},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{lab.EchoContainer(d.name, d.image, d.port, d.proto)}}}},
 		}
 		if _, err := c.AppsV1().DaemonSets(ns).Create(ctx, ds, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -86,7 +85,7 @@ func Setup(ctx context.Context, t testing.TB, l *labtest.Lab, ns string) *Scenar
 			ObjectMeta: metav1.ObjectMeta{Name: d.name, Namespace: ns},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": d.name},
 				ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
-				Ports:                 []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("main")}}},
+				Ports:                 []corev1.ServicePort{{Name: "main", Port: d.port, Protocol: d.proto, TargetPort: intstr.FromString("serve")}}},
 		}
 		if _, err := c.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)

@@ -142,9 +142,7 @@ func BenchmarkNetpolLab(b *testing.B) {
 func pod(name, ns, app, node string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": app, "bench": "netpol"}},
-		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{
-			Name: "echo", Image: lab.EchoImage, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
-		}}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{lab.EchoContainer("echo", lab.EchoImage, 8080, corev1.ProtocolTCP)}},
 	}
 }
 
