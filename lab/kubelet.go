@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -234,13 +235,32 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	if len(pids) == 0 {
 		return nil, fmt.Errorf("pod %s/%s: no process of it on %s (is it running?)", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}
+	// A process of a starting pod can still be in the node's namespace:
+	// runc's init joins the pod's namespaces only after it is in the pod's
+	// cgroup. Unless the pod is on the host network, such a process is not
+	// the pod's network.
+	node := nsInode(filepath.Join(netns.Dir, cfg.Prefix()+pod.Spec.NodeName))
 	var errs []error
 	for _, pid := range pids {
-		ns, err := netns.OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid))
+		path := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if !pod.Spec.HostNetwork && node != 0 && nsInode(path) == node {
+			errs = append(errs, fmt.Errorf("process %d is still in the node's network namespace", pid))
+			continue
+		}
+		ns, err := netns.OpenPath(path)
 		if err == nil {
 			return ns, nil
 		}
 		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("pod %s/%s: no process of it on %s to enter: %w", pod.Namespace, pod.Name, pod.Spec.NodeName, errors.Join(errs...))
+}
+
+// nsInode is the inode of a namespace file, 0 if it cannot be read.
+func nsInode(path string) uint64 {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0
+	}
+	return st.Ino
 }
