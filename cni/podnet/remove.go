@@ -31,10 +31,24 @@ type Removed struct {
 // plugin's address store (DataDir) is the plugin's, on the host, and
 // stays. Every step runs even when one fails, and each is idempotent: a
 // second Remove finds nothing and returns no error.
-func Remove(ctx context.Context, opts AgentOptions) (Removed, error) {
+//
+// With keepCNIFiles the CNI config and plugin stay: the runtime needs both
+// to tear down a pod still on the pod network (a pod whose DEL fails stays
+// Terminating for ever), see PodsAttached.
+func Remove(ctx context.Context, opts AgentOptions, keepCNIFiles bool) (Removed, error) {
 	var out Removed
 	var errs []error
-	for _, p := range []string{filepath.Join(opts.ConfDir, cni.ConflistName), filepath.Join(opts.BinDir, cni.PluginType)} {
+	files := []string{filepath.Join(opts.ConfDir, cni.ConflistName), filepath.Join(opts.BinDir, cni.PluginType)}
+	if keepCNIFiles {
+		files = nil
+	}
+	for _, p := range files {
+		// Looked up first: unlink on a read-only file system (the agent's
+		// own, where the folders are not mounted) fails even for a file
+		// that is not there.
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		switch err := os.Remove(p); {
 		case err == nil:
 			out.Files = append(out.Files, p)
@@ -88,4 +102,29 @@ func removeRoutes(proto netlink.RouteProtocol) (int, error) {
 		}
 	}
 	return n, errors.Join(errs...)
+}
+
+// PodsAttached counts the links attached to the pod bridge in the calling
+// thread's network namespace: the host ends of pods still on the pod
+// network (0 when there is no bridge).
+func PodsAttached() (int, error) {
+	br, err := netlink.LinkByName(Bridge)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range links {
+		if l.Attrs().MasterIndex == br.Attrs().Index {
+			n++
+		}
+	}
+	return n, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
 )
@@ -51,9 +52,12 @@ func TestRemove(t *testing.T) {
 				t.Fatalf("before: no table inet berth-podnet in\n%s", got)
 			}
 
+			if n := attached(t, node); n != 1 {
+				t.Fatalf("before: %d links on berth0, want 1 (the pod's)", n)
+			}
 			var first, second podnet.Removed
 			if err := node.Do(func() (err error) {
-				first, err = podnet.Remove(context.Background(), opts)
+				first, err = podnet.Remove(context.Background(), opts, false)
 				return err
 			}); err != nil {
 				t.Fatalf("remove: %v", err)
@@ -66,7 +70,7 @@ func TestRemove(t *testing.T) {
 				t.Errorf("first Remove reported %+v, want links %v, 1 route, the table and 2 files", first, wantLinks)
 			}
 			if err := node.Do(func() (err error) {
-				second, err = podnet.Remove(context.Background(), opts)
+				second, err = podnet.Remove(context.Background(), opts, false)
 				return err
 			}); err != nil {
 				t.Fatalf("second remove: %v", err)
@@ -109,6 +113,58 @@ func TestRemove(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With a pod still on the pod network, Remove(keepCNIFiles) takes the
+// kernel state away but leaves the CNI config and plugin, which the runtime
+// needs to tear that pod down; the pod's veth stays until its pod goes.
+func TestRemoveKeepsCNIFilesForPodsLeft(t *testing.T) {
+	c := newCluster(t)
+	c.start(t, podnet.Routed)
+	node := c.nodes[0]
+	opts := podnet.AgentOptions{ConfDir: t.TempDir(), BinDir: t.TempDir()}
+	conf, plugin := filepath.Join(opts.ConfDir, "10-berth.conflist"), filepath.Join(opts.BinDir, "berth-cni")
+	for _, p := range []string{conf, plugin} {
+		if err := os.WriteFile(p, []byte("{}"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := attached(t, node); n != 1 {
+		t.Fatalf("before: %d links on berth0, want 1 (the pod's)", n)
+	}
+	var r podnet.Removed
+	if err := node.Do(func() (err error) {
+		r, err = podnet.Remove(context.Background(), opts, true)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Files) != 0 || !slices.Equal(r.Links, []string{"berth0"}) || r.Routes != 1 || !r.Table {
+		t.Errorf("Remove reported %+v, want no file, link berth0, 1 route, the table", r)
+	}
+	for _, p := range []string{conf, plugin} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s went: %v", p, err)
+		}
+	}
+	if !slices.Contains(links(t, node), cni.HostVethName("pod0", "eth0")) {
+		t.Errorf("the pod's veth went: %v", links(t, node))
+	}
+	if n := attached(t, node); n != 0 {
+		t.Errorf("%d links on a bridge that is gone", n)
+	}
+}
+
+func attached(t *testing.T, ns *netns.Namespace) int {
+	t.Helper()
+	var n int
+	if err := ns.Do(func() (err error) {
+		n, err = podnet.PodsAttached()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func links(t *testing.T, ns *netns.Namespace) []string {
