@@ -76,6 +76,7 @@ func run() error {
 		netPol     bool
 		netPolSync time.Duration
 		serve      serveOptions
+		podName    string
 	)
 	self, _ := os.Executable()
 	opts.Bind(flag.CommandLine, ":9190", ":9191")
@@ -119,6 +120,7 @@ func run() error {
 	flag.DurationVar(&netPolSync, "network-policy-resync", 30*time.Second, "how often NetworkPolicy re-syncs without a change")
 	l2.bind(flag.CommandLine)
 	bgpOpts.bind(flag.CommandLine)
+	flag.StringVar(&podName, "pod-name", os.Getenv("POD_NAME"), "this agent's pod (default $POD_NAME): its DaemonSet, read from the pod, tells an uninstall (remove this node's state) from a restart (keep it) when the agent stops; empty: always keep")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "berth-system"), "the agents' namespace, where BGP password Secrets are read (default $POD_NAMESPACE)")
 	flag.Parse()
 	if _, done := opts.Start("berth-agent", os.Stdout, "node", nodeName); done {
@@ -148,6 +150,10 @@ func run() error {
 		// namespace, and they are read by name (bgp.go).
 		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	}, v1alpha1.AddToScheme)
+	if err != nil {
+		return err
+	}
+	uninstall, err := startUninstallCheck(mgr.GetConfig(), namespace, podName, nodeName, ctrl.Log.WithName("uninstall"))
 	if err != nil {
 		return err
 	}
@@ -264,7 +270,11 @@ func run() error {
 			return fmt.Errorf("BGP: %w", err)
 		}
 	}
-	return mgr.Start(ctx)
+	if err := mgr.Start(ctx); err != nil {
+		return err
+	}
+	// Stopped (SIGTERM): uninstall or restart (uninstall.go).
+	return uninstall.onStop(pn)
 }
 
 func envOr(key, def string) string {

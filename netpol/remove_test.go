@@ -1,0 +1,49 @@
+package netpol
+
+import (
+	"context"
+	"os/exec"
+	"testing"
+
+	"github.com/berthnet/berth/test/netnstest"
+)
+
+// An uninstall takes NetworkPolicy's table away, and only it: another
+// table stays, and a second removal finds nothing and is no error.
+func TestRemoveRules(t *testing.T) {
+	ns := netnstest.New(t)
+	ctx := context.Background()
+	if err := ns.Do(func() error { return exec.Command("nft", "add", "table", "inet", "not-berth").Run() }); err != nil {
+		t.Fatal(err)
+	}
+	kernelSync(t, kernelNft(t, ns), nil, Compile(goldenInput()))
+	tables := func() string {
+		t.Helper()
+		var out []byte
+		if err := ns.Do(func() (err error) {
+			out, err = exec.Command("nft", "list", "tables").CombinedOutput()
+			return err
+		}); err != nil {
+			t.Fatalf("nft list tables: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	if got := tables(); got != "table inet not-berth\ntable inet berth-netpol\n" {
+		t.Fatalf("before: tables are\n%s", got)
+	}
+	for i, want := range []bool{true, false} {
+		var removed bool
+		if err := ns.Do(func() (err error) {
+			removed, err = RemoveRules(ctx)
+			return err
+		}); err != nil {
+			t.Fatalf("removal %d: %v", i+1, err)
+		}
+		if removed != want {
+			t.Errorf("removal %d reported removed=%v, want %v", i+1, removed, want)
+		}
+		if got := tables(); got != "table inet not-berth\n" {
+			t.Errorf("after removal %d, tables are\n%s\nwant only table inet not-berth", i+1, got)
+		}
+	}
+}
