@@ -142,6 +142,8 @@ func (p *phase) run(ctx context.Context, b *testing.B, burst bool) []time.Durati
 		return err
 	}
 	took := map[string]time.Duration{}
+	// A pod that is not Ready in 3 minutes fails the run, not the 40.
+	deadline := time.After(3 * time.Minute)
 	wait := func(want int) {
 		for len(took) < want {
 			select {
@@ -151,6 +153,8 @@ func (p *phase) run(ctx context.Context, b *testing.B, burst bool) []time.Durati
 					b.Fatalf("Ready event for an unknown pod %s", r.name)
 				}
 				took[r.name] = r.at.Sub(created[i])
+			case <-deadline:
+				b.Fatalf("phase %s: %d of %d pods Ready after 3 minutes", p.id, len(took), want)
 			case <-ctx.Done():
 				b.Fatalf("phase %s: %d of %d pods Ready: %v", p.id, len(took), want, ctx.Err())
 			}
