@@ -244,3 +244,29 @@ if [[ -n "$enf" ]]; then
 	awk -v p="$(metric BenchmarkNetpolLab ms-pod-enforced-median)" -v r="$(metric BenchmarkNetpolLab ms-pod-ready-median)" -v q="$(metric BenchmarkNetpolLab ms-policy-enforced-median)" 'BEGIN {
 		printf "netpol lab: pod created -> in its node table median %.0f ms (%.2fx the %.0f ms until Ready); policy changed -> in the table median %.0f ms\n", p, p/r, r, q }'
 fi
+
+# Pod startup on the lab's real nodes (test/podbench): two nodes with the same
+# kubelet, containerd and settings, one with berth-cni as berth-agent
+# installs it, one with the upstream bridge + host-local pair built above,
+# same podCIDR, rounds interleaved; then berthctl lab up of real nodes.
+echo
+echo "== pods: create -> Ready on real nodes, berth-cni against upstream bridge + host-local (${BERTH_PODBENCH_ROUNDS:-3} interleaved rounds of ${BERTH_PODBENCH_PODS:-5} pods one at a time and as many at once, per node)"
+BERTH_UPSTREAM_CNI_DIR="$PWD/$upstream" go test -run '^$' -bench '^BenchmarkPodReady$' -benchtime 1x -timeout 30m ./test/podbench/ | tee -a "$out" | grep '^Benchmark' || true
+echo "== lab: berthctl lab up of real nodes, default topology, cold then warm after a down (1 run)"
+go test -run '^$' -bench '^BenchmarkLabUp$' -benchtime 1x -timeout 40m ./test/podbench/ | tee -a "$out" | grep '^Benchmark' || true
+echo
+echo "== summary: pod startup (goal: Berth's CNI adds at most 20% to pod create -> Ready: p50 ratio <= 1.2)"
+for mode in one burst; do
+	b50=$(metric BenchmarkPodReady "berth-$mode-p50-ms")
+	if [[ -z "$b50" ]]; then continue; fi
+	what="one at a time"; [[ $mode == burst ]] && what="${BERTH_PODBENCH_PODS:-5} at once"
+	awk -v w="$what" -v b50="$b50" -v b90="$(metric BenchmarkPodReady "berth-$mode-p90-ms")" \
+		-v u50="$(metric BenchmarkPodReady "upstream-$mode-p50-ms")" -v u90="$(metric BenchmarkPodReady "upstream-$mode-p90-ms")" \
+		-v n="$(metric BenchmarkPodReady "pods-$mode-each")" 'BEGIN {
+		printf "pod create -> Ready %-14s berth p50 %5.0f ms p90 %5.0f ms; upstream p50 %5.0f ms p90 %5.0f ms (%d pods each): p50 ratio %.2f (goal <= 1.20), p90 ratio %.2f\n", w, b50, b90, u50, u90, n, b50/u50, b90/u90 }'
+done
+cold=$(metric BenchmarkLabUp s-up-cold)
+if [[ -n "$cold" ]]; then
+	awk -v c="$cold" -v w="$(metric BenchmarkLabUp s-up-warm)" -v d="$(metric BenchmarkLabUp s-down)" 'BEGIN {
+		printf "lab up (real nodes, 3, default flags): cold %.1f s (fresh lab name, images never imported), warm %.1f s after a down (%.2fx cold); down %.1f s\n", c, w, w/c, d }'
+fi
