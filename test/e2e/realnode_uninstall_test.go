@@ -30,7 +30,7 @@ import (
 // cleanup).
 func TestRealNodeUninstall(t *testing.T) {
 	t.Parallel()
-	l, ctx := labtest.StartReal(t, 15*time.Minute, "--nodes", "2")
+	l, ctx := labtest.Start(t, 15*time.Minute, "--nodes", "2")
 	c := l.Client(t)
 	cfg := l.Config(t)
 	l.Demo(ctx, t)
