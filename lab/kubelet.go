@@ -18,7 +18,10 @@ import (
 	"github.com/berthnet/berth/lab/realnode"
 )
 
-// With Config.Kubelet, each lab node is a real one: `berthctl lab real-node`
+// LabLabel marks the Nodes of a lab with the lab's name.
+const LabLabel = "berth.dev/lab"
+
+// Each lab node is a real one: `berthctl lab real-node`
 // runs in the node's network namespace and keeps containerd and the kubelet
 // (lab/realnode) running there, in a mount namespace of the node's own, with
 // every image of ImagesDir imported. The kubelet registers the Node with both
@@ -209,9 +212,6 @@ func (st *State) upRealNodes(ctx context.Context, self string, images Images, ou
 // PodProcesses lists the processes of a pod on a real node of the lab
 // (its sandbox's and its containers'), by the pod's cgroup.
 func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
-	if !cfg.Kubelet {
-		return nil, fmt.Errorf("lab %s has no real nodes: its pods are network namespaces of the pod runner", cfg.Name)
-	}
 	for n := 1; n <= cfg.Nodes; n++ {
 		if cfg.NodeName(n) == pod.Spec.NodeName {
 			return cfg.realNode(n, "").PodPids(string(pod.UID)), nil
@@ -220,13 +220,9 @@ func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
 	return nil, fmt.Errorf("pod %s/%s: on %q, not a node of lab %s", pod.Namespace, pod.Name, pod.Spec.NodeName, cfg.Name)
 }
 
-// OpenPod opens a pod's network namespace: on a real node, that of a process
-// of the pod (the runtime keeps the namespace inside the node's mount
-// namespace); with the pod runner, the namespace it named for the pod.
+// OpenPod opens a pod's network namespace: that of a process of the pod
+// (the runtime keeps the namespace inside the node's mount namespace).
 func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
-	if !cfg.Kubelet {
-		return netns.Open(PodNetns(cfg, pod))
-	}
 	pids, err := PodProcesses(cfg, pod)
 	if err != nil {
 		return nil, err
