@@ -221,7 +221,10 @@ func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
 }
 
 // OpenPod opens a pod's network namespace: that of a process of the pod
-// (the runtime keeps the namespace inside the node's mount namespace).
+// (the runtime keeps the namespace inside the node's mount namespace). A
+// process of a pod that is starting can still be in the node's namespace
+// (runc's init enters the pod's cgroup before the pod's namespace): unless
+// the pod is on the host network, such a process is passed over.
 func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	pids, err := PodProcesses(cfg, pod)
 	if err != nil {
@@ -230,9 +233,18 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	if len(pids) == 0 {
 		return nil, fmt.Errorf("pod %s/%s: no process of it on %s (is it running?)", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}
+	node, err := os.Stat(filepath.Join(netns.Dir, cfg.Prefix()+pod.Spec.NodeName))
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s: its node's namespace: %w", pod.Namespace, pod.Name, err)
+	}
 	var errs []error
 	for _, pid := range pids {
-		ns, err := netns.OpenPath(fmt.Sprintf("/proc/%d/ns/net", pid))
+		path := fmt.Sprintf("/proc/%d/ns/net", pid)
+		if fi, err := os.Stat(path); err == nil && os.SameFile(fi, node) && !pod.Spec.HostNetwork {
+			errs = append(errs, fmt.Errorf("process %d is still in the node's network namespace", pid))
+			continue
+		}
+		ns, err := netns.OpenPath(path)
 		if err == nil {
 			return ns, nil
 		}

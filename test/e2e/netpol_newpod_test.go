@@ -15,24 +15,25 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/berthnet/berth/lab"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/netpol"
 )
 
-// podWatch follows a pod being started by the lab's pod runner, from its
-// network namespace on.
+// podWatch follows a pod being started by its node's kubelet, from its
+// network namespace on: the sandbox's, entered through the pod's first
+// process, which exists before the runtime calls berth-cni.
 type podWatch struct {
-	ctx    context.Context
-	t      *testing.T
-	m      *npModel
-	pod    *corev1.Pod
-	nsName string
-	node   *netns.Namespace
-	ns     *netns.Namespace
+	ctx  context.Context
+	t    *testing.T
+	m    *npModel
+	pod  *corev1.Pod
+	node *netns.Namespace
+	ns   *netns.Namespace
 }
 
 func newPodWatch(ctx context.Context, t *testing.T, m *npModel, pod *corev1.Pod, node string) *podWatch {
-	return &podWatch{ctx: ctx, t: t, m: m, pod: pod, nsName: m.cfg.Prefix() + node + "-" + string(pod.UID)[:8], node: m.lab.Namespace(t, node)}
+	return &podWatch{ctx: ctx, t: t, m: m, pod: pod, node: m.lab.Namespace(t, node)}
 }
 
 // waitAddress returns the pod's IPv4 address as soon as its eth0 has one
@@ -40,9 +41,11 @@ func newPodWatch(ctx context.Context, t *testing.T, m *npModel, pod *corev1.Pod,
 func (w *podWatch) waitAddress() string {
 	w.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
+	var openErr error
 	for time.Now().Before(deadline) && w.ctx.Err() == nil {
 		if w.ns == nil {
-			if ns, err := netns.Open(w.nsName); err == nil {
+			var ns *netns.Namespace
+			if ns, openErr = lab.OpenPod(w.m.cfg, *w.pod); openErr == nil {
 				w.ns = ns
 				w.t.Cleanup(func() { ns.Close() })
 			}
@@ -56,7 +59,7 @@ func (w *podWatch) waitAddress() string {
 		}
 		time.Sleep(2 * time.Millisecond) // polling for the address to exist
 	}
-	w.t.Fatalf("pod %s/%s: no address in namespace %s", w.pod.Namespace, w.pod.Name, w.nsName)
+	w.t.Fatalf("pod %s/%s: no IPv4 address on eth0 in its network namespace (opened: %v; last error opening it: %v)", w.pod.Namespace, w.pod.Name, w.ns != nil, openErr)
 	return ""
 }
 
