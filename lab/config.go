@@ -45,21 +45,15 @@ type Config struct {
 	// K8sBinDir holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-scheduler and kubectl (`make test-deps` builds them into bin/k8s).
 	K8sBinDir string `json:"k8sBinDir"`
-	// BerthBinDir holds berth-agent and berth-cni (`make build` puts them
-	// beside berthctl in bin/).
-	BerthBinDir string `json:"berthBinDir"`
 	// PodNetworkMode is berth-agent's --pod-network-mode: routed, vxlan
 	// or auto.
 	PodNetworkMode string `json:"podNetworkMode"`
 	// ServiceProxy runs berth-agent's nftables service proxy on the nodes.
 	ServiceProxy bool `json:"serviceProxy"`
-	// Kubelet makes each node a real one (kubelet.go): containerd and the
-	// kubelet, with Berth installed by its chart from its images. Off: the
-	// node host and the pod runner stand in for them, and berth-controller
-	// and the agents run as processes.
-	Kubelet bool `json:"kubelet"`
-	// NodeBinDir holds kubelet, containerd, containerd-shim-runc-v2, ctr and
-	// runc (`make test-deps` builds them into bin/node).
+	// Every node is a real one (kubelet.go): containerd and the kubelet,
+	// with Berth installed by its chart from its images. NodeBinDir holds
+	// kubelet, containerd, containerd-shim-runc-v2, ctr and runc (`make
+	// test-deps` builds them into bin/node).
 	NodeBinDir string `json:"nodeBinDir,omitempty"`
 	// ImagesDir holds the image tarballs every node imports (`make images`
 	// writes bin/images).
@@ -96,7 +90,6 @@ func Default() Config {
 		NodeCIDRMaskSize6: 64,
 		PodNetworkMode:    "auto",
 		ServiceProxy:      true,
-		Kubelet:           true,
 		StateDir:          filepath.Join(StateRoot, DefaultName),
 	}
 }

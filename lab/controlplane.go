@@ -29,34 +29,11 @@ func (c Config) checkBinaries() error {
 			return fmt.Errorf("%s not found in %s: run `make test-deps` to build the control plane, or pass --k8s-bin-dir", b, c.K8sBinDir)
 		}
 	}
-	for _, b := range []string{"berth-agent", "berth-cni", "berth-controller"} {
-		if _, err := os.Stat(filepath.Join(c.BerthBinDir, b)); err != nil {
-			return fmt.Errorf("%s not found in %s: run `make build`", b, c.BerthBinDir)
-		}
-	}
 	return nil
 }
 
-// agentSpec runs berth-agent in node i's namespace with the node's own
-// folders and credentials.
-func (c Config) agentSpec(i int) procSpec {
-	return procSpec{name: "berth-agent-" + c.NodeName(i), netns: c.NodeNamespace(i), path: filepath.Join(c.BerthBinDir, "berth-agent"), args: []string{
-		"--kubeconfig=" + c.kubeconfig("agent-"+c.NodeName(i)),
-		"--node-name=" + c.NodeName(i),
-		"--pod-network-mode=" + c.PodNetworkMode,
-		"--cni-conf-dir=" + c.NodeCNIConfDir(i),
-		"--cni-bin-dir=" + c.NodeCNIBinDir(i),
-		"--cni-plugin-source=" + filepath.Join(c.BerthBinDir, "berth-cni"),
-		"--cni-data-dir=" + c.NodeCNIDataDir(i),
-		"--resync=2s",
-		"--metrics-bind-address=:9190",
-		"--health-probe-bind-address=:9191",
-		fmt.Sprintf("--service-proxy=%v", c.ServiceProxy),
-		"--l2-key-file=" + c.L2KeyFile(),
-	}}
-}
-
-// agentReady asks node i's agent for readiness over the LAN.
+// agentReady asks node i's agent (host network, the chart's health port)
+// for readiness over the LAN.
 func (c Config) agentReady(i int) func(context.Context) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	return func(ctx context.Context) error {
@@ -164,18 +141,13 @@ func (c Config) writePKI(p Ports) error {
 		{file: "admin", cn: "berth-lab-admin", orgs: []string{"system:masters"}},
 		{file: "controller-manager", cn: "system:kube-controller-manager"},
 		{file: "scheduler", cn: "system:kube-scheduler"},
-		// berth-controller and the agents authenticate as the chart's
-		// ServiceAccounts (rbac.go).
-		{file: "controller", cn: ServiceAccountUser(ControllerServiceAccount), orgs: ServiceAccountGroups()},
 		// The API server's client certificate for the kubelets (logs, exec,
 		// port-forward), bound to system:kubelet-api-admin, as kubeadm's
 		// apiserver-kubelet-client.
 		{file: kubeletClientCert, cn: kubeletClientUser},
 	}
 	for i := 1; i <= c.Nodes; i++ {
-		specs = append(specs,
-			certSpec{file: c.NodeName(i), cn: "system:node:" + c.NodeName(i), orgs: []string{"system:nodes"}},
-			certSpec{file: "agent-" + c.NodeName(i), cn: ServiceAccountUser(AgentServiceAccount), orgs: ServiceAccountGroups()})
+		specs = append(specs, certSpec{file: c.NodeName(i), cn: "system:node:" + c.NodeName(i), orgs: []string{"system:nodes"}})
 	}
 	for _, s := range specs {
 		if err := authority.issue(c.pkiDir(), s); err != nil {
@@ -276,9 +248,5 @@ func (c Config) healthChecks(p Ports) (map[string]func(context.Context) error, e
 			return getOK(ctx, self, "https://127.0.0.1:"+strconv.Itoa(p.Scheduler)+"/healthz", "ok")
 		},
 	}
-	for i := 1; i <= c.Nodes; i++ {
-		checks["berth-agent-"+c.NodeName(i)] = c.agentReady(i)
-	}
-	checks["berth-controller"] = controllerReady(p)
 	return checks, nil
 }

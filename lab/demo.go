@@ -91,9 +91,7 @@ func Demo(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	failed += demoGateway(ctx, cfg, out)
 	failed += demoNetworkPolicy(ctx, cfg, client, out)
-	if cfg.Kubelet {
-		failed += demoTroubleshooting(ctx, cfg, client, pods, out)
-	}
+	failed += demoTroubleshooting(ctx, cfg, client, pods, out)
 	n, err := readyEndpoints(ctx, client, DemoNamespace, "echo")
 	if err != nil {
 		return err
@@ -138,11 +136,6 @@ func applyDemo(ctx context.Context, c kubernetes.Interface) error {
 	return nil
 }
 
-// PodNetns is the network namespace the pod runner made for a pod.
-func PodNetns(cfg Config, pod corev1.Pod) string {
-	return cfg.Prefix() + pod.Spec.NodeName + "-" + string(pod.UID)[:8]
-}
-
 // WaitEchoPods waits until n pods matching selector are Ready with an IP,
 // and returns them sorted by node.
 func WaitEchoPods(ctx context.Context, c kubernetes.Interface, ns, selector string, n int, timeout time.Duration) ([]corev1.Pod, error) {
@@ -161,7 +154,7 @@ func WaitEchoPods(ctx context.Context, c kubernetes.Interface, ns, selector stri
 				return ready, nil
 			}
 			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("%d of %d pods %s Ready after %s; see the pod-runner logs in the lab's logs folder", len(ready), n, selector, timeout)
+				return nil, fmt.Errorf("%d of %d pods %s Ready after %s:%s", len(ready), n, selector, timeout, podsState(ctx, c, ns, selector))
 			}
 		} else if time.Now().After(deadline) {
 			return nil, err

@@ -4,11 +4,12 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/berthnet/berth/lab/echo"
 )
 
-// The lab's echo programs are images too (`make images`: build/echo), tagged
-// "lab" and imported on every real node; the pod runner runs the same
-// programs by image name, without the tag.
+// The lab's echo programs (lab/echo) are images (`make images`:
+// build/echo), tagged "lab" and imported on every node.
 
 // EchoImage is the lab's HTTP echo server.
 const EchoImage = "berth.dev/lab/http-echo:lab"
@@ -24,6 +25,9 @@ const (
 // port listed in its ECHO_PORTS variable (comma-separated): the NetworkPolicy
 // truth tables probe each pod on TCP and UDP 80 and 81.
 const MultiEchoImage = "berth.dev/lab/multi-echo:lab"
+
+// EchoReply is what the HTTP echo server answers.
+type EchoReply = echo.Reply
 
 // ToolboxImage has busybox's ping, nslookup, wget and nc, for `kubectl exec`.
 const ToolboxImage = "berth.dev/lab/toolbox:lab"

@@ -106,12 +106,6 @@ func WaitGatewayAddress(ctx context.Context, c client.Client, ns, name string, t
 }
 
 func demoGateway(ctx context.Context, cfg Config, out io.Writer) int {
-	st, err := LoadState(cfg.StateDir)
-	if err != nil {
-		fmt.Fprintf(out, "• Gateway: FAILED: %v\n", err)
-		return 1
-	}
-	p := st.Ports
 	c, err := GatewayClient(cfg)
 	if err != nil {
 		fmt.Fprintf(out, "• Gateway: FAILED: %v\n", err)
@@ -132,7 +126,7 @@ func demoGateway(ctx context.Context, cfg Config, out io.Writer) int {
 	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var cfgs adsclient.Config
-	addr, name, opts, done, err := cfg.XDSEndpoint(fctx, p)
+	addr, name, opts, done, err := cfg.XDSEndpoint(fctx)
 	if err != nil {
 		fmt.Fprintf(out, "    xDS: FAILED: %v\n", err)
 		return 1

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -19,7 +18,10 @@ import (
 	"github.com/berthnet/berth/lab/realnode"
 )
 
-// With Config.Kubelet, each lab node is a real one: `berthctl lab real-node`
+// LabLabel marks the Nodes of a lab with the lab's name.
+const LabLabel = "berth.dev/lab"
+
+// Each lab node is a real one: `berthctl lab real-node`
 // runs in the node's network namespace and keeps containerd and the kubelet
 // (lab/realnode) running there, in a mount namespace of the node's own, with
 // every image of ImagesDir imported. The kubelet registers the Node with both
@@ -210,9 +212,6 @@ func (st *State) upRealNodes(ctx context.Context, self string, images Images, ou
 // PodProcesses lists the processes of a pod on a real node of the lab
 // (its sandbox's and its containers'), by the pod's cgroup.
 func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
-	if !cfg.Kubelet {
-		return nil, fmt.Errorf("lab %s has no real nodes: its pods are network namespaces of the pod runner", cfg.Name)
-	}
 	for n := 1; n <= cfg.Nodes; n++ {
 		if cfg.NodeName(n) == pod.Spec.NodeName {
 			return cfg.realNode(n, "").PodPids(string(pod.UID)), nil
@@ -221,13 +220,12 @@ func PodProcesses(cfg Config, pod corev1.Pod) ([]int, error) {
 	return nil, fmt.Errorf("pod %s/%s: on %q, not a node of lab %s", pod.Namespace, pod.Name, pod.Spec.NodeName, cfg.Name)
 }
 
-// OpenPod opens a pod's network namespace: on a real node, that of a process
-// of the pod (the runtime keeps the namespace inside the node's mount
-// namespace); with the pod runner, the namespace it named for the pod.
+// OpenPod opens a pod's network namespace: that of a process of the pod
+// (the runtime keeps the namespace inside the node's mount namespace). A
+// process of a pod that is starting can still be in the node's namespace
+// (runc's init enters the pod's cgroup before the pod's namespace): unless
+// the pod is on the host network, such a process is passed over.
 func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
-	if !cfg.Kubelet {
-		return netns.Open(PodNetns(cfg, pod))
-	}
 	pids, err := PodProcesses(cfg, pod)
 	if err != nil {
 		return nil, err
@@ -235,15 +233,14 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 	if len(pids) == 0 {
 		return nil, fmt.Errorf("pod %s/%s: no process of it on %s (is it running?)", pod.Namespace, pod.Name, pod.Spec.NodeName)
 	}
-	// A process of a starting pod can still be in the node's namespace:
-	// runc's init joins the pod's namespaces only after it is in the pod's
-	// cgroup. Unless the pod is on the host network, such a process is not
-	// the pod's network.
-	node := nsInode(filepath.Join(netns.Dir, cfg.Prefix()+pod.Spec.NodeName))
+	node, err := os.Stat(filepath.Join(netns.Dir, cfg.Prefix()+pod.Spec.NodeName))
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s: its node's namespace: %w", pod.Namespace, pod.Name, err)
+	}
 	var errs []error
 	for _, pid := range pids {
 		path := fmt.Sprintf("/proc/%d/ns/net", pid)
-		if !pod.Spec.HostNetwork && node != 0 && nsInode(path) == node {
+		if fi, err := os.Stat(path); err == nil && os.SameFile(fi, node) && !pod.Spec.HostNetwork {
 			errs = append(errs, fmt.Errorf("process %d is still in the node's network namespace", pid))
 			continue
 		}
@@ -254,13 +251,4 @@ func OpenPod(cfg Config, pod corev1.Pod) (*netns.Namespace, error) {
 		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("pod %s/%s: no process of it on %s to enter: %w", pod.Namespace, pod.Name, pod.Spec.NodeName, errors.Join(errs...))
-}
-
-// nsInode is the inode of a namespace file, 0 if it cannot be read.
-func nsInode(path string) uint64 {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0
-	}
-	return st.Ino
 }

@@ -2,15 +2,11 @@ package lab
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -54,20 +50,6 @@ const (
 	LBPool6Name = "lab-lan-v6"
 )
 
-// L2KeyFile holds the key the agents sign heartbeats with.
-func (c Config) L2KeyFile() string { return c.pki("l2-heartbeat.key") }
-
-func (c Config) writeL2Key() error {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(filepath.Dir(c.L2KeyFile()), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(c.L2KeyFile(), []byte(hex.EncodeToString(b)+"\n"), 0o600)
-}
-
 // LBPoolManifest is the lab's IPPools and their L2Announcement.
 func (c Config) LBPoolManifest() []byte {
 	first, last := c.LBPool()
@@ -93,13 +75,6 @@ metadata:
 spec:
   ipPools: [%[1]s, %[4]s]
 `, LBPoolName, first, last, LBPool6Name, first6, last6))
-}
-
-// applyLBPool creates the lab's pool and announcement.
-func (c Config) applyLBPool(ctx context.Context) error {
-	manifests := append(c.LBPoolManifest(), "\n---\n"...)
-	manifests = append(manifests, c.BGPManifest()...)
-	return c.kubectl(ctx, manifests, "apply", "--server-side", "--field-manager=berth-lab", "-f", "-")
 }
 
 // ConditionL2Announced is the Service condition the announcing agent

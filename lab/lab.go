@@ -51,11 +51,9 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 	if left, _ := netns.List(cfg.Prefix()); len(left) > 0 {
 		return fmt.Errorf("network namespaces %v of lab %q are left from an earlier run; run `berthctl lab down --name %s` first", left, cfg.Name, cfg.Name)
 	}
-	var images Images
-	if cfg.Kubelet {
-		if images, err = cfg.checkRealNodes(); err != nil {
-			return err
-		}
+	images, err := cfg.checkRealNodes()
+	if err != nil {
+		return err
 	}
 
 	for _, d := range []string{cfg.StateDir, cfg.logDir()} {
@@ -121,85 +119,10 @@ func Up(ctx context.Context, cfg Config, self string, out io.Writer) (err error)
 		return err
 	}
 
-	if cfg.Kubelet {
-		err = st.upRealNodes(ctx, self, images, out)
-	} else {
-		err = st.upProcessNodes(ctx, self, out)
-	}
-	if err != nil {
+	if err := st.upRealNodes(ctx, self, images, out); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "lab %q is up. kubeconfig: %s\n", cfg.Name, cfg.AdminKubeconfig())
-	return nil
-}
-
-// upProcessNodes starts berth-controller on the host and, in each node
-// namespace, the node host, berth-agent and the pod runner: the lab without
-// real nodes (Config.Kubelet off).
-func (st *State) upProcessNodes(ctx context.Context, self string, out io.Writer) error {
-	cfg := st.Config
-	step(out, "berth-controller, with Berth's CRDs and the release's RBAC")
-	if err := cfg.installBerth(ctx); err != nil {
-		return err
-	}
-	cp, err := st.start(cfg.controllerSpec(st.Ports))
-	if err != nil {
-		return err
-	}
-	if err := waitFor(ctx, cp, time.Minute, controllerReady(st.Ports)); err != nil {
-		return err
-	}
-
-	step(out, "nodes: registering %d and waiting for Ready and a podCIDR", cfg.Nodes)
-	for i := 1; i <= cfg.Nodes; i++ {
-		if _, err := st.start(procSpec{
-			name:  "node-host-" + cfg.NodeName(i),
-			netns: cfg.NodeNamespace(i),
-			path:  self,
-			args:  []string{"lab", "node-host", "--state-dir", cfg.StateDir + "/", "--node", fmt.Sprint(i)},
-		}); err != nil {
-			return err
-		}
-	}
-	client, err := AdminClient(cfg)
-	if err != nil {
-		return err
-	}
-	if err := waitNodes(ctx, client, cfg, 2*time.Minute); err != nil {
-		return err
-	}
-
-	step(out, "pod network: berth-agent (%s mode) and a pod runner on every node", cfg.PodNetworkMode)
-	if err := cfg.writeL2Key(); err != nil {
-		return err
-	}
-	for i := 1; i <= cfg.Nodes; i++ {
-		for _, d := range []string{cfg.NodeCNIConfDir(i), cfg.NodeCNIBinDir(i), cfg.NodeCNIDataDir(i)} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-		p, err := st.start(cfg.agentSpec(i))
-		if err != nil {
-			return err
-		}
-		if err := waitFor(ctx, p, time.Minute, cfg.agentReady(i)); err != nil {
-			return err
-		}
-		if _, err := st.start(procSpec{
-			name:  "pod-runner-" + cfg.NodeName(i),
-			netns: cfg.NodeNamespace(i),
-			path:  self,
-			args:  []string{"lab", "pod-runner", "--state-dir", cfg.StateDir + "/", "--node", fmt.Sprint(i)},
-		}); err != nil {
-			return err
-		}
-	}
-	step(out, "LoadBalancer pools %s announced on the LAN (IPPools %s and %s, L2Announcement %s); %s over BGP to the router (IPPool, BGPPeer %s, BGPAnnouncement %s)",
-		poolRange(cfg), LBPoolName, LBPool6Name, LBPoolName, BGPPool, BGPPeerName, BGPPoolName)
-	if err := cfg.applyLBPool(ctx); err != nil {
-		return err
-	}
 	return nil
 }
 
@@ -226,14 +149,13 @@ func pickPorts(cfg Config) (Ports, error) {
 	a := cfg.LAN.Masked().Addr().As4()
 	slot := (int(a[1])*256 + int(a[2])) % 1024
 	base := 20000 + 8*slot
-	for port := base; port < base+7; port++ {
+	for port := base; port < base+4; port++ {
 		if err := portFree(port); err != nil {
 			return Ports{}, fmt.Errorf("lab port %d (derived from LAN %v): %w; choose another --lan", port, cfg.LAN, err)
 		}
 	}
 	// The API server has the host's LAN address to itself: the usual port.
-	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3,
-		ControllerMetrics: base + 4, ControllerProbe: base + 5, ControllerXDS: base + 6, APIServer: 6443}, nil
+	return Ports{Etcd: base, EtcdPeer: base + 1, ControllerManager: base + 2, Scheduler: base + 3, APIServer: 6443}, nil
 }
 
 func anyAlive(st *State) bool {
@@ -282,11 +204,7 @@ func waitNodes(ctx context.Context, client kubernetes.Interface, cfg Config, tim
 			if err != nil {
 				return fmt.Errorf("nodes not ready after %s: %w", timeout, err)
 			}
-			logs := filepath.Join(cfg.logDir(), "node-host-*.log")
-			if cfg.Kubelet {
-				logs = filepath.Join(cfg.StateDir, "nodes", "*", "real", "kubelet.log")
-			}
-			return fmt.Errorf("nodes %v not Ready with a podCIDR after %s; see %s", missing, timeout, logs)
+			return fmt.Errorf("nodes %v not Ready with a podCIDR after %s; see %s", missing, timeout, filepath.Join(cfg.StateDir, "nodes", "*", "real", "kubelet.log"))
 		case <-time.After(250 * time.Millisecond):
 		}
 	}

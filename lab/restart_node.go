@@ -26,9 +26,6 @@ func RestartNode(ctx context.Context, stateDir string, i int, self string, out i
 		return err
 	}
 	cfg := st.Config
-	if !cfg.Kubelet {
-		return fmt.Errorf("lab %q has no real nodes (it was started with --kubelet=false)", cfg.Name)
-	}
 	if i < 1 || i > cfg.Nodes {
 		return fmt.Errorf("lab %q has nodes 1 to %d, not %d", cfg.Name, cfg.Nodes, i)
 	}

@@ -23,11 +23,6 @@ type Ports struct {
 	APIServer         int `json:"apiServer"`
 	ControllerManager int `json:"controllerManager"`
 	Scheduler         int `json:"scheduler"`
-	// berth-controller's metrics and health ports.
-	ControllerMetrics int `json:"controllerMetrics"`
-	ControllerProbe   int `json:"controllerProbe"`
-	// ControllerXDS is the xDS server's port, on the host's LAN address.
-	ControllerXDS int `json:"controllerXDS"`
 }
 
 // Process is one long-running process of the lab.
@@ -90,15 +85,3 @@ func LoadState(dir string) (*State, error) {
 
 // NodeDir is node i's folder.
 func (c Config) NodeDir(i int) string { return filepath.Join(c.StateDir, "nodes", c.NodeName(i)) }
-
-// NodeCNIConfDir is node i's /etc/cni/net.d.
-func (c Config) NodeCNIConfDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "net.d") }
-
-// NodeCNIBinDir is node i's /opt/cni/bin.
-func (c Config) NodeCNIBinDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "bin") }
-
-// NodeCNIDataDir is node i's /var/lib/berth/cni.
-func (c Config) NodeCNIDataDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "data") }
-
-// NodeCNICacheDir is node i's /var/lib/cni, the runtime's result cache.
-func (c Config) NodeCNICacheDir(i int) string { return filepath.Join(c.NodeDir(i), "cni", "cache") }

@@ -94,9 +94,7 @@ func Status(ctx context.Context, stateDir string, out io.Writer) error {
 		}
 		tw.Flush()
 	}
-	if cfg.Kubelet {
-		problems = append(problems, printWorkloads(cctx, client, cfg, out)...)
-	}
+	problems = append(problems, printWorkloads(cctx, client, cfg, out)...)
 	printExternal(cctx, client, out)
 	printGateways(cctx, cfg, out)
 	if len(problems) > 0 {

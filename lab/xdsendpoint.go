@@ -12,15 +12,11 @@ import (
 	"github.com/berthnet/berth/lab/netns"
 )
 
-// XDSEndpoint is where berthctl reaches the lab's xDS server: the host's LAN
-// address when berth-controller runs on the host; on real nodes, the
-// berth-xds Service's ClusterIP, dialled from node1's network namespace
-// (the host is not a node: Berth's service proxy is not on it), with the
-// name the chart's server certificate carries.
-func (c Config) XDSEndpoint(ctx context.Context, p Ports) (addr, serverName string, opts []grpc.DialOption, done func(), err error) {
-	if !c.Kubelet {
-		return c.XDSAddress(p), "", nil, func() {}, nil
-	}
+// XDSEndpoint is where berthctl reaches the lab's xDS server: the berth-xds
+// Service's ClusterIP, dialled from node1's network namespace (the host is
+// not a node: Berth's service proxy is not on it), with the name the chart's
+// server certificate carries.
+func (c Config) XDSEndpoint(ctx context.Context) (addr, serverName string, opts []grpc.DialOption, done func(), err error) {
 	client, err := AdminClient(c)
 	if err != nil {
 		return "", "", nil, nil, err

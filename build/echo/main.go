@@ -1,5 +1,5 @@
 // Command berth-echo is the program of the lab's echo images
-// (berth.dev/lab/{http,tcp,udp,multi}-echo:lab): the lab's pod programs
+// (berth.dev/lab/{http,tcp,udp,multi}-echo:lab): the lab's echo programs
 // (lab/echo) as a static binary that a real container runs. The
 // image's entrypoint names the program; the port is --port N, else $PORT,
 // else 8080. The pod's identity comes from the environment the lab's pod

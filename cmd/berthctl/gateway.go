@@ -49,7 +49,7 @@ Programmed. With --ingress-class, prints the IngressClass's configuration.`,
 				}
 				var done func()
 				kubeconfig = st.Config.AdminKubeconfig()
-				xdsAddr, serverName, dialOpts, done, err = st.Config.XDSEndpoint(cmd.Context(), st.Ports)
+				xdsAddr, serverName, dialOpts, done, err = st.Config.XDSEndpoint(cmd.Context())
 				if err != nil {
 					return fmt.Errorf("lab %q: %w", labName, err)
 				}

@@ -24,7 +24,7 @@ func newLab() *cobra.Command {
 BGP router (BIRD) and clients in network namespaces on a lab LAN. It needs
 root. Several labs can run at once with different --name and --lan.`,
 	}
-	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabRestartNode(), newLabNodeHost(), newLabRealNode(), newLabPodRunner(), newLabPodProgram())
+	cmd.AddCommand(newLabUp(), newLabDown(), newLabStatus(), newLabKubeconfig(), newLabDemo(), newLabRestartAgent(), newLabRestartNode(), newLabRealNode())
 	return cmd
 }
 
@@ -77,12 +77,7 @@ func newLabUp() *cobra.Command {
 			if cfg.K8sBinDir == "" {
 				cfg.K8sBinDir = filepath.Join(filepath.Dir(self), "k8s")
 			}
-			if cfg.BerthBinDir == "" {
-				cfg.BerthBinDir = filepath.Dir(self)
-			}
-			if cfg.Kubelet {
-				setRealNodeDefaults(&cfg, filepath.Dir(self))
-			}
+			setRealNodeDefaults(&cfg, filepath.Dir(self))
 			return lab.Up(cmd.Context(), cfg, self, cmd.OutOrStdout())
 		},
 	}
@@ -94,12 +89,10 @@ func newLabUp() *cobra.Command {
 	cmd.Flags().StringVar(&upstream, "upstream", cfg.Upstream.String(), "the link between the router and the external client")
 	cmd.Flags().StringVar(&cfg.PodNetworkMode, "pod-network-mode", cfg.PodNetworkMode, "berth-agent's pod network mode: routed, vxlan, auto or bgp (pod ranges over BGP through the lab router)")
 	cmd.Flags().BoolVar(&cfg.ServiceProxy, "service-proxy", cfg.ServiceProxy, "run berth-agent's nftables service proxy on the nodes")
-	cmd.Flags().BoolVar(&cfg.Kubelet, "kubelet", cfg.Kubelet, "real nodes: containerd and the kubelet on every node, Berth installed with helm from its images (false: a node host and a pod runner stand in for them, and Berth's components run as processes)")
 	cmd.Flags().StringVar(&cfg.NodeBinDir, "node-bin-dir", "", "folder with kubelet, containerd, containerd-shim-runc-v2, ctr and runc (default: node/ beside berthctl)")
 	cmd.Flags().StringVar(&cfg.ImagesDir, "images-dir", "", "folder with the image tarballs every node imports (default: images/ beside berthctl; `make images`)")
 	cmd.Flags().StringVar(&cfg.ChartDir, "chart", "", "Berth's chart (default: charts/berth of the repository berthctl was built in)")
 	cmd.Flags().StringVar(&cfg.Helm, "helm", "", "the helm binary (default: the newest tools/helm-* beside berthctl)")
-	cmd.Flags().StringVar(&cfg.BerthBinDir, "berth-bin-dir", "", "folder with berth-agent and berth-cni (default: beside berthctl)")
 	cmd.Flags().StringVar(&cfg.K8sBinDir, "k8s-bin-dir", "", "folder with etcd, kube-apiserver, kube-controller-manager, kube-scheduler (default: k8s/ beside berthctl)")
 	return cmd
 }
@@ -200,59 +193,12 @@ func nodeCommand(use, short string, start func(cfg lab.Config, node int, log *sl
 	return cmd
 }
 
-// newLabNodeHost keeps a node registered and Ready.
-func newLabNodeHost() *cobra.Command {
-	return nodeCommand("node-host", "Keep one lab node registered and Ready (started by lab up)",
-		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
-			h, err := lab.NewNodeHost(cfg, node, log)
-			if err != nil {
-				return nil, err
-			}
-			return h.Run, nil
-		})
-}
-
 // newLabRealNode runs a node's containerd and kubelet.
 func newLabRealNode() *cobra.Command {
 	return nodeCommand("real-node", "Run one lab node's containerd and kubelet (started by lab up)",
 		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
 			return lab.RunRealNode(cfg, node, log)
 		})
-}
-
-// newLabPodRunner stands in for a node's kubelet and container runtime.
-func newLabPodRunner() *cobra.Command {
-	return nodeCommand("pod-runner", "Run the pods bound to one lab node (started by lab up)",
-		func(cfg lab.Config, node int, log *slog.Logger) (func(context.Context) error, error) {
-			self, err := os.Executable()
-			if err != nil {
-				return nil, err
-			}
-			r, err := lab.NewPodRunner(cfg, node, self, log)
-			if err != nil {
-				return nil, err
-			}
-			return r.Run, nil
-		})
-}
-
-// newLabPodProgram is a pod's process: one of the lab's built-in images.
-func newLabPodProgram() *cobra.Command {
-	var image string
-	var port int
-	cmd := &cobra.Command{
-		Use:    "pod-program",
-		Short:  "Run a lab pod's built-in program (started by the pod runner)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return lab.RunPodProgram(cmd.Context(), image, port)
-		},
-	}
-	cmd.Flags().StringVar(&image, "image", "", "the pod's image")
-	cmd.Flags().IntVar(&port, "port", 8080, "the port to serve on")
-	cmd.Flags().String("state-dir", "", "the lab's state folder (marks the process as the lab's)")
-	return cmd
 }
 
 func newLabRestartNode() *cobra.Command {

@@ -1,7 +1,6 @@
 // Package echo is the lab's echo programs: an HTTP server that answers with
 // the pod it runs in and the client address it saw, TCP and UDP echo, and
-// both on several ports. build/echo runs them as the lab's echo images; the
-// pod runner (lab, --kubelet=false) runs them by image name.
+// both on several ports. build/echo runs them as the lab's echo images.
 package echo
 
 import (

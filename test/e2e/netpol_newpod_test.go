@@ -41,11 +41,11 @@ func newPodWatch(ctx context.Context, t *testing.T, m *npModel, pod *corev1.Pod,
 func (w *podWatch) waitAddress() string {
 	w.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
-	var err error
+	var openErr error
 	for time.Now().Before(deadline) && w.ctx.Err() == nil {
 		if w.ns == nil {
 			var ns *netns.Namespace
-			if ns, err = lab.OpenPod(w.m.cfg, *w.pod); err == nil {
+			if ns, openErr = lab.OpenPod(w.m.cfg, *w.pod); openErr == nil {
 				w.ns = ns
 				w.t.Cleanup(func() { ns.Close() })
 			}
@@ -59,7 +59,7 @@ func (w *podWatch) waitAddress() string {
 		}
 		time.Sleep(2 * time.Millisecond) // polling for the address to exist
 	}
-	w.t.Fatalf("pod %s/%s: no address on its eth0 (entering it: %v)", w.pod.Namespace, w.pod.Name, err)
+	w.t.Fatalf("pod %s/%s: no IPv4 address on eth0 in its network namespace (opened: %v; last error opening it: %v)", w.pod.Namespace, w.pod.Name, w.ns != nil, openErr)
 	return ""
 }
 

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,29 +137,19 @@ func (l *Lab) Up(t testing.TB, extra ...string) {
 }
 
 // UpArgs are the arguments of berthctl that start this lab with extra
-// flags: real nodes with images of the tree under test unless PodRunner is
-// among them.
+// flags: real nodes with images of the tree under test.
 func (l *Lab) UpArgs(t testing.TB, extra ...string) []string {
 	t.Helper()
-	args := []string{"lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir}
-	if !slices.Contains(extra, PodRunner) {
-		in := BuildImages(t)
-		args = append(args, "--kubelet=true", "--node-bin-dir", in.NodeBinDir, "--images-dir", in.ImagesDir,
-			"--chart", in.Chart, "--helm", in.Helm)
-	}
+	in := BuildImages(t)
+	args := []string{"lab", "up", "--name", l.Name, "--lan", l.LAN.String(), "--k8s-bin-dir", l.Bin.K8sDir,
+		"--node-bin-dir", in.NodeBinDir, "--images-dir", in.ImagesDir, "--chart", in.Chart, "--helm", in.Helm}
 	return append(args, extra...)
 }
-
-// PodRunner, among Up's or Start's flags, starts the lab's nodes without
-// the kubelet and containerd: Berth's components run as processes on each
-// node and the lab's pod runner stands in for the kubelet. Only what cannot
-// run on real nodes uses it, and says why where it does.
-const PodRunner = "--kubelet=false"
 
 // Start opens an end-to-end test: root is required (the test is skipped
 // without it), a lab of the test's own is up with extra flags to
 // `berthctl lab up` (real nodes, with Berth installed by its chart from
-// images of the tree under test, unless PodRunner is among them), and ctx
+// images of the tree under test), and ctx
 // ends after timeout or with the test, whichever comes first. A test that
 // runs beside others calls t.Parallel first.
 func Start(t *testing.T, timeout time.Duration, extra ...string) (*Lab, context.Context) {
@@ -332,8 +321,7 @@ func routed(routes []netlink.Route, p netip.Prefix) bool {
 }
 
 // MaxAgentRSS is the largest resident set of the lab's berth-agents, in MiB:
-// the processes named berth-agent of the agent pods on real nodes, or the
-// agent processes the lab started with the pod runner.
+// the processes named berth-agent of the agent pods.
 func (l *Lab) MaxAgentRSS(t testing.TB) float64 {
 	t.Helper()
 	st, err := lab.LoadState(l.StateDir)
@@ -341,26 +329,18 @@ func (l *Lab) MaxAgentRSS(t testing.TB) float64 {
 		t.Fatal(err)
 	}
 	var pids []int
-	if st.Config.Kubelet {
-		pods, err := l.Client(t).CoreV1().Pods(lab.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+	pods, err := l.Client(t).CoreV1().Pods(lab.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/component=agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		ps, err := lab.PodProcesses(st.Config, p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range pods.Items {
-			ps, err := lab.PodProcesses(st.Config, p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, pid := range ps {
-				if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "berth-agent" {
-					pids = append(pids, pid)
-				}
-			}
-		}
-	} else {
-		for _, p := range st.Processes {
-			if strings.HasPrefix(p.Name, "berth-agent-") {
-				pids = append(pids, p.Pid)
+		for _, pid := range ps {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "berth-agent" {
+				pids = append(pids, pid)
 			}
 		}
 	}
