@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,7 +36,8 @@ func hierarchies() ([]string, error) {
 }
 
 // makeCgroupRoot creates the kubelet's cgroupRoot in every v1 hierarchy (the
-// kubelet requires it to exist), with the cpuset of its parent.
+// kubelet requires it to exist), with the cpuset of its parent, and the CPU
+// weight of a machine (cpuWeight).
 func (c Config) makeCgroupRoot() error {
 	hs, err := hierarchies()
 	if err != nil {
@@ -56,8 +58,31 @@ func (c Config) makeCgroupRoot() error {
 				}
 			}
 		}
+		if f, v := cpuWeight(d); f != "" {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return fmt.Errorf("node %s: %s: %w", c.Name, f, err)
+			}
+		}
 	}
 	return nil
+}
+
+// cpuWeight is the file and value that give a node's cgroupRoot in
+// hierarchy folder d the CPU weight of a machine: a lab node stands for a
+// machine of its own, whose pods (a DaemonSet agent with a small CPU
+// request among them) do not compete with the host's other work as one
+// process would. Without it the kubepods tree of each node weighs what one
+// busy process of the host weighs (a cgroup's default, cpu.shares 1024),
+// and a loaded host starves the node's agents for seconds. "" where the
+// hierarchy has no CPU controller.
+func cpuWeight(d string) (file, value string) {
+	if _, err := os.Stat(filepath.Join(d, "cpu.shares")); err == nil { // v1
+		return filepath.Join(d, "cpu.shares"), strconv.Itoa(1024 * runtime.NumCPU())
+	}
+	if _, err := os.Stat(filepath.Join(d, "cpu.weight")); err == nil { // v2: default 100, at most 10000
+		return filepath.Join(d, "cpu.weight"), strconv.Itoa(min(100*runtime.NumCPU(), 10000))
+	}
+	return "", ""
 }
 
 // cgroupPids lists the processes in the node's cgroups, in any hierarchy.

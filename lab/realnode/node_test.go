@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -157,6 +158,20 @@ func runNode(t *testing.T, runnerDies bool) {
 		return err
 	})
 	t.Logf("node %s: kubelet and containerd up, Node registered, in %s", nodeName, time.Since(start).Round(time.Millisecond))
+	// The node's pods weigh a machine's CPUs against the host's own work
+	// (cpu.shares 1024 per CPU, where the cpu controller is v1; the
+	// default 1024 would weigh one process).
+	shares, _ := filepath.Glob("/sys/fs/cgroup/cpu*" + cfg.CgroupRoot() + "/cpu.shares")
+	if _, err := os.Stat("/sys/fs/cgroup/cpu/cpu.shares"); err == nil && len(shares) == 0 {
+		t.Errorf("the host has the v1 cpu controller, but the node's cgroupRoot %s has no cpu.shares", cfg.CgroupRoot())
+	}
+	for _, f := range shares {
+		b, err := os.ReadFile(f)
+		must(t, err)
+		if got, want := strings.TrimSpace(string(b)), strconv.Itoa(1024*runtime.NumCPU()); got != want {
+			t.Errorf("%s = %s, want %s", f, got, want)
+		}
+	}
 
 	// What berth-agent does once the Node has a podCIDR: the bridge with the
 	// gateway address, and the conflist.
