@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -82,6 +83,11 @@ func Start(t testing.TB, opts Options) *Env {
 		BinaryAssetsDirectory: dir,
 		CRDDirectoryPaths:     opts.CRDPaths,
 		ErrorIfCRDPathMissing: true,
+		// envtest's 20 s is too short on a loaded 2-core machine (make
+		// test runs labs beside these tests): kube-apiserver took longer
+		// and the test failed before it had begun. A deadline still.
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	for k, v := range opts.APIServerFlags {
 		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
