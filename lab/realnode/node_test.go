@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -20,12 +19,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/lab/realnode"
+	"github.com/berthnet/berth/lab/realnode/nodetest"
 	"github.com/berthnet/berth/test/kubetest"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -82,11 +81,11 @@ func runNode(t *testing.T, runnerDies bool) {
 	}
 	defer host.Close()
 	hostLink := fmt.Sprintf("rn%dx%d", pid, seq)
-	must(t, netns.Veth(host, hostLink, ns, "eth0"))
-	must(t, host.AddAddress(hostLink, hostIP+"/30"))
-	must(t, host.Up(hostLink))
-	must(t, ns.AddAddress("eth0", nodeIP.String()+"/30"))
-	must(t, ns.Up("eth0"))
+	nodetest.Must(t, netns.Veth(host, hostLink, ns, "eth0"))
+	nodetest.Must(t, host.AddAddress(hostLink, hostIP+"/30"))
+	nodetest.Must(t, host.Up(hostLink))
+	nodetest.Must(t, ns.AddAddress("eth0", nodeIP.String()+"/30"))
+	nodetest.Must(t, ns.Up("eth0"))
 
 	// The API server calls the kubelet (logs, exec) on the node's InternalIP
 	// with a client certificate the kubelet's clientCAFile signed.
@@ -107,14 +106,14 @@ func runNode(t *testing.T, runnerDies bool) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:node"},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
 	}, metav1.CreateOptions{})
-	must(t, err)
+	nodetest.Must(t, err)
 	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: nodeName + "-apiserver"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: kubeletClient}},
 	}, metav1.CreateOptions{})
-	must(t, err)
-	must(t, pointAt(kubeconfig, hostIP))
+	nodetest.Must(t, err)
+	nodetest.Must(t, nodetest.PointAt(kubeconfig, hostIP))
 
 	dir := t.TempDir()
 	cfg := realnode.Config{
@@ -122,8 +121,8 @@ func runNode(t *testing.T, runnerDies bool) {
 		BinDir: binDir, Kubeconfig: kubeconfig, ClientCAFile: clientCA, SandboxImage: pauseImage,
 	}
 	images := filepath.Join(dir, "images")
-	run(t, root, "go", "build", "-o", filepath.Join(images, "berth-pause"), "./build/pause")
-	run(t, root, "go", "run", "./hack/images", "-bin", images, "-out", images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
+	nodetest.Run(t, root, "go", "build", "-o", filepath.Join(images, "berth-pause"), "./build/pause")
+	nodetest.Run(t, root, "go", "run", "./hack/images", "-bin", images, "-out", images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
 
 	// The kubelet sets these host-wide sysctls; Stop must put them back.
 	tunables := []string{"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops", "kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes"}
@@ -149,11 +148,11 @@ func runNode(t *testing.T, runnerDies bool) {
 			}
 		}
 	})
-	must(t, node.ImportImage(ctx, filepath.Join(images, "pause.tar")))
+	nodetest.Must(t, node.ImportImage(ctx, filepath.Join(images, "pause.tar")))
 	// berth-cni as berth-agent installs it: the plugin in /opt/cni/bin.
-	run(t, root, "go", "build", "-o", cfg.Private("/opt/cni/bin")+"/", "./cmd/berth-cni")
-	must(t, node.StartKubelet(ctx))
-	waitFor(t, ctx, "node registered", func() error {
+	nodetest.Run(t, root, "go", "build", "-o", cfg.Private("/opt/cni/bin")+"/", "./cmd/berth-cni")
+	nodetest.Must(t, node.StartKubelet(ctx))
+	nodetest.WaitFor(ctx, t, "node registered", func() error {
 		_, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		return err
 	})
@@ -167,7 +166,7 @@ func runNode(t *testing.T, runnerDies bool) {
 	}
 	for _, f := range shares {
 		b, err := os.ReadFile(f)
-		must(t, err)
+		nodetest.Must(t, err)
 		if got, want := strings.TrimSpace(string(b)), strconv.Itoa(1024*runtime.NumCPU()); got != want {
 			t.Errorf("%s = %s, want %s", f, got, want)
 		}
@@ -178,14 +177,14 @@ func runNode(t *testing.T, runnerDies bool) {
 	podCIDR := netip.MustParsePrefix("10.250.7.0/24")
 	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, podCIDR, podCIDR)
 	_, err = admin.CoreV1().Nodes().Patch(ctx, nodeName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-	must(t, err)
-	must(t, ns.AddBridge(cni.DefaultBridge))
-	must(t, ns.AddAddress(cni.DefaultBridge, "10.250.7.1/24"))
-	must(t, ns.Up(cni.DefaultBridge))
+	nodetest.Must(t, err)
+	nodetest.Must(t, ns.AddBridge(cni.DefaultBridge))
+	nodetest.Must(t, ns.AddAddress(cni.DefaultBridge, "10.250.7.1/24"))
+	nodetest.Must(t, ns.Up(cni.DefaultBridge))
 	conflist, err := cni.Conflist("berth", cni.NetConf{Bridge: cni.DefaultBridge, PodCIDRs: []string{podCIDR.String()}})
-	must(t, err)
-	must(t, os.WriteFile(filepath.Join(cfg.Private("/etc/cni/net.d"), cni.ConflistName), conflist, 0o644))
-	waitFor(t, ctx, "node Ready", func() error {
+	nodetest.Must(t, err)
+	nodetest.Must(t, os.WriteFile(filepath.Join(cfg.Private("/etc/cni/net.d"), cni.ConflistName), conflist, 0o644))
+	nodetest.WaitFor(ctx, t, "node Ready", func() error {
 		n, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -203,9 +202,9 @@ func runNode(t *testing.T, runnerDies bool) {
 
 	nsName := "rn-" + ns.Name
 	_, err = admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{})
-	must(t, err)
+	nodetest.Must(t, err)
 	_, err = admin.CoreV1().ServiceAccounts(nsName).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	must(t, err)
+	nodetest.Must(t, err)
 	no := false
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "pause", Namespace: nsName},
@@ -218,9 +217,9 @@ func runNode(t *testing.T, runnerDies bool) {
 	}
 	created := time.Now()
 	_, err = admin.CoreV1().Pods(nsName).Create(ctx, pod, metav1.CreateOptions{})
-	must(t, err)
+	nodetest.Must(t, err)
 	var podIP netip.Addr
-	waitFor(t, ctx, "pod Running", func() error {
+	nodetest.WaitFor(ctx, t, "pod Running", func() error {
 		p, err := admin.CoreV1().Pods(nsName).Get(ctx, "pause", metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -266,8 +265,8 @@ func runNode(t *testing.T, runnerDies bool) {
 	if runnerDies {
 		stopped = true
 		left, err := realnode.Load(cfg.Dir)
-		must(t, err)
-		must(t, left.Clean())
+		nodetest.Must(t, err)
+		nodetest.Must(t, left.Clean())
 		checkNothingLeft(t, node, cfg, mntns, tunables, before)
 		return
 	}
@@ -280,8 +279,8 @@ func runNode(t *testing.T, runnerDies bool) {
 	missing.Spec.Containers[0].Image = "registry.example/berth/none:v0"
 	missing.Spec.Containers[0].ImagePullPolicy = corev1.PullIfNotPresent
 	_, err = admin.CoreV1().Pods(nsName).Create(ctx, missing, metav1.CreateOptions{})
-	must(t, err)
-	waitFor(t, ctx, "the missing image's pull to fail on the node", func() error {
+	nodetest.Must(t, err)
+	nodetest.WaitFor(ctx, t, "the missing image's pull to fail on the node", func() error {
 		evs, err := admin.CoreV1().Events(nsName).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=missing,reason=Failed"})
 		if err != nil {
 			return err
@@ -296,10 +295,10 @@ func runNode(t *testing.T, runnerDies bool) {
 		}
 		return fmt.Errorf("events %v", evs.Items)
 	})
-	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "missing", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}))
+	nodetest.Must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "missing", metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))}))
 
-	must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "pause", metav1.DeleteOptions{}))
-	waitFor(t, ctx, "pod gone", func() error {
+	nodetest.Must(t, admin.CoreV1().Pods(nsName).Delete(ctx, "pause", metav1.DeleteOptions{}))
+	nodetest.WaitFor(ctx, t, "pod gone", func() error {
 		_, err := admin.CoreV1().Pods(nsName).Get(ctx, "pause", metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return nil
@@ -308,7 +307,7 @@ func runNode(t *testing.T, runnerDies bool) {
 	})
 	// The kubelet removes the sandbox (and so calls CNI DEL) after the Pod
 	// object is gone; wait for what DEL removes.
-	waitFor(t, ctx, "CNI DEL", func() error {
+	nodetest.WaitFor(ctx, t, "CNI DEL", func() error {
 		if _, err := os.Stat(store); err == nil {
 			return fmt.Errorf("%s still reserved", podIP)
 		}
@@ -319,7 +318,7 @@ func runNode(t *testing.T, runnerDies bool) {
 	})
 
 	stopped = true
-	must(t, node.Stop())
+	nodetest.Must(t, node.Stop())
 	checkNothingLeft(t, node, cfg, mntns, tunables, before)
 }
 
@@ -346,7 +345,7 @@ func checkNothingLeft(t *testing.T, node *realnode.Node, cfg realnode.Config, mn
 		t.Errorf("host kernel tunables after Stop:\n%s\nbefore the node:\n%s", after, before)
 	}
 	mounts, err := node.Mounts()
-	must(t, err)
+	nodetest.Must(t, err)
 	if len(mounts) != 0 {
 		t.Errorf("mounts left after Stop: %v", mounts)
 	}
@@ -382,21 +381,6 @@ func sweepDead(t *testing.T) {
 	}
 }
 
-// pointAt makes the kubelet's kubeconfig reach the API server on the host end
-// of the node's veth; the serving certificate names localhost.
-func pointAt(path, hostIP string) error {
-	kc, err := clientcmd.LoadFromFile(path)
-	if err != nil {
-		return err
-	}
-	for _, c := range kc.Clusters {
-		i := strings.LastIndex(c.Server, ":")
-		c.Server = "https://" + hostIP + c.Server[i:]
-		c.TLSServerName = "localhost"
-	}
-	return clientcmd.WriteToFile(*kc, path)
-}
-
 func bridgePorts(t *testing.T, ns *netns.Namespace) []string {
 	t.Helper()
 	br, err := ns.Link(cni.DefaultBridge)
@@ -414,40 +398,6 @@ func bridgePorts(t *testing.T, ns *netns.Namespace) []string {
 		}
 	}
 	return out
-}
-
-func waitFor(t *testing.T, ctx context.Context, what string, check func() error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s: not after 3m: %v", what, err)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-func run(t *testing.T, dir, name string, args ...string) {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func inode(t *testing.T, p string) uint64 {

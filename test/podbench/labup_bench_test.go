@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthnet/berth/lab/realnode/nodetest"
 	"github.com/berthnet/berth/test/labtest"
 )
 
@@ -55,7 +56,7 @@ func BenchmarkLabUp(b *testing.B) {
 	defer cancel()
 	cold := timedUp(ctx, b, l.Bin.Berthctl, args)
 	d, err := down()
-	must(b, err)
+	nodetest.Must(b, err)
 	warm := timedUp(ctx, b, l.Bin.Berthctl, args)
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(cold.Seconds(), "s-up-cold")

@@ -10,19 +10,18 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/lab/realnode"
+	"github.com/berthnet/berth/lab/realnode/nodetest"
 	"github.com/berthnet/berth/test/kubetest"
 	"github.com/berthnet/berth/test/netnstest"
 )
@@ -75,9 +74,9 @@ func prepare(b *testing.B) *inputs {
 	dir := b.TempDir()
 	in.images = filepath.Join(dir, "images")
 	in.berthCNI = filepath.Join(dir, "bin", "berth-cni")
-	run(b, root, "go", "build", "-trimpath", "-o", in.berthCNI, "./cmd/berth-cni")
-	run(b, root, "go", "build", "-trimpath", "-o", filepath.Join(in.images, "berth-pause"), "./build/pause")
-	run(b, root, "go", "run", "./hack/images", "-bin", in.images, "-out", in.images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
+	nodetest.Run(b, root, "go", "build", "-trimpath", "-o", in.berthCNI, "./cmd/berth-cni")
+	nodetest.Run(b, root, "go", "build", "-trimpath", "-o", filepath.Join(in.images, "berth-pause"), "./build/pause")
+	nodetest.Run(b, root, "go", "run", "./hack/images", "-bin", in.images, "-out", in.images, "-registry", "berth.test", "-version", "lab", "-images", "pause")
 	in.env = kubetest.Start(b, kubetest.Options{APIServerFlags: map[string]string{"bind-address": "0.0.0.0"}})
 	in.admin = kubernetes.NewForConfigOrDie(in.env.Config)
 	return in
@@ -109,14 +108,14 @@ func startNode(ctx context.Context, b *testing.B, in *inputs, kind cniKind) *nod
 	hostIP := fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+1)
 	nodeIP := netip.MustParseAddr(fmt.Sprintf("100.127.%d.%d", id/64, id%64*4+2))
 	host, err := netns.Host()
-	must(b, err)
+	nodetest.Must(b, err)
 	defer host.Close()
 	hostLink := fmt.Sprintf("pb%dx%d", pid, seq)
-	must(b, netns.Veth(host, hostLink, ns, "eth0"))
-	must(b, host.AddAddress(hostLink, hostIP+"/30"))
-	must(b, host.Up(hostLink))
-	must(b, ns.AddAddress("eth0", nodeIP.String()+"/30"))
-	must(b, ns.Up("eth0"))
+	nodetest.Must(b, netns.Veth(host, hostLink, ns, "eth0"))
+	nodetest.Must(b, host.AddAddress(hostLink, hostIP+"/30"))
+	nodetest.Must(b, host.Up(hostLink))
+	nodetest.Must(b, ns.AddAddress("eth0", nodeIP.String()+"/30"))
+	nodetest.Must(b, ns.Up("eth0"))
 
 	name := "pb-" + string(kind) + "-" + ns.Name
 	user := "system:node:" + name
@@ -126,8 +125,8 @@ func startNode(ctx context.Context, b *testing.B, in *inputs, kind cniKind) *nod
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:node"},
 		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "User", Name: user}},
 	}, metav1.CreateOptions{})
-	must(b, err)
-	must(b, pointAt(kubeconfig, hostIP))
+	nodetest.Must(b, err)
+	nodetest.Must(b, nodetest.PointAt(kubeconfig, hostIP))
 
 	cfg := realnode.Config{
 		Name: name, Netns: ns.Name, Address: nodeIP, Dir: filepath.Join(b.TempDir(), "node"),
@@ -150,22 +149,22 @@ func startNode(ctx context.Context, b *testing.B, in *inputs, kind cniKind) *nod
 			b.Errorf("stop node %s: %v", name, err)
 		}
 	})
-	must(b, real.ImportImage(ctx, filepath.Join(in.images, "pause.tar")))
-	must(b, real.StartKubelet(ctx))
-	waitFor(ctx, b, "node "+name+" registered", func() error {
+	nodetest.Must(b, real.ImportImage(ctx, filepath.Join(in.images, "pause.tar")))
+	nodetest.Must(b, real.StartKubelet(ctx))
+	nodetest.WaitFor(ctx, b, "node "+name+" registered", func() error {
 		_, err := in.admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		return err
 	})
 	patch := fmt.Sprintf(`{"spec":{"podCIDR":%q,"podCIDRs":[%q]}}`, podCIDR, podCIDR)
 	_, err = in.admin.CoreV1().Nodes().Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{})
-	must(b, err)
+	nodetest.Must(b, err)
 	switch kind {
 	case berthCNI:
 		n.installBerth(ctx, b, in)
 	case upstreamCNI:
 		n.installUpstream(b, in)
 	}
-	waitFor(ctx, b, "node "+name+" Ready", func() error {
+	nodetest.WaitFor(ctx, b, "node "+name+" Ready", func() error {
 		k, err := in.admin.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -189,7 +188,7 @@ func (n *node) installBerth(ctx context.Context, b *testing.B, in *inputs) {
 	b.Helper()
 	self := podnet.Node{Name: n.name, InternalIP: n.cfg.Address, PodCIDRs: []netip.Prefix{podCIDR}}
 	var mtu int
-	must(b, n.ns.Do(func() error {
+	nodetest.Must(b, n.ns.Do(func() error {
 		up, err := podnet.FindUplink(self.InternalIP)
 		if err != nil {
 			return err
@@ -206,11 +205,11 @@ func (n *node) installBerth(ctx context.Context, b *testing.B, in *inputs) {
 		return a.Apply(ctx, st, up)
 	}))
 	_, err := cni.InstallPlugin(in.berthCNI, n.cfg.Private("/opt/cni/bin"))
-	must(b, err)
+	nodetest.Must(b, err)
 	conf, err := cni.Conflist("berth", cni.NetConf{Bridge: podnet.Bridge, MTU: mtu, DataDir: cni.DefaultDataDir, PodCIDRs: []string{podCIDR.String()}})
-	must(b, err)
+	nodetest.Must(b, err)
 	_, err = cni.WriteAtomic(filepath.Join(n.cfg.Private("/etc/cni/net.d"), cni.ConflistName), conf, 0o644)
-	must(b, err)
+	nodetest.Must(b, err)
 }
 
 // upstreamConflist is the upstream pair as a cluster would write it for one
@@ -243,20 +242,20 @@ func (n *node) installUpstream(b *testing.B, in *inputs) {
 	b.Helper()
 	for _, p := range []string{"bridge", "host-local"} {
 		data, err := os.ReadFile(filepath.Join(in.upstreamDir, p))
-		must(b, err)
+		nodetest.Must(b, err)
 		_, err = cni.WriteAtomic(filepath.Join(n.cfg.Private("/opt/cni/bin"), p), data, 0o755)
-		must(b, err)
+		nodetest.Must(b, err)
 	}
 	var mtu int
-	must(b, n.ns.Do(func() error {
+	nodetest.Must(b, n.ns.Do(func() error {
 		up, err := podnet.FindUplink(n.cfg.Address)
 		mtu = up.MTU
 		return err
 	}))
 	conf, err := upstreamConflist(mtu)
-	must(b, err)
+	nodetest.Must(b, err)
 	_, err = cni.WriteAtomic(filepath.Join(n.cfg.Private("/etc/cni/net.d"), "10-upstream.conflist"), conf, 0o644)
-	must(b, err)
+	nodetest.Must(b, err)
 }
 
 // bridgePorts counts the pods' veths on the node's bridge: what CNI DEL
@@ -326,54 +325,5 @@ func sweepDead(b *testing.B) {
 		if !kept[d] && filepath.Dir(d) == filepath.Clean(os.TempDir()) && strings.HasPrefix(filepath.Base(d), "BenchmarkPodReady") {
 			_ = os.RemoveAll(d)
 		}
-	}
-}
-
-// pointAt makes the kubelet's kubeconfig reach the API server on the host end
-// of the node's veth; the serving certificate names localhost.
-func pointAt(path, hostIP string) error {
-	kc, err := clientcmd.LoadFromFile(path)
-	if err != nil {
-		return err
-	}
-	for _, c := range kc.Clusters {
-		i := strings.LastIndex(c.Server, ":")
-		c.Server = "https://" + hostIP + c.Server[i:]
-		c.TLSServerName = "localhost"
-	}
-	return clientcmd.WriteToFile(*kc, path)
-}
-
-func waitFor(ctx context.Context, b *testing.B, what string, check func() error) {
-	b.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			b.Fatalf("%s: not after 3m: %v", what, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func run(b *testing.B, dir, name string, args ...string) {
-	b.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-func must(b *testing.B, err error) {
-	b.Helper()
-	if err != nil {
-		b.Fatal(err)
 	}
 }

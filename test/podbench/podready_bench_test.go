@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 
+	"github.com/berthnet/berth/lab/realnode/nodetest"
 	"github.com/berthnet/berth/test/netnstest"
 )
 
@@ -59,10 +60,10 @@ func BenchmarkPodReady(b *testing.B) {
 	nodes := []*node{startNode(ctx, b, in, berthCNI), startNode(ctx, b, in, upstreamCNI)}
 	nsName := "podbench-" + nodes[0].ns.Name
 	_, err := in.admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: nsName}}, metav1.CreateOptions{})
-	must(b, err)
+	nodetest.Must(b, err)
 	// No controller-manager: the namespace's ServiceAccount is made by hand.
 	_, err = in.admin.CoreV1().ServiceAccounts(nsName).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	must(b, err)
+	nodetest.Must(b, err)
 
 	// One pod per node first, unmeasured: the first sandbox of a node also
 	// unpacks the pause image's snapshot.
@@ -168,12 +169,12 @@ func (p *phase) run(ctx context.Context, b *testing.B, burst bool) []time.Durati
 		}
 		wg.Wait()
 		for _, err := range errs {
-			must(b, err)
+			nodetest.Must(b, err)
 		}
 		wait(p.pods)
 	} else {
 		for i := range p.pods {
-			must(b, create(i))
+			nodetest.Must(b, create(i))
 			wait(i + 1)
 		}
 	}
@@ -207,7 +208,7 @@ func (p *phase) check(ctx context.Context, b *testing.B, names []string) {
 	b.Helper()
 	for _, name := range names {
 		pod, err := p.in.admin.CoreV1().Pods(p.ns).Get(ctx, name, metav1.GetOptions{})
-		must(b, err)
+		nodetest.Must(b, err)
 		ip := pod.Status.PodIP
 		if ip == "" {
 			b.Fatalf("pod %s on %s is Ready with no address", name, p.n.name)
@@ -229,7 +230,7 @@ func (p *phase) clean(ctx context.Context, b *testing.B, names []string) {
 			b.Fatal(err)
 		}
 	}
-	waitFor(ctx, b, "phase "+p.id+": pods deleted and CNI DEL done", func() error {
+	nodetest.WaitFor(ctx, b, "phase "+p.id+": pods deleted and CNI DEL done", func() error {
 		l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "podbench=" + p.id})
 		if err != nil {
 			return err
