@@ -17,18 +17,7 @@ func TestRemoveRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	kernelSync(t, kernelNft(t, ns), nil, Compile(goldenInput()))
-	tables := func() string {
-		t.Helper()
-		var out []byte
-		if err := ns.Do(func() (err error) {
-			out, err = exec.Command("nft", "list", "tables").CombinedOutput()
-			return err
-		}); err != nil {
-			t.Fatalf("nft list tables: %v: %s", err, out)
-		}
-		return string(out)
-	}
-	if got := tables(); got != "table inet not-berth\ntable inet berth-netpol\n" {
+	if got := netnstest.NftTables(t, ns); got != "table inet not-berth\ntable inet berth-netpol\n" {
 		t.Fatalf("before: tables are\n%s", got)
 	}
 	for i, want := range []bool{true, false} {
@@ -42,7 +31,7 @@ func TestRemoveRules(t *testing.T) {
 		if removed != want {
 			t.Errorf("removal %d reported removed=%v, want %v", i+1, removed, want)
 		}
-		if got := tables(); got != "table inet not-berth\n" {
+		if got := netnstest.NftTables(t, ns); got != "table inet not-berth\n" {
 			t.Errorf("after removal %d, tables are\n%s\nwant only table inet not-berth", i+1, got)
 		}
 	}

@@ -6,22 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/berthnet/berth/lab/netns"
 	"github.com/berthnet/berth/test/netnstest"
 )
-
-// nftTables lists the tables of ns with nft, one "family name" a line.
-func nftTables(t *testing.T, ns *netns.Namespace) string {
-	t.Helper()
-	var out []byte
-	if err := ns.Do(func() (err error) {
-		out, err = exec.Command("nft", "list", "tables").CombinedOutput()
-		return err
-	}); err != nil {
-		t.Fatalf("nft list tables: %v: %s", err, out)
-	}
-	return string(out)
-}
 
 // An uninstall takes the proxy's table away, and only it: another table
 // stays, and a second removal finds nothing and is no error.
@@ -42,7 +28,7 @@ func TestRemoveRules(t *testing.T) {
 	if err := NewSyncer(be, nil).Sync(ctx, kernelState()); err != nil {
 		t.Fatal(err)
 	}
-	if got := nftTables(t, ns); !strings.Contains(got, "table inet berth-proxy\n") {
+	if got := netnstest.NftTables(t, ns); !strings.Contains(got, "table inet berth-proxy\n") {
 		t.Fatalf("before: no table inet berth-proxy in\n%s", got)
 	}
 	for i, want := range []bool{true, false} {
@@ -56,7 +42,7 @@ func TestRemoveRules(t *testing.T) {
 		if removed != want {
 			t.Errorf("removal %d reported removed=%v, want %v", i+1, removed, want)
 		}
-		if got := nftTables(t, ns); got != "table inet not-berth\n" {
+		if got := netnstest.NftTables(t, ns); got != "table inet not-berth\n" {
 			t.Errorf("after removal %d, tables are\n%s\nwant only table inet not-berth", i+1, got)
 		}
 	}

@@ -3,7 +3,6 @@ package podnet_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/berthnet/berth/cni"
 	"github.com/berthnet/berth/cni/podnet"
 	"github.com/berthnet/berth/lab/netns"
+	"github.com/berthnet/berth/test/netnstest"
 )
 
 // Remove takes everything the pod network put on a node away, in routed
@@ -48,7 +48,7 @@ func TestRemove(t *testing.T) {
 			if n := berthRoutes(t, node); n != 1 {
 				t.Fatalf("before: %d routes of protocol 98, want 1 (to node1's pods)", n)
 			}
-			if got := tables(t, node); !strings.Contains(got, "table inet berth-podnet\n") {
+			if got := netnstest.NftTables(t, node); !strings.Contains(got, "table inet berth-podnet\n") {
 				t.Fatalf("before: no table inet berth-podnet in\n%s", got)
 			}
 
@@ -92,7 +92,7 @@ func TestRemove(t *testing.T) {
 			if n := berthRoutes(t, node); n != 0 {
 				t.Errorf("%d routes of protocol 98 remain", n)
 			}
-			if got := tables(t, node); got != "" {
+			if got := netnstest.NftTables(t, node); got != "" {
 				t.Errorf("tables remain:\n%s", got)
 			}
 			for _, f := range []string{"10-berth.conflist", "berth-cni"} {
@@ -187,16 +187,4 @@ func berthRoutes(t *testing.T, ns *netns.Namespace) int {
 		n += len(r)
 	}
 	return n
-}
-
-func tables(t *testing.T, ns *netns.Namespace) string {
-	t.Helper()
-	var out []byte
-	if err := ns.Do(func() (err error) {
-		out, err = exec.Command("nft", "list", "tables").CombinedOutput()
-		return err
-	}); err != nil {
-		t.Fatalf("nft list tables: %v: %s", err, out)
-	}
-	return string(out)
 }
