@@ -14,16 +14,25 @@ import (
 // the node keeps working without its agent. kill stops it with SIGKILL, as a
 // crash would, rather than SIGTERM.
 func RestartAgent(ctx context.Context, stateDir string, i int, downFor time.Duration, kill bool, out io.Writer) error {
-	if err := RequireRoot("restart-agent"); err != nil {
-		return err
-	}
-	st, err := LoadState(stateDir)
+	st, err := loadForNode("restart-agent", stateDir, i)
 	if err != nil {
 		return err
 	}
-	cfg := st.Config
-	if i < 1 || i > cfg.Nodes {
-		return fmt.Errorf("lab %q has nodes 1 to %d, not %d", cfg.Name, cfg.Nodes, i)
+	return restartAgentPod(ctx, st.Config, i, downFor, kill, out)
+}
+
+// loadForNode is the start of a command on one node of a lab (as root): the
+// lab's state, once node i is known to be one of its nodes.
+func loadForNode(command, stateDir string, i int) (*State, error) {
+	if err := RequireRoot(command); err != nil {
+		return nil, err
 	}
-	return restartAgentPod(ctx, cfg, i, downFor, kill, out)
+	st, err := LoadState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	if i < 1 || i > st.Config.Nodes {
+		return nil, fmt.Errorf("lab %q has nodes 1 to %d, not %d", st.Config.Name, st.Config.Nodes, i)
+	}
+	return st, nil
 }

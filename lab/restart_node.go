@@ -18,17 +18,11 @@ import (
 // Node is Ready again and its agent is ready; the kubelet then starts the
 // node's pods again, each through berth-cni.
 func RestartNode(ctx context.Context, stateDir string, i int, self string, out io.Writer) error {
-	if err := RequireRoot("restart-node"); err != nil {
-		return err
-	}
-	st, err := LoadState(stateDir)
+	st, err := loadForNode("restart-node", stateDir, i)
 	if err != nil {
 		return err
 	}
 	cfg := st.Config
-	if i < 1 || i > cfg.Nodes {
-		return fmt.Errorf("lab %q has nodes 1 to %d, not %d", cfg.Name, cfg.Nodes, i)
-	}
 	name := "node-" + cfg.NodeName(i)
 	at := -1
 	for j, p := range st.Processes {
